@@ -1,0 +1,1 @@
+//! Benchmarks of netauto; see `benches/`.

@@ -1,0 +1,163 @@
+//! The [`NetworkClient`] trait: how a command reaches a device.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_core::stream::BoxStream;
+
+use crate::device::Device;
+
+/// One event of a command's output, in the order the device produced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputEvent {
+    /// Bytes on standard output.
+    Stdout(Bytes),
+    /// Bytes on standard error.
+    Stderr(Bytes),
+    /// The command ended. Output may still follow on some transports; the stream ends when
+    /// the channel closes.
+    Exit(ExitStatus),
+}
+
+/// How a remote command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// An exit code.
+    Code(i32),
+    /// Killed by a signal.
+    Signal(String),
+}
+
+/// The stream of a command's output.
+pub type OutputEvents = BoxStream<'static, Result<OutputEvent, NetworkError>>;
+
+/// Options of one execution.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecOptions {
+    /// Deadline for the whole command, connect included.
+    pub timeout: Option<Duration>,
+}
+
+impl ExecOptions {
+    /// Sets the whole-command deadline.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// Which deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutPhase {
+    /// Establishing the TCP connection and SSH handshake.
+    Connect,
+    /// Authenticating.
+    Auth,
+    /// The whole command.
+    Command,
+    /// No output for too long.
+    Idle,
+}
+
+impl TimeoutPhase {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Auth => "auth",
+            Self::Command => "command",
+            Self::Idle => "idle",
+        }
+    }
+}
+
+/// Why a command could not be run (or finished) on a device. Messages never contain secrets.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkError {
+    /// The device could not be reached.
+    #[error("cannot connect to {host}: {message}")]
+    Connect {
+        /// `host:port`.
+        host: String,
+        /// What failed.
+        message: String,
+    },
+    /// Authentication was rejected.
+    #[error("authentication failed on {host}: {message}")]
+    Auth {
+        /// `host:port`.
+        host: String,
+        /// What failed.
+        message: String,
+    },
+    /// The host key did not match (or was unknown under strict checking).
+    #[error("host key of {host} not trusted: expected {expected}, got {actual}")]
+    HostKey {
+        /// `host:port`.
+        host: String,
+        /// The known fingerprint, or `"none"`.
+        expected: String,
+        /// The fingerprint presented.
+        actual: String,
+    },
+    /// A deadline passed.
+    #[error("{} timeout after {after:?}", phase.as_str())]
+    Timeout {
+        /// Which deadline.
+        phase: TimeoutPhase,
+        /// Its length.
+        after: Duration,
+    },
+    /// The peer violated the protocol or offered nothing we accept.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The connection closed before the command finished.
+    #[error("connection closed: {0}")]
+    Closed(String),
+    /// The device or its platform is not supported or misconfigured (no credentials, …).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+impl NetworkError {
+    /// Short machine-readable kind, stored on runs and used in telemetry.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Connect { .. } => "connect",
+            Self::Auth { .. } => "auth",
+            Self::HostKey { .. } => "host_key",
+            Self::Timeout { .. } => "timeout",
+            Self::Protocol(_) => "protocol",
+            Self::Closed(_) => "closed",
+            Self::Unsupported(_) => "unsupported",
+        }
+    }
+
+    /// Whether trying again later can help (unreachable, timed out, dropped), as opposed to
+    /// errors that need a person (bad credentials, changed host key, unsupported device).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Connect { .. } | Self::Timeout { .. } | Self::Closed(_)
+        )
+    }
+}
+
+/// Runs commands on devices.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait NetworkClient: Send + Sync + Debug + 'static {
+    /// Starts `command` on `device` and returns its output as it arrives: stdout/stderr
+    /// events, then (normally) one [`OutputEvent::Exit`]; the stream ends when the session
+    /// closes. Errors before the command starts are returned directly; errors after it
+    /// started end the stream with an `Err` item.
+    async fn execute(
+        &self,
+        device: &Device,
+        command: &str,
+        options: &ExecOptions,
+    ) -> Result<OutputEvents, NetworkError>;
+}

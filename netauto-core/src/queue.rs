@@ -1,0 +1,88 @@
+//! The [`JobQueue`] trait: durable jobs with leases, retries and unique keys.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::Result;
+use crate::ids::JobId;
+use crate::job::{ClaimRequest, Enqueued, FailAction, Job, JobFilter, JobState, NewJob};
+
+/// Persistence of jobs. Implemented by every backend; the worker runtime drives it.
+///
+/// Times are passed in (`now`) rather than read from a clock, so behaviour is reproducible
+/// and every node of a deployment agrees on one rule. The semantics below are checked for
+/// every backend by [`conformance`](crate::conformance) (feature `conformance`).
+///
+/// * **States**: a job starts `available` (or `scheduled` when `scheduled_at > now`); a claim
+///   makes it `executing` and increments `attempt`; it ends `completed`, `discarded` or
+///   `cancelled` (terminal), or goes `retryable` to be claimed again.
+/// * **Fencing**: [`heartbeat`](Self::heartbeat), [`complete`](Self::complete),
+///   [`fail`](Self::fail) and [`release`](Self::release) name the attempt they hold; when the
+///   job is no longer executing that attempt they change nothing and answer
+///   [`Conflict::StaleAttempt`](crate::Conflict::StaleAttempt). A worker whose lease expired
+///   and whose job was rescued can therefore never overwrite the new attempt.
+/// * **Unique keys**: at most one *live* (non-terminal) job per `unique_key`; enqueueing a
+///   duplicate returns the live job as [`Enqueued::Existing`].
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait JobQueue: Send + Sync + Debug + 'static {
+    /// Inserts one job (validated with [`NewJob::validate`]), or returns the live job with the
+    /// same unique key.
+    async fn enqueue(&self, job: NewJob, now: DateTime<Utc>) -> Result<Enqueued>;
+
+    /// Inserts all jobs atomically: either every job is inserted (or resolved to its existing
+    /// live duplicate) or, on any error, none is. Answers in input order. Two jobs of the
+    /// batch with the same unique key resolve to the first.
+    async fn enqueue_all(&self, jobs: Vec<NewJob>, now: DateTime<Utc>) -> Result<Vec<Enqueued>>;
+
+    /// Claims up to `req.limit` jobs of `req.queue` whose state is claimable and whose
+    /// `scheduled_at <= now`, in order of `priority`, then `scheduled_at`, then `id`. Each
+    /// claimed job becomes `executing` with `attempt + 1`, `attempted_at = now`,
+    /// `attempted_by = req.claimer` and `lease_expires_at = now + req.lease`. No job is ever
+    /// handed to two concurrent claimers.
+    async fn claim(&self, req: &ClaimRequest, now: DateTime<Utc>) -> Result<Vec<Job>>;
+
+    /// Extends the lease of an executing attempt to `lease_until`.
+    async fn heartbeat(&self, id: JobId, attempt: u32, lease_until: DateTime<Utc>) -> Result<()>;
+
+    /// Marks an executing attempt `completed`.
+    async fn complete(&self, id: JobId, attempt: u32, now: DateTime<Utc>) -> Result<()>;
+
+    /// Records a failed attempt (`error` is appended to the job's errors). With
+    /// [`FailAction::RetryAt`] the job becomes `retryable` at that time, unless `attempt >=
+    /// max_attempts`, in which case it is `discarded`; [`FailAction::Discard`] discards it
+    /// now. Answers the new state.
+    async fn fail(
+        &self,
+        id: JobId,
+        attempt: u32,
+        error: &str,
+        action: FailAction,
+        now: DateTime<Utc>,
+    ) -> Result<JobState>;
+
+    /// Gives an executing attempt back unfinished (graceful shutdown): the job becomes
+    /// `available` at `now`, keeping its attempt count.
+    async fn release(&self, id: JobId, attempt: u32, now: DateTime<Utc>) -> Result<()>;
+
+    /// Cancels a job that is not terminal (an executing attempt is fenced out). Cancelling a
+    /// terminal job answers [`Conflict::JobFinished`](crate::Conflict::JobFinished).
+    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<Job>;
+
+    /// Rescues executing jobs whose lease expired before `now`: back to `available` when
+    /// attempts remain, else `discarded` (with an error saying the lease expired). Answers the
+    /// rescued jobs' ids, ascending.
+    async fn rescue_expired(&self, now: DateTime<Utc>) -> Result<Vec<JobId>>;
+
+    /// Deletes terminal jobs that finished before `finished_before`; live jobs are never
+    /// touched. Answers how many were deleted.
+    async fn prune(&self, finished_before: DateTime<Utc>) -> Result<u64>;
+
+    /// One job, or [`Error::NotFound`](crate::Error::NotFound).
+    async fn job(&self, id: JobId) -> Result<Job>;
+
+    /// Jobs matching `filter`, ascending id.
+    async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>>;
+}

@@ -1,0 +1,134 @@
+//! The [`RunStore`] trait: devices, runs, output chunks, bulk records, retention queries.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::bulk::{Bulk, DeviceOutcome, NewBulk, OutcomeRecorded};
+use crate::device::{Device, NewDevice};
+use crate::error::Result;
+use crate::ids::{BulkRef, DeviceId, RunId};
+use crate::job::{Enqueued, NewJob};
+use crate::retention::{DeleteGuard, DeletedRuns, DeviceTotal, FootprintCursor, RunFootprint};
+use crate::run::{ChunkAppended, NewRun, OutputStream, Run, RunChunk, RunFinish};
+
+/// Storage of devices, runs, their output and bulk records.
+///
+/// A backend's `RunStore` shares its database with the backend's [`JobQueue`](crate::JobQueue)
+/// so that [`create_bulk`](Self::create_bulk) can write the bulk and its jobs in one
+/// transaction. The semantics are checked for every backend by
+/// [`conformance`](crate::conformance) (feature `conformance`).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait RunStore: Send + Sync + Debug + 'static {
+    // ---- devices ----
+
+    /// Creates a device. A duplicate name is [`Conflict::Exists`](crate::Conflict::Exists).
+    async fn create_device(&self, device: NewDevice) -> Result<Device>;
+
+    /// One device, or [`Error::NotFound`](crate::Error::NotFound).
+    async fn device(&self, id: DeviceId) -> Result<Device>;
+
+    /// All devices, ascending id.
+    async fn list_devices(&self) -> Result<Vec<Device>>;
+
+    /// The ids of `ids` that are not devices, in the order given (duplicates kept once).
+    async fn unknown_devices(&self, ids: &[DeviceId]) -> Result<Vec<DeviceId>>;
+
+    // ---- runs and output ----
+
+    /// Creates a `running` run with `inserted_at = started_at = now`, `bytes = 0`.
+    /// An unknown device is [`Error::NotFound`](crate::Error::NotFound).
+    async fn create_run(&self, run: NewRun, now: DateTime<Utc>) -> Result<Run>;
+
+    /// Appends a chunk with the next `seq` and adds its length to the run's `bytes`, atomically.
+    /// A run that no longer exists answers [`Error::RunGone`](crate::Error::RunGone); a
+    /// finished run answers [`Conflict::RunFinished`](crate::Conflict::RunFinished).
+    async fn append_chunk(
+        &self,
+        run_id: RunId,
+        stream: OutputStream,
+        data: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<ChunkAppended>;
+
+    /// Finishes a running run (`finished_at = now`). A deleted run is
+    /// [`Error::RunGone`](crate::Error::RunGone); an already finished one is
+    /// [`Conflict::RunFinished`](crate::Conflict::RunFinished); a `Running` status in
+    /// `finish` is a validation error.
+    async fn finish_run(&self, run_id: RunId, finish: RunFinish, now: DateTime<Utc>)
+    -> Result<Run>;
+
+    /// One run, or [`Error::NotFound`](crate::Error::NotFound).
+    async fn run(&self, id: RunId) -> Result<Run>;
+
+    /// Chunks of a run with `seq >= from_seq`, ascending, at most `limit`. For live tailing.
+    async fn chunks(&self, run_id: RunId, from_seq: u64, limit: usize) -> Result<Vec<RunChunk>>;
+
+    /// The newest runs of a device, newest first, at most `limit`.
+    async fn device_runs(&self, device_id: DeviceId, limit: usize) -> Result<Vec<Run>>;
+
+    // ---- bulks ----
+
+    /// Creates the bulk record (all devices pending) and enqueues `jobs` in one atomic step:
+    /// afterwards both exist or neither does. A duplicate reference is
+    /// [`Conflict::Exists`](crate::Conflict::Exists).
+    async fn create_bulk(
+        &self,
+        bulk: NewBulk,
+        jobs: Vec<NewJob>,
+        now: DateTime<Utc>,
+    ) -> Result<(Bulk, Vec<Enqueued>)>;
+
+    /// The bulk with all its outcomes, or [`Error::NotFound`](crate::Error::NotFound).
+    async fn bulk(&self, bulk_ref: &BulkRef) -> Result<Bulk>;
+
+    /// The recorded outcomes of the given devices of a bulk (devices without one are left out).
+    async fn device_outcomes(
+        &self,
+        bulk_ref: &BulkRef,
+        device_ids: &[DeviceId],
+    ) -> Result<Vec<DeviceOutcome>>;
+
+    /// Records a device's outcome, at most once per device: a second call for the same device
+    /// changes nothing and answers `newly_recorded: false`. Exactly one call per bulk answers
+    /// `completed_now: true` (the one that recorded the last pending device; it also sets
+    /// `finished_at`), however many run concurrently. A device that is not part of the bulk
+    /// is a validation error.
+    async fn record_outcome(
+        &self,
+        bulk_ref: &BulkRef,
+        outcome: DeviceOutcome,
+    ) -> Result<OutcomeRecorded>;
+
+    // ---- retention ----
+
+    /// Per-device byte totals and run counts over all runs (running ones included), ascending
+    /// device id; devices without runs are left out. Totals beyond `u64::MAX` saturate.
+    async fn device_totals(&self) -> Result<Vec<DeviceTotal>>;
+
+    /// One page of the footprints of `devices` ordered by `(device_id, retention_ts, id)`,
+    /// starting strictly after `after`, at most `limit`. An empty page means the end.
+    async fn device_footprints(
+        &self,
+        devices: &[DeviceId],
+        after: Option<FootprintCursor>,
+        limit: usize,
+    ) -> Result<Vec<RunFootprint>>;
+
+    /// One page of the footprints of all runs with `retention_ts < cutoff`, ordered by
+    /// `(retention_ts, id)`, starting strictly after `after` (`after.device_id` is ignored),
+    /// at most `limit`.
+    async fn aged_footprints(
+        &self,
+        cutoff: DateTime<Utc>,
+        after: Option<FootprintCursor>,
+        limit: usize,
+    ) -> Result<Vec<RunFootprint>>;
+
+    /// Deletes the given runs and their chunks in one transaction, each only if it still
+    /// passes `guard` (runs that changed since planning, or are already gone, are kept or
+    /// skipped). Answers what was deleted.
+    async fn delete_runs(&self, ids: &[RunId], guard: DeleteGuard) -> Result<DeletedRuns>;
+}
