@@ -19,6 +19,8 @@ mod config;
 #[cfg(any(test, feature = "conformance"))]
 pub mod oracle;
 mod planner;
+#[cfg(test)]
+mod proptests;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
