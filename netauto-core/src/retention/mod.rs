@@ -160,12 +160,8 @@ impl RetentionPolicy {
 pub struct PlannedDeletion {
     /// The run.
     pub run_id: RunId,
-    /// Its device.
-    pub device_id: DeviceId,
     /// Its retention timestamp, clamped to `now`.
     pub ts: DateTime<Utc>,
-    /// Its bytes.
-    pub bytes: u64,
     /// Why.
     pub reason: PurgeReason,
 }

@@ -24,7 +24,7 @@ pub fn naive_plan(
             ..*f
         })
         .collect();
-    all.sort_by(|a, b| (a.ts, a.run_id).cmp(&(b.ts, b.run_id)));
+    all.sort_by_key(|f| (f.ts, f.run_id));
 
     let mut deletions = Vec::new();
     let mut age = ReasonTotals::default();
@@ -58,7 +58,7 @@ pub fn naive_plan(
             unresolved.push(*device);
         }
     }
-    byte_deletions.sort_by(|a, b| (a.ts, a.run_id).cmp(&(b.ts, b.run_id)));
+    byte_deletions.sort_by_key(|d| (d.ts, d.run_id));
     deletions.extend(byte_deletions);
     PurgePlan {
         now,
@@ -75,11 +75,5 @@ pub fn naive_plan(
 }
 
 fn deletion(f: &RunFootprint, reason: PurgeReason) -> PlannedDeletion {
-    PlannedDeletion {
-        run_id: f.run_id,
-        device_id: f.device_id,
-        ts: f.ts,
-        bytes: f.bytes,
-        reason,
-    }
+    PlannedDeletion { run_id: f.run_id, ts: f.ts, reason }
 }

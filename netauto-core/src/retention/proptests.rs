@@ -171,7 +171,9 @@ proptest! {
         let plan = plan_purge(&fps, &pol, now());
         let cap = u128::from(pol.max_bytes);
         let deleted: HashSet<RunId> = ids(&plan.deletions).into_iter().collect();
-        let byte_deleted: Vec<&PlannedDeletion> = plan.deletions.iter().filter(|d| d.reason == PurgeReason::Bytes).collect();
+        let by_id: BTreeMap<RunId, &RunFootprint> = fps.iter().map(|f| (f.run_id, f)).collect();
+        let byte_deleted: Vec<&RunFootprint> =
+            plan.deletions.iter().filter(|d| d.reason == PurgeReason::Bytes).map(|d| by_id[&d.run_id]).collect();
         let devices: HashSet<DeviceId> = fps.iter().map(|f| f.device_id).collect();
         for device in devices {
             let mut runs: Vec<RunFootprint> = fps.iter().filter(|f| f.device_id == device && f.ts >= plan.cutoff).copied().collect();
@@ -189,7 +191,7 @@ proptest! {
                 prop_assert!(flags.iter().all(|d| *d));
             }
             // Minimality: without the last byte-rule deletion the device would be over the cap.
-            if let Some(last) = byte_deleted.iter().filter(|d| d.device_id == device).last() {
+            if let Some(last) = byte_deleted.iter().rfind(|d| d.device_id == device) {
                 prop_assert!(after + u128::from(last.bytes) > cap);
             }
         }
