@@ -75,5 +75,9 @@ pub fn naive_plan(
 }
 
 fn deletion(f: &RunFootprint, reason: PurgeReason) -> PlannedDeletion {
-    PlannedDeletion { run_id: f.run_id, ts: f.ts, reason }
+    PlannedDeletion {
+        run_id: f.run_id,
+        ts: f.ts,
+        reason,
+    }
 }

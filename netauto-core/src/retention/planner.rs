@@ -48,7 +48,11 @@ use crate::ids::{DeviceId, RunId};
 ///     [(1, PurgeReason::Age), (2, PurgeReason::Bytes), (3, PurgeReason::Bytes)]
 /// );
 /// ```
-pub fn plan_purge(footprints: &[RunFootprint], policy: &RetentionPolicy, now: DateTime<Utc>) -> PurgePlan {
+pub fn plan_purge(
+    footprints: &[RunFootprint],
+    policy: &RetentionPolicy,
+    now: DateTime<Utc>,
+) -> PurgePlan {
     let mut core = Core::new(policy, now);
     let cutoff = core.cutoff;
 
@@ -58,7 +62,11 @@ pub fn plan_purge(footprints: &[RunFootprint], policy: &RetentionPolicy, now: Da
     let mut devices: Vec<DeviceTotals> = Vec::new();
     for fp in footprints {
         let slot = index.slot(fp.device_id, || {
-            devices.push(DeviceTotals { id: fp.device_id, total: 0, aged: 0 });
+            devices.push(DeviceTotals {
+                id: fp.device_id,
+                total: 0,
+                aged: 0,
+            });
             devices.len() - 1
         });
         let d = &mut devices[slot];
@@ -93,7 +101,11 @@ pub fn plan_purge(footprints: &[RunFootprint], policy: &RetentionPolicy, now: Da
             let slot = index.get(fp.device_id).unwrap_or(usize::MAX);
             if let Some(&b) = bucket_of.get(slot) {
                 if b != u32::MAX {
-                    buckets[b as usize].2.push(Kept { ts: fp.ts.min(now), run_id: fp.run_id, bytes: fp.bytes });
+                    buckets[b as usize].2.push(Kept {
+                        ts: fp.ts.min(now),
+                        run_id: fp.run_id,
+                        bytes: fp.bytes,
+                    });
                 }
             }
         }
@@ -197,7 +209,11 @@ impl PlanBuilder {
             }
             kept_total += u128::from(fp.bytes);
             if fp.finished {
-                kept.push(Kept { ts: fp.ts.min(now), run_id: fp.run_id, bytes: fp.bytes });
+                kept.push(Kept {
+                    ts: fp.ts.min(now),
+                    run_id: fp.run_id,
+                    bytes: fp.bytes,
+                });
             }
         }
         let cap = u128::from(core.policy.max_bytes);
@@ -327,7 +343,11 @@ impl Default for Deletions {
 
 impl Deletions {
     fn push(&mut self, ts: DateTime<Utc>, run_id: RunId) {
-        let e = Entry { secs: ts.timestamp(), nanos: ts.timestamp_subsec_nanos(), id: run_id.0 };
+        let e = Entry {
+            secs: ts.timestamp(),
+            nanos: ts.timestamp_subsec_nanos(),
+            id: run_id.0,
+        };
         self.min_secs = self.min_secs.min(e.secs);
         self.max_secs = self.max_secs.max(e.secs);
         self.max_nanos = self.max_nanos.max(e.nanos);
@@ -356,7 +376,10 @@ impl Deletions {
             let mut keys: Vec<u64> = self.items.iter().map(|e| packing.pack(e)).collect();
             drop(self.items);
             radix_sort(&mut keys, packing.bits());
-            out.extend(keys.into_iter().map(|k| dates.deletion(packing.unpack(k), reason)));
+            out.extend(
+                keys.into_iter()
+                    .map(|k| dates.deletion(packing.unpack(k), reason)),
+            );
         } else {
             let mut items = self.items;
             items.sort_unstable();
@@ -379,7 +402,8 @@ impl DateCache {
         let midnight = match self.day {
             Some((d, m)) if d == day => m,
             _ => {
-                let m = DateTime::from_timestamp(day * 86_400, 0).unwrap_or(DateTime::<Utc>::MIN_UTC);
+                let m =
+                    DateTime::from_timestamp(day * 86_400, 0).unwrap_or(DateTime::<Utc>::MIN_UTC);
                 self.day = Some((day, m));
                 m
             }
@@ -389,7 +413,11 @@ impl DateCache {
             // A leap second (nanoseconds ≥ 10⁹) has no offset form.
             None => DateTime::from_timestamp(e.secs, e.nanos).unwrap_or(midnight),
         };
-        PlannedDeletion { run_id: RunId(e.id), ts, reason }
+        PlannedDeletion {
+            run_id: RunId(e.id),
+            ts,
+            reason,
+        }
     }
 }
 
@@ -411,7 +439,11 @@ fn bits_of(x: u64) -> u32 {
 }
 
 fn mask(bits: u32) -> u64 {
-    if bits == 0 { 0 } else { u64::MAX >> (u64::BITS - bits) }
+    if bits == 0 {
+        0
+    } else {
+        u64::MAX >> (u64::BITS - bits)
+    }
 }
 
 impl Packing {
@@ -430,7 +462,9 @@ impl Packing {
         let id = self.min_id.wrapping_add((key & mask(self.id_bits)) as i64);
         let hi = key.checked_shr(self.id_bits).unwrap_or(0);
         let nanos = (hi & mask(self.nano_bits)) as u32;
-        let secs = self.min_secs.wrapping_add(hi.checked_shr(self.nano_bits).unwrap_or(0) as i64);
+        let secs = self
+            .min_secs
+            .wrapping_add(hi.checked_shr(self.nano_bits).unwrap_or(0) as i64);
         Entry { secs, nanos, id }
     }
 }
@@ -547,10 +581,19 @@ mod tests {
     fn comparison_sorted(items: &[(DateTime<Utc>, RunId)]) -> Vec<PlannedDeletion> {
         let mut v = items.to_vec();
         v.sort();
-        v.into_iter().map(|(ts, run_id)| PlannedDeletion { run_id, ts, reason: PurgeReason::Age }).collect()
+        v.into_iter()
+            .map(|(ts, run_id)| PlannedDeletion {
+                run_id,
+                ts,
+                reason: PurgeReason::Age,
+            })
+            .collect()
     }
 
-    fn sort_oldest_first(items: Vec<(DateTime<Utc>, RunId)>, reason: PurgeReason) -> Vec<PlannedDeletion> {
+    fn sort_oldest_first(
+        items: Vec<(DateTime<Utc>, RunId)>,
+        reason: PurgeReason,
+    ) -> Vec<PlannedDeletion> {
         let mut d = Deletions::default();
         for (ts, id) in items {
             d.push(ts, id);
@@ -601,16 +644,31 @@ mod tests {
             .map(|i| RunFootprint {
                 run_id: RunId(30_000 - i),
                 device_id: DeviceId((next() % 40) as i64 * 7919),
-                ts: now - TimeDelta::microseconds((next() % (40 * 86_400_000_000)) as i64 - 86_400_000_000),
+                ts: now
+                    - TimeDelta::microseconds(
+                        (next() % (40 * 86_400_000_000)) as i64 - 86_400_000_000,
+                    ),
                 bytes: next() % 5_000,
                 finished: next() % 10 != 0,
             })
             .collect();
-        for (days, cap) in [(30, 10_000_000), (30, 1_000_000), (3, 2_000_000), (0, u64::MAX)] {
+        for (days, cap) in [
+            (30, 10_000_000),
+            (30, 1_000_000),
+            (3, 2_000_000),
+            (0, u64::MAX),
+        ] {
             let policy = RetentionPolicy::new(days, cap);
             let plan = plan_purge(&fps, &policy, now);
-            assert!(plan.deletions.len() > RADIX_MIN || days == 0, "{days} {cap}");
-            assert_eq!(plan, naive_plan(&fps, &policy, now), "{days} days, cap {cap}");
+            assert!(
+                plan.deletions.len() > RADIX_MIN || days == 0,
+                "{days} {cap}"
+            );
+            assert_eq!(
+                plan,
+                naive_plan(&fps, &policy, now),
+                "{days} days, cap {cap}"
+            );
         }
     }
 }
