@@ -1,0 +1,558 @@
+//! Checks of the device, run and chunk side of the [`RunStore`](crate::RunStore) contract.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+
+use super::{Backend, at, day, devices, new_run};
+use crate::retention::{DeleteGuard, DeletedRuns};
+use crate::{
+    BulkRef, Conflict, DeviceId, Error, NewDevice, NewRun, OutputStream, Run, RunFinish, RunId,
+    RunStatus,
+};
+
+async fn run(b: &Backend, id: RunId) -> Run {
+    b.store
+        .run(id)
+        .await
+        .unwrap_or_else(|e| panic!("run({id}) failed: {e}"))
+}
+
+async fn start(b: &Backend, device: DeviceId, secs: i64) -> Run {
+    b.store
+        .create_run(new_run(device), at(secs))
+        .await
+        .unwrap_or_else(|e| panic!("create_run on device {device} failed: {e}"))
+}
+
+async fn append(b: &Backend, id: RunId, data: &[u8], secs: i64) {
+    b.store
+        .append_chunk(id, OutputStream::Stdout, data, at(secs))
+        .await
+        .unwrap_or_else(|e| panic!("append_chunk to run {id} failed: {e}"));
+}
+
+async fn finish(b: &Backend, id: RunId, secs: i64) -> Run {
+    b.store
+        .finish_run(
+            id,
+            RunFinish::new(RunStatus::Ok).with_exit_status(0),
+            at(secs),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("finish_run({id}) failed: {e}"))
+}
+
+/// Devices round-trip, names are unique, listing is by ascending id.
+pub async fn devices_are_unique_by_name(b: &Backend) {
+    let new = NewDevice::new("core-sw-01", "10.0.0.1", "cisco_ios", "netops")
+        .with_port(2222)
+        .with_credential_ref("vault:core")
+        .with_tags(["core", "dc1"])
+        .with_site("dc1");
+    let created = b
+        .store
+        .create_device(new.clone())
+        .await
+        .expect("create_device");
+    assert_eq!(
+        created,
+        new.clone().into_device(created.id),
+        "fields round-trip"
+    );
+    assert_eq!(b.store.device(created.id).await.expect("device"), created);
+    assert_err!(
+        b.store
+            .create_device(NewDevice::new("core-sw-01", "10.0.0.2", "linux", "x"))
+            .await,
+        Error::Conflict(Conflict::Exists { .. }),
+        "a second device named core-sw-01"
+    );
+    let second = b
+        .store
+        .create_device(NewDevice::new(
+            "core-sw-02",
+            "10.0.0.2",
+            "arista_eos",
+            "netops",
+        ))
+        .await
+        .expect("create_device");
+    assert!(second.id > created.id, "ids ascend");
+    let listed = b.store.list_devices().await.expect("list_devices");
+    assert_eq!(
+        listed,
+        [created, second],
+        "exactly the created devices, ascending id"
+    );
+    assert_err!(
+        b.store.device(DeviceId(i64::MAX)).await,
+        Error::NotFound { .. },
+        "an unknown device"
+    );
+}
+
+/// `unknown_devices` answers the unknown ids in input order, each once.
+pub async fn unknown_devices_keep_input_order(b: &Backend) {
+    let ids = devices(b, "known", 2).await;
+    let (x, y) = (DeviceId(i64::MAX), DeviceId(i64::MAX - 7));
+    let asked = [x, ids[0], y, x, ids[1], DeviceId(-1)];
+    let unknown = b
+        .store
+        .unknown_devices(&asked)
+        .await
+        .expect("unknown_devices");
+    assert_eq!(unknown, [x, y, DeviceId(-1)]);
+    assert!(
+        b.store
+            .unknown_devices(&ids)
+            .await
+            .expect("unknown_devices")
+            .is_empty()
+    );
+    assert!(
+        b.store
+            .unknown_devices(&[])
+            .await
+            .expect("unknown_devices")
+            .is_empty()
+    );
+}
+
+/// A run needs an existing device and starts `running` with no output.
+pub async fn create_run_needs_a_device(b: &Backend) {
+    assert_err!(
+        b.store.create_run(new_run(DeviceId(i64::MAX)), at(0)).await,
+        Error::NotFound { .. },
+        "create_run on an unknown device"
+    );
+    let device = devices(b, "runner", 1).await[0];
+    let bulk_ref = BulkRef::generate();
+    let created = b
+        .store
+        .create_run(
+            NewRun {
+                device_id: device,
+                command: "show ip route".into(),
+                requested_by: "alice".into(),
+                bulk_ref: Some(bulk_ref.clone()),
+            },
+            at(7),
+        )
+        .await
+        .expect("create_run");
+    assert_eq!(created.device_id, device);
+    assert_eq!(created.command, "show ip route");
+    assert_eq!(created.requested_by, "alice");
+    assert_eq!(created.bulk_ref, Some(bulk_ref));
+    assert_eq!(created.status, RunStatus::Running);
+    assert_eq!(
+        (created.inserted_at, created.started_at),
+        (at(7), Some(at(7)))
+    );
+    assert_eq!(created.finished_at, None);
+    assert_eq!((created.bytes, created.chunks), (0, 0));
+    assert_eq!(created.exit_status, None);
+    assert_eq!(run(b, created.id).await, created);
+    assert!(
+        b.store
+            .chunks(created.id, 0, 10)
+            .await
+            .expect("chunks")
+            .is_empty()
+    );
+}
+
+/// Chunks get seq 0, 1, 2…, the run's bytes are their exact sum, and `chunks(from, limit)`
+/// pages through them.
+pub async fn chunks_are_sequenced_and_paged(b: &Backend) {
+    let device = devices(b, "pager", 1).await[0];
+    let r = start(b, device, 0).await;
+    let pieces: Vec<(OutputStream, Vec<u8>)> = (0..7u8)
+        .map(|i| {
+            let stream = if i % 3 == 2 {
+                OutputStream::Stderr
+            } else {
+                OutputStream::Stdout
+            };
+            (stream, [0xff - i, 0, b'\n', i].repeat(usize::from(i) + 1))
+        })
+        .collect();
+    let mut total = 0;
+    for (i, (stream, data)) in pieces.iter().enumerate() {
+        let appended = b
+            .store
+            .append_chunk(r.id, *stream, data, at(i as i64))
+            .await
+            .expect("append_chunk");
+        total += data.len() as u64;
+        assert_eq!(appended.seq, i as u64, "seq counts from 0 without gaps");
+        assert_eq!(appended.run_bytes, total, "run_bytes is the running sum");
+    }
+    let stored = run(b, r.id).await;
+    assert_eq!((stored.bytes, stored.chunks), (total, 7));
+
+    let all = b.store.chunks(r.id, 0, 100).await.expect("chunks");
+    assert_eq!(all.len(), 7);
+    for (i, chunk) in all.iter().enumerate() {
+        assert_eq!(chunk.run_id, r.id);
+        assert_eq!(chunk.seq, i as u64);
+        assert_eq!(chunk.stream, pieces[i].0);
+        assert_eq!(
+            &chunk.data[..],
+            &pieces[i].1[..],
+            "bytes are stored verbatim"
+        );
+        assert_eq!(chunk.inserted_at, at(i as i64));
+    }
+    let seqs = |from, limit| async move {
+        let page = b.store.chunks(r.id, from, limit).await.expect("chunks");
+        page.iter().map(|c| c.seq).collect::<Vec<_>>()
+    };
+    assert_eq!(seqs(2, 3).await, [2, 3, 4]);
+    assert_eq!(seqs(5, 3).await, [5, 6]);
+    assert_eq!(seqs(7, 3).await, Vec::<u64>::new());
+    assert_eq!(seqs(0, 0).await, Vec::<u64>::new());
+    assert_eq!(seqs(6, 1).await, [6]);
+}
+
+/// Concurrent appends to one run keep `seq` gap-free and `bytes` exact.
+pub async fn concurrent_appends_keep_seq_and_bytes(b: &Backend) {
+    let device = devices(b, "racer", 1).await[0];
+    let r = start(b, device, 0).await;
+    let start = Arc::new(Barrier::new(8));
+    let mut tasks = JoinSet::new();
+    for t in 0..8u8 {
+        let store = b.store.clone();
+        let start = start.clone();
+        tasks.spawn(async move {
+            start.wait().await;
+            let mut seqs = Vec::new();
+            for i in 0..25u8 {
+                let data = vec![t; usize::from(i % 5) + 1 + usize::from(t)];
+                let appended = store
+                    .append_chunk(r.id, OutputStream::Stdout, &data, at(1))
+                    .await
+                    .expect("concurrent append_chunk");
+                seqs.push((appended.seq, data.len() as u64));
+                tokio::task::yield_now().await;
+            }
+            seqs
+        });
+    }
+    let mut seqs = BTreeSet::new();
+    let mut total = 0;
+    while let Some(done) = tasks.join_next().await {
+        for (seq, len) in done.expect("append task panicked") {
+            assert!(seqs.insert(seq), "seq {seq} handed out twice");
+            total += len;
+        }
+    }
+    assert_eq!(seqs, (0..200).collect(), "seqs 0..200, each once");
+    let stored = run(b, r.id).await;
+    assert_eq!((stored.bytes, stored.chunks), (total, 200));
+    let chunks = b.store.chunks(r.id, 0, 1000).await.expect("chunks");
+    let sum: u64 = chunks.iter().map(|c| c.data.len() as u64).sum();
+    assert_eq!(sum, total, "bytes equals the sum of chunk sizes");
+    assert!(chunks.iter().enumerate().all(|(i, c)| c.seq == i as u64));
+}
+
+/// `finish_run` stores the final status and time; it finishes once and never as running.
+pub async fn finish_run_records_the_outcome(b: &Backend) {
+    let device = devices(b, "finisher", 1).await[0];
+    let r = start(b, device, 0).await;
+    append(b, r.id, b"% Invalid input\n", 1).await;
+    assert_err!(
+        b.store
+            .finish_run(r.id, RunFinish::new(RunStatus::Running), at(2))
+            .await,
+        Error::Validation(_),
+        "finishing as running"
+    );
+    assert_eq!(
+        run(b, r.id).await.status,
+        RunStatus::Running,
+        "rejected finish changed it"
+    );
+    let finished = b
+        .store
+        .finish_run(
+            r.id,
+            RunFinish::new(RunStatus::Failed)
+                .with_exit_status(2)
+                .with_error("exit", "exit status 2"),
+            at(3),
+        )
+        .await
+        .expect("finish_run");
+    assert_eq!(finished.status, RunStatus::Failed);
+    assert_eq!(finished.exit_status, Some(2));
+    assert_eq!(finished.error_kind.as_deref(), Some("exit"));
+    assert_eq!(finished.error_message.as_deref(), Some("exit status 2"));
+    assert_eq!(finished.finished_at, Some(at(3)));
+    assert_eq!(finished.retention_ts(), at(3));
+    assert_eq!(
+        (finished.inserted_at, finished.bytes, finished.chunks),
+        (at(0), 16, 1)
+    );
+    assert_eq!(run(b, r.id).await, finished);
+    assert_err!(
+        b.store
+            .finish_run(r.id, RunFinish::new(RunStatus::Ok), at(4))
+            .await,
+        Error::Conflict(Conflict::RunFinished(id)) if id == r.id,
+        "finishing twice"
+    );
+    assert_eq!(run(b, r.id).await, finished);
+}
+
+/// Appending to a finished run is `RunFinished`; appending to or finishing a deleted run is
+/// `RunGone`; a deleted run reads as `NotFound` with no chunks.
+pub async fn writes_to_finished_or_deleted_runs_are_typed_errors(b: &Backend) {
+    let device = devices(b, "gone", 1).await[0];
+    let done = start(b, device, 0).await;
+    append(b, done.id, b"hello", 1).await;
+    finish(b, done.id, 2).await;
+    assert_err!(
+        b.store
+            .append_chunk(done.id, OutputStream::Stdout, b"late", at(3))
+            .await,
+        Error::Conflict(Conflict::RunFinished(id)) if id == done.id,
+        "append to a finished run"
+    );
+    assert_eq!(
+        run(b, done.id).await.bytes,
+        5,
+        "the rejected append added nothing"
+    );
+
+    let doomed = start(b, device, 0).await;
+    append(b, doomed.id, b"partial output", 1).await;
+    let deleted = b
+        .store
+        .delete_runs(&[doomed.id], DeleteGuard::AgedBefore(at(10)))
+        .await
+        .expect("delete_runs");
+    assert_eq!(deleted.ids, [doomed.id]);
+    assert_err!(
+        b.store
+            .append_chunk(doomed.id, OutputStream::Stdout, b"more", at(3))
+            .await,
+        Error::RunGone(id) if id == doomed.id,
+        "append to a deleted run"
+    );
+    assert_err!(
+        b.store
+            .finish_run(doomed.id, RunFinish::new(RunStatus::Ok), at(3))
+            .await,
+        Error::RunGone(id) if id == doomed.id,
+        "finish of a deleted run"
+    );
+    assert_err!(
+        b.store.run(doomed.id).await,
+        Error::NotFound { .. },
+        "read of a deleted run"
+    );
+    assert!(
+        b.store
+            .chunks(doomed.id, 0, 10)
+            .await
+            .expect("chunks")
+            .is_empty()
+    );
+    assert_err!(
+        b.store
+            .append_chunk(RunId(i64::MAX), OutputStream::Stdout, b"x", at(3))
+            .await,
+        Error::RunGone(_),
+        "append to a run that never existed"
+    );
+}
+
+/// `device_runs` answers a device's newest runs first, at most `limit`.
+pub async fn device_runs_are_newest_first(b: &Backend) {
+    let ids = devices(b, "history", 2).await;
+    let mut mine = Vec::new();
+    for i in 0..5 {
+        mine.push(start(b, ids[0], i * 10).await.id);
+        start(b, ids[1], i * 10 + 1).await;
+    }
+    finish(b, mine[1], 100).await;
+    let newest: Vec<RunId> = b
+        .store
+        .device_runs(ids[0], 3)
+        .await
+        .expect("device_runs")
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(newest, [mine[4], mine[3], mine[2]]);
+    let all = b.store.device_runs(ids[0], 100).await.expect("device_runs");
+    assert_eq!(all.len(), 5);
+    assert!(all.iter().all(|r| r.device_id == ids[0]));
+    assert_eq!(all[3], run(b, mine[1]).await, "full runs are answered");
+    assert!(
+        b.store
+            .device_runs(DeviceId(i64::MAX), 5)
+            .await
+            .expect("device_runs")
+            .is_empty()
+    );
+}
+
+/// `delete_runs` removes the runs with their chunks and reports exactly what it removed.
+pub async fn delete_runs_cascades_to_chunks(b: &Backend) {
+    let device = devices(b, "cascade", 1).await[0];
+    let mut runs = Vec::new();
+    for i in 0..3 {
+        let r = start(b, device, i).await;
+        for _ in 0..=i {
+            append(b, r.id, &[b'x'; 10], i).await;
+        }
+        finish(b, r.id, i + 1).await;
+        runs.push(r.id);
+    }
+    let deleted = b
+        .store
+        .delete_runs(&[runs[2], runs[0], runs[2]], DeleteGuard::Finished)
+        .await
+        .expect("delete_runs");
+    assert_eq!(
+        deleted,
+        DeletedRuns {
+            ids: vec![runs[0], runs[2]],
+            bytes: 40,
+            chunks: 4,
+        },
+        "ids ascending, bytes and chunks of the deleted runs"
+    );
+    for id in [runs[0], runs[2]] {
+        assert!(
+            b.store.chunks(id, 0, 100).await.expect("chunks").is_empty(),
+            "chunks cascade"
+        );
+        assert_err!(
+            b.store.run(id).await,
+            Error::NotFound { .. },
+            "deleted run {id}"
+        );
+    }
+    assert_eq!(
+        b.store.chunks(runs[1], 0, 100).await.expect("chunks").len(),
+        2
+    );
+    let totals = b.store.device_totals().await.expect("device_totals");
+    assert_eq!(totals.len(), 1);
+    assert_eq!(
+        (totals[0].bytes, totals[0].runs),
+        (20, 1),
+        "totals forget deleted runs"
+    );
+    let again = b
+        .store
+        .delete_runs(&[runs[0], runs[2]], DeleteGuard::Finished)
+        .await
+        .expect("deleting deleted runs is not an error");
+    assert_eq!(again, DeletedRuns::default());
+}
+
+/// The guard re-checks each run inside the delete: a run that finished after the cutoff was
+/// computed, or is still running, is kept; already deleted or unknown ids are skipped.
+pub async fn delete_guard_keeps_runs_that_changed(b: &Backend) {
+    let device = devices(b, "guarded", 1).await[0];
+    let cutoff = day(10);
+    let late = b
+        .store
+        .create_run(new_run(device), day(0))
+        .await
+        .expect("create_run");
+    append(b, late.id, b"0123456789", 0).await;
+    let old = b
+        .store
+        .create_run(new_run(device), day(0))
+        .await
+        .expect("create_run");
+    append(b, old.id, b"01234", 0).await;
+    append(b, old.id, b"56789", 0).await;
+    b.store
+        .finish_run(old.id, RunFinish::new(RunStatus::Ok), day(1))
+        .await
+        .expect("finish_run");
+    let stuck = b
+        .store
+        .create_run(new_run(device), day(2))
+        .await
+        .expect("create_run");
+    // Planned while `late` was running with ts = day 0; it finishes before the delete runs.
+    b.store
+        .finish_run(late.id, RunFinish::new(RunStatus::Ok), day(40))
+        .await
+        .expect("finish_run");
+
+    let deleted = b
+        .store
+        .delete_runs(
+            &[late.id, old.id, stuck.id],
+            DeleteGuard::AgedBefore(cutoff),
+        )
+        .await
+        .expect("delete_runs");
+    assert_eq!(
+        deleted.ids,
+        [old.id, stuck.id],
+        "a running run inserted before the cutoff is aged"
+    );
+    assert_eq!((deleted.bytes, deleted.chunks), (10, 2));
+    assert_eq!(
+        run(b, late.id).await.bytes,
+        10,
+        "the run that moved past the cutoff is kept"
+    );
+
+    let fresh = b
+        .store
+        .create_run(new_run(device), day(50))
+        .await
+        .expect("create_run");
+    append(b, fresh.id, b"abc", 0).await;
+    let done = b
+        .store
+        .create_run(new_run(device), day(50))
+        .await
+        .expect("create_run");
+    append(b, done.id, b"abcd", 0).await;
+    b.store
+        .finish_run(
+            done.id,
+            RunFinish::new(RunStatus::Error).with_error("auth", "denied"),
+            day(51),
+        )
+        .await
+        .expect("finish_run");
+    let deleted = b
+        .store
+        .delete_runs(
+            &[fresh.id, done.id, old.id, RunId(i64::MAX)],
+            DeleteGuard::Finished,
+        )
+        .await
+        .expect("delete_runs");
+    assert_eq!(
+        deleted,
+        DeletedRuns {
+            ids: vec![done.id],
+            bytes: 4,
+            chunks: 1,
+        },
+        "Finished keeps running runs and skips gone ids"
+    );
+    assert_eq!(run(b, fresh.id).await.status, RunStatus::Running);
+    let empty = b
+        .store
+        .delete_runs(&[], DeleteGuard::Finished)
+        .await
+        .expect("delete_runs");
+    assert_eq!(empty, DeletedRuns::default());
+}
