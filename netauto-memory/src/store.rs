@@ -1,0 +1,501 @@
+//! [`InMemoryRunStore`]: devices, runs, chunks and bulks behind one mutex.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use netauto_core::retention::{
+    DeleteGuard, DeletedRuns, DeviceTotal, FootprintCursor, RunFootprint,
+};
+use netauto_core::validation::dedup_ids;
+use netauto_core::{
+    Bulk, BulkCounters, BulkRef, ChunkAppended, Conflict, Device, DeviceId, DeviceOutcome,
+    Enqueued, Error, NewBulk, NewDevice, NewJob, NewRun, OutcomeRecorded, OutputStream, Result,
+    Run, RunChunk, RunFinish, RunId, RunStatus, RunStore, ValidationError,
+};
+
+use crate::queue::InMemoryJobQueue;
+
+/// An in-process [`RunStore`] sharing its "database" with an [`InMemoryJobQueue`].
+///
+/// [`create_bulk`](RunStore::create_bulk) holds the store's lock and the queue's lock together
+/// (always in that order) while it validates the jobs, inserts them and inserts the bulk, so
+/// no observer ever sees one without the other. Clones share one store.
+#[derive(Debug, Clone)]
+pub struct InMemoryRunStore {
+    state: Arc<Mutex<StoreState>>,
+    queue: InMemoryJobQueue,
+}
+
+impl InMemoryRunStore {
+    /// An empty store whose bulks enqueue their jobs into `queue`.
+    pub fn new(queue: InMemoryJobQueue) -> Self {
+        Self {
+            state: Arc::default(),
+            queue,
+        }
+    }
+
+    /// The queue this store enqueues bulk jobs into.
+    pub fn queue(&self) -> &InMemoryJobQueue {
+        &self.queue
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, StoreState>> {
+        self.state
+            .lock()
+            .map_err(|_| Error::backend("in-memory run store lock poisoned by a panic"))
+    }
+}
+
+#[derive(Debug)]
+struct StoredRun {
+    run: Run,
+    chunks: Vec<RunChunk>,
+}
+
+#[derive(Debug)]
+struct StoredBulk {
+    bulk: Bulk,
+    members: HashSet<DeviceId>,
+}
+
+#[derive(Debug, Default)]
+struct StoreState {
+    last_device_id: i64,
+    devices: BTreeMap<DeviceId, Device>,
+    device_names: HashMap<String, DeviceId>,
+    last_run_id: i64,
+    runs: HashMap<RunId, StoredRun>,
+    /// Retention order per device: `(device_id, retention_ts, id)`.
+    by_device: BTreeSet<(DeviceId, DateTime<Utc>, RunId)>,
+    /// Retention order over all runs: `(retention_ts, id)`.
+    by_ts: BTreeSet<(DateTime<Utc>, RunId)>,
+    /// Creation order per device, for [`RunStore::device_runs`].
+    by_inserted: BTreeSet<(DeviceId, DateTime<Utc>, RunId)>,
+    /// Bytes and run count per device with runs.
+    totals: BTreeMap<DeviceId, (u128, u64)>,
+    bulks: HashMap<BulkRef, StoredBulk>,
+}
+
+impl StoreState {
+    fn index_run(&mut self, run: &Run) {
+        let ts = run.retention_ts();
+        self.by_device.insert((run.device_id, ts, run.id));
+        self.by_ts.insert((ts, run.id));
+    }
+
+    fn unindex_run(&mut self, run: &Run) {
+        let ts = run.retention_ts();
+        self.by_device.remove(&(run.device_id, ts, run.id));
+        self.by_ts.remove(&(ts, run.id));
+    }
+
+    fn live_run(&mut self, id: RunId) -> Result<&mut StoredRun> {
+        let stored = self.runs.get_mut(&id).ok_or(Error::RunGone(id))?;
+        if stored.run.status.is_finished() {
+            return Err(Conflict::RunFinished(id).into());
+        }
+        Ok(stored)
+    }
+
+    fn delete_run(&mut self, id: RunId) -> Option<StoredRun> {
+        let stored = self.runs.remove(&id)?;
+        let run = &stored.run;
+        self.unindex_run(run);
+        self.by_inserted
+            .remove(&(run.device_id, run.inserted_at, run.id));
+        if let Some(total) = self.totals.get_mut(&run.device_id) {
+            total.0 -= u128::from(run.bytes);
+            total.1 -= 1;
+            if total.1 == 0 {
+                self.totals.remove(&run.device_id);
+            }
+        }
+        Some(stored)
+    }
+
+    fn footprint(&self, id: RunId) -> Option<RunFootprint> {
+        self.runs.get(&id).map(|s| RunFootprint {
+            run_id: s.run.id,
+            device_id: s.run.device_id,
+            ts: s.run.retention_ts(),
+            bytes: s.run.bytes,
+            finished: s.run.status.is_finished(),
+        })
+    }
+}
+
+/// The smallest key of a device in the `(device, ts, id)` order.
+fn device_start(device: DeviceId) -> (DeviceId, DateTime<Utc>, RunId) {
+    (device, DateTime::<Utc>::MIN_UTC, RunId(i64::MIN))
+}
+
+fn device_end(device: DeviceId) -> (DeviceId, DateTime<Utc>, RunId) {
+    (device, DateTime::<Utc>::MAX_UTC, RunId(i64::MAX))
+}
+
+#[async_trait]
+impl RunStore for InMemoryRunStore {
+    async fn create_device(&self, device: NewDevice) -> Result<Device> {
+        let mut state = self.lock()?;
+        if state.device_names.contains_key(&device.name) {
+            return Err(Conflict::Exists {
+                what: "device",
+                key: device.name,
+            }
+            .into());
+        }
+        state.last_device_id += 1;
+        let device = device.into_device(DeviceId(state.last_device_id));
+        state.device_names.insert(device.name.clone(), device.id);
+        state.devices.insert(device.id, device.clone());
+        Ok(device)
+    }
+
+    async fn device(&self, id: DeviceId) -> Result<Device> {
+        self.lock()?
+            .devices
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::device_not_found(id))
+    }
+
+    async fn list_devices(&self) -> Result<Vec<Device>> {
+        Ok(self.lock()?.devices.values().cloned().collect())
+    }
+
+    async fn unknown_devices(&self, ids: &[DeviceId]) -> Result<Vec<DeviceId>> {
+        let state = self.lock()?;
+        let mut unknown = dedup_ids(ids);
+        unknown.retain(|id| !state.devices.contains_key(id));
+        Ok(unknown)
+    }
+
+    async fn create_run(&self, run: NewRun, now: DateTime<Utc>) -> Result<Run> {
+        let mut state = self.lock()?;
+        if !state.devices.contains_key(&run.device_id) {
+            return Err(Error::device_not_found(run.device_id));
+        }
+        state.last_run_id += 1;
+        let run = Run {
+            id: RunId(state.last_run_id),
+            device_id: run.device_id,
+            command: run.command,
+            requested_by: run.requested_by,
+            bulk_ref: run.bulk_ref,
+            status: RunStatus::Running,
+            exit_status: None,
+            error_kind: None,
+            error_message: None,
+            inserted_at: now,
+            started_at: Some(now),
+            finished_at: None,
+            bytes: 0,
+            chunks: 0,
+        };
+        state.index_run(&run);
+        state
+            .by_inserted
+            .insert((run.device_id, run.inserted_at, run.id));
+        state.totals.entry(run.device_id).or_default().1 += 1;
+        state.runs.insert(
+            run.id,
+            StoredRun {
+                run: run.clone(),
+                chunks: Vec::new(),
+            },
+        );
+        Ok(run)
+    }
+
+    async fn append_chunk(
+        &self,
+        run_id: RunId,
+        stream: OutputStream,
+        data: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<ChunkAppended> {
+        let mut state = self.lock()?;
+        let stored = state.live_run(run_id)?;
+        let len = data.len() as u64;
+        let run_bytes = stored
+            .run
+            .bytes
+            .checked_add(len)
+            .ok_or_else(|| Error::backend(format!("run {run_id} byte count overflows u64")))?;
+        let seq = stored.run.chunks;
+        stored.chunks.push(RunChunk {
+            run_id,
+            seq,
+            stream,
+            data: Bytes::copy_from_slice(data),
+            inserted_at: now,
+        });
+        stored.run.bytes = run_bytes;
+        stored.run.chunks += 1;
+        let device = stored.run.device_id;
+        state.totals.entry(device).or_default().0 += u128::from(len);
+        Ok(ChunkAppended { seq, run_bytes })
+    }
+
+    async fn finish_run(
+        &self,
+        run_id: RunId,
+        finish: RunFinish,
+        now: DateTime<Utc>,
+    ) -> Result<Run> {
+        if finish.status == RunStatus::Running {
+            return Err(ValidationError::Field {
+                field: "status",
+                reason: "a run cannot finish as running".into(),
+            }
+            .into());
+        }
+        let mut state = self.lock()?;
+        let before = state.live_run(run_id)?.run.clone();
+        state.unindex_run(&before);
+        let stored = state.live_run(run_id)?;
+        stored.run.status = finish.status;
+        stored.run.exit_status = finish.exit_status;
+        stored.run.error_kind = finish.error_kind;
+        stored.run.error_message = finish.error_message;
+        stored.run.finished_at = Some(now);
+        let run = stored.run.clone();
+        state.index_run(&run);
+        Ok(run)
+    }
+
+    async fn run(&self, id: RunId) -> Result<Run> {
+        self.lock()?
+            .runs
+            .get(&id)
+            .map(|s| s.run.clone())
+            .ok_or_else(|| Error::run_not_found(id))
+    }
+
+    async fn chunks(&self, run_id: RunId, from_seq: u64, limit: usize) -> Result<Vec<RunChunk>> {
+        let state = self.lock()?;
+        let Some(stored) = state.runs.get(&run_id) else {
+            return Ok(Vec::new());
+        };
+        let from = usize::try_from(from_seq).unwrap_or(usize::MAX);
+        Ok(stored
+            .chunks
+            .iter()
+            .skip(from)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn device_runs(&self, device_id: DeviceId, limit: usize) -> Result<Vec<Run>> {
+        let state = self.lock()?;
+        Ok(state
+            .by_inserted
+            .range(device_start(device_id)..=device_end(device_id))
+            .rev()
+            .take(limit)
+            .filter_map(|(_, _, id)| state.runs.get(id).map(|s| s.run.clone()))
+            .collect())
+    }
+
+    async fn create_bulk(
+        &self,
+        bulk: NewBulk,
+        jobs: Vec<NewJob>,
+        now: DateTime<Utc>,
+    ) -> Result<(Bulk, Vec<Enqueued>)> {
+        let mut state = self.lock()?;
+        if state.bulks.contains_key(&bulk.bulk_ref) {
+            return Err(Conflict::Exists {
+                what: "bulk",
+                key: bulk.bulk_ref.to_string(),
+            }
+            .into());
+        }
+        let enqueued = self.queue.lock()?.enqueue_all(jobs, now)?;
+        let device_ids = dedup_ids(&bulk.device_ids);
+        let bulk = Bulk {
+            bulk_ref: bulk.bulk_ref,
+            command: bulk.command,
+            requested_by: bulk.requested_by,
+            counters: BulkCounters::new(device_ids.len() as u64),
+            device_ids,
+            created_at: now,
+            finished_at: None,
+            outcomes: BTreeMap::new(),
+        };
+        let members = bulk.device_ids.iter().copied().collect();
+        state.bulks.insert(
+            bulk.bulk_ref.clone(),
+            StoredBulk {
+                bulk: bulk.clone(),
+                members,
+            },
+        );
+        Ok((bulk, enqueued))
+    }
+
+    async fn bulk(&self, bulk_ref: &BulkRef) -> Result<Bulk> {
+        self.lock()?
+            .bulks
+            .get(bulk_ref)
+            .map(|s| s.bulk.clone())
+            .ok_or_else(|| Error::bulk_not_found(bulk_ref))
+    }
+
+    async fn device_outcomes(
+        &self,
+        bulk_ref: &BulkRef,
+        device_ids: &[DeviceId],
+    ) -> Result<Vec<DeviceOutcome>> {
+        let state = self.lock()?;
+        let stored = state
+            .bulks
+            .get(bulk_ref)
+            .ok_or_else(|| Error::bulk_not_found(bulk_ref))?;
+        Ok(dedup_ids(device_ids)
+            .iter()
+            .filter_map(|id| stored.bulk.outcomes.get(id).cloned())
+            .collect())
+    }
+
+    async fn record_outcome(
+        &self,
+        bulk_ref: &BulkRef,
+        outcome: DeviceOutcome,
+    ) -> Result<OutcomeRecorded> {
+        if outcome.status == RunStatus::Running {
+            return Err(ValidationError::Field {
+                field: "status",
+                reason: "an outcome cannot be running".into(),
+            }
+            .into());
+        }
+        let mut state = self.lock()?;
+        let stored = state
+            .bulks
+            .get_mut(bulk_ref)
+            .ok_or_else(|| Error::bulk_not_found(bulk_ref))?;
+        if !stored.members.contains(&outcome.device_id) {
+            return Err(ValidationError::Field {
+                field: "device_id",
+                reason: format!(
+                    "device {} is not part of bulk {bulk_ref}",
+                    outcome.device_id
+                ),
+            }
+            .into());
+        }
+        let bulk = &mut stored.bulk;
+        if bulk.outcomes.contains_key(&outcome.device_id) {
+            return Ok(OutcomeRecorded {
+                counters: bulk.counters,
+                newly_recorded: false,
+                completed_now: false,
+            });
+        }
+        if outcome.is_ok() {
+            bulk.counters.ok += 1;
+        } else {
+            bulk.counters.failed += 1;
+        }
+        bulk.counters.pending -= 1;
+        let completed_now = bulk.counters.pending == 0;
+        if completed_now {
+            bulk.finished_at = Some(outcome.recorded_at);
+        }
+        bulk.outcomes.insert(outcome.device_id, outcome);
+        Ok(OutcomeRecorded {
+            counters: bulk.counters,
+            newly_recorded: true,
+            completed_now,
+        })
+    }
+
+    async fn device_totals(&self) -> Result<Vec<DeviceTotal>> {
+        let state = self.lock()?;
+        Ok(state
+            .totals
+            .iter()
+            .map(|(device_id, (bytes, runs))| DeviceTotal {
+                device_id: *device_id,
+                bytes: u64::try_from(*bytes).unwrap_or(u64::MAX),
+                runs: *runs,
+            })
+            .collect())
+    }
+
+    async fn device_footprints(
+        &self,
+        devices: &[DeviceId],
+        after: Option<FootprintCursor>,
+        limit: usize,
+    ) -> Result<Vec<RunFootprint>> {
+        let mut devices = devices.to_vec();
+        devices.sort_unstable();
+        devices.dedup();
+        let state = self.lock()?;
+        let mut page = Vec::new();
+        for device in devices {
+            if page.len() >= limit {
+                break;
+            }
+            let start = match after {
+                Some(c) if c.device_id > device => continue,
+                Some(c) if c.device_id == device => Bound::Excluded((c.device_id, c.ts, c.run_id)),
+                _ => Bound::Included(device_start(device)),
+            };
+            let keys = state
+                .by_device
+                .range((start, Bound::Included(device_end(device))))
+                .take(limit - page.len());
+            page.extend(keys.filter_map(|(_, _, id)| state.footprint(*id)));
+        }
+        Ok(page)
+    }
+
+    async fn aged_footprints(
+        &self,
+        cutoff: DateTime<Utc>,
+        after: Option<FootprintCursor>,
+        limit: usize,
+    ) -> Result<Vec<RunFootprint>> {
+        let state = self.lock()?;
+        let start = after.map_or(Bound::Unbounded, |c| Bound::Excluded((c.ts, c.run_id)));
+        Ok(state
+            .by_ts
+            .range((start, Bound::Unbounded))
+            .take_while(|(ts, _)| *ts < cutoff)
+            .take(limit)
+            .filter_map(|(_, id)| state.footprint(*id))
+            .collect())
+    }
+
+    async fn delete_runs(&self, ids: &[RunId], guard: DeleteGuard) -> Result<DeletedRuns> {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut state = self.lock()?;
+        let mut deleted = DeletedRuns::default();
+        for id in ids {
+            let allowed = state
+                .runs
+                .get(&id)
+                .is_some_and(|s| guard.allows(s.run.retention_ts(), s.run.status.is_finished()));
+            if !allowed {
+                continue;
+            }
+            if let Some(stored) = state.delete_run(id) {
+                deleted.ids.push(id);
+                deleted.bytes = deleted.bytes.saturating_add(stored.run.bytes);
+                deleted.chunks += stored.chunks.len() as u64;
+            }
+        }
+        Ok(deleted)
+    }
+}
