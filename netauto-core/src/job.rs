@@ -50,9 +50,16 @@ impl JobState {
         matches!(self, Self::Completed | Self::Discarded | Self::Cancelled)
     }
 
-    /// Whether the job is live: not terminal. A live job's `unique_key` blocks duplicates.
+    /// Whether the job is live: not terminal.
     pub fn is_live(self) -> bool {
         !self.is_terminal()
+    }
+
+    /// Whether a job in this state holds its `unique_key`: every state but `discarded` and
+    /// `cancelled`. A completed job keeps its key until it is pruned, so a cron slot that
+    /// already ran is not inserted again by a node that comes later.
+    pub fn holds_unique_key(self) -> bool {
+        !matches!(self, Self::Discarded | Self::Cancelled)
     }
 
     /// Whether a job in this state may be claimed once its `scheduled_at` has come.
@@ -129,7 +136,8 @@ pub struct Job {
     pub attempted_at: Option<DateTime<Utc>>,
     /// When it reached a terminal state.
     pub finished_at: Option<DateTime<Utc>>,
-    /// De-duplication key: at most one live job per key.
+    /// De-duplication key: at most one job per key among jobs that are not discarded or
+    /// cancelled.
     pub unique_key: Option<String>,
     /// Who holds (or last held) the lease: a node/worker identifier.
     pub attempted_by: Option<String>,
@@ -256,7 +264,8 @@ fn truncate(s: &str) -> String {
 pub enum Enqueued {
     /// A new job was inserted.
     Inserted(Job),
-    /// A live job with the same unique key existed; it is returned and nothing was inserted.
+    /// A job holding the same unique key existed (see [`JobState::holds_unique_key`]); it is
+    /// returned and nothing was inserted.
     Existing(Job),
 }
 

@@ -28,6 +28,8 @@
 //! failed) and whose [`Error::is_retryable`] says whether trying again can help.
 
 mod bulk;
+mod clock;
+pub mod cron;
 mod device;
 mod error;
 mod ids;
@@ -37,13 +39,18 @@ mod progress;
 mod queue;
 pub mod retention;
 mod run;
+pub mod runner;
+pub mod services;
 mod store;
+pub mod telemetry;
 pub mod validation;
+pub mod worker;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
 pub use bulk::{Bulk, BulkCounters, DeviceOutcome, NewBulk, OutcomeRecorded};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use device::{Device, NewDevice};
 pub use error::{BoxError, CommandError, ConfigError, Conflict, Error, Result, ValidationError};
 pub use ids::{BulkRef, DeviceId, InvalidBulkRef, JobId, RunId};

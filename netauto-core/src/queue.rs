@@ -23,12 +23,14 @@ use crate::job::{ClaimRequest, Enqueued, FailAction, Job, JobFilter, JobState, N
 ///   job is no longer executing that attempt they change nothing and answer
 ///   [`Conflict::StaleAttempt`](crate::Conflict::StaleAttempt). A worker whose lease expired
 ///   and whose job was rescued can therefore never overwrite the new attempt.
-/// * **Unique keys**: at most one *live* (non-terminal) job per `unique_key`; enqueueing a
-///   duplicate returns the live job as [`Enqueued::Existing`].
+/// * **Unique keys**: at most one job per `unique_key` among the jobs that are not
+///   `discarded` or `cancelled` (a completed job keeps its key until pruned); enqueueing a
+///   duplicate returns that job as [`Enqueued::Existing`]. Cron relies on this to insert each
+///   slot once, however many nodes try.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait JobQueue: Send + Sync + Debug + 'static {
-    /// Inserts one job (validated with [`NewJob::validate`]), or returns the live job with the
+    /// Inserts one job (validated with [`NewJob::validate`]), or returns the job holding the
     /// same unique key.
     async fn enqueue(&self, job: NewJob, now: DateTime<Utc>) -> Result<Enqueued>;
 
@@ -64,16 +66,16 @@ pub trait JobQueue: Send + Sync + Debug + 'static {
     ) -> Result<JobState>;
 
     /// Gives an executing attempt back unfinished (graceful shutdown): the job becomes
-    /// `available` at `now`, keeping its attempt count.
+    /// `available` at `now`. The attempt still counts (the aborted worker may have done part
+    /// of the work, and the attempt number stays a strict fence).
     async fn release(&self, id: JobId, attempt: u32, now: DateTime<Utc>) -> Result<()>;
 
     /// Cancels a job that is not terminal (an executing attempt is fenced out). Cancelling a
     /// terminal job answers [`Conflict::JobFinished`](crate::Conflict::JobFinished).
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<Job>;
 
-    /// Rescues executing jobs whose lease expired before `now`: back to `available` when
-    /// attempts remain, else `discarded` (with an error saying the lease expired). Answers the
-    /// rescued jobs' ids, ascending.
+    /// Rescues executing jobs whose lease expired strictly before `now`: back to `available`
+    /// when attempts remain, else `discarded`. Answers the rescued jobs' ids, ascending.
     async fn rescue_expired(&self, now: DateTime<Utc>) -> Result<Vec<JobId>>;
 
     /// Deletes terminal jobs that finished before `finished_before`; live jobs are never

@@ -71,6 +71,10 @@ pub trait RunStore: Send + Sync + Debug + 'static {
 
     // ---- bulks ----
 
+    /// The runs of a bulk on the given devices, whatever their status, ascending id. A bulk
+    /// job uses this to recognise devices a previous attempt already ran.
+    async fn bulk_runs(&self, bulk_ref: &BulkRef, device_ids: &[DeviceId]) -> Result<Vec<Run>>;
+
     /// Creates the bulk record (all devices pending) and enqueues `jobs` in one atomic step:
     /// afterwards both exist or neither does. A duplicate reference is
     /// [`Conflict::Exists`](crate::Conflict::Exists).

@@ -14,7 +14,7 @@ use netauto_core::{
 ///
 /// Clones share one queue. Every operation takes a short, synchronous lock (never held across
 /// an `.await`), so concurrent claimers are serialised and no job is handed out twice. Ids
-/// start at 1, unique keys block duplicates only among live jobs, and fenced operations answer
+/// start at 1, unique keys block duplicates among jobs not discarded or cancelled, and fenced operations answer
 /// [`Conflict::StaleAttempt`] exactly like the SQL backends.
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryJobQueue {
@@ -44,7 +44,7 @@ type ReadyKey = (i16, DateTime<Utc>, JobId);
 pub(crate) struct QueueState {
     last_id: i64,
     jobs: BTreeMap<JobId, Job>,
-    /// Live jobs by unique key.
+    /// Jobs holding their unique key (not discarded or cancelled), by key.
     unique: HashMap<String, JobId>,
     /// Claimable-state jobs (whatever their `scheduled_at`) per queue, in claim order.
     ready: HashMap<String, BTreeSet<ReadyKey>>,
@@ -66,7 +66,7 @@ impl QueueState {
         Ok(jobs.into_iter().map(|job| self.insert(job, now)).collect())
     }
 
-    /// Inserts one validated job, or answers the live job holding its unique key.
+    /// Inserts one validated job, or answers the job holding its unique key.
     fn insert(&mut self, new: NewJob, now: DateTime<Utc>) -> Enqueued {
         if let Some(existing) = new
             .unique_key
@@ -112,7 +112,7 @@ impl QueueState {
         if let (JobState::Executing, Some(until)) = (job.state, job.lease_expires_at) {
             self.leases.insert((until, job.id));
         }
-        if let (true, Some(key)) = (job.state.is_live(), &job.unique_key) {
+        if let (true, Some(key)) = (job.state.holds_unique_key(), &job.unique_key) {
             self.unique.insert(key.clone(), job.id);
         }
     }

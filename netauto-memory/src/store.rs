@@ -303,6 +303,19 @@ impl RunStore for InMemoryRunStore {
             .collect())
     }
 
+    async fn bulk_runs(&self, bulk_ref: &BulkRef, device_ids: &[DeviceId]) -> Result<Vec<Run>> {
+        let state = self.lock()?;
+        let mut runs: Vec<Run> = dedup_ids(device_ids)
+            .into_iter()
+            .flat_map(|d| state.by_inserted.range(device_start(d)..=device_end(d)))
+            .filter_map(|(_, _, id)| state.runs.get(id))
+            .filter(|s| s.run.bulk_ref.as_ref() == Some(bulk_ref))
+            .map(|s| s.run.clone())
+            .collect();
+        runs.sort_unstable_by_key(|r| r.id);
+        Ok(runs)
+    }
+
     async fn create_bulk(
         &self,
         bulk: NewBulk,

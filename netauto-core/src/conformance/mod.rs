@@ -143,7 +143,7 @@ macro_rules! __netauto_conformance_checks {
             queue::claim_is_exclusive,
             queue::claim_order_is_priority_scheduled_at_id,
             queue::claim_respects_schedule_limit_and_queue,
-            queue::unique_key_blocks_only_live_duplicates,
+            queue::unique_key_blocks_duplicates_until_discarded,
             queue::enqueue_all_is_all_or_nothing,
             queue::list_filters_jobs,
             lifecycle::fenced_operations_reject_stale_attempts,

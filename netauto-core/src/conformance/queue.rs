@@ -214,8 +214,9 @@ pub async fn claim_respects_schedule_limit_and_queue(b: &Backend) {
     }
 }
 
-/// A live unique key answers the existing job; a terminal one lets a new job in.
-pub async fn unique_key_blocks_only_live_duplicates(b: &Backend) {
+/// A unique key is held by every job not discarded or cancelled: a live or completed job
+/// answers the existing job; a discarded, cancelled or pruned one lets a new job in.
+pub async fn unique_key_blocks_duplicates_until_discarded(b: &Backend) {
     let t0 = at(0);
     let keyed = |n: i32| NewJob::new("uniq", "conformance", json!({ "n": n })).with_unique_key("k");
     let first = enqueue(b, keyed(1), t0).await;
@@ -256,8 +257,14 @@ pub async fn unique_key_blocks_only_live_duplicates(b: &Backend) {
         .complete(first.id, 2, at(6))
         .await
         .expect("complete");
-    let second = enqueue(b, keyed(5), at(7)).await;
-    assert_ne!(second.id, first.id, "a completed job frees its key");
+    let dup = b.queue.enqueue(keyed(5), at(7)).await.expect("enqueue");
+    assert!(
+        !dup.is_inserted() && dup.job().id == first.id && dup.job().state == JobState::Completed,
+        "a completed job keeps its key (a cron slot runs once): {dup:?}"
+    );
+    assert_eq!(b.queue.prune(at(8)).await.expect("prune"), 1);
+    let second = enqueue(b, keyed(5), at(8)).await;
+    assert_ne!(second.id, first.id, "a pruned job frees its key");
     b.queue.cancel(second.id, at(8)).await.expect("cancel");
     let third = enqueue(b, keyed(6), at(9)).await;
     claim(b, &req, at(9)).await;
@@ -271,7 +278,11 @@ pub async fn unique_key_blocks_only_live_duplicates(b: &Backend) {
     enqueue(b, job("uniq"), at(11)).await;
     enqueue(b, job("uniq"), at(11)).await;
     let all = b.queue.list(&JobFilter::all()).await.expect("list");
-    assert_eq!(all.len(), 7, "exactly the inserted jobs exist: {all:?}");
+    assert_eq!(
+        all.len(),
+        6,
+        "exactly the inserted, unpruned jobs exist: {all:?}"
+    );
 }
 
 /// `enqueue_all` inserts nothing when one job is invalid, and resolves duplicate unique keys

@@ -1,0 +1,208 @@
+//! Performing one claimed job: heartbeats, timeout, panics, outcome, telemetry.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use tracing::Instrument;
+
+use crate::clock::Clock;
+use crate::error::{Conflict, Error};
+use crate::job::{FailAction, Job, JobState};
+use crate::queue::JobQueue;
+use crate::telemetry;
+use crate::worker::{JobContext, PerformError, WorkerRegistry};
+
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// Completed.
+    Completed,
+    /// Failed and will be retried.
+    Retryable,
+    /// Failed for good (attempts exhausted, malformed args, unknown worker, or the worker
+    /// said so).
+    Discarded,
+    /// The attempt lost its lease (rescued or cancelled elsewhere); nothing was recorded.
+    LeaseLost,
+}
+
+/// Lease settings of an attempt.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LeaseSettings {
+    pub(crate) lease: Duration,
+    pub(crate) heartbeat_every: Duration,
+}
+
+/// Performs `job` (already claimed: `executing`, its attempt counted) with the worker the
+/// registry names, renewing its lease, and records the result in the queue, fenced by attempt.
+pub(crate) async fn execute_job(
+    queue: &Arc<dyn JobQueue>,
+    registry: &WorkerRegistry,
+    clock: &Arc<dyn Clock>,
+    job: Job,
+    lease: LeaseSettings,
+) -> Result<AttemptOutcome, Error> {
+    let span = tracing::info_span!("netauto.job", job_id = job.id.get(), worker = %job.worker, queue = %job.queue, attempt = job.attempt);
+    attempt_job(queue, registry, clock, job, lease)
+        .instrument(span)
+        .await
+}
+
+async fn attempt_job(
+    queue: &Arc<dyn JobQueue>,
+    registry: &WorkerRegistry,
+    clock: &Arc<dyn Clock>,
+    job: Job,
+    lease: LeaseSettings,
+) -> Result<AttemptOutcome, Error> {
+    let (id, attempt) = (job.id, job.attempt);
+    let started = Instant::now();
+    tracing::info!(event = telemetry::JOB_START, job_id = id.get(), worker = %job.worker, queue = %job.queue, attempt);
+
+    let Some(worker) = registry.get(&job.worker) else {
+        let msg = format!(
+            "no worker named {:?} is registered on this node",
+            job.worker
+        );
+        return finish_failed(
+            queue,
+            clock,
+            &job,
+            started,
+            "unknown_worker",
+            &msg,
+            FailAction::Discard,
+        )
+        .await;
+    };
+    let ctx = JobContext::new(job.clone(), clock.clone());
+    let perform = AssertUnwindSafe(worker.perform(&ctx)).catch_unwind();
+    let timeout = worker.timeout();
+    let perform = async {
+        match timeout {
+            Some(t) => tokio::time::timeout(t, perform).await.map_err(|_| t),
+            None => Ok(perform.await),
+        }
+    };
+    tokio::pin!(perform);
+
+    let mut beat = tokio::time::interval(lease.heartbeat_every.max(Duration::from_millis(10)));
+    beat.tick().await;
+    let result = loop {
+        tokio::select! {
+            r = &mut perform => break r,
+            _ = beat.tick() => {
+                let until = clock.now() + chrono::Duration::from_std(lease.lease).unwrap_or(chrono::Duration::MAX);
+                match queue.heartbeat(id, attempt, until).await {
+                    Ok(()) => {}
+                    Err(Error::Conflict(_) | Error::NotFound { .. }) => {
+                        tracing::warn!(event = telemetry::JOB_EXCEPTION, job_id = id.get(), worker = %job.worker,
+                            queue = %job.queue, attempt, kind = "lease_lost", error = "the job was rescued or cancelled; stopping");
+                        return Ok(AttemptOutcome::LeaseLost);
+                    }
+                    // A failed heartbeat is not fatal: the lease may still be valid.
+                    Err(e) => tracing::warn!(job_id = id.get(), error = %e, "heartbeat failed"),
+                }
+            }
+        }
+    };
+
+    let backoff = || {
+        let delay = worker.backoff(attempt);
+        FailAction::RetryAt(
+            clock.now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+        )
+    };
+    match result {
+        Ok(Ok(Ok(()))) => {
+            match queue.complete(id, attempt, clock.now()).await {
+                Ok(()) => {}
+                Err(Error::Conflict(_)) => return Ok(AttemptOutcome::LeaseLost),
+                Err(e) => return Err(e),
+            }
+            tracing::info!(event = telemetry::JOB_STOP, job_id = id.get(), worker = %job.worker, queue = %job.queue,
+                attempt, duration_ms = started.elapsed().as_millis() as u64);
+            Ok(AttemptOutcome::Completed)
+        }
+        Ok(Ok(Err(PerformError::Malformed(msg)))) => {
+            finish_failed(
+                queue,
+                clock,
+                &job,
+                started,
+                "malformed",
+                &msg,
+                FailAction::Discard,
+            )
+            .await
+        }
+        Ok(Ok(Err(PerformError::Failed(e)))) => {
+            let (kind, action) = if e.is_discard() {
+                ("discard", FailAction::Discard)
+            } else {
+                ("retry", backoff())
+            };
+            finish_failed(queue, clock, &job, started, kind, e.message(), action).await
+        }
+        Ok(Err(panic)) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            finish_failed(
+                queue,
+                clock,
+                &job,
+                started,
+                "panic",
+                &format!("worker panicked: {msg}"),
+                backoff(),
+            )
+            .await
+        }
+        Err(t) => {
+            let msg = format!("attempt timed out after {t:?}");
+            finish_failed(queue, clock, &job, started, "timeout", &msg, backoff()).await
+        }
+    }
+}
+
+async fn finish_failed(
+    queue: &Arc<dyn JobQueue>,
+    clock: &Arc<dyn Clock>,
+    job: &Job,
+    started: Instant,
+    kind: &'static str,
+    message: &str,
+    action: FailAction,
+) -> Result<AttemptOutcome, Error> {
+    let state = match queue
+        .fail(job.id, job.attempt, message, action, clock.now())
+        .await
+    {
+        Ok(state) => state,
+        Err(Error::Conflict(Conflict::StaleAttempt { .. } | Conflict::JobFinished(_))) => {
+            return Ok(AttemptOutcome::LeaseLost);
+        }
+        Err(e) => return Err(e),
+    };
+    tracing::warn!(
+        event = telemetry::JOB_EXCEPTION,
+        job_id = job.id.get(),
+        worker = %job.worker,
+        queue = %job.queue,
+        attempt = job.attempt,
+        duration_ms = started.elapsed().as_millis() as u64,
+        kind,
+        error = message,
+        state = state.as_str(),
+    );
+    Ok(if state == JobState::Discarded {
+        AttemptOutcome::Discarded
+    } else {
+        AttemptOutcome::Retryable
+    })
+}

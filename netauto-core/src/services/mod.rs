@@ -1,0 +1,9 @@
+//! The services: run a command, start a bulk, run bulk jobs, purge old runs.
+
+pub mod bulk;
+pub mod network;
+pub mod retention;
+
+pub use bulk::{Bulk, BulkArgs, BulkJob, Wake};
+pub use network::{ExecuteOptions, Network};
+pub use retention::{PurgeReport, RetentionArgs, RetentionWorker};
