@@ -19,6 +19,8 @@
 //!
 //! * `mock`: mockall mocks of the traits (`MockJobQueue`, `MockRunStore`,
 //!   `MockNetworkClient`, `MockProgressSink`).
+//! * `testing`: Oban.Testing-style helpers ([`testing`]): perform a job, assert what is
+//!   enqueued, drain a queue, inline mode.
 //! * `conformance`: the backend conformance suite ([`conformance`]) and the
 //!   [`conformance_tests!`] macro.
 //!
@@ -43,6 +45,8 @@ pub mod runner;
 pub mod services;
 mod store;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod validation;
 pub mod worker;
 
