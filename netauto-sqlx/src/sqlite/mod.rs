@@ -1,0 +1,161 @@
+//! The SQLite backend: the embedded default for one machine.
+//!
+//! Writes go through one writer connection (SQLite has one writer at a time; queueing them
+//! in the pool avoids `SQLITE_BUSY` storms) in `BEGIN IMMEDIATE` transactions; reads use a
+//! small pool of WAL readers. `foreign_keys` is verified on at start (chunks and outcomes
+//! cascade with their runs and bulks), and the backend refuses to run without it.
+
+mod queue;
+mod store;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use netauto_core::{ConfigError, Error, Result};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool as Pool};
+
+pub use queue::SqliteJobQueue;
+pub use store::SqliteRunStore;
+
+use crate::error::db;
+
+/// The embedded migrations, in order: (version, name, SQL).
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+)];
+
+/// Readers in the pool of a file database.
+const READERS: u32 = 4;
+
+/// The two pools: writes are serialized on `writer`; `reader` serves reads (the same pool
+/// for an in-memory database, which lives in one connection).
+#[derive(Debug, Clone)]
+pub(crate) struct Db {
+    pub(crate) writer: Pool,
+    pub(crate) reader: Pool,
+}
+
+/// A connected SQLite database.
+#[derive(Debug, Clone)]
+pub struct SqliteBackend {
+    db: Db,
+}
+
+impl SqliteBackend {
+    /// Opens (creating if missing) the database at `url`: `sqlite://path/to/file.db`,
+    /// `sqlite:relative.db`, or `sqlite::memory:` for a private in-memory database.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let bad = |reason: String| {
+            Error::Config(ConfigError {
+                var: "DATABASE_URL",
+                value: url.to_owned(),
+                reason,
+            })
+        };
+        let base = SqliteConnectOptions::from_str(url)
+            .map_err(|e| bad(e.to_string()))?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .synchronous(SqliteSynchronous::Normal);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pools = if in_memory {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(base)
+                .await
+                .map_err(db)?;
+            Db {
+                writer: pool.clone(),
+                reader: pool,
+            }
+        } else {
+            let opts = base.journal_mode(SqliteJournalMode::Wal);
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(opts.clone())
+                .await
+                .map_err(db)?;
+            let reader = SqlitePoolOptions::new()
+                .max_connections(READERS)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(opts.read_only(true))
+                .await
+                .map_err(db)?;
+            Db { writer, reader }
+        };
+        for pool in [&pools.writer, &pools.reader] {
+            let on: i64 = sqlx::query("PRAGMA foreign_keys")
+                .fetch_one(pool)
+                .await
+                .map_err(db)?
+                .try_get(0)
+                .map_err(db)?;
+            if on != 1 {
+                return Err(Error::backend(
+                    "SQLite foreign_keys is off on this connection; refusing to run (chunks and outcomes would not cascade)",
+                ));
+            }
+        }
+        Ok(Self { db: pools })
+    }
+
+    /// Applies the embedded migrations not applied yet, each in its own transaction.
+    pub async fn migrate(&self) -> Result<()> {
+        let w = &self.db.writer;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS netauto_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+        )
+        .execute(w)
+        .await
+        .map_err(db)?;
+        for (version, name, sql) in MIGRATIONS {
+            let mut tx = w.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+            let done = sqlx::query("SELECT 1 FROM netauto_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            if done.is_none() {
+                sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(db)?;
+                sqlx::query("INSERT INTO netauto_migrations (version, name) VALUES (?, ?)")
+                    .bind(version)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                tracing::info!(version, name, "applied SQLite migration");
+            }
+            tx.commit().await.map_err(db)?;
+        }
+        Ok(())
+    }
+
+    /// The job queue.
+    pub fn queue(&self) -> SqliteJobQueue {
+        SqliteJobQueue {
+            db: self.db.clone(),
+        }
+    }
+
+    /// The run store.
+    pub fn store(&self) -> SqliteRunStore {
+        SqliteRunStore {
+            db: self.db.clone(),
+        }
+    }
+
+    /// The writer pool (for tools and tests).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.db.writer
+    }
+}

@@ -1,0 +1,666 @@
+//! [`SqliteRunStore`].
+
+use std::collections::{BTreeMap, HashSet};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use netauto_core::retention::{
+    DeleteGuard, DeletedRuns, DeviceTotal, FootprintCursor, RunFootprint,
+};
+use netauto_core::validation::dedup_ids;
+use netauto_core::{
+    Bulk, BulkCounters, BulkRef, ChunkAppended, Conflict, Device, DeviceId, DeviceOutcome,
+    Enqueued, Error, NewBulk, NewDevice, NewJob, NewRun, OutcomeRecorded, OutputStream, Result,
+    Run, RunChunk, RunFinish, RunId, RunStatus, RunStore, ValidationError,
+};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::Db;
+use super::queue::insert_job;
+use crate::error::{corrupt, db, is_foreign_key_violation, is_unique_violation, json};
+use crate::time::{from_micros, opt_from_micros, to_micros};
+
+/// Devices, runs, chunks and bulks in SQLite.
+#[derive(Debug, Clone)]
+pub struct SqliteRunStore {
+    pub(super) db: Db,
+}
+
+fn ids_json(ids: &[DeviceId]) -> String {
+    let raw: Vec<i64> = ids.iter().map(|d| d.get()).collect();
+    serde_json::Value::from(raw).to_string()
+}
+
+fn device_from_row(r: &SqliteRow) -> Result<Device> {
+    let tags: String = r.try_get("tags").map_err(db)?;
+    Ok(Device {
+        id: DeviceId(r.try_get("id").map_err(db)?),
+        name: r.try_get("name").map_err(db)?,
+        host: r.try_get("host").map_err(db)?,
+        port: u16::try_from(r.try_get::<i64, _>("port").map_err(db)?)
+            .map_err(|e| corrupt("port", e))?,
+        platform: r.try_get("platform").map_err(db)?,
+        username: r.try_get("username").map_err(db)?,
+        credential_ref: r.try_get("credential_ref").map_err(db)?,
+        tags: serde_json::from_str(&tags).map_err(json)?,
+        site: r.try_get("site").map_err(db)?,
+    })
+}
+
+fn status(s: &str) -> Result<RunStatus> {
+    s.parse().map_err(|_| corrupt("status", s))
+}
+
+fn run_from_row(r: &SqliteRow) -> Result<Run> {
+    let st: String = r.try_get("status").map_err(db)?;
+    let bulk_ref: Option<String> = r.try_get("bulk_ref").map_err(db)?;
+    Ok(Run {
+        id: RunId(r.try_get("id").map_err(db)?),
+        device_id: DeviceId(r.try_get("device_id").map_err(db)?),
+        command: r.try_get("command").map_err(db)?,
+        requested_by: r.try_get("requested_by").map_err(db)?,
+        bulk_ref: bulk_ref
+            .map(|b| BulkRef::parse(&b).map_err(|e| corrupt("bulk ref", e)))
+            .transpose()?,
+        status: status(&st)?,
+        exit_status: r
+            .try_get::<Option<i64>, _>("exit_status")
+            .map_err(db)?
+            .map(|c| c as i32),
+        error_kind: r.try_get("error_kind").map_err(db)?,
+        error_message: r.try_get("error_message").map_err(db)?,
+        inserted_at: from_micros(r.try_get("inserted_at").map_err(db)?),
+        started_at: opt_from_micros(r.try_get("started_at").map_err(db)?),
+        finished_at: opt_from_micros(r.try_get("finished_at").map_err(db)?),
+        bytes: r.try_get::<i64, _>("bytes").map_err(db)? as u64,
+        chunks: r.try_get::<i64, _>("chunks").map_err(db)? as u64,
+    })
+}
+
+fn footprint_from_row(r: &SqliteRow) -> Result<RunFootprint> {
+    Ok(RunFootprint {
+        run_id: RunId(r.try_get("id").map_err(db)?),
+        device_id: DeviceId(r.try_get("device_id").map_err(db)?),
+        ts: from_micros(r.try_get("retention_ts").map_err(db)?),
+        bytes: r.try_get::<i64, _>("bytes").map_err(db)? as u64,
+        finished: r
+            .try_get::<Option<i64>, _>("finished_at")
+            .map_err(db)?
+            .is_some(),
+    })
+}
+
+fn outcome_from_row(r: &SqliteRow) -> Result<DeviceOutcome> {
+    let st: String = r.try_get("status").map_err(db)?;
+    Ok(DeviceOutcome {
+        device_id: DeviceId(r.try_get("device_id").map_err(db)?),
+        run_id: r
+            .try_get::<Option<i64>, _>("run_id")
+            .map_err(db)?
+            .map(RunId),
+        status: status(&st)?,
+        error_kind: r.try_get("error_kind").map_err(db)?,
+        recorded_at: from_micros(r.try_get("recorded_at").map_err(db)?),
+    })
+}
+
+impl SqliteRunStore {
+    /// Why a write to a run that is not running changed nothing.
+    async fn not_running(&self, id: RunId) -> Error {
+        match sqlx::query("SELECT status FROM runs WHERE id = ?")
+            .bind(id.get())
+            .fetch_optional(&self.db.writer)
+            .await
+        {
+            Ok(Some(_)) => Conflict::RunFinished(id).into(),
+            Ok(None) => Error::RunGone(id),
+            Err(e) => db(e),
+        }
+    }
+}
+
+#[async_trait]
+impl RunStore for SqliteRunStore {
+    async fn create_device(&self, d: NewDevice) -> Result<Device> {
+        let row = sqlx::query(
+            "INSERT INTO devices (name, host, port, platform, username, credential_ref, tags, site)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+        )
+        .bind(&d.name)
+        .bind(&d.host)
+        .bind(i64::from(d.port))
+        .bind(&d.platform)
+        .bind(&d.username)
+        .bind(&d.credential_ref)
+        .bind(serde_json::to_string(&d.tags).map_err(json)?)
+        .bind(&d.site)
+        .fetch_one(&self.db.writer)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                Conflict::Exists {
+                    what: "device",
+                    key: d.name.clone(),
+                }
+                .into()
+            } else {
+                db(e)
+            }
+        })?;
+        device_from_row(&row)
+    }
+
+    async fn device(&self, id: DeviceId) -> Result<Device> {
+        let row = sqlx::query("SELECT * FROM devices WHERE id = ?")
+            .bind(id.get())
+            .fetch_optional(&self.db.reader)
+            .await
+            .map_err(db)?;
+        row.map_or_else(|| Err(Error::device_not_found(id)), |r| device_from_row(&r))
+    }
+
+    async fn list_devices(&self) -> Result<Vec<Device>> {
+        let rows = sqlx::query("SELECT * FROM devices ORDER BY id")
+            .fetch_all(&self.db.reader)
+            .await
+            .map_err(db)?;
+        rows.iter().map(device_from_row).collect()
+    }
+
+    async fn unknown_devices(&self, ids: &[DeviceId]) -> Result<Vec<DeviceId>> {
+        let ids = dedup_ids(ids);
+        let mut known = HashSet::new();
+        for batch in ids.chunks(10_000) {
+            let rows =
+                sqlx::query("SELECT id FROM devices WHERE id IN (SELECT value FROM json_each(?))")
+                    .bind(ids_json(batch))
+                    .fetch_all(&self.db.reader)
+                    .await
+                    .map_err(db)?;
+            for r in rows {
+                known.insert(DeviceId(r.try_get("id").map_err(db)?));
+            }
+        }
+        Ok(ids.into_iter().filter(|id| !known.contains(id)).collect())
+    }
+
+    async fn create_run(&self, run: NewRun, now: DateTime<Utc>) -> Result<Run> {
+        let t = to_micros(now);
+        let row = sqlx::query(
+            "INSERT INTO runs (device_id, command, requested_by, bulk_ref, status, inserted_at, started_at, retention_ts)
+             VALUES (?, ?, ?, ?, 'running', ?, ?, ?) RETURNING *",
+        )
+        .bind(run.device_id.get())
+        .bind(&run.command)
+        .bind(&run.requested_by)
+        .bind(run.bulk_ref.as_ref().map(BulkRef::as_str))
+        .bind(t)
+        .bind(t)
+        .bind(t)
+        .fetch_one(&self.db.writer)
+        .await
+        .map_err(|e| if is_foreign_key_violation(&e) { Error::device_not_found(run.device_id) } else { db(e) })?;
+        run_from_row(&row)
+    }
+
+    async fn append_chunk(
+        &self,
+        run_id: RunId,
+        stream: OutputStream,
+        data: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<ChunkAppended> {
+        let mut tx = self
+            .db
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
+        let row = sqlx::query(
+            "UPDATE runs SET bytes = bytes + ?, chunks = chunks + 1 WHERE id = ? AND status = 'running'
+             RETURNING chunks, bytes",
+        )
+        .bind(data.len() as i64)
+        .bind(run_id.get())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else {
+            drop(tx);
+            return Err(self.not_running(run_id).await);
+        };
+        let seq = row.try_get::<i64, _>("chunks").map_err(db)? - 1;
+        let run_bytes = row.try_get::<i64, _>("bytes").map_err(db)? as u64;
+        sqlx::query("INSERT INTO run_chunks (run_id, seq, stream, data, inserted_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(run_id.get())
+            .bind(seq)
+            .bind(stream.as_str())
+            .bind(data)
+            .bind(to_micros(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(ChunkAppended {
+            seq: seq as u64,
+            run_bytes,
+        })
+    }
+
+    async fn finish_run(
+        &self,
+        run_id: RunId,
+        finish: RunFinish,
+        now: DateTime<Utc>,
+    ) -> Result<Run> {
+        if finish.status == RunStatus::Running {
+            return Err(ValidationError::Field {
+                field: "status",
+                reason: "a run cannot finish as running".into(),
+            }
+            .into());
+        }
+        let t = to_micros(now);
+        let row = sqlx::query(
+            "UPDATE runs SET status = ?, exit_status = ?, error_kind = ?, error_message = ?, finished_at = ?, retention_ts = ?
+             WHERE id = ? AND status = 'running' RETURNING *",
+        )
+        .bind(finish.status.as_str())
+        .bind(finish.exit_status.map(i64::from))
+        .bind(&finish.error_kind)
+        .bind(&finish.error_message)
+        .bind(t)
+        .bind(t)
+        .bind(run_id.get())
+        .fetch_optional(&self.db.writer)
+        .await
+        .map_err(db)?;
+        match row {
+            Some(r) => run_from_row(&r),
+            None => Err(self.not_running(run_id).await),
+        }
+    }
+
+    async fn run(&self, id: RunId) -> Result<Run> {
+        let row = sqlx::query("SELECT * FROM runs WHERE id = ?")
+            .bind(id.get())
+            .fetch_optional(&self.db.reader)
+            .await
+            .map_err(db)?;
+        row.map_or_else(|| Err(Error::run_not_found(id)), |r| run_from_row(&r))
+    }
+
+    async fn chunks(&self, run_id: RunId, from_seq: u64, limit: usize) -> Result<Vec<RunChunk>> {
+        let rows = sqlx::query(
+            "SELECT * FROM run_chunks WHERE run_id = ? AND seq >= ? ORDER BY seq LIMIT ?",
+        )
+        .bind(run_id.get())
+        .bind(i64::try_from(from_seq).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let stream: String = r.try_get("stream").map_err(db)?;
+                Ok(RunChunk {
+                    run_id,
+                    seq: r.try_get::<i64, _>("seq").map_err(db)? as u64,
+                    stream: stream.parse().map_err(|_| corrupt("stream", &stream))?,
+                    data: Bytes::from(r.try_get::<Vec<u8>, _>("data").map_err(db)?),
+                    inserted_at: from_micros(r.try_get("inserted_at").map_err(db)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn device_runs(&self, device_id: DeviceId, limit: usize) -> Result<Vec<Run>> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE device_id = ? ORDER BY inserted_at DESC, id DESC LIMIT ?",
+        )
+        .bind(device_id.get())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(db)?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn bulk_runs(&self, bulk_ref: &BulkRef, device_ids: &[DeviceId]) -> Result<Vec<Run>> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE bulk_ref = ? AND device_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+        )
+        .bind(bulk_ref.as_str())
+        .bind(ids_json(device_ids))
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(db)?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn create_bulk(
+        &self,
+        bulk: NewBulk,
+        jobs: Vec<NewJob>,
+        now: DateTime<Utc>,
+    ) -> Result<(Bulk, Vec<Enqueued>)> {
+        for job in &jobs {
+            job.validate()?;
+        }
+        let device_ids = dedup_ids(&bulk.device_ids);
+        let mut tx = self
+            .db
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
+        sqlx::query("INSERT INTO bulks (ref, command, requested_by, created_at, total) VALUES (?, ?, ?, ?, ?)")
+            .bind(bulk.bulk_ref.as_str())
+            .bind(&bulk.command)
+            .bind(&bulk.requested_by)
+            .bind(to_micros(now))
+            .bind(device_ids.len() as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    Conflict::Exists { what: "bulk", key: bulk.bulk_ref.to_string() }.into()
+                } else {
+                    db(e)
+                }
+            })?;
+        sqlx::query(
+            "INSERT INTO bulk_devices (bulk_ref, position, device_id) SELECT ?, key, value FROM json_each(?)",
+        )
+        .bind(bulk.bulk_ref.as_str())
+        .bind(ids_json(&device_ids))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let mut enqueued = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            enqueued.push(insert_job(&mut tx, job, now).await?);
+        }
+        tx.commit().await.map_err(db)?;
+        let created = Bulk {
+            bulk_ref: bulk.bulk_ref,
+            command: bulk.command,
+            requested_by: bulk.requested_by,
+            counters: BulkCounters::new(device_ids.len() as u64),
+            device_ids,
+            created_at: crate::time::from_micros(to_micros(now)),
+            finished_at: None,
+            outcomes: BTreeMap::new(),
+        };
+        Ok((created, enqueued))
+    }
+
+    async fn bulk(&self, bulk_ref: &BulkRef) -> Result<Bulk> {
+        let mut conn = self.db.reader.acquire().await.map_err(db)?;
+        let row = sqlx::query("SELECT * FROM bulks WHERE ref = ?")
+            .bind(bulk_ref.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| Error::bulk_not_found(bulk_ref))?;
+        let members =
+            sqlx::query("SELECT * FROM bulk_devices WHERE bulk_ref = ? ORDER BY position")
+                .bind(bulk_ref.as_str())
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db)?;
+        let mut device_ids = Vec::with_capacity(members.len());
+        let mut outcomes = BTreeMap::new();
+        for m in &members {
+            device_ids.push(DeviceId(m.try_get("device_id").map_err(db)?));
+            if m.try_get::<Option<String>, _>("status")
+                .map_err(db)?
+                .is_some()
+            {
+                let o = outcome_from_row(m)?;
+                outcomes.insert(o.device_id, o);
+            }
+        }
+        let total = row.try_get::<i64, _>("total").map_err(db)? as u64;
+        let ok = row.try_get::<i64, _>("ok").map_err(db)? as u64;
+        let failed = row.try_get::<i64, _>("failed").map_err(db)? as u64;
+        Ok(Bulk {
+            bulk_ref: bulk_ref.clone(),
+            command: row.try_get("command").map_err(db)?,
+            requested_by: row.try_get("requested_by").map_err(db)?,
+            device_ids,
+            created_at: from_micros(row.try_get("created_at").map_err(db)?),
+            counters: BulkCounters {
+                total,
+                ok,
+                failed,
+                pending: total - ok - failed,
+            },
+            finished_at: opt_from_micros(row.try_get("finished_at").map_err(db)?),
+            outcomes,
+        })
+    }
+
+    async fn device_outcomes(
+        &self,
+        bulk_ref: &BulkRef,
+        device_ids: &[DeviceId],
+    ) -> Result<Vec<DeviceOutcome>> {
+        let mut conn = self.db.reader.acquire().await.map_err(db)?;
+        let exists = sqlx::query("SELECT 1 FROM bulks WHERE ref = ?")
+            .bind(bulk_ref.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+        if exists.is_none() {
+            return Err(Error::bulk_not_found(bulk_ref));
+        }
+        let ids = dedup_ids(device_ids);
+        let rows = sqlx::query(
+            "SELECT * FROM bulk_devices WHERE bulk_ref = ? AND status IS NOT NULL
+               AND device_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(bulk_ref.as_str())
+        .bind(ids_json(&ids))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+        let mut by_id: BTreeMap<DeviceId, DeviceOutcome> = BTreeMap::new();
+        for r in &rows {
+            let o = outcome_from_row(r)?;
+            by_id.insert(o.device_id, o);
+        }
+        Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+    }
+
+    async fn record_outcome(
+        &self,
+        bulk_ref: &BulkRef,
+        outcome: DeviceOutcome,
+    ) -> Result<OutcomeRecorded> {
+        if outcome.status == RunStatus::Running {
+            return Err(ValidationError::Field {
+                field: "status",
+                reason: "an outcome cannot be running".into(),
+            }
+            .into());
+        }
+        let mut tx = self
+            .db
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
+        let updated = sqlx::query(
+            "UPDATE bulk_devices SET run_id = ?, status = ?, error_kind = ?, recorded_at = ?
+             WHERE bulk_ref = ? AND device_id = ? AND status IS NULL",
+        )
+        .bind(outcome.run_id.map(RunId::get))
+        .bind(outcome.status.as_str())
+        .bind(&outcome.error_kind)
+        .bind(to_micros(outcome.recorded_at))
+        .bind(bulk_ref.as_str())
+        .bind(outcome.device_id.get())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let newly = updated.rows_affected() == 1;
+        let (ok_inc, failed_inc) = match (newly, outcome.is_ok()) {
+            (false, _) => (0, 0),
+            (true, true) => (1, 0),
+            (true, false) => (0, 1),
+        };
+        let row = sqlx::query(
+            "UPDATE bulks SET ok = ok + ?1, failed = failed + ?2,
+                 finished_at = CASE WHEN ?3 AND ok + ?1 + failed + ?2 = total THEN ?4 ELSE finished_at END
+             WHERE ref = ?5 RETURNING total, ok, failed",
+        )
+        .bind(ok_inc)
+        .bind(failed_inc)
+        .bind(newly)
+        .bind(to_micros(outcome.recorded_at))
+        .bind(bulk_ref.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else {
+            return Err(Error::bulk_not_found(bulk_ref));
+        };
+        if !newly {
+            let member =
+                sqlx::query("SELECT 1 FROM bulk_devices WHERE bulk_ref = ? AND device_id = ?")
+                    .bind(bulk_ref.as_str())
+                    .bind(outcome.device_id.get())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            if member.is_none() {
+                return Err(ValidationError::Field {
+                    field: "device_id",
+                    reason: format!(
+                        "device {} is not part of bulk {bulk_ref}",
+                        outcome.device_id
+                    ),
+                }
+                .into());
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        let total = row.try_get::<i64, _>("total").map_err(db)? as u64;
+        let ok = row.try_get::<i64, _>("ok").map_err(db)? as u64;
+        let failed = row.try_get::<i64, _>("failed").map_err(db)? as u64;
+        let counters = BulkCounters {
+            total,
+            ok,
+            failed,
+            pending: total - ok - failed,
+        };
+        Ok(OutcomeRecorded {
+            counters,
+            newly_recorded: newly,
+            completed_now: newly && counters.pending == 0,
+        })
+    }
+
+    async fn device_totals(&self) -> Result<Vec<DeviceTotal>> {
+        let rows = sqlx::query("SELECT device_id, SUM(bytes) AS bytes, COUNT(*) AS runs FROM runs GROUP BY device_id ORDER BY device_id")
+            .fetch_all(&self.db.reader)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeviceTotal {
+                    device_id: DeviceId(r.try_get("device_id").map_err(db)?),
+                    bytes: r.try_get::<i64, _>("bytes").map_err(db)?.max(0) as u64,
+                    runs: r.try_get::<i64, _>("runs").map_err(db)? as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn device_footprints(
+        &self,
+        devices: &[DeviceId],
+        after: Option<FootprintCursor>,
+        limit: usize,
+    ) -> Result<Vec<RunFootprint>> {
+        let (d, ts, id) = after.map_or((i64::MIN, i64::MIN, i64::MIN), |c| {
+            (c.device_id.get(), to_micros(c.ts), c.run_id.get())
+        });
+        let rows = sqlx::query(
+            "SELECT id, device_id, retention_ts, bytes, finished_at FROM runs
+             WHERE device_id IN (SELECT value FROM json_each(?)) AND (device_id, retention_ts, id) > (?, ?, ?)
+             ORDER BY device_id, retention_ts, id LIMIT ?",
+        )
+        .bind(ids_json(devices))
+        .bind(d)
+        .bind(ts)
+        .bind(id)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(db)?;
+        rows.iter().map(footprint_from_row).collect()
+    }
+
+    async fn aged_footprints(
+        &self,
+        cutoff: DateTime<Utc>,
+        after: Option<FootprintCursor>,
+        limit: usize,
+    ) -> Result<Vec<RunFootprint>> {
+        let (ts, id) = after.map_or((i64::MIN, i64::MIN), |c| (to_micros(c.ts), c.run_id.get()));
+        let rows = sqlx::query(
+            "SELECT id, device_id, retention_ts, bytes, finished_at FROM runs
+             WHERE retention_ts < ? AND (retention_ts, id) > (?, ?)
+             ORDER BY retention_ts, id LIMIT ?",
+        )
+        .bind(to_micros(cutoff))
+        .bind(ts)
+        .bind(id)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(db)?;
+        rows.iter().map(footprint_from_row).collect()
+    }
+
+    async fn delete_runs(&self, ids: &[RunId], guard: DeleteGuard) -> Result<DeletedRuns> {
+        if ids.is_empty() {
+            return Ok(DeletedRuns::default());
+        }
+        let raw: Vec<i64> = ids.iter().map(|r| r.get()).collect();
+        let ids_json = serde_json::Value::from(raw).to_string();
+        let query = match guard {
+            DeleteGuard::AgedBefore(cutoff) => sqlx::query(
+                "DELETE FROM runs WHERE retention_ts < ? AND id IN (SELECT value FROM json_each(?))
+                 RETURNING id, bytes, chunks",
+            )
+            .bind(to_micros(cutoff))
+            .bind(ids_json),
+            DeleteGuard::Finished => sqlx::query(
+                "DELETE FROM runs WHERE finished_at IS NOT NULL AND id IN (SELECT value FROM json_each(?))
+                 RETURNING id, bytes, chunks",
+            )
+            .bind(ids_json),
+        };
+        let mut tx = self
+            .db
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
+        let rows = query.fetch_all(&mut *tx).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let mut out = DeletedRuns::default();
+        for r in &rows {
+            out.ids.push(RunId(r.try_get("id").map_err(db)?));
+            out.bytes += r.try_get::<i64, _>("bytes").map_err(db)? as u64;
+            out.chunks += r.try_get::<i64, _>("chunks").map_err(db)? as u64;
+        }
+        out.ids.sort_unstable();
+        Ok(out)
+    }
+}
