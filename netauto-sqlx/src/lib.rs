@@ -83,6 +83,16 @@ impl Database {
         }
     }
 
+    /// The progress feed: in-process for SQLite, LISTEN/NOTIFY across nodes for PostgreSQL.
+    pub fn progress(&self) -> Arc<dyn netauto_core::ProgressSink> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(b) => Arc::new(b.progress()),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(b) => Arc::new(b.progress()),
+        }
+    }
+
     /// The run store (shares the queue's database).
     pub fn store(&self) -> Arc<dyn RunStore> {
         match self {

@@ -44,6 +44,7 @@ pub(crate) struct Db {
 #[derive(Debug, Clone)]
 pub struct SqliteBackend {
     db: Db,
+    progress: netauto_memory::InMemoryProgressHub,
 }
 
 impl SqliteBackend {
@@ -106,7 +107,10 @@ impl SqliteBackend {
                 ));
             }
         }
-        Ok(Self { db: pools })
+        Ok(Self {
+            db: pools,
+            progress: netauto_memory::InMemoryProgressHub::new(),
+        })
     }
 
     /// Applies the embedded migrations not applied yet, each in its own transaction.
@@ -152,6 +156,11 @@ impl SqliteBackend {
         SqliteRunStore {
             db: self.db.clone(),
         }
+    }
+
+    /// The progress feed (in-process: SQLite serves one process).
+    pub fn progress(&self) -> netauto_memory::InMemoryProgressHub {
+        self.progress.clone()
     }
 
     /// The writer pool (for tools and tests).

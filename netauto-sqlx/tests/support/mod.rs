@@ -1,0 +1,61 @@
+//! Test support: a fresh PostgreSQL schema per test.
+#![allow(dead_code)]
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+
+/// The environment variable naming the PostgreSQL server the tests use, e.g.
+/// `postgres://postgres@127.0.0.1:5432/netauto_test`. Unset: the PostgreSQL tests are skipped
+/// (with a printed reason), except under `CI=true`, where that is a failure.
+pub(crate) const PG_URL_VAR: &str = "NETAUTO_TEST_POSTGRES_URL";
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+/// The test server's URL, or `None` (after printing why) when the tests should skip.
+pub(crate) fn pg_url() -> Option<String> {
+    match std::env::var(PG_URL_VAR) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{PG_URL_VAR} is not set, but CI=true: the PostgreSQL tests must run in CI")
+        }
+        _ => {
+            eprintln!(
+                "skipped: {PG_URL_VAR} is not set (e.g. postgres://postgres@127.0.0.1:5432/netauto_test)"
+            );
+            None
+        }
+    }
+}
+
+/// Connect options for a new, empty, migrated-on-demand schema of its own.
+pub(crate) async fn fresh_schema() -> Option<PgConnectOptions> {
+    let url = pg_url()?;
+    let schema = format!(
+        "t_{}_{}_{:08x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        rand_u32()
+    );
+    let mut conn = PgConnection::connect(&url)
+        .await
+        .expect("connect to the PostgreSQL test server");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut conn)
+        .await
+        .expect("create the test schema");
+    conn.close().await.ok();
+    let opts = PgConnectOptions::from_str(&url)
+        .expect("test URL")
+        .options([("search_path", schema.as_str())]);
+    Some(opts)
+}
+
+fn rand_u32() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    t.subsec_nanos() ^ (t.as_secs() as u32).rotate_left(13)
+}
