@@ -21,6 +21,9 @@
 //! # }
 //! ```
 
+pub mod capture;
+pub use capture::{Capture, CaptureGuard, CaptureLayer, CapturedEvent};
+
 use std::sync::Arc;
 use std::time::Duration;
 
