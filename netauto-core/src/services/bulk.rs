@@ -126,6 +126,9 @@ pub struct BulkArgs {
 /// Default number of devices of one job run at the same time.
 pub const DEFAULT_DEVICE_CONCURRENCY: usize = 10;
 
+/// `error_kind` of a run a bulk job closed because the worker running it stopped.
+const INTERRUPTED: &str = "interrupted";
+
 /// Runs the devices of one bulk job (queue `bulk`).
 ///
 /// A device that already has an outcome in the bulk is skipped, and a device whose run of
@@ -171,11 +174,16 @@ impl BulkJob {
         let store = self.network.store();
         let now = || self.network.clock().now();
         let outcome = match previous {
-            Some(run) if run.status.is_finished() => outcome_of_run(&run, now()),
+            // A run closed as interrupted never finished on the device: it runs again.
+            Some(run)
+                if run.status.is_finished() && run.error_kind.as_deref() != Some(INTERRUPTED) =>
+            {
+                outcome_of_run(&run, now())
+            }
             other => {
                 if let Some(stale) = other {
                     let finish = RunFinish::new(RunStatus::Error).with_error(
-                        "interrupted",
+                        INTERRUPTED,
                         "the worker running this device stopped; run again",
                     );
                     match store.finish_run(stale.id, finish, now()).await {
