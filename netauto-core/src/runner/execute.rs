@@ -88,8 +88,8 @@ async fn attempt_job(
     };
     tokio::pin!(perform);
 
-    let mut beat = tokio::time::interval(lease.heartbeat_every.max(Duration::from_millis(10)));
-    beat.tick().await;
+    let every = lease.heartbeat_every.max(Duration::from_millis(10));
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let result = loop {
         tokio::select! {
             r = &mut perform => break r,
