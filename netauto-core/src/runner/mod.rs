@@ -209,6 +209,9 @@ impl Runner {
     }
 
     /// Prunes terminal jobs older than `after` (default 30 days); `None` never prunes.
+    ///
+    /// Cron catches up a missed slot only while it is younger than `after`: an older slot's
+    /// job may have run and been pruned, and running it again is worse than skipping it.
     pub fn with_prune_after(self, after: Option<Duration>) -> Self {
         self.rebuild(|_, _, _, p| *p = after)
     }
@@ -297,6 +300,18 @@ impl Runner {
                 continue;
             };
             if self.lock().cron_last.get(&i) == Some(&slot) {
+                continue;
+            }
+            // A slot older than the prune age may have run and been pruned, which freed its
+            // unique key: a node starting now (e.g. weeks after an @yearly slot) must not run
+            // it again, so such a slot is not caught up.
+            let forgotten = self
+                .inner
+                .prune_after
+                .and_then(|after| chrono::Duration::from_std(after).ok())
+                .and_then(|after| now.checked_sub_signed(after))
+                .is_some_and(|cutoff| slot < cutoff);
+            if forgotten {
                 continue;
             }
             // Any number of runners may insert the same slot: the unique key keeps one.
