@@ -590,9 +590,15 @@ async fn shutdown_drains_quick_jobs_and_releases_blocked_ones() {
     })
     .await;
     let started = std::time::Instant::now();
+    let watcher = handle.runner().clone();
     let report = handle.shutdown().await;
 
     assert_eq!(report.drained, 1, "{report:?}");
+    assert_eq!(
+        watcher.in_flight("default"),
+        0,
+        "stopped jobs leave the in-flight count"
+    );
     assert_eq!(report.released, [blocked]);
     assert!(
         started.elapsed() < Duration::from_secs(3),

@@ -503,6 +503,15 @@ async fn inline_queue_runs_each_job_on_enqueue() {
         .unwrap();
     assert_eq!(all.len(), 3);
     assert_eq!(counter.0.load(Ordering::SeqCst), 32);
+    assert_eq!(
+        all.iter().map(|e| e.job().state).collect::<Vec<_>>(),
+        [
+            JobState::Completed,
+            JobState::Retryable,
+            JobState::Completed
+        ],
+        "enqueue_all answers the jobs as they are after running, like enqueue"
+    );
     let states: Vec<JobState> = {
         let mut v = Vec::new();
         for e in &all {

@@ -82,7 +82,7 @@ struct Inner {
 #[derive(Debug, Default)]
 struct State {
     in_flight: HashMap<String, usize>,
-    running: HashMap<JobId, (u32, AbortHandle)>,
+    running: HashMap<JobId, (u32, String, AbortHandle)>,
     cron_last: HashMap<usize, DateTime<Utc>>,
     last_rescue: Option<DateTime<Utc>>,
     last_prune: Option<DateTime<Utc>>,
@@ -124,7 +124,8 @@ pub struct TickReport {
 pub struct ShutdownReport {
     /// Jobs still running when shutdown began that finished within the grace period.
     pub drained: usize,
-    /// Jobs still running after the grace period: stopped and given back to the queue.
+    /// Jobs still running after the grace period, stopped and given back to the queue (a
+    /// stopped job that could not be released is left to lease-expiry rescue).
     pub released: Vec<JobId>,
 }
 
@@ -272,8 +273,13 @@ impl Runner {
             self.lock().last_rescue = Some(now);
         }
         if let (true, Some(after)) = (prune_due, inner.prune_after) {
-            let cutoff = now - chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX);
-            inner.queue.prune(cutoff).await?;
+            // An age too large to subtract prunes nothing.
+            if let Some(cutoff) = chrono::Duration::from_std(after)
+                .ok()
+                .and_then(|a| now.checked_sub_signed(a))
+            {
+                inner.queue.prune(cutoff).await?;
+            }
             self.lock().last_prune = Some(now);
         }
 
@@ -333,6 +339,7 @@ impl Runner {
         let runner = self.clone();
         let (id, attempt, queue_name) = (job.id, job.attempt, job.queue.clone());
         // Count the job before its task can finish, so the counts never go negative.
+        let queue_for_state = queue_name.clone();
         let mut state = self.lock();
         let n = state.in_flight.entry(queue_name.clone()).or_default();
         *n += 1;
@@ -349,7 +356,9 @@ impl Runner {
                 execute_job(&inner.queue, &inner.registry, &inner.clock, job, lease).await;
             runner.finished(id, &queue_name, outcome);
         });
-        state.running.insert(id, (attempt, task.abort_handle()));
+        state
+            .running
+            .insert(id, (attempt, queue_for_state, task.abort_handle()));
     }
 
     fn finished(&self, id: JobId, queue: &str, outcome: Result<AttemptOutcome>) {
@@ -421,12 +430,20 @@ impl Runner {
     pub async fn drain(&self) -> ShutdownReport {
         let before = self.lock().running.len();
         self.wait_idle(self.inner.config.shutdown_grace).await;
-        let left: Vec<(JobId, u32, AbortHandle)> = self
-            .lock()
-            .running
-            .drain()
-            .map(|(id, (attempt, h))| (id, attempt, h))
-            .collect();
+        let left: Vec<(JobId, u32, AbortHandle)> = {
+            let mut state = self.lock();
+            let left: Vec<_> = state.running.drain().collect();
+            // Stopped tasks never reach `finished`: take them off the counts here.
+            for (_, (_, queue, _)) in &left {
+                if let Some(n) = state.in_flight.get_mut(queue) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            left.into_iter()
+                .map(|(id, (attempt, _, h))| (id, attempt, h))
+                .collect()
+        };
+        let stopped = left.len();
         let mut released = Vec::new();
         for (id, attempt, handle) in left {
             handle.abort();
@@ -444,7 +461,7 @@ impl Runner {
         }
         released.sort_unstable();
         ShutdownReport {
-            drained: before - released.len(),
+            drained: before - stopped,
             released,
         }
     }

@@ -248,11 +248,20 @@ impl BulkJob {
             }))
             .await;
         if recorded.completed_now {
-            let bulk = store.bulk(&args.bulk_ref).await?;
-            let finished = bulk
-                .finished_at
-                .unwrap_or_else(|| self.network.clock().now());
-            let duration = (finished - bulk.created_at).to_std().unwrap_or_default();
+            // The Summary is published by this call only: a failed read must not lose it
+            // (a retry would find every device recorded and publish nothing).
+            let duration = match store.bulk(&args.bulk_ref).await {
+                Ok(bulk) => {
+                    let finished = bulk
+                        .finished_at
+                        .unwrap_or_else(|| self.network.clock().now());
+                    (finished - bulk.created_at).to_std().unwrap_or_default()
+                }
+                Err(e) => {
+                    tracing::warn!(bulk_ref = %args.bulk_ref, error = %e, "cannot read the bulk for its duration; summary says 0");
+                    Duration::ZERO
+                }
+            };
             let c = recorded.counters;
             tracing::info!(
                 event = telemetry::BULK_SUMMARY,

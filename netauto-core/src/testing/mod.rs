@@ -367,9 +367,20 @@ impl JobQueue for InlineQueue {
     async fn enqueue_all(&self, jobs: Vec<NewJob>, now: DateTime<Utc>) -> Result<Vec<Enqueued>> {
         let out = self.inner.enqueue_all(jobs, now).await?;
         let mut queues: Vec<String> = out.iter().map(|e| e.job().queue.clone()).collect();
+        queues.sort();
         queues.dedup();
         self.run(queues).await?;
-        Ok(out)
+        // Answer the jobs as they are after running, like `enqueue`.
+        let mut ran = Vec::with_capacity(out.len());
+        for e in out {
+            let job = self.inner.job(e.job().id).await?;
+            ran.push(if e.is_inserted() {
+                Enqueued::Inserted(job)
+            } else {
+                Enqueued::Existing(job)
+            });
+        }
+        Ok(ran)
     }
 
     async fn claim(&self, req: &ClaimRequest, now: DateTime<Utc>) -> Result<Vec<Job>> {
