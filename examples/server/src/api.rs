@@ -1,0 +1,156 @@
+//! The JSON API: the same flows as the pages, for scripts. Authentication is the session
+//! cookie; writes also carry the session's CSRF token in `x-csrf-token`.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use netauto_core::{BulkRef, DeviceId, RunId};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::auth::{CurrentUser, api_csrf_ok};
+use crate::error::ApiError;
+use crate::pages::devices::last_runs;
+use crate::pages::runs::{CHUNK_PAGE, PAGE_OUTPUT_LIMIT};
+
+/// GET /api/devices
+pub(crate) async fn devices(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+) -> Result<Json<Value>, ApiError> {
+    let devices = state.store.list_devices().await?;
+    let last = last_runs(&state.store, &devices).await?;
+    let list: Vec<Value> = devices
+        .iter()
+        .map(|d| {
+            let run = last.get(&d.id).map(|r| {
+                json!({"id": r.id, "status": r.status, "at": r.finished_at.unwrap_or(r.inserted_at)})
+            });
+            json!({
+                "id": d.id, "name": d.name, "host": d.host, "port": d.port,
+                "platform": d.platform, "site": d.site, "tags": d.tags, "last_run": run,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "devices": list })))
+}
+
+/// Body of POST /api/bulk.
+#[derive(Debug, Deserialize)]
+pub(crate) struct BulkBody {
+    device_ids: Vec<DeviceId>,
+    command: String,
+}
+
+/// POST /api/bulk → 201 `{"bulk_ref", "url", "devices"}`; 422 names the problem.
+pub(crate) async fn create_bulk(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    headers: HeaderMap,
+    body: Result<Json<BulkBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    if !api_csrf_ok(&user, &headers) {
+        return Err(ApiError::Csrf);
+    }
+    let Json(body) = body.map_err(|r| match r.status() {
+        StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(r.body_text()),
+        _ => ApiError::BadRequest(r.body_text()),
+    })?;
+    let bulk_ref = state
+        .bulk
+        .enqueue(&body.device_ids, &body.command, &user.name)
+        .await?;
+    let total = state.store.bulk(&bulk_ref).await?.counters.total;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "bulk_ref": bulk_ref,
+            "url": format!("/bulk/{bulk_ref}"),
+            "devices": total,
+        })),
+    )
+        .into_response())
+}
+
+/// GET /api/bulk/{ref}: the bulk with its counters and outcomes.
+pub(crate) async fn bulk(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path(raw): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let bulk_ref =
+        BulkRef::parse(&raw).map_err(|_| ApiError::NotFound(format!("bulk {raw:?} not found")))?;
+    let bulk = state.store.bulk(&bulk_ref).await?;
+    let outcomes: Vec<Value> = bulk
+        .device_ids
+        .iter()
+        .map(|id| match bulk.outcomes.get(id) {
+            Some(o) => json!({"device_id": id, "status": o.status, "run_id": o.run_id, "error_kind": o.error_kind}),
+            None => json!({"device_id": id, "status": "pending", "run_id": null, "error_kind": null}),
+        })
+        .collect();
+    Ok(Json(json!({
+        "bulk_ref": bulk.bulk_ref,
+        "command": bulk.command,
+        "requested_by": bulk.requested_by,
+        "created_at": bulk.created_at,
+        "finished_at": bulk.finished_at,
+        "counters": bulk.counters,
+        "devices": outcomes,
+    })))
+}
+
+/// Query of GET /api/runs/{id}.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RunQuery {
+    /// First chunk wanted (for tailing).
+    #[serde(default)]
+    from_seq: u64,
+}
+
+/// GET /api/runs/{id}?from_seq=N: the run and its output from chunk N (up to 1 MiB; `more`
+/// says whether to ask again from `next_seq`).
+pub(crate) async fn run(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path(raw): Path<String>,
+    query: Result<Query<RunQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id: RunId = raw
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("run {raw:?} not found")))?;
+    let Query(q) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
+    let run = state.store.run(id).await?;
+    let mut output = Vec::new();
+    let mut bytes = 0u64;
+    let mut next = q.from_seq;
+    let mut more = false;
+    'pages: loop {
+        let page = state.store.chunks(id, next, CHUNK_PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        for c in page {
+            if bytes >= PAGE_OUTPUT_LIMIT {
+                more = true;
+                break 'pages;
+            }
+            bytes += c.data.len() as u64;
+            next = c.seq + 1;
+            output.push(json!({
+                "seq": c.seq,
+                "stream": c.stream,
+                "text": String::from_utf8_lossy(&c.data),
+            }));
+        }
+    }
+    Ok(Json(json!({
+        "run": run,
+        "output": output,
+        "next_seq": next,
+        "more": more,
+    })))
+}

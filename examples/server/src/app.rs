@@ -1,0 +1,159 @@
+//! [`App`]: the services, the runner and the router, wired to whatever backend is given.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use netauto_core::cron::{CronEntry, CronSchedule};
+use netauto_core::retention::RetentionConfig;
+use netauto_core::runner::{Runner, RunnerConfig};
+use netauto_core::services::{Bulk, BulkJob, Network, RetentionArgs, RetentionWorker};
+use netauto_core::worker::WorkerRegistry;
+use netauto_core::{JobQueue, NetworkClient, ProgressSink, RunStore};
+
+use crate::auth::{self, SharedSessions};
+use crate::retention::{LastPurge, RecordingRetention};
+use crate::users::Users;
+use crate::{api, assets, live, pages};
+
+/// What an [`App`] is built from.
+#[derive(Debug, Clone)]
+pub struct AppParts {
+    /// Devices, runs, output and bulks.
+    pub store: Arc<dyn RunStore>,
+    /// The job queue (same database as `store`).
+    pub queue: Arc<dyn JobQueue>,
+    /// Live progress (publish and subscribe).
+    pub progress: Arc<dyn ProgressSink>,
+    /// How commands reach devices.
+    pub client: Arc<dyn NetworkClient>,
+    /// The retention knobs (see [`RetentionConfig::from_env`]).
+    pub retention: RetentionConfig,
+    /// Who may log in.
+    pub users: Users,
+    /// Runner identity, queue limits and timings.
+    pub runner: RunnerConfig,
+    /// Mark the session cookie `Secure` (serve over HTTPS).
+    pub secure_cookies: bool,
+}
+
+/// Shared state of the handlers.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) store: Arc<dyn RunStore>,
+    pub(crate) progress: Arc<dyn ProgressSink>,
+    pub(crate) bulk: Bulk,
+    pub(crate) retention: RetentionWorker,
+    pub(crate) schedule: CronSchedule,
+    pub(crate) last_purge: LastPurge,
+    pub(crate) users: Arc<Users>,
+    pub(crate) sessions: SharedSessions,
+    pub(crate) secure_cookies: bool,
+}
+
+/// The web app and its (not yet started) job runner.
+#[derive(Debug, Clone)]
+pub struct App {
+    state: AppState,
+    runner: Runner,
+}
+
+impl App {
+    /// Wires the services: a runner with [`BulkJob`] and [`RetentionWorker`] (cron from
+    /// `NET_AUTO_RETENTION_CRON`), and a [`Bulk`] service that wakes it on enqueue.
+    pub fn new(parts: AppParts) -> netauto_core::Result<Self> {
+        let schedule =
+            CronSchedule::parse_setting("NET_AUTO_RETENTION_CRON", parts.retention.cron())?;
+        let network = Network::new(parts.store.clone(), parts.client, parts.progress.clone());
+        let retention = RetentionWorker::new(parts.store.clone(), parts.retention);
+        let last_purge = LastPurge::default();
+        let registry =
+            WorkerRegistry::new()
+                .with(BulkJob::new(network))
+                .with(RecordingRetention::new(
+                    retention.clone(),
+                    last_purge.clone(),
+                ));
+        let runner = Runner::new(parts.queue, registry)
+            .with_config(parts.runner)
+            .with_cron(CronEntry::new::<RetentionWorker>(
+                schedule.clone(),
+                &RetentionArgs::default(),
+            )?);
+        let bulk = Bulk::new(parts.store.clone()).with_wake(runner.waker());
+        let state = AppState {
+            store: parts.store,
+            progress: parts.progress,
+            bulk,
+            retention,
+            schedule,
+            last_purge,
+            users: Arc::new(parts.users),
+            sessions: SharedSessions::default(),
+            secure_cookies: parts.secure_cookies,
+        };
+        Ok(Self { state, runner })
+    }
+
+    /// The job runner; call [`Runner::start`] to run jobs in this process.
+    pub fn runner(&self) -> &Runner {
+        &self.runner
+    }
+
+    /// All routes: pages, live event streams, JSON API, assets.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/", get(pages::home))
+            .route("/login", get(auth::login_page).post(auth::login))
+            .route("/logout", post(auth::logout))
+            .route("/devices", get(pages::devices::index))
+            .route("/bulk", post(pages::devices::start_bulk))
+            .route("/bulk/{bulk_ref}", get(pages::bulk::show))
+            .route("/bulk/{bulk_ref}/events", get(live::bulk_events))
+            .route("/runs/{id}", get(pages::runs::show))
+            .route("/runs/{id}/events", get(live::run_events))
+            .route("/runs/{id}/raw", get(pages::runs::raw))
+            .route("/retention", get(pages::retention::show))
+            .route("/api/devices", get(api::devices))
+            .route("/api/bulk", post(api::create_bulk))
+            .route("/api/bulk/{bulk_ref}", get(api::bulk))
+            .route("/api/runs/{id}", get(api::run))
+            .route("/assets/app.css", get(assets::css))
+            .route("/assets/app.js", get(assets::js))
+            .fallback(pages::not_found)
+            .layer(middleware::from_fn(security_headers))
+            .with_state(self.state.clone())
+    }
+}
+
+/// Headers on every response: no inline script or style, no framing, no sniffing.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    res
+}
+
+/// A lock that survives a panicked holder (the data is plain and stays consistent).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,29 @@
+//! netauto's example web app: an axum server that embeds the job runner (queues + cron) and
+//! lets operators pick devices, run one command on all of them, watch every device finish
+//! live and read each run's output.
+//!
+//! # Overview
+//!
+//! * [`App`] wires the services of `netauto-core` (the [`Bulk`](netauto_core::services::Bulk)
+//!   service, the [`BulkJob`](netauto_core::services::BulkJob) and
+//!   [`RetentionWorker`](netauto_core::services::RetentionWorker) workers, a
+//!   [`Runner`](netauto_core::runner::Runner) with the retention cron) to any backend, and
+//!   serves the pages and the JSON API from [`App::router`].
+//! * [`Users`] holds the accounts (argon2 password hashes); sessions live in memory and every
+//!   state-changing request carries a CSRF token.
+//!
+//! The binary (`src/main.rs`) picks the database from `DATABASE_URL` (SQLite file by default,
+//! PostgreSQL when the URL says so) and, with `--demo`, starts the device simulator.
+
+mod api;
+mod app;
+mod assets;
+mod auth;
+mod error;
+mod live;
+mod pages;
+mod retention;
+mod users;
+
+pub use app::{App, AppParts};
+pub use users::{Users, UsersError, hash_password, hash_password_with};

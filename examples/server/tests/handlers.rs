@@ -1,0 +1,512 @@
+//! Handler tests of every route through `tower::ServiceExt::oneshot`: authentication, CSRF,
+//! validation (422), escaping, live streams and the JSON API.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use common::*;
+use netauto_core::{BulkRef, JobFilter};
+use serde_json::Value;
+
+fn location(res: &axum::http::Response<Body>) -> String {
+    res.headers()[header::LOCATION].to_str().unwrap().to_owned()
+}
+
+async fn job_count(t: &TestApp) -> usize {
+    t.queue.list(&JobFilter::all()).await.unwrap().len()
+}
+
+#[tokio::test]
+async fn every_page_and_api_route_requires_login() {
+    let t = test_app().await;
+    let bulk = BulkRef::generate();
+    for uri in [
+        "/devices".to_owned(),
+        format!("/bulk/{bulk}"),
+        format!("/bulk/{bulk}/events"),
+        "/runs/1".to_owned(),
+        "/runs/1/events".to_owned(),
+        "/runs/1/raw".to_owned(),
+        "/retention".to_owned(),
+    ] {
+        let res = send(&t.router, Request::get(&uri).body(Body::empty()).unwrap()).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{uri}");
+        assert_eq!(location(&res), "/login", "{uri}");
+    }
+    for uri in [
+        "/api/devices".to_owned(),
+        format!("/api/bulk/{bulk}"),
+        "/api/runs/1".to_owned(),
+    ] {
+        let res = send(&t.router, Request::get(&uri).body(Body::empty()).unwrap()).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{uri}");
+        let v: Value = serde_json::from_str(&body_text(res).await).unwrap();
+        assert_eq!(v["error"], "unauthenticated");
+    }
+    let res = send(
+        &t.router,
+        Request::post("/bulk")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!(
+                "command=show+version&device_id={}",
+                t.devices[0]
+            )))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let res = send(
+        &t.router,
+        Request::post("/api/bulk")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(r#"{"device_ids":[1],"command":"show version"}"#))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(job_count(&t).await, 0);
+    // A forged cookie is no session.
+    let forged = Session {
+        cookie: "netauto_session=00ff".into(),
+        csrf: String::new(),
+    };
+    let res = send(&t.router, forged.get("/devices")).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn login_checks_password_and_csrf_and_logout_ends_the_session() {
+    let t = test_app().await;
+    let anon = login_form(&t.router).await;
+    let wrong = format!("username={USER}&password=nope&csrf={}", anon.csrf);
+    let res = send(&t.router, anon.post_form("/login", &wrong)).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        body_text(res)
+            .await
+            .contains("Wrong user name or password.")
+    );
+
+    let no_csrf = format!("username={USER}&password={}", PASSWORD.replace(' ', "+"));
+    let res = send(&t.router, anon.post_form("/login", &no_csrf)).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    let s = login(&t.router).await;
+    let res = send(&t.router, s.get("/")).await;
+    assert_eq!(location(&res), "/devices");
+    let res = send(&t.router, s.get("/login")).await;
+    assert_eq!(
+        location(&res),
+        "/devices",
+        "logged in users skip the login page"
+    );
+
+    let res = send(&t.router, s.post_form("/logout", "csrf=wrong")).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        send(&t.router, s.get("/devices")).await.status(),
+        StatusCode::OK
+    );
+    let res = send(
+        &t.router,
+        s.post_form("/logout", &format!("csrf={}", s.csrf)),
+    )
+    .await;
+    assert_eq!(location(&res), "/login");
+    let cookie = res.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.contains("Max-Age=0"), "{cookie}");
+    assert_eq!(
+        send(&t.router, s.get("/devices")).await.status(),
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn session_cookie_is_http_only_and_same_site() {
+    let t = test_app().await;
+    let res = send(
+        &t.router,
+        Request::get("/login").body(Body::empty()).unwrap(),
+    )
+    .await;
+    let cookie = res.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    let csp = res.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+}
+
+#[tokio::test]
+async fn devices_index_lists_devices_escaped_with_the_modal() {
+    let t = test_app().await;
+    let s = login(&t.router).await;
+    let res = send(&t.router, s.get("/devices")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = body_text(res).await;
+    assert!(
+        html.contains("&lt;b&gt;bold&lt;/b&gt;"),
+        "names are escaped"
+    );
+    assert!(!html.contains("<b>bold</b>"));
+    assert!(html.contains("Run command on selected devices"));
+    assert!(html.contains("id=\"select-all\""));
+    assert!(html.contains("id=\"filter\""));
+    assert_eq!(html.matches("name=\"device_id\"").count(), 4);
+    assert!(html.contains(&format!("value=\"{}\"", t.devices[0])));
+}
+
+#[tokio::test]
+async fn bulk_form_without_csrf_is_rejected_and_enqueues_nothing() {
+    let t = test_app().await;
+    let s = login(&t.router).await;
+    let form = format!("command=show+version{}", ids_form(&t.devices[..2]));
+    let res = send(&t.router, s.post_form("/bulk", &form)).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = send(&t.router, s.post_form("/bulk", &format!("csrf=bad&{form}"))).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(job_count(&t).await, 0);
+}
+
+#[tokio::test]
+async fn bulk_form_validation_errors_come_back_in_the_open_modal() {
+    let t = test_app().await;
+    let s = login(&t.router).await;
+    let ids = ids_form(&t.devices[..2]);
+    for (form, message) in [
+        (
+            format!("csrf={}&command=+{ids}", s.csrf),
+            "command is empty",
+        ),
+        (
+            format!("csrf={}&command=show+version", s.csrf),
+            "no devices given",
+        ),
+        (
+            format!(
+                "csrf={}&command=show+version{ids}&device_id=9999&device_id=8888",
+                s.csrf
+            ),
+            "unknown device ids: 9999, 8888",
+        ),
+        (
+            format!("csrf={}&command=show%0Areload{ids}", s.csrf),
+            "line break",
+        ),
+        (
+            format!("csrf={}&command=show+version&device_id=abc", s.csrf),
+            "not device ids: abc",
+        ),
+    ] {
+        let res = send(&t.router, s.post_form("/bulk", &form)).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{form}");
+        let html = body_text(res).await;
+        assert!(html.contains("data-open=\"true\""), "the modal reopens");
+        assert!(html.contains("id=\"bulk-error\""), "{form}");
+        assert!(html.contains(message), "{message}: {html}");
+    }
+    // The command and the selection survive the round trip (escaped).
+    let form = format!("csrf={}&command=%3Cscript%3Ex{ids}&device_id=777", s.csrf);
+    let html = body_text(send(&t.router, s.post_form("/bulk", &form)).await).await;
+    assert!(html.contains("value=\"&lt;script&gt;x\""), "{html}");
+    assert_eq!(html.matches("checked").count(), 2);
+    assert_eq!(job_count(&t).await, 0, "nothing enqueued");
+}
+
+#[tokio::test]
+async fn bulk_form_enqueues_flashes_and_redirects_to_the_bulk_page() {
+    let t = test_app().await;
+    let s = login(&t.router).await;
+    let form = format!(
+        "csrf={}&command=show+version{}",
+        s.csrf,
+        ids_form(&t.devices[..3])
+    );
+    let res = send(&t.router, s.post_form("/bulk", &form)).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let to = location(&res);
+    let bulk_ref = BulkRef::parse(to.strip_prefix("/bulk/").unwrap()).unwrap();
+    let bulk = t.store.bulk(&bulk_ref).await.unwrap();
+    assert_eq!(
+        bulk.requested_by, USER,
+        "requested_by is the logged-in user"
+    );
+    assert_eq!(bulk.counters.total, 3);
+    assert!(job_count(&t).await >= 1);
+
+    let html = body_text(send(&t.router, s.get(&to)).await).await;
+    assert!(html.contains("Bulk started on 3 devices"));
+    assert!(html.contains("show version"));
+    assert!(html.contains("&lt;b&gt;bold&lt;/b&gt;"));
+    assert_eq!(html.matches("status-pending").count(), 3);
+    let again = body_text(send(&t.router, s.get(&to)).await).await;
+    assert!(!again.contains("Bulk started"), "the flash shows once");
+}
+
+#[tokio::test]
+async fn unknown_or_malformed_bulks_and_runs_are_404() {
+    let t = test_app().await;
+    let s = login(&t.router).await;
+    for uri in [
+        format!("/bulk/{}", BulkRef::generate()),
+        "/bulk/not-a-ref".to_owned(),
+        "/runs/424242".to_owned(),
+        "/runs/abc".to_owned(),
+        "/nowhere".to_owned(),
+    ] {
+        assert_eq!(
+            send(&t.router, s.get(&uri)).await.status(),
+            StatusCode::NOT_FOUND,
+            "{uri}"
+        );
+    }
+    for uri in [
+        format!("/api/bulk/{}", BulkRef::generate()),
+        "/api/runs/424242".to_owned(),
+    ] {
+        let res = send(&t.router, s.get(&uri)).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{uri}");
+        let v: Value = serde_json::from_str(&body_text(res).await).unwrap();
+        assert_eq!(v["error"], "not_found");
+    }
+}
+
+#[tokio::test]
+async fn a_finished_bulk_streams_its_snapshot_and_runs_show_escaped_output() {
+    let t = test_app().await;
+    let handle = t.app.runner().clone().start();
+    let s = login(&t.router).await;
+    let form = format!(
+        "csrf={}&command=echo+%3Cscript%3Ealert(1)%3C%2Fscript%3E{}",
+        s.csrf,
+        ids_form(&t.devices)
+    );
+    let res = send(&t.router, s.post_form("/bulk", &form)).await;
+    let to = location(&res);
+    let bulk_ref = BulkRef::parse(to.strip_prefix("/bulk/").unwrap()).unwrap();
+    let bulk = wait_bulk(&t.store, &bulk_ref).await;
+    assert_eq!((bulk.counters.ok, bulk.counters.failed), (3, 1));
+
+    let html = body_text(send(&t.router, s.get(&to)).await).await;
+    assert!(
+        html.contains("Finished: 3 ok, 1 failed of 4"),
+        "summary banner"
+    );
+    assert!(
+        html.contains("status-error"),
+        "the failed device shows its status"
+    );
+
+    let events = body_text(send(&t.router, s.get(&format!("{to}/events"))).await).await;
+    assert!(events.starts_with("event: snapshot\n"), "{events}");
+    assert!(events.contains("\"finished\":true"));
+    assert_eq!(
+        events.matches("event:").count(),
+        1,
+        "a finished bulk ends after the snapshot"
+    );
+
+    let run_id = bulk.outcomes[&t.devices[0]].run_id.unwrap();
+    let html = body_text(send(&t.router, s.get(&format!("/runs/{run_id}"))).await).await;
+    assert!(
+        html.contains("r1: echo &lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(!html.contains("<script>alert"));
+    assert!(html.contains("History of r1"));
+    assert!(html.contains("data-live=\"false\""));
+
+    let events =
+        body_text(send(&t.router, s.get(&format!("/runs/{run_id}/events?from=0"))).await).await;
+    assert!(events.starts_with("event: chunk\n"), "{events}");
+    assert!(events.contains("event: finished"));
+    let events =
+        body_text(send(&t.router, s.get(&format!("/runs/{run_id}/events?from=1"))).await).await;
+    assert!(
+        !events.contains("event: chunk"),
+        "from skips what the page has: {events}"
+    );
+
+    let res = send(&t.router, s.get(&format!("/runs/{run_id}/raw"))).await;
+    assert_eq!(
+        res.headers()[header::CONTENT_TYPE],
+        "text/plain; charset=utf-8"
+    );
+    assert_eq!(
+        body_text(res).await,
+        "r1: echo <script>alert(1)</script>\nline two\n"
+    );
+
+    let html = body_text(send(&t.router, s.get("/devices")).await).await;
+    assert_eq!(html.matches("status-ok").count(), 3, "last run per device");
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_live_bulk_stream_follows_progress_to_the_summary() {
+    let t = test_app().await;
+    let s = login(&t.router).await;
+    let form = format!(
+        "csrf={}&command=show+clock{}",
+        s.csrf,
+        ids_form(&t.devices[..2])
+    );
+    let to = location(&send(&t.router, s.post_form("/bulk", &form)).await);
+    // Subscribe before anything runs, then start the runner.
+    let res = send(&t.router, s.get(&format!("{to}/events"))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let handle = t.app.runner().clone().start();
+    let events = tokio::time::timeout(std::time::Duration::from_secs(20), body_text(res))
+        .await
+        .expect("the stream ends after the summary");
+    assert!(events.starts_with("event: snapshot\n"));
+    assert_eq!(events.matches("event: progress").count(), 2, "{events}");
+    assert!(events.contains("event: summary\ndata: {\"duration_ms\""));
+    assert!(events.contains("\"ok\":2"));
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn api_lists_devices_and_reads_bulks_and_runs() {
+    let t = test_app().await;
+    let handle = t.app.runner().clone().start();
+    let s = login(&t.router).await;
+    let v: Value =
+        serde_json::from_str(&body_text(send(&t.router, s.get("/api/devices")).await).await)
+            .unwrap();
+    assert_eq!(v["devices"].as_array().unwrap().len(), 4);
+    assert_eq!(v["devices"][2]["name"], "<b>bold</b>");
+
+    let body = format!(
+        r#"{{"device_ids":[{},{}],"command":"show version"}}"#,
+        t.devices[0], t.devices[1]
+    );
+    let res = send(&t.router, s.post_json("/api/bulk", &body, Some(&s.csrf))).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let v: Value = serde_json::from_str(&body_text(res).await).unwrap();
+    assert_eq!(v["devices"], 2);
+    let bulk_ref = BulkRef::parse(v["bulk_ref"].as_str().unwrap()).unwrap();
+    assert_eq!(v["url"], format!("/bulk/{bulk_ref}"));
+    wait_bulk(&t.store, &bulk_ref).await;
+
+    let v: Value = serde_json::from_str(
+        &body_text(send(&t.router, s.get(&format!("/api/bulk/{bulk_ref}"))).await).await,
+    )
+    .unwrap();
+    assert_eq!(v["requested_by"], USER);
+    assert_eq!(v["counters"]["ok"], 2);
+    let run_id = v["devices"][0]["run_id"].as_i64().unwrap();
+    let v: Value = serde_json::from_str(
+        &body_text(send(&t.router, s.get(&format!("/api/runs/{run_id}"))).await).await,
+    )
+    .unwrap();
+    assert_eq!(v["run"]["status"], "ok");
+    assert_eq!(v["output"][0]["text"], "r1: show version\nline two\n");
+    assert_eq!(
+        (v["next_seq"].as_u64(), v["more"].as_bool()),
+        (Some(1), Some(false))
+    );
+    let v: Value = serde_json::from_str(
+        &body_text(send(&t.router, s.get(&format!("/api/runs/{run_id}?from_seq=1"))).await).await,
+    )
+    .unwrap();
+    assert_eq!(v["output"].as_array().unwrap().len(), 0);
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn api_bulk_rejects_missing_csrf_and_answers_422_naming_the_problem() {
+    let t = test_app().await;
+    let s = login(&t.router).await;
+    let good = format!(
+        r#"{{"device_ids":[{}],"command":"show version"}}"#,
+        t.devices[0]
+    );
+    let res = send(&t.router, s.post_json("/api/bulk", &good, None)).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = send(&t.router, s.post_json("/api/bulk", &good, Some("nope"))).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    let unknown = format!(
+        r#"{{"device_ids":[{},9999,8888],"command":"show version"}}"#,
+        t.devices[0]
+    );
+    let res = send(&t.router, s.post_json("/api/bulk", &unknown, Some(&s.csrf))).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let v: Value = serde_json::from_str(&body_text(res).await).unwrap();
+    assert_eq!(v["kind"], "unknown_devices");
+    assert_eq!(v["unknown_device_ids"], serde_json::json!([9999, 8888]));
+    assert_eq!(v["message"], "unknown device ids: 9999, 8888");
+
+    for (body, kind) in [
+        (
+            format!(r#"{{"device_ids":[{}],"command":"  "}}"#, t.devices[0]),
+            "invalid_command",
+        ),
+        (
+            r#"{"device_ids":[],"command":"show version"}"#.to_owned(),
+            "no_devices",
+        ),
+    ] {
+        let res = send(&t.router, s.post_json("/api/bulk", &body, Some(&s.csrf))).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let v: Value = serde_json::from_str(&body_text(res).await).unwrap();
+        assert_eq!(v["kind"], kind);
+    }
+    let res = send(
+        &t.router,
+        s.post_json("/api/bulk", r#"{"device_ids":"x"}"#, Some(&s.csrf)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = send(
+        &t.router,
+        s.post_json("/api/bulk", "{not json", Some(&s.csrf)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(job_count(&t).await, 0);
+}
+
+#[tokio::test]
+async fn retention_page_shows_policy_next_slot_and_preview() {
+    let t = test_app().await;
+    let s = login(&t.router).await;
+    let res = send(&t.router, s.get("/retention")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = body_text(res).await;
+    assert!(html.contains("30 days"));
+    assert!(html.contains("1.0 GiB"));
+    assert!(html.contains("@daily"));
+    assert!(html.contains("00:00:00 UTC"), "next slot of @daily");
+    assert!(html.contains("No purge has run in this process"));
+    assert!(html.contains("Nothing to delete."));
+}
+
+#[tokio::test]
+async fn assets_are_served_by_the_app() {
+    let t = test_app().await;
+    for (uri, ty) in [
+        ("/assets/app.css", "text/css"),
+        ("/assets/app.js", "text/javascript"),
+    ] {
+        let res = send(&t.router, Request::get(uri).body(Body::empty()).unwrap()).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(
+            res.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with(ty)
+        );
+    }
+}
