@@ -1,0 +1,545 @@
+//! [`SshNetworkClient`]: the russh implementation of [`NetworkClient`].
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use netauto_core::{
+    Device, ExecOptions, ExitStatus, NetworkClient, NetworkError, OutputEvent, OutputEvents,
+    TimeoutPhase,
+};
+use russh::client::{self, Handle, KeyboardInteractiveAuthResponse};
+use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::{Channel, ChannelMsg, Disconnect};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::algorithms;
+use crate::config::SshClientConfig;
+use crate::credentials::{Credential, PrivateKeySource};
+use crate::error::{map_connect_error, map_session_error};
+use crate::known_hosts::HostKeyPolicy;
+use crate::pacing::Pacer;
+use crate::profile::{ProfileMode, ShellProfile};
+use crate::shell::{ShellDriver, Step};
+
+/// Output events buffered between the SSH task and the consumer.
+const EVENT_BUFFER: usize = 32;
+
+/// Runs commands over SSH (russh), one session per command.
+///
+/// See the [crate docs](crate) for the knobs; build one from an [`SshClientConfig`].
+#[derive(Debug, Clone)]
+pub struct SshNetworkClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: SshClientConfig,
+    pacer: Pacer,
+    modern: Arc<client::Config>,
+    legacy: Arc<client::Config>,
+}
+
+impl SshNetworkClient {
+    /// A client with `config`.
+    pub fn new(config: SshClientConfig) -> Self {
+        let russh_config = |preferred: russh::Preferred| {
+            Arc::new(client::Config {
+                preferred,
+                keepalive_interval: config.keepalive_interval,
+                keepalive_max: config.keepalive_max,
+                nodelay: config.nodelay,
+                ..client::Config::default()
+            })
+        };
+        if matches!(config.host_keys, HostKeyPolicy::AcceptAny) {
+            tracing::warn!(
+                event = "netauto.ssh.host_key_unchecked",
+                "SSH client built with accept-any host keys: connections are open to \
+                 man-in-the-middle attacks (labs only)"
+            );
+        }
+        Self {
+            inner: Arc::new(Inner {
+                pacer: Pacer::new(config.pacing.clone()),
+                modern: russh_config(algorithms::modern()),
+                legacy: russh_config(algorithms::legacy()),
+                config,
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SshClientConfig {
+        &self.inner.config
+    }
+
+    /// SSH sessions open right now (pacing slots held).
+    pub fn active_sessions(&self) -> usize {
+        self.inner.pacer.active_sessions()
+    }
+}
+
+#[async_trait]
+impl NetworkClient for SshNetworkClient {
+    async fn execute(
+        &self,
+        device: &Device,
+        command: &str,
+        options: &ExecOptions,
+    ) -> Result<OutputEvents, NetworkError> {
+        let inner = &self.inner;
+        let started = Instant::now();
+        let deadline = options
+            .timeout
+            .or(inner.config.timeouts.command)
+            .map(|t| Deadline {
+                at: started + t,
+                length: t,
+            });
+        let credential = inner.credential(device).await?;
+        let slot = within(deadline, inner.pacer.acquire(&device_key(device))).await?;
+        let span = tracing::debug_span!("netauto.ssh.execute", device = %device.name);
+        let handle = inner.connect(device, &credential, deadline).await?;
+        drop(credential);
+        let channel = handle
+            .channel_open_session()
+            .await
+            .map_err(|e| map_session_error(device_addr(device), e))?;
+        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        let profile = inner.config.profiles.get(&device.platform).clone();
+        let idle = inner.config.timeouts.idle;
+        let command = command.to_owned();
+        let addr = device_addr(device);
+        let task = async move {
+            let pump = Pump {
+                tx,
+                idle,
+                deadline,
+                addr,
+            };
+            match profile.mode {
+                ProfileMode::Exec => pump.exec(channel, &command).await,
+                ProfileMode::Shell(shell) => pump.shell(channel, *shell, &command).await,
+            }
+            let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+            drop(slot);
+        };
+        tokio::spawn(tracing::Instrument::instrument(task, span));
+        Ok(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })
+        .boxed())
+    }
+}
+
+impl Inner {
+    async fn credential(&self, device: &Device) -> Result<Credential, NetworkError> {
+        let reference = device
+            .credential_ref
+            .as_deref()
+            .or(self.config.default_credential_ref.as_deref())
+            .ok_or_else(|| {
+                NetworkError::Unsupported(format!(
+                    "device {} has no credential reference and no default is configured",
+                    device.name
+                ))
+            })?;
+        self.config
+            .credentials
+            .credential(reference)
+            .await
+            .map_err(|e| NetworkError::Unsupported(format!("device {}: {e}", device.name)))
+    }
+
+    /// TCP connect, handshake, host-key check and login, each under its deadline.
+    async fn connect(
+        &self,
+        device: &Device,
+        credential: &Credential,
+        deadline: Option<Deadline>,
+    ) -> Result<Handle<ClientHandler>, NetworkError> {
+        let addr = device_addr(device);
+        let legacy = self.config.allows_legacy(device);
+        let config = if legacy {
+            self.legacy.clone()
+        } else {
+            self.modern.clone()
+        };
+        let timeouts = self.config.timeouts;
+        let rejection = Arc::new(Mutex::new(None));
+        let handler = ClientHandler {
+            host: device.host.clone(),
+            port: device.port,
+            policy: self.config.host_keys.clone(),
+            rejection: rejection.clone(),
+        };
+        let connect = async {
+            let socket = tokio::net::TcpStream::connect((device.host.as_str(), device.port))
+                .await
+                .map_err(|e| NetworkError::Connect {
+                    host: addr.clone(),
+                    message: e.to_string(),
+                })?;
+            if self.config.nodelay {
+                let _ = socket.set_nodelay(true);
+            }
+            client::connect_stream(config, socket, handler)
+                .await
+                .map_err(|e| {
+                    let rejected = rejection.lock().ok().and_then(|mut r| r.take());
+                    rejected.unwrap_or_else(|| map_connect_error(&addr, e, legacy))
+                })
+        };
+        let mut handle =
+            phase(TimeoutPhase::Connect, timeouts.connect, deadline, connect).await??;
+        phase(
+            TimeoutPhase::Auth,
+            timeouts.auth,
+            deadline,
+            authenticate(&mut handle, &addr, &device.username, credential),
+        )
+        .await??;
+        Ok(handle)
+    }
+}
+
+/// A command's deadline: when, and how long it was.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    length: Duration,
+}
+
+/// Runs `fut` until the command deadline.
+async fn within<F: Future>(deadline: Option<Deadline>, fut: F) -> Result<F::Output, NetworkError> {
+    match deadline {
+        None => Ok(fut.await),
+        Some(d) => tokio::time::timeout_at(d.at, fut)
+            .await
+            .map_err(|_| NetworkError::Timeout {
+                phase: TimeoutPhase::Command,
+                after: d.length,
+            }),
+    }
+}
+
+/// Runs `fut` for at most `limit`, or until the command deadline if that comes first; the
+/// error names the deadline that passed.
+async fn phase<F: Future>(
+    phase: TimeoutPhase,
+    limit: Duration,
+    deadline: Option<Deadline>,
+    fut: F,
+) -> Result<F::Output, NetworkError> {
+    let phase_end = Instant::now() + limit;
+    match deadline {
+        Some(d) if d.at <= phase_end => within(Some(d), fut).await,
+        _ => tokio::time::timeout_at(phase_end, fut)
+            .await
+            .map_err(|_| NetworkError::Timeout {
+                phase,
+                after: limit,
+            }),
+    }
+}
+
+fn device_addr(device: &Device) -> String {
+    format!("{}:{}", device.host, device.port)
+}
+
+fn device_key(device: &Device) -> String {
+    format!("{}@{}:{}", device.username, device.host, device.port)
+}
+
+/// Logs in: private key, then password, then keyboard-interactive answering password
+/// prompts.
+async fn authenticate(
+    handle: &mut Handle<ClientHandler>,
+    addr: &str,
+    user: &str,
+    credential: &Credential,
+) -> Result<(), NetworkError> {
+    let err = |e: russh::Error| map_session_error(addr.to_owned(), e);
+    let mut tried = Vec::new();
+    if let Some(source) = &credential.private_key {
+        let passphrase = credential.passphrase.as_ref().map(|p| p.expose());
+        let key = match source {
+            PrivateKeySource::File(path) => russh::keys::load_secret_key(path, passphrase),
+            PrivateKeySource::Memory(pem) => {
+                russh::keys::decode_secret_key(pem.expose(), passphrase)
+            }
+        }
+        .map_err(|e| NetworkError::Unsupported(format!("cannot load private key: {e}")))?;
+        let hash = if key.algorithm().is_rsa() {
+            handle
+                .best_supported_rsa_hash()
+                .await
+                .map_err(err)?
+                .flatten()
+        } else {
+            None
+        };
+        let result = handle
+            .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+            .await
+            .map_err(err)?;
+        if result.success() {
+            return Ok(());
+        }
+        tried.push("publickey");
+    }
+    if let Some(password) = &credential.password {
+        let result = handle
+            .authenticate_password(user, password.expose())
+            .await
+            .map_err(err)?;
+        if result.success() {
+            return Ok(());
+        }
+        tried.push("password");
+        let mut reply = handle
+            .authenticate_keyboard_interactive_start(user, None)
+            .await
+            .map_err(err)?;
+        for _ in 0..5 {
+            match reply {
+                KeyboardInteractiveAuthResponse::Success => return Ok(()),
+                KeyboardInteractiveAuthResponse::Failure { .. } => break,
+                KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. } => {
+                    let answers = prompts
+                        .iter()
+                        .map(|p| {
+                            if !p.echo || p.prompt.to_ascii_lowercase().contains("password") {
+                                password.expose().to_owned()
+                            } else {
+                                String::new()
+                            }
+                        })
+                        .collect();
+                    reply = handle
+                        .authenticate_keyboard_interactive_respond(answers)
+                        .await
+                        .map_err(err)?;
+                }
+            }
+        }
+        tried.push("keyboard-interactive");
+    }
+    Err(NetworkError::Auth {
+        host: addr.to_owned(),
+        message: if tried.is_empty() {
+            format!("no password or key for user {user:?}")
+        } else {
+            format!("user {user:?} rejected (tried {})", tried.join(", "))
+        },
+    })
+}
+
+/// The russh client callbacks: only the host-key check matters.
+pub(crate) struct ClientHandler {
+    host: String,
+    port: u16,
+    policy: HostKeyPolicy,
+    rejection: Arc<Mutex<Option<NetworkError>>>,
+}
+
+impl client::Handler for ClientHandler {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let verdict = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => {
+                self.policy.verify(&self.host, self.port, key)
+            }
+            PublicKeyOrCertificate::Certificate(_) => Err(NetworkError::Unsupported(format!(
+                "{}:{} presented a host certificate; only plain host keys are supported",
+                self.host, self.port
+            ))),
+        };
+        match verdict {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                if let Ok(mut slot) = self.rejection.lock() {
+                    *slot = Some(e);
+                }
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// Moves a channel's output into the event stream.
+struct Pump {
+    tx: mpsc::Sender<Result<OutputEvent, NetworkError>>,
+    idle: Duration,
+    deadline: Option<Deadline>,
+    addr: String,
+}
+
+/// How waiting for the next channel message ended.
+enum Wait {
+    Msg(ChannelMsg),
+    Ended,
+    Failed(NetworkError),
+}
+
+impl Pump {
+    async fn next(&self, channel: &mut Channel<client::Msg>) -> Wait {
+        match phase(TimeoutPhase::Idle, self.idle, self.deadline, channel.wait()).await {
+            Ok(Some(msg)) => Wait::Msg(msg),
+            Ok(None) => Wait::Ended,
+            Err(e) => Wait::Failed(e),
+        }
+    }
+
+    /// Sends an event; `false` when the consumer is gone.
+    async fn send(&self, item: Result<OutputEvent, NetworkError>) -> bool {
+        self.tx.send(item).await.is_ok()
+    }
+
+    fn closed(&self, what: &str) -> NetworkError {
+        NetworkError::Closed(format!("{} closed the connection {what}", self.addr))
+    }
+
+    async fn exec(self, mut channel: Channel<client::Msg>, command: &str) {
+        if let Err(e) = channel.exec(true, command).await {
+            self.send(Err(map_session_error(self.addr.clone(), e)))
+                .await;
+            return;
+        }
+        let mut exited = false;
+        loop {
+            let event = match self.next(&mut channel).await {
+                Wait::Msg(ChannelMsg::Data { data }) => OutputEvent::Stdout(data),
+                Wait::Msg(ChannelMsg::ExtendedData { data, ext: 1 }) => OutputEvent::Stderr(data),
+                Wait::Msg(ChannelMsg::ExitStatus { exit_status }) => {
+                    exited = true;
+                    OutputEvent::Exit(ExitStatus::Code(exit_status as i32))
+                }
+                Wait::Msg(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                    exited = true;
+                    OutputEvent::Exit(ExitStatus::Signal(format!("{signal_name:?}")))
+                }
+                Wait::Msg(ChannelMsg::Failure) => {
+                    self.send(Err(NetworkError::Protocol(format!(
+                        "{} refused to run the command",
+                        self.addr
+                    ))))
+                    .await;
+                    return;
+                }
+                Wait::Msg(ChannelMsg::Close) => return,
+                Wait::Msg(_) => continue,
+                Wait::Ended if exited => return,
+                Wait::Ended => {
+                    self.send(Err(self.closed("before the command finished")))
+                        .await;
+                    return;
+                }
+                Wait::Failed(e) => {
+                    let _ = channel.close().await;
+                    self.send(Err(e)).await;
+                    return;
+                }
+            };
+            if !self.send(Ok(event)).await {
+                let _ = channel.close().await;
+                return;
+            }
+        }
+    }
+
+    async fn shell(self, mut channel: Channel<client::Msg>, profile: ShellProfile, command: &str) {
+        let setup = async {
+            channel
+                .request_pty(
+                    true,
+                    &profile.term,
+                    profile.width,
+                    profile.height,
+                    0,
+                    0,
+                    &[],
+                )
+                .await?;
+            channel.request_shell(true).await
+        };
+        if let Err(e) = setup.await {
+            self.send(Err(map_session_error(self.addr.clone(), e)))
+                .await;
+            return;
+        }
+        let exit = profile.exit.clone();
+        let newline = profile.newline.clone();
+        let prompt_timeout = profile.prompt_timeout;
+        let mut driver = ShellDriver::new(profile, command);
+        let login_until = Instant::now() + prompt_timeout;
+        loop {
+            let wait = if driver.is_running() {
+                self.next(&mut channel).await
+            } else {
+                match tokio::time::timeout_at(login_until, self.next(&mut channel)).await {
+                    Ok(wait) => wait,
+                    Err(_) => Wait::Failed(NetworkError::Protocol(format!(
+                        "{} showed no prompt matching the platform profile within {:?}",
+                        self.addr, prompt_timeout
+                    ))),
+                }
+            };
+            let data: Bytes = match wait {
+                Wait::Msg(ChannelMsg::Data { data }) => data,
+                Wait::Msg(ChannelMsg::ExtendedData { data, .. }) => data,
+                Wait::Msg(ChannelMsg::Close) | Wait::Ended => {
+                    if let Some(rest) = driver.take_rest() {
+                        self.send(Ok(OutputEvent::Stdout(rest))).await;
+                    }
+                    self.send(Err(self.closed("before the prompt came back")))
+                        .await;
+                    return;
+                }
+                Wait::Msg(_) => continue,
+                Wait::Failed(e) => {
+                    let _ = channel.close().await;
+                    self.send(Err(e)).await;
+                    return;
+                }
+            };
+            for step in driver.feed(&data) {
+                match step {
+                    Step::Send(text) => {
+                        if let Err(e) = channel.data_bytes(Bytes::from(text)).await {
+                            self.send(Err(map_session_error(self.addr.clone(), e)))
+                                .await;
+                            return;
+                        }
+                    }
+                    Step::Output(out) => {
+                        if !self.send(Ok(OutputEvent::Stdout(out))).await {
+                            let _ = channel.close().await;
+                            return;
+                        }
+                    }
+                    Step::Done => {}
+                }
+            }
+            if driver.is_done() {
+                if let Some(exit) = &exit {
+                    let _ = channel
+                        .data_bytes(Bytes::from(format!("{exit}{newline}")))
+                        .await;
+                }
+                let _ = channel.close().await;
+                return;
+            }
+        }
+    }
+}
