@@ -105,6 +105,8 @@ function initBulk() {
     banner.className = "banner " + (failed > 0 ? "failed" : "ok");
     banner.hidden = false;
     $("live-state").textContent = "finished";
+    const at = $("finished-at");
+    if (at.textContent === "—") at.textContent = new Date().toISOString().slice(0, 19).replace("T", " ") + " UTC";
     root.dataset.finished = "true";
   }
 

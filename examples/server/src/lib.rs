@@ -19,10 +19,12 @@ mod api;
 mod app;
 mod assets;
 mod auth;
+pub mod demo;
 mod error;
 mod live;
 mod pages;
 mod retention;
+pub mod transport;
 mod users;
 
 pub use app::{App, AppParts};

@@ -10,32 +10,15 @@ use std::sync::Arc;
 
 use netauto_core::retention::RetentionConfig;
 use netauto_core::runner::{QueueLimits, RunnerConfig};
-use netauto_server::{App, AppParts, Users};
+use netauto_server::{App, AppParts, Users, demo, transport};
 use netauto_sqlx::Database;
 
 /// Default database: a SQLite file in the working directory.
 const DEFAULT_DATABASE_URL: &str = "sqlite://netauto.db";
+/// Database of `--demo` without `DATABASE_URL`, recreated at every start.
+const DEMO_DB_FILE: &str = "netauto-demo.db";
 /// Default listen address.
 const DEFAULT_BIND: &str = "127.0.0.1:3000";
-
-/// Until netauto-ssh (issue 5) lands in the workspace this build has no transport: every run
-/// ends `error`/`unsupported` saying so.
-#[derive(Debug)]
-struct NoTransport;
-
-#[async_trait::async_trait]
-impl netauto_core::NetworkClient for NoTransport {
-    async fn execute(
-        &self,
-        _device: &netauto_core::Device,
-        _command: &str,
-        _options: &netauto_core::ExecOptions,
-    ) -> Result<netauto_core::OutputEvents, netauto_core::NetworkError> {
-        Err(netauto_core::NetworkError::Unsupported(
-            "this build has no SSH transport (netauto-ssh is not in the workspace yet)".into(),
-        ))
-    }
-}
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -99,20 +82,47 @@ async fn run() -> Result<(), BoxError> {
     let Some(args) = parse_args()? else {
         return hash_password_from_stdin();
     };
-    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
+    let url = match std::env::var("DATABASE_URL") {
+        Ok(url) => url,
+        Err(_) if args.demo => {
+            // The simulator's ports change at every start: the demo starts on a fresh file.
+            for f in [DEMO_DB_FILE, "netauto-demo.db-wal", "netauto-demo.db-shm"] {
+                match std::fs::remove_file(f) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(format!("cannot remove {f}: {e}").into()),
+                }
+            }
+            format!("sqlite://{DEMO_DB_FILE}")
+        }
+        Err(_) => DEFAULT_DATABASE_URL.to_owned(),
+    };
     let db = Database::connect(&url).await?;
     db.migrate().await?;
     tracing::info!(database = %netauto_sqlx::redact(&url), "database ready");
 
-    let users = Users::from_env()?;
-    if args.demo {
-        return Err("--demo needs the device simulator of netauto-ssh (issue 5), which is not in the workspace yet".into());
-    }
+    let mut users = Users::from_env()?;
+    let mut demo_login = None;
+    let mut _farm = None;
+    let client = if args.demo {
+        let demo = demo::start(db.store().as_ref(), demo::DEMO_DEVICES).await?;
+        let password = demo::random_password().map_err(|e| format!("no OS randomness: {e}"))?;
+        users = users.with_password(demo::DEMO_USER, &password)?;
+        demo_login = Some(password);
+        let client = demo.client.clone();
+        println!(
+            "demo: {} simulated devices on 127.0.0.1",
+            demo.devices.len()
+        );
+        _farm = Some(demo.farm);
+        client
+    } else {
+        transport::from_env()
+    };
     if users.is_empty() {
         return Err("no users: set NETAUTO_USERS_FILE or NETAUTO_USERS (see `netauto-server hash-password`), or run with --demo".into());
     }
 
-    let client: Arc<dyn netauto_core::NetworkClient> = Arc::new(NoTransport);
     let runner = RunnerConfig {
         queues: QueueLimits::from_env()?,
         ..RunnerConfig::default()
@@ -138,6 +148,9 @@ async fn run() -> Result<(), BoxError> {
     let listener = tokio::net::TcpListener::bind(args.bind).await?;
     let addr = listener.local_addr()?;
     println!("netauto is serving on http://{addr}/");
+    if let Some(password) = demo_login {
+        println!("demo login: user {} password {password}", demo::DEMO_USER);
+    }
     axum::serve(listener, app.router())
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

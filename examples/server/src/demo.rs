@@ -1,0 +1,77 @@
+//! Demo mode: netauto-ssh's device simulator (~25 SSH devices of mixed platforms on
+//! loopback, one rejecting every login) registered as devices, and a demo user.
+
+use std::sync::Arc;
+
+use netauto_core::{Conflict, Device, Error, NetworkClient, RunStore};
+use netauto_ssh::SshNetworkClient;
+use netauto_ssh::sim::{DeviceFarm, demo_specs};
+
+/// The demo user's name.
+pub const DEMO_USER: &str = "demo";
+/// Simulated devices started by the demo.
+pub const DEMO_DEVICES: usize = 25;
+
+/// A running simulator and a client that reaches it.
+#[derive(Debug)]
+pub struct Demo {
+    /// The simulated devices (they stop when this is dropped).
+    pub farm: DeviceFarm,
+    /// An SSH client trusting exactly the farm's host keys and knowing its passwords.
+    pub client: Arc<dyn NetworkClient>,
+    /// The devices as registered in the store.
+    pub devices: Vec<Device>,
+}
+
+/// Why the demo could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DemoError {
+    /// The simulator could not start.
+    #[error("cannot start the device simulator: {0}")]
+    Simulator(#[from] std::io::Error),
+    /// A device of the same name but another address is in the database (the simulator's
+    /// ports change at every start).
+    #[error("device {0:?} already exists with another address: start the demo on a fresh database")]
+    Stale(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+/// Starts `n` simulated devices and registers them in `store` (devices that already exist
+/// with the same address are reused).
+pub async fn start(store: &dyn RunStore, n: usize) -> Result<Demo, DemoError> {
+    let farm = DeviceFarm::start(demo_specs(n)).await?;
+    let mut devices = Vec::with_capacity(n);
+    let existing = store.list_devices().await?;
+    for new in farm.new_devices() {
+        match store.create_device(new.clone()).await {
+            Ok(d) => devices.push(d),
+            Err(Error::Conflict(Conflict::Exists { .. })) => {
+                match existing.iter().find(|d| d.name == new.name) {
+                    Some(d) if d.host == new.host && d.port == new.port => devices.push(d.clone()),
+                    _ => return Err(DemoError::Stale(new.name)),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let client: Arc<dyn NetworkClient> = Arc::new(SshNetworkClient::new(farm.client_config()));
+    Ok(Demo {
+        farm,
+        client,
+        devices,
+    })
+}
+
+/// A random password for the demo user: 16 characters from an unambiguous alphabet.
+pub fn random_password() -> Result<String, getrandom::Error> {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw)?;
+    Ok(raw
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect())
+}

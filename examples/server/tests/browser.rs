@@ -1,0 +1,367 @@
+//! End-to-end in a real browser: headless Chromium driven over the DevTools protocol logs in,
+//! selects three simulated devices, submits a command in the modal, lands on the bulk page,
+//! sees all three finish without reloading, opens a run and sees its output — with a
+//! `<script>` in it shown as text. A screenshot of the bulk page is saved under the target
+//! directory (`target/tmp/bulk-page.png`).
+//!
+//! Skips (printing why) when Chromium is absent, unless `CI=true`, where that fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
+
+const FLAGS: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];
+
+fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("NETAUTO_CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A minimal DevTools client: one page session, commands answered in order.
+struct Cdp {
+    ws: Ws,
+    next_id: u64,
+    session: Option<String>,
+}
+
+impl Cdp {
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut msg = json!({"id": id, "method": method, "params": params});
+        if let Some(s) = &self.session {
+            msg["sessionId"] = json!(s);
+        }
+        self.ws.send(Message::text(msg.to_string())).await.unwrap();
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("no answer to {method}"))
+                .expect("devtools connection open")
+                .unwrap();
+            let Message::Text(text) = frame else { continue };
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["id"] == json!(id) {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    async fn eval(&mut self, expr: &str) -> Value {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expr, "returnByValue": true, "awaitPromise": true}),
+            )
+            .await;
+        assert!(r.get("exceptionDetails").is_none(), "{expr}: {r}");
+        r["result"]["value"].clone()
+    }
+
+    async fn wait_for(&mut self, what: &str, expr: &str, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            if self.eval(expr).await == json!(true) {
+                return;
+            }
+            if start.elapsed() > timeout {
+                let url = self.eval("location.href").await;
+                let text = self
+                    .eval("document.body ? document.body.innerText : ''")
+                    .await;
+                panic!("timed out waiting for {what} at {url}:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn goto(&mut self, url: &str) {
+        self.call("Page.navigate", json!({"url": url})).await;
+        self.wait_for(
+            "page load",
+            "document.readyState === 'complete'",
+            Duration::from_secs(15),
+        )
+        .await;
+    }
+}
+
+/// Decodes standard base64 (the screenshot).
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let bytes: Vec<u8> = s
+        .bytes()
+        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
+        .collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let v: Vec<u32> = chunk.iter().map(|c| u32::from(val(*c))).collect();
+        let n = v
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, x)| acc | x << (18 - 6 * i));
+        let len = chunk.len() - 1;
+        for i in 0..len {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_runs_a_command_on_three_devices_in_a_real_browser() {
+    let Some(chromium) = chromium() else {
+        let reason = "chromium not found (/usr/bin/chromium; set NETAUTO_CHROMIUM or `apt-get install chromium`)";
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true: {reason}"
+        );
+        println!("SKIPPED browser test: {reason}");
+        return;
+    };
+
+    // The app on SQLite with the SSH device simulator (8 demo devices, leaf-02 failing).
+    let dir = std::env::temp_dir().join(format!("netauto-browser-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db_url = format!("sqlite://{}", dir.join("netauto.db").display());
+    let db = netauto_sqlx::Database::connect(&db_url).await.unwrap();
+    db.migrate().await.unwrap();
+    let demo = netauto_server::demo::start(db.store().as_ref(), 8)
+        .await
+        .unwrap();
+    let app = netauto_server::App::new(netauto_server::AppParts {
+        store: db.store(),
+        queue: db.queue(),
+        progress: db.progress(),
+        client: demo.client.clone(),
+        retention: netauto_core::retention::RetentionConfig::default(),
+        users: common::cheap_users(),
+        runner: netauto_core::runner::RunnerConfig::default(),
+        secure_cookies: false,
+    })
+    .unwrap();
+    let runner = app.runner().clone().start();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(axum::serve(listener, app.router()).into_future());
+
+    // Chromium with a fresh profile, DevTools on a free port.
+    let profile = dir.join("profile");
+    let mut child = tokio::process::Command::new(&chromium)
+        .args(FLAGS)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--remote-debugging-port=0")
+        .arg("--window-size=1280,900")
+        .arg("about:blank")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromium starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let ws_url = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                return url.trim().to_owned();
+            }
+        }
+        panic!("chromium exited without a DevTools endpoint");
+    })
+    .await
+    .expect("chromium prints its DevTools endpoint");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+        .await
+        .unwrap();
+    let mut cdp = Cdp {
+        ws,
+        next_id: 0,
+        session: None,
+    };
+    let target = cdp
+        .call("Target.createTarget", json!({"url": "about:blank"}))
+        .await;
+    let attached = cdp
+        .call(
+            "Target.attachToTarget",
+            json!({"targetId": target["targetId"], "flatten": true}),
+        )
+        .await;
+    cdp.session = Some(attached["sessionId"].as_str().unwrap().to_owned());
+    cdp.call("Page.enable", json!({})).await;
+    cdp.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": false}),
+    )
+    .await;
+
+    // Log in.
+    cdp.goto(&format!("{base}/devices")).await;
+    cdp.wait_for(
+        "the login page",
+        "location.pathname === '/login'",
+        Duration::from_secs(10),
+    )
+    .await;
+    cdp.eval(&format!(
+        "document.getElementById('username').value = {user}; \
+         document.getElementById('password').value = {pw}; \
+         document.querySelector('form.login-card button').click(); true",
+        user = json!(common::USER),
+        pw = json!(common::PASSWORD),
+    ))
+    .await;
+    cdp.wait_for(
+        "the devices index",
+        "location.pathname === '/devices' && document.readyState === 'complete' && !!document.getElementById('devices')",
+        Duration::from_secs(15),
+    )
+    .await;
+
+    // Select three devices by clicking their checkboxes, open the modal, submit a command.
+    let picked = cdp
+        .eval(
+            "(() => { const want = ['core-sw-01', 'leaf-01', 'srv-01']; let n = 0; \
+             for (const row of document.querySelectorAll('#devices tbody tr')) { \
+               if (want.includes(row.querySelector('td.name').textContent)) { row.querySelector('input.pick').click(); n++; } } \
+             return n; })()",
+        )
+        .await;
+    assert_eq!(picked, json!(3));
+    assert_eq!(
+        cdp.eval("document.getElementById('selected-count').textContent")
+            .await,
+        json!("3")
+    );
+    cdp.eval("document.getElementById('open-bulk').click(); true")
+        .await;
+    cdp.wait_for(
+        "the modal",
+        "document.getElementById('bulk-dialog').open",
+        Duration::from_secs(5),
+    )
+    .await;
+    cdp.eval(
+        "document.getElementById('command').value = 'show <script>alert(1)</script> version'; \
+         document.getElementById('submit-bulk').click(); true",
+    )
+    .await;
+    cdp.wait_for(
+        "the bulk page",
+        "location.pathname.startsWith('/bulk/') && document.readyState === 'complete' && !!document.getElementById('bulk')",
+        Duration::from_secs(15),
+    )
+    .await;
+    cdp.eval("window.__sameDocument = true; true").await;
+    let flash = cdp
+        .eval("document.querySelector('.flash').textContent")
+        .await;
+    assert_eq!(flash, json!("Bulk started on 3 devices"));
+
+    // All three finish live: counters, rows and the summary banner update in this document.
+    cdp.wait_for(
+        "all three devices to finish",
+        "!document.getElementById('summary').hidden && document.getElementById('c-ok').textContent === '3'",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        cdp.eval("window.__sameDocument === true").await,
+        json!(true),
+        "no reload"
+    );
+    assert_eq!(
+        cdp.eval("document.getElementById('c-pending').textContent")
+            .await,
+        json!("0")
+    );
+    assert_eq!(
+        cdp.eval("document.querySelectorAll('#bulk-devices .status-ok').length")
+            .await,
+        json!(3)
+    );
+    let banner = cdp
+        .eval("document.getElementById('summary').textContent")
+        .await;
+    assert!(
+        banner
+            .as_str()
+            .unwrap()
+            .starts_with("Finished: 3 ok, 0 failed of 3"),
+        "{banner}"
+    );
+
+    let shot = cdp
+        .call("Page.captureScreenshot", json!({"format": "png"}))
+        .await;
+    let png = base64_decode(shot["data"].as_str().unwrap());
+    assert!(png.starts_with(b"\x89PNG"));
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bulk-page.png");
+    std::fs::write(&path, png).unwrap();
+    println!("screenshot of the bulk page: {}", path.display());
+
+    // Open one run: its output is there, the <script> in it is text.
+    cdp.eval("document.querySelector('#bulk-devices td.run a').click(); true")
+        .await;
+    cdp.wait_for(
+        "the run page",
+        "location.pathname.startsWith('/runs/') && document.readyState === 'complete' && !!document.getElementById('output')",
+        Duration::from_secs(15),
+    )
+    .await;
+    cdp.wait_for(
+        "the run's output",
+        "document.getElementById('output').textContent.includes(\"output of 'show <script>alert(1)</script> version'\")",
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(
+        cdp.eval("document.querySelectorAll('#output script, #output *:not(span)').length")
+            .await,
+        json!(0)
+    );
+    let status = cdp
+        .eval("document.querySelector('#run-status .badge').textContent")
+        .await;
+    assert_eq!(status, json!("ok"));
+
+    child.kill().await.ok();
+    server.abort();
+    runner.shutdown().await;
+    drop(demo);
+    let _ = std::fs::remove_dir_all(&dir);
+}
