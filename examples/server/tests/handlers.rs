@@ -510,3 +510,45 @@ async fn assets_are_served_by_the_app() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_thousand_devices_index_and_bulk_page_stay_fast() {
+    let t = test_app().await;
+    let mut ids = Vec::new();
+    for i in 0..1000 {
+        let d = t
+            .store
+            .create_device(netauto_core::NewDevice::new(
+                format!("sw-{i:04}"),
+                "10.0.0.1",
+                "arista_eos",
+                "admin",
+            ))
+            .await
+            .unwrap();
+        ids.push(d.id);
+    }
+    let s = login(&t.router).await;
+    let started = std::time::Instant::now();
+    let res = send(&t.router, s.get("/devices")).await;
+    let html = body_text(res).await;
+    let index = started.elapsed();
+    assert_eq!(html.matches("name=\"device_id\"").count(), 1004);
+
+    let form = format!("csrf={}&command=show+version{}", s.csrf, ids_form(&ids));
+    let to = location(&send(&t.router, s.post_form("/bulk", &form)).await);
+    let started = std::time::Instant::now();
+    let html = body_text(send(&t.router, s.get(&to)).await).await;
+    let bulk = started.elapsed();
+    assert!(html.contains("Bulk started on 1000 devices"));
+    assert_eq!(html.matches("status-pending").count(), 1000);
+    println!("1000 devices: index {index:?}, bulk page {bulk:?}");
+    assert!(
+        index < std::time::Duration::from_secs(3),
+        "index took {index:?}"
+    );
+    assert!(
+        bulk < std::time::Duration::from_secs(3),
+        "bulk page took {bulk:?}"
+    );
+}
