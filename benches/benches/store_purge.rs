@@ -159,6 +159,10 @@ fn store_purge(c: &mut Criterion) {
             total
         });
     });
+    group.bench_function("sqlite/retention_plan_only", |bch| {
+        rt.block_on(seed_sqlite(&sqlite));
+        bch.iter(|| rt.block_on(purge.plan(now())).unwrap());
+    });
     group.bench_function("sqlite/raw_delete_baseline", |bch| {
         bch.iter_custom(|iters| {
             let mut total = Duration::ZERO;

@@ -79,7 +79,11 @@ impl SqliteBackend {
                 reader: pool,
             }
         } else {
-            let opts = base.journal_mode(SqliteJournalMode::Wal);
+            // Checkpoint the WAL every ~40 MiB rather than SQLite's 4 MiB: purges and bulk
+            // writes commit many small transactions, and each checkpoint syncs the database.
+            let opts = base
+                .journal_mode(SqliteJournalMode::Wal)
+                .pragma("wal_autocheckpoint", "10000");
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(30))

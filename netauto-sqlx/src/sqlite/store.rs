@@ -635,13 +635,15 @@ impl RunStore for SqliteRunStore {
         let ids_json = serde_json::Value::from(raw).to_string();
         let query = match guard {
             DeleteGuard::AgedBefore(cutoff) => sqlx::query(
-                "DELETE FROM runs WHERE retention_ts < ? AND id IN (SELECT value FROM json_each(?))
+                // `+retention_ts` keeps SQLite from scanning the retention index (every aged
+                // run matches it) instead of looking up the 200 ids.
+                "DELETE FROM runs WHERE id IN (SELECT value FROM json_each(?)) AND +retention_ts < ?
                  RETURNING id, bytes, chunks",
             )
-            .bind(to_micros(cutoff))
-            .bind(ids_json),
+            .bind(ids_json)
+            .bind(to_micros(cutoff)),
             DeleteGuard::Finished => sqlx::query(
-                "DELETE FROM runs WHERE finished_at IS NOT NULL AND id IN (SELECT value FROM json_each(?))
+                "DELETE FROM runs WHERE id IN (SELECT value FROM json_each(?)) AND +finished_at IS NOT NULL
                  RETURNING id, bytes, chunks",
             )
             .bind(ids_json),
