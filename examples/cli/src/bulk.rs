@@ -1,0 +1,224 @@
+//! `netauto bulk run|show`: start a bulk, follow it live, print its per-device outcomes.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use netauto_core::runner::QueueLimits;
+use netauto_core::services::Bulk as BulkService;
+use netauto_core::{Bulk, BulkEvent, BulkRef, DeviceId, FeedItem, ProgressEvent, RunStore};
+use netauto_sqlx::Database;
+
+use crate::devices::{Selection, select};
+use crate::ssh::SshArgs;
+use crate::table::Table;
+use crate::worker;
+
+/// How the store snapshot is re-read while waiting (covers feeds that do not cross processes,
+/// like SQLite's in-process one when a separate `netauto worker` runs the jobs).
+const POLL: Duration = Duration::from_millis(500);
+
+/// Exit code of `bulk run --wait` when some device did not finish `ok`.
+pub(crate) const EXIT_DEVICES_FAILED: u8 = 3;
+
+/// Everything `bulk run` needs.
+#[derive(Debug)]
+pub(crate) struct RunRequest<'a> {
+    pub(crate) selection: Selection,
+    pub(crate) command: &'a str,
+    pub(crate) requested_by: &'a str,
+    pub(crate) wait: bool,
+    /// Run the jobs in this process while waiting, with this many at a time.
+    pub(crate) local_worker: Option<usize>,
+    pub(crate) ssh: &'a SshArgs,
+}
+
+/// Starts a bulk and prints its reference; with `wait`, follows it to the end and answers
+/// whether every device finished `ok`.
+pub(crate) async fn run(db: &Database, req: RunRequest<'_>) -> anyhow::Result<bool> {
+    let store = db.store();
+    let ids = select(store.as_ref(), &req.selection).await?;
+    let local = match (req.wait, req.local_worker) {
+        (true, Some(n)) => Some(worker::runner(
+            db,
+            QueueLimits::empty().with("bulk", n),
+            req.ssh,
+            false,
+        )?),
+        _ => None,
+    };
+    let mut service = BulkService::new(store.clone());
+    if let Some(runner) = &local {
+        service = service.with_wake(runner.waker());
+    }
+    let bulk_ref = service.enqueue(&ids, req.command, req.requested_by).await?;
+    println!("{bulk_ref}");
+    if !req.wait {
+        eprintln!(
+            "bulk {bulk_ref} enqueued on {} devices; a `netauto worker` runs it; follow it with `netauto bulk show {bulk_ref}`",
+            ids.len()
+        );
+        return Ok(true);
+    }
+    let feed = db.progress().subscribe(&bulk_ref.topic()).await;
+    let handle = local.map(|r| r.start());
+    let outcome = follow(store.as_ref(), &bulk_ref, feed).await;
+    if let Some(handle) = handle {
+        handle.shutdown().await;
+    }
+    let bulk = match outcome? {
+        Some(bulk) => bulk,
+        None => {
+            eprintln!(
+                "stopped waiting; the bulk goes on in any running worker: `netauto bulk show {bulk_ref}`"
+            );
+            std::process::exit(130);
+        }
+    };
+    print_bulk(store.as_ref(), &bulk).await?;
+    Ok(bulk.counters.failed == 0)
+}
+
+/// Follows a bulk until it completes (answering its final state) or Ctrl-C (answering `None`).
+async fn follow(
+    store: &dyn RunStore,
+    bulk_ref: &BulkRef,
+    mut feed: netauto_core::Subscription,
+) -> anyhow::Result<Option<Bulk>> {
+    let mut bulk = store.bulk(bulk_ref).await?;
+    let names = device_names(store).await?;
+    let bar = ProgressBar::new(bulk.counters.total);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .context("progress bar template")?,
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let mut announced: HashMap<DeviceId, ()> = HashMap::new();
+    let mut poll = tokio::time::interval(POLL);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        for (id, outcome) in &bulk.outcomes {
+            if announced.insert(*id, ()).is_none() && !outcome.is_ok() {
+                bar.println(format!(
+                    "{}: {}{}",
+                    names.get(id).map_or_else(|| id.to_string(), Clone::clone),
+                    outcome.status,
+                    outcome
+                        .error_kind
+                        .as_deref()
+                        .map(|k| format!(" ({k})"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        bar.set_position(bulk.counters.done());
+        bar.set_message(format!(
+            "ok {} failed {}",
+            bulk.counters.ok, bulk.counters.failed
+        ));
+        if bulk.counters.pending == 0 {
+            bar.finish();
+            return Ok(Some(bulk));
+        }
+        tokio::select! {
+            item = feed.next() => match item {
+                Some(FeedItem::Event(ProgressEvent::Bulk(BulkEvent::Progress { done, .. }))) => {
+                    bar.set_position(done.max(bulk.counters.done()));
+                    bulk = store.bulk(bulk_ref).await?;
+                }
+                Some(_) => bulk = store.bulk(bulk_ref).await?,
+                // The feed ended: the snapshot poll carries on alone.
+                None => feed = Box::pin(futures_util::stream::pending()),
+            },
+            _ = poll.tick() => bulk = store.bulk(bulk_ref).await?,
+            _ = &mut ctrl_c => {
+                bar.abandon();
+                return Ok(None);
+            }
+        }
+    }
+}
+
+async fn device_names(store: &dyn RunStore) -> anyhow::Result<HashMap<DeviceId, String>> {
+    Ok(store
+        .list_devices()
+        .await?
+        .into_iter()
+        .map(|d| (d.id, d.name))
+        .collect())
+}
+
+/// `bulk show`.
+pub(crate) async fn show(
+    store: &dyn RunStore,
+    bulk_ref: &BulkRef,
+    json: bool,
+) -> anyhow::Result<()> {
+    let bulk = store.bulk(bulk_ref).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&bulk)?);
+        return Ok(());
+    }
+    println!("bulk {}", bulk.bulk_ref);
+    println!("command: {}", bulk.command);
+    println!("requested by: {}", bulk.requested_by);
+    println!("created: {}", bulk.created_at.to_rfc3339());
+    if let Some(f) = bulk.finished_at {
+        println!("finished: {}", f.to_rfc3339());
+    }
+    print_bulk(store, &bulk).await
+}
+
+/// The per-device table and the counters.
+async fn print_bulk(store: &dyn RunStore, bulk: &Bulk) -> anyhow::Result<()> {
+    let names = device_names(store).await?;
+    let mut table = Table::new(&[
+        "device_id",
+        "name",
+        "status",
+        "run_id",
+        "exit",
+        "bytes",
+        "error",
+    ]);
+    for id in &bulk.device_ids {
+        let name = names.get(id).cloned().unwrap_or_default();
+        let Some(outcome) = bulk.outcomes.get(id) else {
+            table.row(vec![id.to_string(), name, "pending".into()]);
+            continue;
+        };
+        let run = match outcome.run_id {
+            Some(run_id) => store.run(run_id).await.ok(),
+            None => None,
+        };
+        let error = run
+            .as_ref()
+            .and_then(|r| r.error_message.clone())
+            .or_else(|| outcome.error_kind.clone())
+            .unwrap_or_default();
+        table.row(vec![
+            id.to_string(),
+            name,
+            outcome.status.to_string(),
+            outcome.run_id.map(|r| r.to_string()).unwrap_or_default(),
+            run.as_ref()
+                .and_then(|r| r.exit_status)
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+            run.as_ref()
+                .map(|r| r.bytes.to_string())
+                .unwrap_or_default(),
+            error.lines().next().unwrap_or_default().to_owned(),
+        ]);
+    }
+    print!("{}", table.render());
+    let c = bulk.counters;
+    println!(
+        "{} devices: {} ok, {} failed, {} pending",
+        c.total, c.ok, c.failed, c.pending
+    );
+    Ok(())
+}

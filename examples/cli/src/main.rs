@@ -1,0 +1,366 @@
+//! `netauto`: the command line of netauto — migrate the database, manage devices, start and
+//! follow bulk runs, read run output, run worker nodes, and plan or run retention purges.
+//!
+//! See `examples/cli/README.md` for every command, flag and environment variable.
+
+mod bulk;
+mod devices;
+mod inventory;
+mod retention;
+mod ssh;
+mod table;
+mod worker;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use netauto_core::runner::QueueLimits;
+use netauto_core::{BulkRef, NewDevice, OutputStream, RunId};
+use netauto_sqlx::Database;
+
+use crate::devices::{Filter, Selection};
+use crate::inventory::Format;
+use crate::ssh::SshArgs;
+
+/// The database when neither `--database` nor `DATABASE_URL` is given: the server's default.
+const DEFAULT_DATABASE_URL: &str = "sqlite://netauto.db";
+
+/// Run commands on many network devices, keep their output, purge it by age and size.
+#[derive(Debug, Parser)]
+#[command(name = "netauto", version, propagate_version = true)]
+struct Cli {
+    /// Database URL: sqlite://FILE or postgres://USER:PASSWORD@HOST/DB.
+    /// [default: sqlite://netauto.db, the server's default]
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    database: Option<String>,
+    /// Print the cause chain of errors and debug logs.
+    #[arg(long, short, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create or upgrade the database schema.
+    Migrate,
+    /// Add, import and list devices.
+    #[command(subcommand)]
+    Devices(DevicesCommand),
+    /// Start and inspect bulk runs (one command on many devices).
+    #[command(subcommand)]
+    Bulk(BulkCommand),
+    /// Inspect single runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Run jobs (bulk runs, retention cron) until SIGINT/SIGTERM. Run any number against one
+    /// PostgreSQL database.
+    Worker {
+        /// Per-queue concurrency of this node [default: NET_AUTO_QUEUES, else
+        /// bulk=5,default=10,retention=5].
+        #[arg(long, value_name = "QUEUE=N,…", value_parser = worker::parse_queues)]
+        queues: Option<QueueLimits>,
+        #[command(flatten)]
+        ssh: SshArgs,
+    },
+    /// Plan or run retention purges (NET_AUTO_RUN_MAX_DAYS, NET_AUTO_RUN_MAX_BYTES).
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DevicesCommand {
+    /// Add one device.
+    Add {
+        /// Unique name.
+        name: String,
+        /// Host name or address.
+        #[arg(long)]
+        host: String,
+        /// SSH port.
+        #[arg(long, default_value_t = 22)]
+        port: u16,
+        /// Platform profile: cisco_ios, arista_eos, junos, linux, …
+        #[arg(long)]
+        platform: String,
+        /// Login user.
+        #[arg(long)]
+        username: String,
+        /// Credential reference (the secret itself stays with the worker's credentials).
+        #[arg(long)]
+        credential_ref: Option<String>,
+        /// Tags, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+        /// Site.
+        #[arg(long)]
+        site: Option<String>,
+    },
+    /// Import an inventory (CSV, YAML or JSON). Every row is checked first: one bad row and
+    /// nothing is imported.
+    Import {
+        /// The file.
+        file: PathBuf,
+        /// The format [default: from the file extension].
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
+    /// List devices.
+    List {
+        /// Only devices matching KEY=VALUE (platform, site, tag, name with `*`, username, host);
+        /// repeat to combine.
+        #[arg(long, value_name = "KEY=VALUE")]
+        filter: Vec<Filter>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BulkCommand {
+    /// Run one command on many devices. Prints the bulk reference.
+    Run(BulkRunArgs),
+    /// Show a bulk: counters and one row per device.
+    Show {
+        /// The bulk reference `bulk run` printed.
+        bulk_ref: BulkRef,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("targets").required(true).multiple(false).args(["devices", "all", "filter"]))]
+struct BulkRunArgs {
+    /// Device ids or names, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    devices: Vec<String>,
+    /// Every device.
+    #[arg(long)]
+    all: bool,
+    /// Devices matching KEY=VALUE (platform, site, tag, name with `*`, username, host); repeat
+    /// to combine.
+    #[arg(long, value_name = "KEY=VALUE")]
+    filter: Vec<Filter>,
+    /// The command line to run.
+    #[arg(long)]
+    command: String,
+    /// Who asks (stored with every run) [default: $USER].
+    #[arg(long, env = "NETAUTO_REQUESTED_BY")]
+    requested_by: Option<String>,
+    /// Follow the bulk with a progress bar and print a per-device table; exit 3 if any device
+    /// failed.
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: do not run the jobs in this process; a `netauto worker` must be running.
+    #[arg(long, requires = "wait")]
+    no_local_worker: bool,
+    /// With --wait: bulk jobs run at the same time by the in-process worker.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    local_concurrency: u16,
+    #[command(flatten)]
+    ssh: SshArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsCommand {
+    /// Print a run's output to stdout (its stderr to stderr) and its status line to stderr.
+    Show {
+        /// The run id.
+        id: RunId,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RetentionCommand {
+    /// Dry run: what a purge now would delete and why. Deletes nothing.
+    Plan {
+        /// Machine-readable: run ids, device ids, reasons, bytes.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Purge now.
+    Run,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let verbose = cli.verbose;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("netauto: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            report(&e, verbose);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: bool) {
+    let default = if verbose {
+        "info,netauto=debug"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NETAUTO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// One readable line; with `--verbose`, every cause on its own line.
+fn report(e: &anyhow::Error, verbose: bool) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "netauto: {e}");
+    if verbose {
+        for cause in e.chain().skip(1) {
+            let _ = writeln!(err, "  caused by: {cause}");
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let url = cli
+        .database
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+    let db = Database::connect(&url)
+        .await
+        .with_context(|| format!("cannot open the database {}", netauto_sqlx::redact(&url)))?;
+    if !matches!(cli.command, Command::Migrate) {
+        // Every command works on an up-to-date schema; migrating is idempotent.
+        db.migrate().await.context("cannot migrate the database")?;
+    }
+    let store = db.store();
+    match cli.command {
+        Command::Migrate => {
+            db.migrate().await.context("cannot migrate the database")?;
+            eprintln!("database {} is up to date", netauto_sqlx::redact(&url));
+        }
+        Command::Devices(DevicesCommand::Add {
+            name,
+            host,
+            port,
+            platform,
+            username,
+            credential_ref,
+            tags,
+            site,
+        }) => {
+            let mut device = NewDevice::new(name, host, platform, username)
+                .with_port(port)
+                .with_tags(tags);
+            if let Some(c) = credential_ref {
+                device = device.with_credential_ref(c);
+            }
+            if let Some(s) = site {
+                device = device.with_site(s);
+            }
+            devices::add(store.as_ref(), device).await?;
+        }
+        Command::Devices(DevicesCommand::Import { file, format }) => {
+            devices::import(store.as_ref(), &file, format).await?;
+        }
+        Command::Devices(DevicesCommand::List { filter, json }) => {
+            devices::list(store.as_ref(), &filter, json).await?;
+        }
+        Command::Bulk(BulkCommand::Run(args)) => {
+            let selection = if args.all {
+                Selection::All
+            } else if !args.filter.is_empty() {
+                Selection::Filtered(args.filter)
+            } else {
+                Selection::Listed(args.devices)
+            };
+            let requested_by = args
+                .requested_by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "cli".to_owned());
+            let all_ok = bulk::run(
+                &db,
+                bulk::RunRequest {
+                    selection,
+                    command: &args.command,
+                    requested_by: &requested_by,
+                    wait: args.wait,
+                    local_worker: (!args.no_local_worker)
+                        .then_some(usize::from(args.local_concurrency)),
+                    ssh: &args.ssh,
+                },
+            )
+            .await?;
+            if !all_ok {
+                return Ok(ExitCode::from(bulk::EXIT_DEVICES_FAILED));
+            }
+        }
+        Command::Bulk(BulkCommand::Show { bulk_ref, json }) => {
+            bulk::show(store.as_ref(), &bulk_ref, json).await?;
+        }
+        Command::Runs(RunsCommand::Show { id }) => show_run(store.as_ref(), id).await?,
+        Command::Worker { queues, ssh } => {
+            let queues = match queues {
+                Some(q) => q,
+                None => QueueLimits::from_env()?,
+            };
+            worker::run(&db, queues, &ssh).await?;
+        }
+        Command::Retention(RetentionCommand::Plan { json }) => retention::plan(store, json).await?,
+        Command::Retention(RetentionCommand::Run) => retention::run(store).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `runs show`: the output, page by page, then a status line.
+async fn show_run(store: &dyn netauto_core::RunStore, id: RunId) -> anyhow::Result<()> {
+    const PAGE: usize = 256;
+    let run = store.run(id).await?;
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr();
+    let mut from = 0;
+    loop {
+        let chunks = store.chunks(id, from, PAGE).await?;
+        let Some(last) = chunks.last() else { break };
+        from = last.seq + 1;
+        for c in &chunks {
+            match c.stream {
+                OutputStream::Stdout => out.write_all(&c.data)?,
+                OutputStream::Stderr => err.write_all(&c.data)?,
+            }
+        }
+    }
+    out.flush()?;
+    drop(out);
+    eprintln!(
+        "run {} on device {}: {}{} — {:?} by {}, {} bytes{}",
+        run.id,
+        run.device_id,
+        run.status,
+        run.exit_status
+            .map(|c| format!(" (exit {c})"))
+            .unwrap_or_default(),
+        run.command,
+        run.requested_by,
+        run.bytes,
+        run.error_message
+            .map(|m| format!("; {m}"))
+            .unwrap_or_default()
+    );
+    Ok(())
+}

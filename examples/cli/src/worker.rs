@@ -1,0 +1,105 @@
+//! `netauto worker` and the in-process worker of `bulk run --wait`: a runner with
+//! [`BulkJob`] and [`RetentionWorker`] (plus the retention cron), stopped gracefully.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use netauto_core::cron::{CronEntry, CronSchedule};
+use netauto_core::retention::RetentionConfig;
+use netauto_core::runner::{QueueLimits, Runner, RunnerConfig, RunnerWaker};
+use netauto_core::services::{BulkJob, Network, RetentionArgs, RetentionWorker, Wake};
+use netauto_core::worker::WorkerRegistry;
+use netauto_sqlx::Database;
+use tokio::task::JoinHandle;
+
+use crate::ssh::SshArgs;
+
+/// Parses `bulk=20,retention=5` (or `bulk:20,…`, the `NET_AUTO_QUEUES` syntax).
+pub(crate) fn parse_queues(s: &str) -> Result<QueueLimits, String> {
+    QueueLimits::parse(&s.replace('=', ":")).map_err(|e| e.reason)
+}
+
+/// A runner wired to `db`: bulk jobs over SSH, retention purges, and the retention cron
+/// when `cron` is set.
+pub(crate) fn runner(
+    db: &Database,
+    queues: QueueLimits,
+    ssh: &SshArgs,
+    cron: bool,
+) -> anyhow::Result<Runner> {
+    let retention = RetentionConfig::from_env()?;
+    let network = Network::new(db.store(), ssh.client()?, db.progress());
+    let mut bulk = BulkJob::new(network);
+    if let Some(t) = ssh.timeout() {
+        bulk = bulk.with_command_timeout(t);
+    }
+    let schedule = CronSchedule::parse_setting("NET_AUTO_RETENTION_CRON", retention.cron())?;
+    let registry = WorkerRegistry::new()
+        .with(bulk)
+        .with(RetentionWorker::new(db.store(), retention));
+    let config = RunnerConfig {
+        queues,
+        ..RunnerConfig::default()
+    };
+    let mut runner = Runner::new(db.queue(), registry).with_config(config);
+    if cron {
+        runner = runner.with_cron(CronEntry::new::<RetentionWorker>(
+            schedule,
+            &RetentionArgs::default(),
+        )?);
+    }
+    Ok(runner)
+}
+
+/// On PostgreSQL, wakes the runner whenever any node enqueues a job.
+pub(crate) fn wake_on_new_jobs(db: &Database, waker: Arc<RunnerWaker>) -> Option<JoinHandle<()>> {
+    match db {
+        Database::Postgres(pg) => {
+            let waker: Arc<dyn Wake> = Arc::new(waker.as_ref().clone());
+            Some(pg.wake_on_new_jobs(waker))
+        }
+        _ => None,
+    }
+}
+
+/// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+pub(crate) async fn run(db: &Database, queues: QueueLimits, ssh: &SshArgs) -> anyhow::Result<()> {
+    let names: Vec<String> = queues.iter().map(|(q, n)| format!("{q}={n}")).collect();
+    let runner = runner(db, queues, ssh, true)?;
+    let node = runner.config().node.clone();
+    let listener = wake_on_new_jobs(db, runner.waker());
+    let handle = runner.start();
+    eprintln!(
+        "netauto worker {node}: queues {}; Ctrl-C or SIGTERM stops",
+        names.join(",")
+    );
+    shutdown_signal().await?;
+    eprintln!("netauto worker {node}: stopping (waiting for running jobs)");
+    if let Some(task) = listener {
+        task.abort();
+    }
+    let report = handle.shutdown().await;
+    eprintln!(
+        "netauto worker {node}: stopped; {} jobs finished during shutdown, {} given back to the queue",
+        report.drained,
+        report.released.len()
+    );
+    Ok(())
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("cannot listen for SIGINT")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot listen for Ctrl-C")?;
+    Ok(())
+}

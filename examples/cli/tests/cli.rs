@@ -1,0 +1,439 @@
+//! End-to-end tests of the `netauto` binary on a temporary SQLite database.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use chrono::{TimeDelta, Utc};
+use netauto_core::{DeviceId, NewDevice, NewRun, OutputStream, RunFinish, RunId, RunStatus};
+use netauto_sqlx::Database;
+use netauto_ssh::sim::{DeviceFarm, DeviceSpec, FailureMode};
+use serde_json::Value;
+
+/// A temporary directory with a database in it.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.path("netauto.db").display())
+    }
+
+    /// The binary with this database and nothing from the caller's environment that could
+    /// change its behaviour.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_netauto"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("DATABASE_URL", self.url())
+            .env("HOME", self.dir.path())
+            .env("USER", "tester");
+        for var in [
+            "NET_AUTO_RUN_MAX_DAYS",
+            "NET_AUTO_RUN_MAX_BYTES",
+            "NET_AUTO_RETENTION_CRON",
+            "NET_AUTO_QUEUES",
+            "NETAUTO_SSH_HOST_KEYS",
+            "NETAUTO_SSH_KNOWN_HOSTS",
+            "NETAUTO_SSH_CREDENTIALS",
+            "NETAUTO_COMMAND_TIMEOUT",
+            "NETAUTO_REQUESTED_BY",
+            "NETAUTO_LOG",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "netauto {args:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    async fn db(&self) -> Database {
+        let db = Database::connect(&self.url()).await.unwrap();
+        db.migrate().await.unwrap();
+        db
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs a blocking command without stalling the test's runtime (the simulator lives on it).
+async fn run_async(cmd: Command) -> Output {
+    let mut cmd = cmd;
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+#[test]
+fn migrate_creates_the_database_and_is_idempotent() {
+    let env = Env::new();
+    env.ok(&["migrate"]);
+    assert!(env.path("netauto.db").exists());
+    env.ok(&["migrate"]);
+    assert_eq!(env.ok(&["devices", "list", "--json"]).trim(), "[]");
+}
+
+#[test]
+fn an_import_with_a_bad_row_imports_nothing_and_names_the_line() {
+    let env = Env::new();
+    env.ok(&["migrate"]);
+    std::fs::write(
+        env.path("inv.csv"),
+        "name,host,port,platform,username,credential_ref,tags,site\n\
+         r1,10.0.0.1,22,cisco_ios,admin,lab,core;edge,ams\n\
+         r2,10.0.0.2,not-a-port,linux,root,,,\n\
+         r3,10.0.0.3,22,linux,root,,,\n",
+    )
+    .unwrap();
+    let out = env.run(&["devices", "import", "inv.csv"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("line 3") && err.contains("not-a-port") && err.contains("nothing imported"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one readable line: {err}");
+    assert_eq!(env.ok(&["devices", "list", "--json"]).trim(), "[]");
+
+    std::fs::write(
+        env.path("inv.yaml"),
+        "devices:\n  - name: y1\n    host: h1\n    platform: junos\n    username: u\n  - name: y2\n    host: h2\n    platform: junos\n",
+    )
+    .unwrap();
+    let out = env.run(&["devices", "import", "inv.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("line 6") && stderr(&out).contains("username"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.ok(&["devices", "list", "--json"]).trim(), "[]");
+
+    // Fixed, the same file imports whole; importing it again clashes and changes nothing.
+    std::fs::write(
+        env.path("inv.csv"),
+        "name,host,port,platform,username\nr1,10.0.0.1,22,cisco_ios,admin\nr2,10.0.0.2,2222,linux,root\n",
+    )
+    .unwrap();
+    env.ok(&["devices", "import", "inv.csv"]);
+    let out = env.run(&["devices", "import", "inv.csv"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    let list = env.ok(&["devices", "list", "--filter", "platform=linux"]);
+    assert!(list.contains("r2") && !list.contains("r1"), "{list}");
+}
+
+fn specs() -> Vec<DeviceSpec> {
+    vec![
+        DeviceSpec::new("sw-01", "linux"),
+        DeviceSpec::new("sw-02", "arista_eos").with_output_bytes(20 * 1024),
+        DeviceSpec::new("sw-03", "linux"),
+        DeviceSpec::new("bad-01", "linux").with_failure(FailureMode::AuthReject),
+    ]
+}
+
+/// Writes what a worker needs to reach `farm`: known_hosts and a credentials file.
+fn write_ssh_files(farm: &DeviceFarm, dir: &Path) {
+    farm.write_known_hosts(dir.join("known_hosts")).unwrap();
+    let mut creds = serde_json::Map::new();
+    for device in farm.devices() {
+        let spec = farm.spec(&device.name).unwrap();
+        creds.insert(
+            device.credential_ref.clone(),
+            serde_json::json!({ "password": spec.password }),
+        );
+    }
+    std::fs::write(
+        dir.join("credentials.json"),
+        serde_json::to_vec(&creds).unwrap(),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_run_wait_runs_simulated_devices_and_fails_when_one_fails() {
+    let env = Env::new();
+    let farm = DeviceFarm::start(specs()).await.unwrap();
+    farm.write_inventory(env.path("inventory.json")).unwrap();
+    write_ssh_files(&farm, env.dir.path());
+    let out = run_async(env.cmd(&["devices", "import", "inventory.json"])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let ssh = [
+        "--known-hosts",
+        "known_hosts",
+        "--credentials",
+        "credentials.json",
+    ];
+    let mut args = vec![
+        "bulk",
+        "run",
+        "--filter",
+        "name=sw-*",
+        "--command",
+        "show version",
+        "--wait",
+    ];
+    args.extend(ssh);
+    let out = run_async(env.cmd(&args)).await;
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(out.status.success(), "{}\n{stdout}", stderr(&out));
+    let bulk_ref = stdout.lines().next().unwrap().to_owned();
+    assert_eq!(bulk_ref.len(), 32, "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains(" ok ")).count(),
+        3,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("3 devices: 3 ok, 0 failed, 0 pending"),
+        "{stdout}"
+    );
+
+    // The stored bulk and one run's output.
+    let shown: Value =
+        serde_json::from_str(&env.ok(&["bulk", "show", &bulk_ref, "--json"])).unwrap();
+    assert_eq!(shown["counters"]["ok"], 3);
+    let run_id = shown["outcomes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find_map(|o| o["run_id"].as_i64())
+        .unwrap();
+    let output = env.ok(&["runs", "show", &run_id.to_string()]);
+    assert!(output.contains(": output of 'show version'"), "{output}");
+
+    // All devices, one rejecting logins: the table says which, the exit code is 3.
+    let mut args = vec!["bulk", "run", "--all", "--command", "show clock", "--wait"];
+    args.extend(ssh);
+    let out = run_async(env.cmd(&args)).await;
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}\n{stdout}", stderr(&out));
+    let bad = stdout.lines().find(|l| l.contains("bad-01")).unwrap();
+    assert!(bad.contains("error"), "{stdout}");
+    assert!(
+        stdout.contains("4 devices: 3 ok, 1 failed, 0 pending"),
+        "{stdout}"
+    );
+
+    // Strict host keys without the farm's keys: every device fails with a host-key error.
+    let out = run_async(env.cmd(&[
+        "bulk",
+        "run",
+        "--devices",
+        "sw-01",
+        "--command",
+        "show clock",
+        "--wait",
+        "--credentials",
+        "credentials.json",
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("host key"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Seeds a finished run of `bytes` bytes that finished `days_ago` days ago.
+async fn seed_run(db: &Database, device: DeviceId, days_ago: i64, bytes: usize) -> RunId {
+    let store = db.store();
+    let at = Utc::now() - TimeDelta::days(days_ago);
+    let run = store
+        .create_run(
+            NewRun {
+                device_id: device,
+                command: "show tech".into(),
+                requested_by: "seed".into(),
+                bulk_ref: None,
+            },
+            at,
+        )
+        .await
+        .unwrap();
+    store
+        .append_chunk(run.id, OutputStream::Stdout, &vec![b'x'; bytes], at)
+        .await
+        .unwrap();
+    store
+        .finish_run(run.id, RunFinish::new(RunStatus::Ok), at)
+        .await
+        .unwrap();
+    run.id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_plan_json_lists_exactly_the_runs_to_delete() {
+    let env = Env::new();
+    let db = env.db().await;
+    let store = db.store();
+    let d1 = store
+        .create_device(NewDevice::new("d1", "h1", "linux", "u"))
+        .await
+        .unwrap()
+        .id;
+    let d2 = store
+        .create_device(NewDevice::new("d2", "h2", "linux", "u"))
+        .await
+        .unwrap()
+        .id;
+    let old_d1 = seed_run(&db, d1, 60, 100).await; // age
+    let mid_d1 = seed_run(&db, d1, 10, 600).await; // bytes: d1 holds 1 200 > 1 000
+    let _new_d1 = seed_run(&db, d1, 5, 600).await; // kept
+    let old_d2 = seed_run(&db, d2, 40, 70).await; // age
+    let _new_d2 = seed_run(&db, d2, 1, 50).await; // kept
+
+    let plan = |env: &Env| {
+        let mut cmd = env.cmd(&["retention", "plan", "--json"]);
+        cmd.env("NET_AUTO_RUN_MAX_DAYS", "30")
+            .env("NET_AUTO_RUN_MAX_BYTES", "1000");
+        run_async(cmd)
+    };
+    let out = plan(&env).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let deletions: Vec<(i64, i64, String, u64)> = json["deletions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["run_id"].as_i64().unwrap(),
+                d["device_id"].as_i64().unwrap(),
+                d["reason"].as_str().unwrap().to_owned(),
+                d["bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        deletions,
+        [
+            (old_d1.0, d1.0, "age".to_owned(), 100),
+            (old_d2.0, d2.0, "age".to_owned(), 70),
+            (mid_d1.0, d1.0, "bytes".to_owned(), 600),
+        ]
+    );
+    assert_eq!(json["max_days"], 30);
+    assert_eq!(json["max_bytes"], 1000);
+    assert_eq!(json["unresolved_devices"], serde_json::json!([]));
+
+    // The dry run deleted nothing; `retention run` deletes exactly that, then nothing is left.
+    assert!(store.run(old_d1).await.is_ok());
+    let mut cmd = env.cmd(&["retention", "run"]);
+    cmd.env("NET_AUTO_RUN_MAX_DAYS", "30")
+        .env("NET_AUTO_RUN_MAX_BYTES", "1000");
+    let out = run_async(cmd).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("deleted 2 runs by age"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let json: Value = serde_json::from_slice(&plan(&env).await.stdout).unwrap();
+    assert_eq!(json["deletions"], serde_json::json!([]));
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_clear_message() {
+    let env = Env::new();
+    let cases: [(&[&str], &str); 5] = [
+        (&["bulk", "run", "--command", "x"], "--devices"),
+        (
+            &[
+                "bulk",
+                "run",
+                "--all",
+                "--filter",
+                "platform=x",
+                "--command",
+                "x",
+            ],
+            "cannot be used with",
+        ),
+        (
+            &[
+                "bulk",
+                "run",
+                "--all",
+                "--filter",
+                "colour=red",
+                "--command",
+                "x",
+            ],
+            "colour",
+        ),
+        (
+            &["worker", "--queues", "bulk=0"],
+            "limit of bulk must be 1 to 1000",
+        ),
+        (&["bulk", "show", "nope"], "invalid bulk reference"),
+    ];
+    for (args, needle) in cases {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn runtime_errors_are_one_line_and_verbose_adds_the_causes() {
+    let env = Env::new();
+    let out = env.run(&["runs", "show", "42"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out).trim(), "netauto: run 42 not found");
+
+    let mut cmd = env.cmd(&["retention", "plan"]);
+    cmd.env("NET_AUTO_RUN_MAX_DAYS", "soon");
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("NET_AUTO_RUN_MAX_DAYS"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+
+    let out = env.run(&[
+        "--verbose",
+        "--database",
+        "mysql://u:secret@h/db",
+        "devices",
+        "list",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("caused by") && !err.contains("secret"),
+        "{err}"
+    );
+}
