@@ -437,3 +437,32 @@ fn runtime_errors_are_one_line_and_verbose_adds_the_causes() {
         "{err}"
     );
 }
+
+#[test]
+fn worker_starts_and_stops_gracefully_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let env = Env::new();
+    env.ok(&["migrate"]);
+    let mut child = env
+        .cmd(&["worker", "--queues", "bulk=2,retention=1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(
+        first.contains("queues bulk=2,retention=1") && first.contains("SIGTERM"),
+        "{first}"
+    );
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}: {rest:?}");
+    assert!(rest.iter().any(|l| l.contains("stopped;")), "{rest:?}");
+}
