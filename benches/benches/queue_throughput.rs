@@ -1,11 +1,14 @@
-//! `queue_throughput`: no-op jobs per second through the [`Runner`] on the in-memory queue,
-//! at concurrency 10 (queue `default` limited to 10 jobs in flight).
+//! `queue_throughput`: no-op jobs per second through the [`Runner`] at concurrency 10 (queue
+//! `default` limited to 10 jobs in flight), on the in-memory queue, SQLite (a file) and
+//! PostgreSQL (when `NETAUTO_BENCH_POSTGRES_URL` or `NETAUTO_TEST_POSTGRES_URL` is set; a
+//! schema of its own).
 //!
-//! Each iteration enqueues 10,000 no-op jobs with one `enqueue_all`, starts a runner (1 ms
-//! poll interval) and measures until its stats say all 10,000 completed; the enqueue and the
-//! shutdown are outside the measurement.
+//! Each iteration enqueues the jobs with one `enqueue_all`, starts a runner (1 ms poll
+//! interval) and measures until its stats say all completed; the enqueue and the shutdown are
+//! outside the measurement.
 #![allow(missing_docs)]
 
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,9 +19,15 @@ use netauto_core::JobQueue;
 use netauto_core::runner::{QueueLimits, Runner, RunnerConfig};
 use netauto_core::worker::{JobContext, Worker, WorkerError, WorkerRegistry};
 use netauto_memory::InMemoryJobQueue;
+use netauto_sqlx::postgres::PgBackend;
+use netauto_sqlx::sqlite::SqliteBackend;
 use serde::{Deserialize, Serialize};
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
 
 const JOBS: u64 = 10_000;
+/// Jobs per iteration on the SQL backends.
+const DB_JOBS: u64 = 5_000;
 const CONCURRENCY: usize = 10;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -48,11 +57,10 @@ fn config() -> RunnerConfig {
     }
 }
 
-/// Runs `JOBS` no-op jobs through a fresh runner; answers the time from start to the last
-/// completion.
-async fn run_all() -> Duration {
-    let queue: Arc<dyn JobQueue> = Arc::new(InMemoryJobQueue::new());
-    let jobs = (0..JOBS)
+/// Runs `count` no-op jobs through a fresh runner on `queue`; answers the time from start to
+/// the last completion.
+async fn run_all(queue: Arc<dyn JobQueue>, count: u64) -> Duration {
+    let jobs = (0..count)
         .map(|n| Noop::new_job(&NoopArgs { n }))
         .collect::<Result<Vec<_>, _>>()
         .expect("no-op args serialize");
@@ -61,10 +69,12 @@ async fn run_all() -> Duration {
         .await
         .expect("in-memory enqueue");
 
-    let runner = Runner::new(queue, WorkerRegistry::new().with(Noop)).with_config(config());
+    let runner = Runner::new(queue, WorkerRegistry::new().with(Noop))
+        .with_config(config())
+        .with_prune_after(None);
     let started = Instant::now();
     let handle = runner.start();
-    while handle.runner().stats().completed < JOBS {
+    while handle.runner().stats().completed < count {
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
     let elapsed = started.elapsed();
@@ -75,29 +85,90 @@ async fn run_all() -> Duration {
     elapsed
 }
 
-fn queue_throughput(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_time()
-        .build()
-        .expect("tokio runtime");
-    let mut group = c.benchmark_group("queue_throughput");
-    group
-        .throughput(Throughput::Elements(JOBS))
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(2))
-        .measurement_time(Duration::from_secs(10));
-    group.bench_function("memory_noop_concurrency_10", |b| {
+fn bench(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    count: u64,
+    queue: impl Fn() -> Arc<dyn JobQueue>,
+) {
+    group.throughput(Throughput::Elements(count));
+    group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    total += run_all().await;
+                    total += run_all(queue(), count).await;
                 }
                 total
             })
         });
     });
+}
+
+fn queue_throughput(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut group = c.benchmark_group("queue_throughput");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(10));
+    bench(&mut group, &rt, "memory_noop_concurrency_10", JOBS, || {
+        Arc::new(InMemoryJobQueue::new())
+    });
+
+    let dir = std::env::temp_dir().join(format!("netauto-queue-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let sqlite = rt.block_on(async {
+        let url = format!("sqlite://{}", dir.join("queue.db").display());
+        let b = SqliteBackend::connect(&url).await.expect("sqlite");
+        b.migrate().await.expect("migrate");
+        b
+    });
+    bench(
+        &mut group,
+        &rt,
+        "sqlite_noop_concurrency_10",
+        DB_JOBS,
+        || Arc::new(sqlite.queue()),
+    );
+
+    let url = std::env::var("NETAUTO_BENCH_POSTGRES_URL")
+        .or_else(|_| std::env::var("NETAUTO_TEST_POSTGRES_URL"));
+    match url {
+        Err(_) => {
+            eprintln!("queue_throughput: PostgreSQL skipped (set NETAUTO_BENCH_POSTGRES_URL)")
+        }
+        Ok(url) => {
+            let pg = rt.block_on(async {
+                let mut conn = PgConnection::connect(&url).await.expect("postgres");
+                sqlx::raw_sql(
+                    "DROP SCHEMA IF EXISTS netauto_queue_bench CASCADE; CREATE SCHEMA netauto_queue_bench",
+                )
+                .execute(&mut conn)
+                .await
+                .expect("schema");
+                let opts = PgConnectOptions::from_str(&url)
+                    .expect("url")
+                    .options([("search_path", "netauto_queue_bench")]);
+                let b = PgBackend::connect_with(opts, 12).await.expect("connect");
+                b.migrate().await.expect("migrate");
+                b
+            });
+            bench(
+                &mut group,
+                &rt,
+                "postgres_noop_concurrency_10",
+                DB_JOBS,
+                || Arc::new(pg.queue()),
+            );
+        }
+    }
     group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 criterion_group!(benches, queue_throughput);

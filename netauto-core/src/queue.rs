@@ -52,6 +52,26 @@ pub trait JobQueue: Send + Sync + Debug + 'static {
     /// Marks an executing attempt `completed`.
     async fn complete(&self, id: JobId, attempt: u32, now: DateTime<Utc>) -> Result<()>;
 
+    /// Marks many executing attempts `completed` at once, each fenced like
+    /// [`complete`](Self::complete); answers the ids that were completed (an attempt no longer
+    /// executing is left out). Backends override this to do it in one statement; the default
+    /// completes one by one.
+    async fn complete_many(
+        &self,
+        attempts: &[(JobId, u32)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<JobId>> {
+        let mut done = Vec::with_capacity(attempts.len());
+        for &(id, attempt) in attempts {
+            match self.complete(id, attempt, now).await {
+                Ok(()) => done.push(id),
+                Err(crate::Error::Conflict(_) | crate::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+
     /// Records a failed attempt (`error` is appended to the job's errors). With
     /// [`FailAction::RetryAt`] the job becomes `retryable` at that time, unless `attempt >=
     /// max_attempts`, in which case it is `discarded`; [`FailAction::Discard`] discards it

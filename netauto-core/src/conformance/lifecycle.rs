@@ -7,6 +7,53 @@ use super::queue::{claim, enqueue, executing, get, job};
 use super::{Backend, at};
 use crate::{ClaimRequest, Conflict, Error, FailAction, JobFilter, JobId, JobState};
 
+/// `complete_many` completes exactly the attempts still executing, fenced like `complete`.
+pub async fn complete_many_is_fenced(b: &Backend) {
+    let a = executing(b, job("many"), at(0), 30).await;
+    let c = executing(b, job("many"), at(0), 30).await;
+    let d = executing(b, job("many").with_max_attempts(5), at(0), 30).await;
+    let gone = JobId(i64::MAX - 7);
+    let done = b
+        .queue
+        .complete_many(&[(a.id, 1), (c.id, 2), (d.id, 1), (gone, 1)], at(5))
+        .await
+        .expect("complete_many");
+    let mut done = done;
+    done.sort_unstable();
+    assert_eq!(
+        done,
+        [a.id, d.id],
+        "only current attempts complete; stale and unknown are left out"
+    );
+    for (id, state) in [
+        (a.id, JobState::Completed),
+        (c.id, JobState::Executing),
+        (d.id, JobState::Completed),
+    ] {
+        let j = get(b, id).await;
+        assert_eq!(j.state, state, "job {id}");
+        if state == JobState::Completed {
+            assert_eq!((j.finished_at, j.lease_expires_at), (Some(at(5)), None));
+        }
+    }
+    let again = b
+        .queue
+        .complete_many(&[(a.id, 1)], at(6))
+        .await
+        .expect("again");
+    assert!(
+        again.is_empty(),
+        "completing twice completes nothing: {again:?}"
+    );
+    assert!(
+        b.queue
+            .complete_many(&[], at(6))
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+}
+
 /// After a rescue or a cancel, the old attempt can no longer heartbeat, complete, fail or
 /// release the job.
 pub async fn fenced_operations_reject_stale_attempts(b: &Backend) {

@@ -147,6 +147,7 @@ macro_rules! __netauto_conformance_checks {
             queue::enqueue_all_is_all_or_nothing,
             queue::list_filters_jobs,
             lifecycle::fenced_operations_reject_stale_attempts,
+            lifecycle::complete_many_is_fenced,
             lifecycle::fail_retries_then_discards,
             lifecycle::rescue_recovers_only_expired_leases,
             lifecycle::heartbeat_extends_the_lease,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use tracing::Instrument;
 
+use super::complete::Completer;
 use crate::clock::Clock;
 use crate::error::{Conflict, Error};
 use crate::job::{FailAction, Job, JobState};
@@ -28,11 +29,13 @@ pub enum AttemptOutcome {
     LeaseLost,
 }
 
-/// Lease settings of an attempt.
-#[derive(Debug, Clone, Copy)]
+/// Lease settings of an attempt, and how its completion is recorded.
+#[derive(Debug, Clone)]
 pub(crate) struct LeaseSettings {
     pub(crate) lease: Duration,
     pub(crate) heartbeat_every: Duration,
+    /// Batches completions with other attempts; `None` completes directly.
+    pub(crate) completer: Option<Completer>,
 }
 
 /// Performs `job` (already claimed: `executing`, its attempt counted) with the worker the
@@ -117,10 +120,16 @@ async fn attempt_job(
     };
     match result {
         Ok(Ok(Ok(()))) => {
-            match queue.complete(id, attempt, clock.now()).await {
-                Ok(()) => {}
-                Err(Error::Conflict(_)) => return Ok(AttemptOutcome::LeaseLost),
-                Err(e) => return Err(e),
+            let completed = match &lease.completer {
+                Some(c) => c.complete(id, attempt).await,
+                None => match queue.complete(id, attempt, clock.now()).await {
+                    Ok(()) => Ok(true),
+                    Err(Error::Conflict(_)) => Ok(false),
+                    Err(e) => Err(e),
+                },
+            };
+            if !completed? {
+                return Ok(AttemptOutcome::LeaseLost);
             }
             tracing::info!(event = telemetry::JOB_STOP, job_id = id.get(), worker = %job.worker, queue = %job.queue,
                 attempt, duration_ms = started.elapsed().as_millis() as u64);

@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+mod complete;
 mod config;
 mod execute;
 mod waking;
@@ -77,6 +78,7 @@ struct Inner {
     finished: Notify,
     tick_lock: tokio::sync::Mutex<()>,
     state: Mutex<State>,
+    completer: std::sync::OnceLock<complete::Completer>,
 }
 
 #[derive(Debug, Default)]
@@ -163,6 +165,7 @@ impl Runner {
                 finished: Notify::new(),
                 tick_lock: tokio::sync::Mutex::new(()),
                 state: Mutex::new(State::default()),
+                completer: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -335,6 +338,15 @@ impl Runner {
         Ok(inserted)
     }
 
+    /// The completion batcher, started on first use (inside the runtime).
+    fn completer(&self) -> complete::Completer {
+        let inner = &self.inner;
+        inner
+            .completer
+            .get_or_init(|| complete::Completer::start(inner.queue.clone(), inner.clock.clone()))
+            .clone()
+    }
+
     fn spawn(&self, job: Job) {
         let runner = self.clone();
         let (id, attempt, queue_name) = (job.id, job.attempt, job.queue.clone());
@@ -351,6 +363,7 @@ impl Runner {
             let lease = LeaseSettings {
                 lease: inner.config.lease,
                 heartbeat_every: inner.config.heartbeat_every,
+                completer: Some(runner.completer()),
             };
             let outcome =
                 execute_job(&inner.queue, &inner.registry, &inner.clock, job, lease).await;

@@ -68,6 +68,14 @@ impl JobQueue for WakingQueue {
         self.inner.complete(id, attempt, now).await
     }
 
+    async fn complete_many(
+        &self,
+        attempts: &[(JobId, u32)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<JobId>> {
+        self.inner.complete_many(attempts, now).await
+    }
+
     async fn fail(
         &self,
         id: JobId,

@@ -286,6 +286,7 @@ pub async fn drain_queue(
     let lease = LeaseSettings {
         lease: Duration::from_secs(3600),
         heartbeat_every: Duration::from_secs(600),
+        completer: None,
     };
     loop {
         let now = claim_time(clock.now(), opts.with_scheduled);
@@ -296,7 +297,7 @@ pub async fn drain_queue(
             return Ok(report);
         }
         for job in jobs {
-            match execute_job(queue, registry, clock, job, lease).await? {
+            match execute_job(queue, registry, clock, job, lease.clone()).await? {
                 AttemptOutcome::Completed => report.success += 1,
                 AttemptOutcome::Retryable => report.failure += 1,
                 AttemptOutcome::Discarded => report.discard += 1,
@@ -393,6 +394,14 @@ impl JobQueue for InlineQueue {
 
     async fn complete(&self, id: JobId, attempt: u32, now: DateTime<Utc>) -> Result<()> {
         self.inner.complete(id, attempt, now).await
+    }
+
+    async fn complete_many(
+        &self,
+        attempts: &[(JobId, u32)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<JobId>> {
+        self.inner.complete_many(attempts, now).await
     }
 
     async fn fail(

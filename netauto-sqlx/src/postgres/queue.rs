@@ -188,6 +188,33 @@ impl JobQueue for PgJobQueue {
         Ok(())
     }
 
+    async fn complete_many(
+        &self,
+        attempts: &[(JobId, u32)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<JobId>> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = attempts.iter().map(|(id, _)| id.get()).collect();
+        let tries: Vec<i32> = attempts.iter().map(|(_, a)| int(*a)).collect();
+        let rows = sqlx::query(
+            "UPDATE jobs SET state = 'completed', finished_at = $3, lease_expires_at = NULL
+             FROM unnest($1::bigint[], $2::int[]) AS t(id, attempt)
+             WHERE jobs.id = t.id AND jobs.attempt = t.attempt AND jobs.state = 'executing'
+             RETURNING jobs.id",
+        )
+        .bind(ids)
+        .bind(tries)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| r.try_get("id").map(JobId).map_err(db))
+            .collect()
+    }
+
     async fn fail(
         &self,
         id: JobId,

@@ -213,6 +213,41 @@ impl JobQueue for SqliteJobQueue {
         .await
     }
 
+    async fn complete_many(
+        &self,
+        attempts: &[(JobId, u32)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<JobId>> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One transaction for the whole batch: one commit instead of one per job.
+        let mut tx = self
+            .db
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
+        let mut done = Vec::with_capacity(attempts.len());
+        for &(id, attempt) in attempts {
+            let r = sqlx::query(
+                "UPDATE jobs SET state = 'completed', finished_at = ?, lease_expires_at = NULL
+                 WHERE id = ? AND attempt = ? AND state = 'executing'",
+            )
+            .bind(to_micros(now))
+            .bind(id.get())
+            .bind(i64::from(attempt))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            if r.rows_affected() == 1 {
+                done.push(id);
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(done)
+    }
+
     async fn fail(
         &self,
         id: JobId,
