@@ -91,24 +91,31 @@ async fn attempt_job(
     };
     tokio::pin!(perform);
 
+    // The heartbeat runs beside the worker, never instead of it: awaiting it inside a select
+    // arm stopped polling `perform` meanwhile, so a worker holding the only writer connection
+    // (SQLite) mid-transaction deadlocked with its own heartbeat until the pool timed out.
     let every = lease.heartbeat_every.max(Duration::from_millis(10));
-    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    let result = loop {
-        tokio::select! {
-            r = &mut perform => break r,
-            _ = beat.tick() => {
-                let until = clock.now() + chrono::Duration::from_std(lease.lease).unwrap_or(chrono::Duration::MAX);
-                match queue.heartbeat(id, attempt, until).await {
-                    Ok(()) => {}
-                    Err(Error::Conflict(_) | Error::NotFound { .. }) => {
-                        tracing::warn!(event = telemetry::JOB_EXCEPTION, job_id = id.get(), worker = %job.worker,
-                            queue = %job.queue, attempt, kind = "lease_lost", error = "the job was rescued or cancelled; stopping");
-                        return Ok(AttemptOutcome::LeaseLost);
-                    }
-                    // A failed heartbeat is not fatal: the lease may still be valid.
-                    Err(e) => tracing::warn!(job_id = id.get(), error = %e, "heartbeat failed"),
-                }
+    let heartbeat = async {
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            beat.tick().await;
+            let until = clock.now()
+                + chrono::Duration::from_std(lease.lease).unwrap_or(chrono::Duration::MAX);
+            match queue.heartbeat(id, attempt, until).await {
+                Ok(()) => {}
+                Err(Error::Conflict(_) | Error::NotFound { .. }) => return,
+                // A failed heartbeat is not fatal: the lease may still be valid.
+                Err(e) => tracing::warn!(job_id = id.get(), error = %e, "heartbeat failed"),
             }
+        }
+    };
+    tokio::pin!(heartbeat);
+    let result = tokio::select! {
+        r = &mut perform => r,
+        () = &mut heartbeat => {
+            tracing::warn!(event = telemetry::JOB_EXCEPTION, job_id = id.get(), worker = %job.worker,
+                queue = %job.queue, attempt, kind = "lease_lost", error = "the job was rescued or cancelled; stopping");
+            return Ok(AttemptOutcome::LeaseLost);
         }
     };
 
