@@ -167,6 +167,21 @@ impl Proc {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
+    /// Waits up to `timeout` for the process to exit by itself; answers whether it exited
+    /// with status 0 (SIGKILLed after the timeout).
+    pub async fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return status.success();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.kill9();
+        false
+    }
+
     /// Peak resident set size so far, in KiB (Linux `VmHWM`), while it runs.
     pub fn peak_rss_kib(&self) -> Option<u64> {
         peak_rss_kib(self.pid())
