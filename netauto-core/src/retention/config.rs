@@ -211,7 +211,11 @@ fn check_cron(var: &'static str, value: &str) -> Result<String, ConfigError> {
             "must be a nickname (@daily, …) or 5 fields: minute hour day-of-month month day-of-week",
         ));
     }
-    Ok(fields.join(" "))
+    let expr = fields.join(" ");
+    // The shape check alone let through expressions the scheduler rejects (`* , , * -`):
+    // parse here, so a bad value fails where it is read, naming the variable.
+    crate::cron::CronSchedule::parse_setting(var, &expr).map_err(|e| err(var, value, e.reason))?;
+    Ok(expr)
 }
 
 #[cfg(test)]
@@ -303,6 +307,8 @@ mod tests {
             "* * * * * *",
             "0 3 * * mon;rm",
             "daily",
+            "* , , * -",
+            "61 * * * *",
         ] {
             let e = with(VAR_CRON, bad).unwrap_err();
             assert_eq!((e.var, e.value.as_str()), (VAR_CRON, bad), "{bad:?}");
