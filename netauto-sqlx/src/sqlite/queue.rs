@@ -26,11 +26,20 @@ pub(super) fn job_from_row(r: &SqliteRow) -> Result<Job> {
     let state: String = r.try_get("state").map_err(db)?;
     let args: String = r.try_get("args").map_err(db)?;
     let errors: String = r.try_get("errors").map_err(db)?;
+    let id = JobId(r.try_get("id").map_err(db)?);
+    // Args that are not JSON (a row written behind the queue's back) used to fail the whole
+    // claim after it committed, stranding every job of the batch until its lease expired,
+    // again and again. The raw text goes to the worker as a JSON string instead: decoding it
+    // fails and the job is discarded as malformed on its first attempt.
+    let args = serde_json::from_str(&args).unwrap_or_else(|e| {
+        tracing::warn!(job_id = id.get(), error = %e, "job args are not JSON; the job will be discarded as malformed");
+        serde_json::Value::String(args)
+    });
     Ok(Job {
-        id: JobId(r.try_get("id").map_err(db)?),
+        id,
         queue: r.try_get("queue").map_err(db)?,
         worker: r.try_get("worker").map_err(db)?,
-        args: serde_json::from_str(&args).map_err(json)?,
+        args,
         state: state.parse().map_err(|_| corrupt("job state", &state))?,
         attempt: r.try_get::<i64, _>("attempt").map_err(db)? as u32,
         max_attempts: r.try_get::<i64, _>("max_attempts").map_err(db)? as u32,
