@@ -293,12 +293,16 @@ impl Worker for BulkJob {
 
     async fn perform(&self, _ctx: &JobContext, args: BulkArgs) -> Result<(), WorkerError> {
         let store = self.network.store();
-        let done: HashSet<DeviceId> = store
+        let outcomes = match store
             .device_outcomes(&args.bulk_ref, &args.device_ids)
-            .await?
-            .into_iter()
-            .map(|o| o.device_id)
-            .collect();
+            .await
+        {
+            // The bulk and its jobs are written together: a job without its bulk is a stray
+            // row that no retry can mend (it was retried with backoff for weeks).
+            Err(e @ Error::NotFound { .. }) => return Err(WorkerError::discard(e)),
+            other => other?,
+        };
+        let done: HashSet<DeviceId> = outcomes.into_iter().map(|o| o.device_id).collect();
         let todo: Vec<DeviceId> = args
             .device_ids
             .iter()
