@@ -235,13 +235,13 @@ impl NewJob {
                 reason: format!("must be 0..=9, got {}", self.priority),
             });
         }
-        if let Some(key) = &self.unique_key {
-            if key.is_empty() || key.len() > 512 {
-                return Err(ValidationError::Field {
-                    field: "unique_key",
-                    reason: "must be 1 to 512 bytes".into(),
-                });
-            }
+        if let Some(key) = &self.unique_key
+            && (key.is_empty() || key.len() > 512)
+        {
+            return Err(ValidationError::Field {
+                field: "unique_key",
+                reason: "must be 1 to 512 bytes".into(),
+            });
         }
         Ok(())
     }

@@ -27,6 +27,20 @@ pub trait RunStore: Send + Sync + Debug + 'static {
     /// Creates a device. A duplicate name is [`Conflict::Exists`](crate::Conflict::Exists).
     async fn create_device(&self, device: NewDevice) -> Result<Device>;
 
+    /// Creates several devices atomically (an inventory import): all of them, or — on any
+    /// error, e.g. a duplicate name in the batch or in the store
+    /// ([`Conflict::Exists`](crate::Conflict::Exists)) — none. Answers them in input order.
+    ///
+    /// The default creates them one by one and is **not** atomic; every backend overrides it
+    /// (the conformance suite checks that), wrappers should forward it.
+    async fn create_devices(&self, devices: Vec<NewDevice>) -> Result<Vec<Device>> {
+        let mut created = Vec::with_capacity(devices.len());
+        for d in devices {
+            created.push(self.create_device(d).await?);
+        }
+        Ok(created)
+    }
+
     /// One device, or [`Error::NotFound`](crate::Error::NotFound).
     async fn device(&self, id: DeviceId) -> Result<Device>;
 

@@ -84,10 +84,10 @@ impl ProgressSink for InMemoryProgressHub {
     async fn publish(&self, event: ProgressEvent) {
         let topic = event.topic();
         let mut topics = lock(&self.topics);
-        if let Some(sender) = topics.get(&topic) {
-            if sender.send(event).is_err() {
-                topics.remove(&topic);
-            }
+        if let Some(sender) = topics.get(&topic)
+            && sender.send(event).is_err()
+        {
+            topics.remove(&topic);
         }
     }
 

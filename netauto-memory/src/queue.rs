@@ -119,21 +119,21 @@ impl QueueState {
 
     /// Removes `job` from every index it is in.
     fn unindex(&mut self, job: &Job) {
-        if job.state.is_claimable() {
-            if let Some(ready) = self.ready.get_mut(&job.queue) {
-                ready.remove(&(job.priority, job.scheduled_at, job.id));
-                if ready.is_empty() {
-                    self.ready.remove(&job.queue);
-                }
+        if job.state.is_claimable()
+            && let Some(ready) = self.ready.get_mut(&job.queue)
+        {
+            ready.remove(&(job.priority, job.scheduled_at, job.id));
+            if ready.is_empty() {
+                self.ready.remove(&job.queue);
             }
         }
         if let Some(until) = job.lease_expires_at {
             self.leases.remove(&(until, job.id));
         }
-        if let Some(key) = &job.unique_key {
-            if self.unique.get(key) == Some(&job.id) {
-                self.unique.remove(key);
-            }
+        if let Some(key) = &job.unique_key
+            && self.unique.get(key) == Some(&job.id)
+        {
+            self.unique.remove(key);
         }
     }
 

@@ -156,6 +156,29 @@ impl RunStore for InMemoryRunStore {
         Ok(device)
     }
 
+    async fn create_devices(&self, devices: Vec<NewDevice>) -> Result<Vec<Device>> {
+        let mut state = self.lock()?;
+        let mut names = HashSet::with_capacity(devices.len());
+        for d in &devices {
+            if state.device_names.contains_key(&d.name) || !names.insert(d.name.as_str()) {
+                return Err(Conflict::Exists {
+                    what: "device",
+                    key: d.name.clone(),
+                }
+                .into());
+            }
+        }
+        let mut created = Vec::with_capacity(devices.len());
+        for d in devices {
+            state.last_device_id += 1;
+            let device = d.into_device(DeviceId(state.last_device_id));
+            state.device_names.insert(device.name.clone(), device.id);
+            state.devices.insert(device.id, device.clone());
+            created.push(device);
+        }
+        Ok(created)
+    }
+
     async fn device(&self, id: DeviceId) -> Result<Device> {
         self.lock()?
             .devices

@@ -78,15 +78,11 @@ pub(crate) async fn import(
         );
     }
     let total = rows.len();
-    for (done, row) in rows.into_iter().enumerate() {
-        let name = row.device.name.clone();
-        store.create_device(row.device).await.with_context(|| {
-            format!(
-                "{shown}: creating device {name:?} ({}) failed after {done} of {total} were imported",
-                row.place
-            )
-        })?;
-    }
+    // One atomic batch: a clash or a database failure imports nothing.
+    store
+        .create_devices(rows.into_iter().map(|r| r.device).collect())
+        .await
+        .with_context(|| format!("{shown}: nothing imported"))?;
     eprintln!("imported {total} devices from {shown}");
     Ok(())
 }

@@ -68,12 +68,15 @@ pub(crate) async fn run(db: &Database, queues: QueueLimits, ssh: &SshArgs) -> an
     let runner = runner(db, queues, ssh, true)?;
     let node = runner.config().node.clone();
     let listener = wake_on_new_jobs(db, runner.waker());
+    // Listen before announcing: a signal sent right after the banner must stop us gracefully,
+    // not kill the process.
+    let stop = ShutdownSignal::install()?;
     let handle = runner.start();
     eprintln!(
         "netauto worker {node}: queues {}; Ctrl-C or SIGTERM stops",
         names.join(",")
     );
-    shutdown_signal().await?;
+    stop.wait().await?;
     eprintln!("netauto worker {node}: stopping (waiting for running jobs)");
     if let Some(task) = listener {
         task.abort();
@@ -87,19 +90,38 @@ pub(crate) async fn run(db: &Database, queues: QueueLimits, ssh: &SshArgs) -> an
     Ok(())
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
+/// SIGINT/SIGTERM listeners, installed up front.
+struct ShutdownSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("cannot listen for SIGINT")?,
-            _ = term.recv() => {}
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+                term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot listen for Ctrl-C")?;
-    Ok(())
+
+    async fn wait(mut self) -> anyhow::Result<()> {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot listen for Ctrl-C")?;
+        Ok(())
+    }
 }

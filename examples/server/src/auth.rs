@@ -54,14 +54,13 @@ impl Sessions {
         if map.len() >= MAX_SESSIONS {
             let now = Instant::now();
             map.retain(|_, s| now.duration_since(s.seen) < IDLE);
-            if map.len() >= MAX_SESSIONS {
-                if let Some(oldest) = map
+            if map.len() >= MAX_SESSIONS
+                && let Some(oldest) = map
                     .iter()
                     .min_by_key(|(_, s)| s.seen)
                     .map(|(k, _)| k.clone())
-                {
-                    map.remove(&oldest);
-                }
+            {
+                map.remove(&oldest);
             }
         }
         map.insert(

@@ -130,7 +130,7 @@ pub async fn record_outcome_completes_exactly_once(b: &Backend) {
         .await
         .expect("create_bulk");
     let status = |i: usize| {
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             RunStatus::Timeout
         } else {
             RunStatus::Ok

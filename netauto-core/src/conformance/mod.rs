@@ -155,6 +155,7 @@ macro_rules! __netauto_conformance_checks {
             lifecycle::cancel_fences_and_is_final,
             lifecycle::prune_deletes_only_old_terminal_jobs,
             store::devices_are_unique_by_name,
+            store::create_devices_is_all_or_nothing,
             store::unknown_devices_keep_input_order,
             store::create_run_needs_a_device,
             store::chunks_are_sequenced_and_paged,

@@ -45,6 +45,63 @@ async fn finish(b: &Backend, id: RunId, secs: i64) -> Run {
         .unwrap_or_else(|e| panic!("finish_run({id}) failed: {e}"))
 }
 
+/// `create_devices` creates all devices of a batch or none of them.
+pub async fn create_devices_is_all_or_nothing(b: &Backend) {
+    let dev = |name: &str| NewDevice::new(name, "10.0.0.9", "linux", "ops");
+    b.store.create_device(dev("taken")).await.expect("create");
+    let clash = b
+        .store
+        .create_devices(vec![dev("b"), dev("c"), dev("taken")])
+        .await;
+    assert!(
+        matches!(
+            clash,
+            Err(crate::Error::Conflict(crate::Conflict::Exists { .. }))
+        ),
+        "a name already in the store: {clash:?}"
+    );
+    let twice = b
+        .store
+        .create_devices(vec![dev("x"), dev("y"), dev("x")])
+        .await;
+    assert!(
+        matches!(
+            twice,
+            Err(crate::Error::Conflict(crate::Conflict::Exists { .. }))
+        ),
+        "a name twice in the batch: {twice:?}"
+    );
+    let names: Vec<String> = b
+        .store
+        .list_devices()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(names, ["taken"], "a failed batch leaves nothing behind");
+    let made = b
+        .store
+        .create_devices(vec![dev("d"), dev("e")])
+        .await
+        .expect("batch");
+    assert_eq!(
+        made.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+        ["d", "e"]
+    );
+    assert!(made[0].id < made[1].id, "ids in input order");
+    for d in &made {
+        assert_eq!(&b.store.device(d.id).await.expect("stored"), d);
+    }
+    assert!(
+        b.store
+            .create_devices(Vec::new())
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+}
+
 /// Devices round-trip, names are unique, listing is by ascending id.
 pub async fn devices_are_unique_by_name(b: &Backend) {
     let new = NewDevice::new("core-sw-01", "10.0.0.1", "cisco_ios", "netops")

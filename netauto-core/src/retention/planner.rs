@@ -99,14 +99,14 @@ pub fn plan_purge(
                 continue;
             }
             let slot = index.get(fp.device_id).unwrap_or(usize::MAX);
-            if let Some(&b) = bucket_of.get(slot) {
-                if b != u32::MAX {
-                    buckets[b as usize].2.push(Kept {
-                        ts: fp.ts.min(now),
-                        run_id: fp.run_id,
-                        bytes: fp.bytes,
-                    });
-                }
+            if let Some(&b) = bucket_of.get(slot)
+                && b != u32::MAX
+            {
+                buckets[b as usize].2.push(Kept {
+                    ts: fp.ts.min(now),
+                    run_id: fp.run_id,
+                    bytes: fp.bytes,
+                });
             }
         }
     }

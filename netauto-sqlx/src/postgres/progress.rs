@@ -61,15 +61,14 @@ impl PgProgress {
 impl Drop for PgProgress {
     fn drop(&mut self) {
         // The last clone stops the listener task.
-        if Arc::strong_count(&self.listener) == 1 {
-            if let Some(h) = self
+        if Arc::strong_count(&self.listener) == 1
+            && let Some(h) = self
                 .listener
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .take()
-            {
-                h.abort();
-            }
+        {
+            h.abort();
         }
     }
 }

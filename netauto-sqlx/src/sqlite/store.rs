@@ -152,6 +152,46 @@ impl RunStore for SqliteRunStore {
         device_from_row(&row)
     }
 
+    async fn create_devices(&self, devices: Vec<NewDevice>) -> Result<Vec<Device>> {
+        let mut tx = self
+            .db
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
+        let mut created = Vec::with_capacity(devices.len());
+        for d in &devices {
+            let row = sqlx::query(
+            "INSERT INTO devices (name, host, port, platform, username, credential_ref, tags, site)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+        )
+        .bind(&d.name)
+        .bind(&d.host)
+        .bind(i64::from(d.port))
+        .bind(&d.platform)
+        .bind(&d.username)
+        .bind(&d.credential_ref)
+        .bind(serde_json::to_string(&d.tags).map_err(json)?)
+        .bind(&d.site)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                Conflict::Exists {
+                    what: "device",
+                    key: d.name.clone(),
+                }
+                .into()
+            } else {
+                db(e)
+            }
+        })?;
+            created.push(device_from_row(&row)?);
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(created)
+    }
+
     async fn device(&self, id: DeviceId) -> Result<Device> {
         let row = sqlx::query("SELECT * FROM devices WHERE id = ?")
             .bind(id.get())
