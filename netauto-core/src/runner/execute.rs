@@ -93,31 +93,47 @@ async fn attempt_job(
 
     // The heartbeat runs beside the worker, never instead of it: awaiting it inside a select
     // arm stopped polling `perform` meanwhile, so a worker holding the only writer connection
-    // (SQLite) mid-transaction deadlocked with its own heartbeat until the pool timed out.
+    // (SQLite) mid-transaction deadlocked with its own heartbeat until the pool timed out. It
+    // runs on its own task and is never dropped mid-query either: a pooled query cancelled
+    // half-way could keep the pool's only SQLite writer checked out until the acquire
+    // timeout. Dropping `stop` (when this attempt ends, however it ends) ends the task
+    // between two beats.
     let every = lease.heartbeat_every.max(Duration::from_millis(10));
-    let heartbeat = async {
-        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        loop {
-            beat.tick().await;
-            let until = clock.now()
-                + chrono::Duration::from_std(lease.lease).unwrap_or(chrono::Duration::MAX);
-            match queue.heartbeat(id, attempt, until).await {
-                Ok(()) => {}
-                Err(Error::Conflict(_) | Error::NotFound { .. }) => return,
-                // A failed heartbeat is not fatal: the lease may still be valid.
-                Err(e) => tracing::warn!(job_id = id.get(), error = %e, "heartbeat failed"),
+    let (stop, mut stopped) = tokio::sync::watch::channel(());
+    let (lost_tx, lost) = tokio::sync::oneshot::channel::<()>();
+    let (hb_queue, hb_clock, lease_len) = (queue.clone(), clock.clone(), lease.lease);
+    tokio::spawn(
+        async move {
+            let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tokio::select! {
+                    _ = beat.tick() => {}
+                    _ = stopped.changed() => return,
+                }
+                let until = hb_clock.now()
+                    + chrono::Duration::from_std(lease_len).unwrap_or(chrono::Duration::MAX);
+                match hb_queue.heartbeat(id, attempt, until).await {
+                    Ok(()) => {}
+                    Err(Error::Conflict(_) | Error::NotFound { .. }) => {
+                        let _ = lost_tx.send(());
+                        return;
+                    }
+                    // A failed heartbeat is not fatal: the lease may still be valid.
+                    Err(e) => tracing::warn!(job_id = id.get(), error = %e, "heartbeat failed"),
+                }
             }
         }
-    };
-    tokio::pin!(heartbeat);
+        .in_current_span(),
+    );
     let result = tokio::select! {
         r = &mut perform => r,
-        () = &mut heartbeat => {
+        Ok(()) = lost => {
             tracing::warn!(event = telemetry::JOB_EXCEPTION, job_id = id.get(), worker = %job.worker,
                 queue = %job.queue, attempt, kind = "lease_lost", error = "the job was rescued or cancelled; stopping");
             return Ok(AttemptOutcome::LeaseLost);
         }
     };
+    drop(stop);
 
     let backoff = || {
         let delay = worker.backoff(attempt);
