@@ -67,9 +67,13 @@ fn num<T: std::str::FromStr>(
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), BoxError> {
     let (mode, args) = parse_args()?;
-    if std::env::var_os("RELIABILITY_LOG").is_some() {
+    // Debugging aid: RELIABILITY_LOG=<dir> writes each process's DEBUG log to <dir>/<node>.log.
+    if let Some(dir) = std::env::var_os("RELIABILITY_LOG") {
+        let name = args.get("node").map_or("purge", String::as_str);
+        let file = std::fs::File::create(std::path::Path::new(&dir).join(format!("{name}.log")))?;
         tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
             .with_max_level(tracing::Level::DEBUG)
             .init();
     }
