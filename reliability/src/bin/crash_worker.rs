@@ -3,6 +3,7 @@
 //! ```text
 //! crash_worker worker --db URL [--schema S] --creds FILE --known-hosts FILE --node NAME
 //!                     [--lease-ms 2000] [--bulk-jobs 5] [--device-concurrency 10]
+//!                     [--retention-cron EXPR]
 //! crash_worker purge  --db URL [--schema S] --now-micros T --max-days D --max-bytes B
 //!                     [--batch-runs 10] [--delay-ms 30]
 //! ```
@@ -17,9 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use netauto_core::cron::{CronEntry, CronSchedule};
 use netauto_core::retention::RetentionConfig;
 use netauto_core::runner::{QueueLimits, Runner, RunnerConfig};
-use netauto_core::services::{BulkJob, Network, RetentionWorker};
+use netauto_core::services::{BulkJob, Network, RetentionArgs, RetentionWorker};
 use netauto_core::worker::WorkerRegistry;
 use netauto_reliability::{Backend, FaultyStore, PrintingSink};
 use netauto_ssh::{FileCredentials, HostKeyPolicy, KnownHosts, SshClientConfig, SshNetworkClient};
@@ -111,8 +113,24 @@ async fn worker(backend: Backend, args: &HashMap<String, String>) -> Result<(), 
         rescue_every: Duration::from_millis(250),
         shutdown_grace: Duration::from_secs(20),
     };
-    let runner =
-        Runner::new(backend.queue.clone(), WorkerRegistry::new().with(bulk)).with_config(config);
+    let mut registry = WorkerRegistry::new().with(bulk);
+    let mut config = config;
+    let mut cron = None;
+    if let Some(expr) = args.get("retention-cron") {
+        // Retention on a cron slot: every node inserts the slot, the unique key keeps one.
+        let retention = RetentionConfig::default().with_cron(expr.clone()).build()?;
+        let schedule = CronSchedule::parse_setting("NET_AUTO_RETENTION_CRON", retention.cron())?;
+        registry = registry.with(RetentionWorker::new(backend.store.clone(), retention));
+        config.queues = config.queues.with("retention", 1);
+        cron = Some(CronEntry::new::<RetentionWorker>(
+            schedule,
+            &RetentionArgs::default(),
+        )?);
+    }
+    let mut runner = Runner::new(backend.queue.clone(), registry).with_config(config);
+    if let Some(entry) = cron {
+        runner = runner.with_cron(entry);
+    }
     let handle = runner.start();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     println!("READY");
