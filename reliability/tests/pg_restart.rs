@@ -72,7 +72,7 @@ async fn workers_reconnect_and_finish_after_a_postgres_restart() {
     let _up = EnsureUp(version.clone());
     let be = db.connect().await;
     be.migrate().await.expect("migrate");
-    let fleet = Fleet::start(&be, N, Duration::from_millis(200), 256).await;
+    let fleet = Fleet::start(&be, N, Duration::from_millis(1500), 256).await;
     let ids = fleet.ids();
     let bulk_ref = Bulk::new(be.store.clone())
         .with_chunk_size(std::num::NonZeroUsize::new(25).expect("25"))
@@ -97,6 +97,19 @@ async fn workers_reconnect_and_finish_after_a_postgres_restart() {
     let t = Instant::now();
     assert!(pg_ctl(&version, "restart"), "pg_ctlcluster restart failed");
     let restart = t.elapsed();
+    // The restart must land mid-bulk (the pool reconnects on its own; retry until it has).
+    let mut pending = None;
+    for _ in 0..100 {
+        if let Ok(b) = be.store.bulk(&bulk_ref).await {
+            pending = Some(b.counters.pending);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        pending.is_some_and(|p| p > 0),
+        "the bulk was done before the server came back ({pending:?} pending): the test proves nothing"
+    );
     let finished = wait_bulk_finished(&be, &bulk_ref, Duration::from_secs(240)).await;
     let after_restart = t.elapsed();
     let rss: Vec<u64> = workers.iter().filter_map(Proc::peak_rss_kib).collect();
@@ -159,10 +172,11 @@ async fn workers_reconnect_and_finish_after_a_postgres_restart() {
     assert_eq!(duplicates, 0, "finished devices executed again");
     eprintln!(
         "FIGURES pg restart: {N} devices, 2 worker processes; restart after {before} outcomes \
-         took {:.1} s; bulk done {:.1} s after the restart began; jobs retried {retried}; \
+         took {:.1} s ({} devices still pending when it was back); bulk done {:.1} s after the restart began; jobs retried {retried}; \
          interrupted runs re-run {reruns}; duplicates of finished devices {duplicates}; \
          Summary published {summaries}; peak RSS per worker {rss:?} KiB",
         restart.as_secs_f64(),
+        pending.unwrap_or(0),
         after_restart.as_secs_f64()
     );
 }
