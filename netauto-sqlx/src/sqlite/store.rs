@@ -121,35 +121,41 @@ impl SqliteRunStore {
     }
 }
 
+/// Inserts one device on `conn` (a transaction or a pooled connection).
+async fn insert_device(conn: &mut sqlx::SqliteConnection, d: &NewDevice) -> Result<Device> {
+    let row = sqlx::query(
+        "INSERT INTO devices (name, host, port, platform, username, credential_ref, tags, site)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+    )
+    .bind(&d.name)
+    .bind(&d.host)
+    .bind(i64::from(d.port))
+    .bind(&d.platform)
+    .bind(&d.username)
+    .bind(&d.credential_ref)
+    .bind(serde_json::to_string(&d.tags).map_err(json)?)
+    .bind(&d.site)
+    .fetch_one(conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            Conflict::Exists {
+                what: "device",
+                key: d.name.clone(),
+            }
+            .into()
+        } else {
+            db(e)
+        }
+    })?;
+    device_from_row(&row)
+}
+
 #[async_trait]
 impl RunStore for SqliteRunStore {
     async fn create_device(&self, d: NewDevice) -> Result<Device> {
-        let row = sqlx::query(
-            "INSERT INTO devices (name, host, port, platform, username, credential_ref, tags, site)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-        )
-        .bind(&d.name)
-        .bind(&d.host)
-        .bind(i64::from(d.port))
-        .bind(&d.platform)
-        .bind(&d.username)
-        .bind(&d.credential_ref)
-        .bind(serde_json::to_string(&d.tags).map_err(json)?)
-        .bind(&d.site)
-        .fetch_one(&self.db.writer)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                Conflict::Exists {
-                    what: "device",
-                    key: d.name.clone(),
-                }
-                .into()
-            } else {
-                db(e)
-            }
-        })?;
-        device_from_row(&row)
+        let mut conn = self.db.writer.acquire().await.map_err(db)?;
+        insert_device(&mut conn, &d).await
     }
 
     async fn create_devices(&self, devices: Vec<NewDevice>) -> Result<Vec<Device>> {
@@ -161,32 +167,7 @@ impl RunStore for SqliteRunStore {
             .map_err(db)?;
         let mut created = Vec::with_capacity(devices.len());
         for d in &devices {
-            let row = sqlx::query(
-            "INSERT INTO devices (name, host, port, platform, username, credential_ref, tags, site)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-        )
-        .bind(&d.name)
-        .bind(&d.host)
-        .bind(i64::from(d.port))
-        .bind(&d.platform)
-        .bind(&d.username)
-        .bind(&d.credential_ref)
-        .bind(serde_json::to_string(&d.tags).map_err(json)?)
-        .bind(&d.site)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                Conflict::Exists {
-                    what: "device",
-                    key: d.name.clone(),
-                }
-                .into()
-            } else {
-                db(e)
-            }
-        })?;
-            created.push(device_from_row(&row)?);
+            created.push(insert_device(&mut tx, d).await?);
         }
         tx.commit().await.map_err(db)?;
         Ok(created)
