@@ -16,8 +16,8 @@ use netauto_core::cron::{CronEntry, CronSchedule};
 use netauto_core::runner::{QueueLimits, Runner, RunnerConfig};
 use netauto_core::worker::{JobContext, Worker, WorkerError, WorkerRegistry};
 use netauto_core::{
-    ClaimRequest, Clock, Conflict, Error, Job, JobFilter, JobId, JobQueue, JobState, ManualClock,
-    NewJob,
+    ClaimRequest, Clock, Conflict, Enqueued, Error, FailAction, Job, JobFilter, JobId, JobQueue,
+    JobState, ManualClock, NewJob,
 };
 use netauto_memory::InMemoryJobQueue;
 use serde::{Deserialize, Serialize};
@@ -979,4 +979,240 @@ async fn only_the_configured_queues_are_claimed() {
         .with_config(config("node-b", QueueLimits::parse("other:1").unwrap()));
     assert_eq!(tick_and_wait(&other_node).await.claimed, 1);
     assert_eq!(job(&*queue, other_job).await.state, JobState::Completed);
+}
+
+/// How [`CutOff`] treats heartbeats while it is cut off.
+#[derive(Debug, Clone, Copy)]
+enum Outage {
+    /// Every heartbeat fails at once with a retryable error (connection refused).
+    Refused,
+    /// Every heartbeat hangs (a dead TCP peer, a pool waiting for a connection).
+    Hanging,
+}
+
+/// The queue as seen by a node whose database connection is down: while `down`, its
+/// heartbeats fail (or hang); everything else passes through.
+#[derive(Debug)]
+struct CutOff {
+    inner: Arc<dyn JobQueue>,
+    down: std::sync::atomic::AtomicBool,
+    outage: Outage,
+}
+
+#[async_trait]
+impl JobQueue for CutOff {
+    async fn enqueue(&self, job: NewJob, now: DateTime<Utc>) -> netauto_core::Result<Enqueued> {
+        self.inner.enqueue(job, now).await
+    }
+    async fn enqueue_all(
+        &self,
+        jobs: Vec<NewJob>,
+        now: DateTime<Utc>,
+    ) -> netauto_core::Result<Vec<Enqueued>> {
+        self.inner.enqueue_all(jobs, now).await
+    }
+    async fn claim(
+        &self,
+        req: &ClaimRequest,
+        now: DateTime<Utc>,
+    ) -> netauto_core::Result<Vec<Job>> {
+        self.inner.claim(req, now).await
+    }
+    async fn heartbeat(
+        &self,
+        id: JobId,
+        attempt: u32,
+        lease_until: DateTime<Utc>,
+    ) -> netauto_core::Result<()> {
+        if self.down.load(Ordering::SeqCst) {
+            return match self.outage {
+                Outage::Refused => Err(Error::Unavailable {
+                    source: "connection refused".into(),
+                }),
+                Outage::Hanging => std::future::pending().await,
+            };
+        }
+        self.inner.heartbeat(id, attempt, lease_until).await
+    }
+    async fn complete(
+        &self,
+        id: JobId,
+        attempt: u32,
+        now: DateTime<Utc>,
+    ) -> netauto_core::Result<()> {
+        self.inner.complete(id, attempt, now).await
+    }
+    async fn fail(
+        &self,
+        id: JobId,
+        attempt: u32,
+        error: &str,
+        action: FailAction,
+        now: DateTime<Utc>,
+    ) -> netauto_core::Result<JobState> {
+        self.inner.fail(id, attempt, error, action, now).await
+    }
+    async fn release(
+        &self,
+        id: JobId,
+        attempt: u32,
+        now: DateTime<Utc>,
+    ) -> netauto_core::Result<()> {
+        self.inner.release(id, attempt, now).await
+    }
+    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> netauto_core::Result<Job> {
+        self.inner.cancel(id, now).await
+    }
+    async fn rescue_expired(&self, now: DateTime<Utc>) -> netauto_core::Result<Vec<JobId>> {
+        self.inner.rescue_expired(now).await
+    }
+    async fn prune(&self, finished_before: DateTime<Utc>) -> netauto_core::Result<u64> {
+        self.inner.prune(finished_before).await
+    }
+    async fn job(&self, id: JobId) -> netauto_core::Result<Job> {
+        self.inner.job(id).await
+    }
+    async fn list(&self, filter: &JobFilter) -> netauto_core::Result<Vec<Job>> {
+        self.inner.list(filter).await
+    }
+}
+
+/// Runs until its gate opens, counting attempts alive at once (an attempt stops being alive
+/// when it returns or is dropped).
+#[derive(Debug, Clone)]
+struct Exclusive {
+    gate: Arc<Semaphore>,
+    alive: Arc<AtomicUsize>,
+    max_alive: Arc<AtomicUsize>,
+    started: Arc<AtomicUsize>,
+}
+
+impl Default for Exclusive {
+    fn default() -> Self {
+        Self {
+            gate: Arc::new(Semaphore::new(0)),
+            alive: Arc::default(),
+            max_alive: Arc::default(),
+            started: Arc::default(),
+        }
+    }
+}
+
+struct Alive(Arc<AtomicUsize>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Worker for Exclusive {
+    const NAME: &'static str = "test.exclusive";
+    type Args = NoArgs;
+
+    async fn perform(&self, _ctx: &JobContext, _args: NoArgs) -> Result<(), WorkerError> {
+        let now = self.alive.fetch_add(1, Ordering::SeqCst) + 1;
+        let _alive = Alive(self.alive.clone());
+        self.max_alive.fetch_max(now, Ordering::SeqCst);
+        self.started.fetch_add(1, Ordering::SeqCst);
+        let permit = self.gate.acquire().await.map_err(WorkerError::retry)?;
+        permit.forget();
+        Ok(())
+    }
+}
+
+/// A node that cannot renew its lease (its database connection is down) stops its attempt
+/// before the lease runs out, so the node that rescues the job never runs it beside it.
+async fn an_attempt_that_cannot_renew_its_lease_stops_before_it_expires(outage: Outage) {
+    let (_, queue) = new_queue();
+    let worker = Exclusive::default();
+    let lease = Duration::from_millis(600);
+    let cut = Arc::new(CutOff {
+        inner: queue.clone(),
+        down: std::sync::atomic::AtomicBool::new(false),
+        outage,
+    });
+    let node_a = Runner::new(cut.clone(), WorkerRegistry::new().with(worker.clone())).with_config(
+        RunnerConfig {
+            lease,
+            heartbeat_every: Duration::from_millis(100),
+            ..config("node-a", default_queue(5))
+        },
+    );
+    let node_b = Runner::new(queue.clone(), WorkerRegistry::new().with(worker.clone()))
+        .with_config(RunnerConfig {
+            lease,
+            rescue_every: Duration::ZERO,
+            ..config("node-b", default_queue(5))
+        });
+    let id = enqueue(
+        &*queue,
+        Exclusive::new_job(&NoArgs::default()).unwrap(),
+        Utc::now(),
+    )
+    .await;
+    assert_eq!(node_a.tick().await.unwrap().claimed, 1);
+    eventually("node-a's attempt started", SOON, || async {
+        worker.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // Heartbeats work for a while: the attempt outlives its first lease.
+    tokio::time::sleep(lease + lease / 2).await;
+    assert_eq!(
+        worker.alive.load(Ordering::SeqCst),
+        1,
+        "renewed, still running"
+    );
+    cut.down.store(true, Ordering::SeqCst);
+    let cut_at = Utc::now();
+
+    // Node A gives up on its own, while the lease it last renewed is still valid.
+    eventually("node-a stopped its attempt", SOON, || async {
+        worker.alive.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    let stopped_at = Utc::now();
+    let j = job(&*queue, id).await;
+    assert_eq!((j.state, j.attempt), (JobState::Executing, 1));
+    let until = j.lease_expires_at.unwrap();
+    assert!(
+        stopped_at < until,
+        "stopped at {stopped_at}, after the lease ran out at {until}"
+    );
+    assert!(
+        stopped_at - cut_at >= TimeDelta::milliseconds(200),
+        "stopped {:?} after the cut: too soon, the lease was still good",
+        stopped_at - cut_at
+    );
+    assert!(node_a.wait_idle(SOON).await);
+    assert_eq!(node_a.stats().lease_lost, 1, "{:?}", node_a.stats());
+
+    // Node B rescues the job once the lease expired and runs it to the end, alone.
+    eventually("node-b rescued and claimed the job", SOON, || async {
+        let report = node_b.tick().await.unwrap();
+        report.claimed == 1
+    })
+    .await;
+    worker.gate.add_permits(1);
+    assert!(node_b.wait_idle(SOON).await);
+    let j = job(&*queue, id).await;
+    assert_eq!((j.state, j.attempt), (JobState::Completed, 2));
+    assert_eq!(j.attempted_by.as_deref(), Some("node-b"));
+    assert_eq!(worker.started.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        worker.max_alive.load(Ordering::SeqCst),
+        1,
+        "the rescued job ran beside the attempt that lost its lease"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_whose_heartbeats_fail_stops_before_its_lease_expires() {
+    an_attempt_that_cannot_renew_its_lease_stops_before_it_expires(Outage::Refused).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_whose_heartbeats_hang_stops_before_its_lease_expires() {
+    an_attempt_that_cannot_renew_its_lease_stops_before_it_expires(Outage::Hanging).await;
 }

@@ -124,9 +124,14 @@ pub struct RunnerConfig {
     pub queues: QueueLimits,
     /// How often to look for jobs when nothing woke the runner.
     pub poll_interval: Duration,
-    /// How long a claim lasts without a heartbeat.
+    /// How long a claim lasts without a heartbeat. An attempt that cannot renew its lease
+    /// (its heartbeats fail or hang, e.g. while the database is unreachable) stops itself
+    /// `min(heartbeat_every, lease / 4)` before the lease it last secured runs out, so the
+    /// node that rescues the job after the lease expired never runs it beside this one. That
+    /// margin is also the clock skew between nodes the fencing tolerates.
     pub lease: Duration,
-    /// How often running jobs renew their lease.
+    /// How often running jobs renew their lease (at most every `lease / 2`, whatever is set
+    /// here).
     pub heartbeat_every: Duration,
     /// How often to rescue jobs whose lease expired (their node died).
     pub rescue_every: Duration,

@@ -25,7 +25,8 @@ pub enum AttemptOutcome {
     /// Failed for good (attempts exhausted, malformed args, unknown worker, or the worker
     /// said so).
     Discarded,
-    /// The attempt lost its lease (rescued or cancelled elsewhere); nothing was recorded.
+    /// The attempt lost its lease (rescued or cancelled elsewhere), or stopped itself because
+    /// it could not renew it; nothing was recorded.
     LeaseLost,
 }
 
@@ -98,22 +99,38 @@ async fn attempt_job(
     // half-way could keep the pool's only SQLite writer checked out until the acquire
     // timeout. Dropping `stop` (when this attempt ends, however it ends) ends the task
     // between two beats.
-    let every = lease.heartbeat_every.max(Duration::from_millis(10));
+    let every = heartbeat_interval(lease.lease, lease.heartbeat_every);
+    let margin = fence_margin(lease.lease, every);
+    // The lease this attempt holds, as a local deadline: the claim's own at first, then
+    // whatever each successful heartbeat secured (measured from before it was sent). If the
+    // heartbeats keep failing (the database is unreachable, say), the attempt stops itself
+    // `margin` before that deadline, so a node that rescues the job once it expires never
+    // runs it beside this one.
+    let claimed_for = job
+        .lease_expires_at
+        .and_then(|until| (until - clock.now()).to_std().ok())
+        .map_or(lease.lease, |left| left.min(lease.lease));
+    let (secured_tx, mut secured) =
+        tokio::sync::watch::channel(tokio::time::Instant::now() + claimed_for);
     let (stop, mut stopped) = tokio::sync::watch::channel(());
-    let (lost_tx, lost) = tokio::sync::oneshot::channel::<()>();
+    let (lost_tx, mut lost) = tokio::sync::oneshot::channel::<()>();
     let (hb_queue, hb_clock, lease_len) = (queue.clone(), clock.clone(), lease.lease);
     tokio::spawn(
         async move {
             let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = beat.tick() => {}
                     _ = stopped.changed() => return,
                 }
+                let sent = tokio::time::Instant::now();
                 let until = hb_clock.now()
                     + chrono::Duration::from_std(lease_len).unwrap_or(chrono::Duration::MAX);
                 match hb_queue.heartbeat(id, attempt, until).await {
-                    Ok(()) => {}
+                    Ok(()) => {
+                        let _ = secured_tx.send(sent + lease_len);
+                    }
                     Err(Error::Conflict(_) | Error::NotFound { .. }) => {
                         let _ = lost_tx.send(());
                         return;
@@ -125,12 +142,35 @@ async fn attempt_job(
         }
         .in_current_span(),
     );
-    let result = tokio::select! {
-        r = &mut perform => r,
-        Ok(()) = lost => {
-            tracing::warn!(event = telemetry::JOB_EXCEPTION, job_id = id.get(), worker = %job.worker,
-                queue = %job.queue, attempt, kind = "lease_lost", error = "the job was rescued or cancelled; stopping");
-            return Ok(AttemptOutcome::LeaseLost);
+    let mut lost_open = true;
+    let result = loop {
+        let fence_at = secured.borrow_and_update().checked_sub(margin);
+        let fence = async {
+            match fence_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::ready(()).await,
+            }
+        };
+        tokio::select! {
+            r = &mut perform => break r,
+            r = &mut lost, if lost_open => {
+                if r.is_err() {
+                    // The heartbeat task is gone without a verdict (it panicked): the fence
+                    // below still stops this attempt before its lease runs out.
+                    lost_open = false;
+                    continue;
+                }
+                tracing::warn!(event = telemetry::JOB_EXCEPTION, job_id = id.get(), worker = %job.worker,
+                    queue = %job.queue, attempt, kind = "lease_lost", error = "the job was rescued or cancelled; stopping");
+                return Ok(AttemptOutcome::LeaseLost);
+            }
+            Ok(()) = secured.changed() => {}
+            () = fence => {
+                tracing::warn!(event = telemetry::JOB_EXCEPTION, job_id = id.get(), worker = %job.worker,
+                    queue = %job.queue, attempt, kind = "lease_unrenewed",
+                    error = "the lease could not be renewed; stopping before it expires so that a rescue never runs beside this attempt");
+                return Ok(AttemptOutcome::LeaseLost);
+            }
         }
     };
     drop(stop);
@@ -200,6 +240,19 @@ async fn attempt_job(
             finish_failed(queue, clock, &job, started, "timeout", &msg, backoff()).await
         }
     }
+}
+
+/// How often an attempt renews its lease: as configured, but at least twice per lease (so a
+/// slow heartbeat setting cannot let the lease lapse) and not more than every 10 ms.
+fn heartbeat_interval(lease: Duration, configured: Duration) -> Duration {
+    configured.min(lease / 2).max(Duration::from_millis(10))
+}
+
+/// How long before its last secured lease runs out an attempt that cannot renew it stops:
+/// one heartbeat interval, at most a quarter of the lease. It is also the clock skew between
+/// nodes that fencing tolerates.
+fn fence_margin(lease: Duration, every: Duration) -> Duration {
+    every.min(lease / 4)
 }
 
 async fn finish_failed(

@@ -102,7 +102,7 @@ pub struct RunnerStats {
     pub retryable: u64,
     /// Attempts that ended with the job discarded.
     pub discarded: u64,
-    /// Attempts that lost their lease.
+    /// Attempts that lost their lease, or stopped because they could not renew it.
     pub lease_lost: u64,
     /// Attempts whose outcome could not be recorded (the queue failed).
     pub errors: u64,
