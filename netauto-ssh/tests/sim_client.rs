@@ -138,6 +138,53 @@ async fn latency_and_throughput_are_simulated() {
 }
 
 #[tokio::test]
+async fn a_paused_farm_holds_commands_until_resumed() {
+    let names = ["r1", "sw1"];
+    let farm = farm(vec![
+        DeviceSpec::new(names[0], "linux").with_output_bytes(64),
+        DeviceSpec::new(names[1], "cisco_ios").with_output_bytes(64),
+    ])
+    .await;
+    farm.pause();
+    assert!(farm.is_paused());
+    let client = Arc::new(SshNetworkClient::new(farm.client_config()));
+    let tasks: Vec<_> = names
+        .iter()
+        .zip(1..)
+        .map(|(name, id)| {
+            let sim = farm.device(name).expect("device in farm");
+            let d = sim.to_new_device().into_device(DeviceId(id));
+            let client = client.clone();
+            tokio::spawn(async move { run(&client, &d, "show version").await })
+        })
+        .collect();
+    // Both commands (exec and shell) arrive, and wait.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while names
+        .iter()
+        .any(|n| farm.stats(n).expect("stats").commands == 0)
+    {
+        assert!(Instant::now() < deadline, "the commands never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        tasks.iter().all(|t| !t.is_finished()),
+        "a command was answered while the farm was paused"
+    );
+    farm.resume();
+    assert!(!farm.is_paused());
+    for t in tasks {
+        let out = tokio::time::timeout(Duration::from_secs(10), t)
+            .await
+            .expect("answered after resume")
+            .expect("task");
+        assert!(out.error.is_none(), "{:?}", out.error);
+        assert!(!out.stdout.is_empty());
+    }
+}
+
+#[tokio::test]
 async fn rejected_logins_are_auth_errors() {
     let farm = farm(vec![
         DeviceSpec::new("reject", "linux").with_failure(FailureMode::AuthReject),

@@ -10,10 +10,11 @@ use netauto_core::NewDevice;
 use russh::keys::{Algorithm, PrivateKey, PublicKey};
 use serde::Serialize;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::DeviceSpec;
-use super::server::{ActiveGuard, Counters, SimHandler};
+use super::server::{ActiveGuard, Counters, Gate, SimHandler};
 use crate::algorithms;
 use crate::config::{LEGACY_TAG, SshClientConfig};
 use crate::credentials::{Credential, StaticCredentials};
@@ -78,6 +79,8 @@ struct Running {
 pub struct DeviceFarm {
     devices: Vec<Running>,
     by_name: HashMap<String, usize>,
+    /// `true` while commands may run (see [`DeviceFarm::pause`]).
+    open: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for DeviceFarm {
@@ -102,6 +105,7 @@ impl DeviceFarm {
     pub async fn start(specs: Vec<DeviceSpec>) -> std::io::Result<Self> {
         let mut devices = Vec::with_capacity(specs.len());
         let mut by_name = HashMap::new();
+        let (open, _) = watch::channel(true);
         for spec in specs {
             if by_name.contains_key(&spec.name) {
                 return Err(std::io::Error::new(
@@ -109,11 +113,34 @@ impl DeviceFarm {
                     format!("two simulated devices are named {:?}", spec.name),
                 ));
             }
-            let running = start_device(spec).await?;
+            let running = start_device(spec, Gate(open.subscribe())).await?;
             by_name.insert(running.device.name.clone(), devices.len());
             devices.push(running);
         }
-        Ok(Self { devices, by_name })
+        Ok(Self {
+            devices,
+            by_name,
+            open,
+        })
+    }
+
+    /// Holds every command from now on until [`resume`](Self::resume): devices still accept
+    /// connections and logins, and count each command in [`SimStats::commands`] when it
+    /// arrives, but answer none. For tests that must act before any device answers (e.g.
+    /// subscribe to a bulk's progress before its first outcome). A client's idle timeout
+    /// still applies to a held command.
+    pub fn pause(&self) {
+        self.open.send_replace(false);
+    }
+
+    /// Lets held and future commands run.
+    pub fn resume(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// Whether commands are held.
+    pub fn is_paused(&self) -> bool {
+        !*self.open.borrow()
     }
 
     /// The devices, in spec order.
@@ -219,7 +246,7 @@ fn host_key(legacy: bool) -> std::io::Result<PrivateKey> {
     PrivateKey::random(&mut rng, algorithm).map_err(std::io::Error::other)
 }
 
-async fn start_device(spec: DeviceSpec) -> std::io::Result<Running> {
+async fn start_device(spec: DeviceSpec, gate: Gate) -> std::io::Result<Running> {
     let key = host_key(spec.legacy_only)?;
     let public = key.public_key().clone();
     let mut config = russh::server::Config {
@@ -257,6 +284,7 @@ async fn start_device(spec: DeviceSpec) -> std::io::Result<Running> {
         config,
         spec.clone(),
         counters.clone(),
+        gate,
     ));
     Ok(Running {
         device,
@@ -272,6 +300,7 @@ async fn accept_loop(
     config: Arc<russh::server::Config>,
     spec: Arc<DeviceSpec>,
     counters: Arc<Counters>,
+    gate: Gate,
 ) {
     loop {
         let Ok((socket, _)) = listener.accept().await else {
@@ -283,6 +312,7 @@ async fn accept_loop(
         let handler = SimHandler {
             spec: spec.clone(),
             counters: counters.clone(),
+            gate: gate.clone(),
             channels: HashMap::new(),
             execs: 0,
         };

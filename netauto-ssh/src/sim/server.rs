@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use russh::server::{self, Auth, Msg, Session};
 use russh::{Channel, ChannelId, ChannelMsg, Disconnect};
+use tokio::sync::watch;
 
 use super::{CannedOutput, DeviceSpec, FailureMode};
 
@@ -39,10 +40,22 @@ impl Drop for ActiveGuard {
     }
 }
 
+/// Where commands wait while the farm is paused: `true` is open.
+#[derive(Debug, Clone)]
+pub(crate) struct Gate(pub(crate) watch::Receiver<bool>);
+
+impl Gate {
+    /// Returns once the farm is not paused (at once when it is not, or when the farm is gone).
+    async fn pass(&mut self) {
+        let _ = self.0.wait_for(|open| *open).await;
+    }
+}
+
 /// One connection to a simulated device.
 pub(crate) struct SimHandler {
     pub(crate) spec: Arc<DeviceSpec>,
     pub(crate) counters: Arc<Counters>,
+    pub(crate) gate: Gate,
     pub(crate) channels: HashMap<ChannelId, Channel<Msg>>,
     pub(crate) execs: usize,
 }
@@ -163,7 +176,9 @@ impl server::Handler for SimHandler {
         let command = String::from_utf8_lossy(data).into_owned();
         let spec = self.spec.clone();
         let handle = session.handle();
+        let mut gate = self.gate.clone();
         tokio::spawn(async move {
+            gate.pass().await;
             run_exec(&spec, chan, &command, &handle).await;
         });
         Ok(())
@@ -200,8 +215,9 @@ impl server::Handler for SimHandler {
         let spec = self.spec.clone();
         let counters = self.counters.clone();
         let handle = session.handle();
+        let gate = self.gate.clone();
         tokio::spawn(async move {
-            run_shell(&spec, &counters, chan, &handle).await;
+            run_shell(&spec, &counters, gate, chan, &handle).await;
         });
         Ok(())
     }
@@ -297,6 +313,7 @@ const MORE: &[u8] = b" --More-- ";
 async fn run_shell(
     spec: &DeviceSpec,
     counters: &Counters,
+    mut gate: Gate,
     mut channel: Channel<Msg>,
     handle: &server::Handle,
 ) {
@@ -344,6 +361,7 @@ async fn run_shell(
                         while channel.wait().await.is_some() {}
                         return;
                     }
+                    gate.pass().await;
                     tokio::time::sleep(spec.latency).await;
                     let answer = spec.answer(command);
                     let mut text = answer.stdout.to_vec();
