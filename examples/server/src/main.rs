@@ -32,6 +32,7 @@ fn usage() -> ! {
         "usage: netauto-server [--demo] [--bind ADDR]\n       netauto-server hash-password < password\n\n\
          env: DATABASE_URL (default {DEFAULT_DATABASE_URL}), NETAUTO_USERS_FILE, NETAUTO_USERS,\n     \
          NET_AUTO_RUN_MAX_DAYS, NET_AUTO_RUN_MAX_BYTES, NET_AUTO_RETENTION_CRON, NET_AUTO_QUEUES,\n     \
+         NETAUTO_SSH_CONNECTIONS_PER_SECOND, NETAUTO_SSH_MAX_SESSIONS,\n     \
          NETAUTO_SECURE_COOKIES=1 (behind HTTPS)"
     );
     std::process::exit(2)
@@ -117,7 +118,7 @@ async fn run() -> Result<(), BoxError> {
         _farm = Some(demo.farm);
         client
     } else {
-        transport::from_env()
+        transport::from_env()?
     };
     if users.is_empty() {
         return Err("no users: set NETAUTO_USERS_FILE or NETAUTO_USERS (see `netauto-server hash-password`), or run with --demo".into());
