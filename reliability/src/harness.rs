@@ -98,8 +98,15 @@ pub struct Proc {
 impl Proc {
     /// Starts `bin` with `args`; stderr goes to the test's stderr.
     pub fn spawn(name: &str, bin: &str, args: &[String]) -> std::io::Result<Self> {
-        let mut child = Command::new(bin)
-            .args(args)
+        let mut cmd = Command::new(bin);
+        cmd.args(args);
+        Self::spawn_command(name, cmd)
+    }
+
+    /// Starts a prepared command (its own environment, working directory…); stdin is null,
+    /// stdout collected, stderr goes to the test's stderr.
+    pub fn spawn_command(name: &str, mut cmd: Command) -> std::io::Result<Self> {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -226,10 +233,19 @@ impl Drop for Proc {
 
 /// Peak resident set size of a process in KiB (Linux `VmHWM`).
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// Resident set size of a process now, in KiB (Linux `VmRSS`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
