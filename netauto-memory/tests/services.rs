@@ -1328,6 +1328,79 @@ async fn a_device_whose_rerun_never_started_is_run_on_the_next_attempt() {
     assert_eq!(bulk.counters.ok, 2);
 }
 
+/// A progress sink whose bulk events take a while to publish, and which says when one starts.
+#[derive(Debug, Clone)]
+struct SlowBulkEvents {
+    inner: InMemoryProgressHub,
+    started: Arc<tokio::sync::Notify>,
+    delay: Duration,
+}
+
+#[async_trait]
+impl ProgressSink for SlowBulkEvents {
+    async fn publish(&self, event: ProgressEvent) {
+        if matches!(event, ProgressEvent::Bulk(_)) {
+            self.started.notify_one();
+            tokio::time::sleep(self.delay).await;
+        }
+        self.inner.publish(event).await;
+    }
+
+    async fn subscribe(&self, topic: &str) -> Subscription {
+        self.inner.subscribe(topic).await
+    }
+}
+
+#[tokio::test]
+async fn an_attempt_stopped_after_recording_an_outcome_still_announces_it() {
+    let fx = Fixture::new();
+    let ids = fx.devices(1).await;
+    let bulk_ref = fx
+        .bulk()
+        .enqueue(&ids, "show version", REQUESTER)
+        .await
+        .unwrap();
+    let mut mock = MockNetworkClient::new();
+    expect_once(&mut mock, ids[0], "show version", false);
+    let sink = SlowBulkEvents {
+        inner: fx.hub.clone(),
+        started: Arc::new(tokio::sync::Notify::new()),
+        delay: Duration::from_millis(200),
+    };
+    let network = Network::new(fx.store_dyn(), Arc::new(mock), Arc::new(sink.clone()))
+        .with_clock(fx.clock_dyn());
+    let job = BulkJob::new(network);
+    let mut feed = fx.hub.subscribe(&bulk_ref.topic()).await;
+    let args = BulkArgs {
+        device_ids: ids.clone(),
+        command: "show version".into(),
+        requested_by: REQUESTER.into(),
+        bulk_ref: bulk_ref.clone(),
+    };
+
+    // The attempt is stopped (its lease lost, say) once the outcome is stored and its
+    // Progress is on the way out.
+    tokio::select! {
+        r = perform_job_with_clock(&job, args, fx.clock_dyn()) => panic!("finished first: {r:?}"),
+        () = sink.started.notified() => {}
+    }
+    let bulk = fx.store.bulk(&bulk_ref).await.unwrap();
+    assert_eq!(bulk.counters.ok, 1, "the outcome is stored");
+
+    // A retry skips the recorded device, so the stopped attempt is the only one that can
+    // announce it: the Progress and the one Summary still arrive.
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(5), feed.next()).await {
+            Ok(Some(FeedItem::Event(e))) => seen.push(e),
+            other => panic!("after {seen:?}: {other:?}"),
+        }
+    }
+    let (progress, summaries) = bulk_events(&seen);
+    assert_eq!(progress, [(ids[0], RunStatus::Ok, 1)]);
+    assert_eq!(summaries, [(1, 0, 1)]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // RetentionWorker
 // ---------------------------------------------------------------------------------------------

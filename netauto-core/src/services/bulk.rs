@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use crate::bulk::{DeviceOutcome, NewBulk};
 use crate::clock::{Clock, SystemClock};
@@ -216,73 +217,93 @@ impl BulkJob {
         self.record(args, outcome).await
     }
 
+    /// Records a device's outcome, then announces it (and the bulk's Summary when it was the
+    /// last). Once the outcome is stored a retry skips the device, so an attempt stopped
+    /// between the two (lease lost, timeout, shutdown) would lose its Progress, or the bulk's
+    /// one Summary, for good: the pair runs on a task of its own, which stopping the attempt
+    /// does not cancel.
     async fn record(&self, args: &BulkArgs, outcome: DeviceOutcome) -> Result<()> {
-        let store = self.network.store();
-        let (device_id, run_id, status) = (outcome.device_id, outcome.run_id, outcome.status);
-        let run = run_id.map(|r| r.get());
-        if status.is_ok() {
-            tracing::info!(event = telemetry::BULK_OK, bulk_ref = %args.bulk_ref, device_id = device_id.get(), run_id = run);
-        } else {
-            tracing::warn!(
-                event = telemetry::BULK_ERROR,
-                bulk_ref = %args.bulk_ref,
-                device_id = device_id.get(),
-                run_id = run,
-                status = status.as_str(),
-                error_kind = outcome.error_kind.as_deref().unwrap_or(status.as_str()),
-            );
-        }
-        let recorded = store.record_outcome(&args.bulk_ref, outcome).await?;
-        if !recorded.newly_recorded {
-            return Ok(());
-        }
-        let progress = self.network.progress();
+        let network = self.network.clone();
+        let bulk_ref = args.bulk_ref.clone();
+        tokio::spawn(
+            async move { record_and_announce(&network, &bulk_ref, outcome).await }
+                .in_current_span(),
+        )
+        .await
+        .map_err(|e| Error::Backend {
+            source: format!("recording a device outcome failed: {e}").into(),
+        })?
+    }
+}
+
+async fn record_and_announce(
+    network: &Network,
+    bulk_ref: &BulkRef,
+    outcome: DeviceOutcome,
+) -> Result<()> {
+    let store = network.store();
+    let (device_id, run_id, status) = (outcome.device_id, outcome.run_id, outcome.status);
+    let run = run_id.map(|r| r.get());
+    if status.is_ok() {
+        tracing::info!(event = telemetry::BULK_OK, bulk_ref = %bulk_ref, device_id = device_id.get(), run_id = run);
+    } else {
+        tracing::warn!(
+            event = telemetry::BULK_ERROR,
+            bulk_ref = %bulk_ref,
+            device_id = device_id.get(),
+            run_id = run,
+            status = status.as_str(),
+            error_kind = outcome.error_kind.as_deref().unwrap_or(status.as_str()),
+        );
+    }
+    let recorded = store.record_outcome(bulk_ref, outcome).await?;
+    if !recorded.newly_recorded {
+        return Ok(());
+    }
+    let progress = network.progress();
+    progress
+        .publish(ProgressEvent::Bulk(BulkEvent::Progress {
+            bulk_ref: bulk_ref.clone(),
+            device_id,
+            run_id,
+            status,
+            done: recorded.counters.done(),
+            total: recorded.counters.total,
+        }))
+        .await;
+    if recorded.completed_now {
+        // The Summary is published by this call only: a failed read must not lose it
+        // (a retry would find every device recorded and publish nothing).
+        let duration = match store.bulk(bulk_ref).await {
+            Ok(bulk) => {
+                let finished = bulk.finished_at.unwrap_or_else(|| network.clock().now());
+                (finished - bulk.created_at).to_std().unwrap_or_default()
+            }
+            Err(e) => {
+                tracing::warn!(bulk_ref = %bulk_ref, error = %e, "cannot read the bulk for its duration; summary says 0");
+                Duration::ZERO
+            }
+        };
+        let c = recorded.counters;
+        tracing::info!(
+            event = telemetry::BULK_SUMMARY,
+            bulk_ref = %bulk_ref,
+            ok = c.ok,
+            failed = c.failed,
+            total = c.total,
+            duration_ms = duration.as_millis() as u64,
+        );
         progress
-            .publish(ProgressEvent::Bulk(BulkEvent::Progress {
-                bulk_ref: args.bulk_ref.clone(),
-                device_id,
-                run_id,
-                status,
-                done: recorded.counters.done(),
-                total: recorded.counters.total,
+            .publish(ProgressEvent::Bulk(BulkEvent::Summary {
+                bulk_ref: bulk_ref.clone(),
+                ok: c.ok,
+                failed: c.failed,
+                total: c.total,
+                duration,
             }))
             .await;
-        if recorded.completed_now {
-            // The Summary is published by this call only: a failed read must not lose it
-            // (a retry would find every device recorded and publish nothing).
-            let duration = match store.bulk(&args.bulk_ref).await {
-                Ok(bulk) => {
-                    let finished = bulk
-                        .finished_at
-                        .unwrap_or_else(|| self.network.clock().now());
-                    (finished - bulk.created_at).to_std().unwrap_or_default()
-                }
-                Err(e) => {
-                    tracing::warn!(bulk_ref = %args.bulk_ref, error = %e, "cannot read the bulk for its duration; summary says 0");
-                    Duration::ZERO
-                }
-            };
-            let c = recorded.counters;
-            tracing::info!(
-                event = telemetry::BULK_SUMMARY,
-                bulk_ref = %args.bulk_ref,
-                ok = c.ok,
-                failed = c.failed,
-                total = c.total,
-                duration_ms = duration.as_millis() as u64,
-            );
-            progress
-                .publish(ProgressEvent::Bulk(BulkEvent::Summary {
-                    bulk_ref: args.bulk_ref.clone(),
-                    ok: c.ok,
-                    failed: c.failed,
-                    total: c.total,
-                    duration,
-                }))
-                .await;
-        }
-        Ok(())
     }
+    Ok(())
 }
 
 #[async_trait]
