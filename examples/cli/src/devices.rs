@@ -1,13 +1,14 @@
 //! `netauto devices add|import|list` and the device selection of `bulk run`.
 
 use std::collections::HashSet;
+use std::io::Read as _;
 use std::path::Path;
 
 use anyhow::{Context, bail};
 use netauto_core::{Conflict, Device, DeviceId, Error, NewDevice, RunStore};
 
-use crate::inventory::{self, Format};
 use crate::table::Table;
+use netauto_cli::inventory::{self, Format};
 
 /// Creates one device.
 pub(crate) async fn add(store: &dyn RunStore, device: NewDevice) -> anyhow::Result<()> {
@@ -40,7 +41,14 @@ pub(crate) async fn import(
                 "{shown}: cannot tell the format from the file name; pass --format csv|yaml|json"
             )
         })?;
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {shown}"))?;
+    // Read one byte past the limit, so a huge file is refused by `parse` and not read whole.
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            f.take(inventory::MAX_INVENTORY_BYTES as u64 + 1)
+                .read_to_string(&mut text)
+        })
+        .with_context(|| format!("cannot read {shown}"))?;
     let rows = match inventory::parse(&text, format) {
         Ok(rows) => rows,
         Err(errors) => bail!(

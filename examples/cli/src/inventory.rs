@@ -1,6 +1,23 @@
 //! Device inventories: CSV, YAML and JSON (including the file the simulator's `sim_farm`
 //! example writes), parsed in full and validated before anything is written, with the line of
 //! every bad row.
+//!
+//! [`parse`] answers either every device of the file, each with its [`Place`], or every
+//! problem, each as a [`RowError`] naming its place: never a part. Values are trimmed; names
+//! and hosts have no whitespace; no value has a control character or more than
+//! [`MAX_FIELD_BYTES`]; files over [`MAX_INVENTORY_BYTES`] are refused before parsing.
+//!
+//! ```
+//! use netauto_cli::inventory::{Format, Place, parse};
+//!
+//! let rows = parse("name,host,platform,username\nr1,10.0.0.1,linux,root\n", Format::Csv)
+//!     .expect("valid");
+//! assert_eq!(rows[0].place, Place::Line(2));
+//! assert_eq!(rows[0].device.port, 22);
+//!
+//! let errors = parse("- {name: r1, host: h, platform: junos}\n", Format::Yaml).unwrap_err();
+//! assert_eq!(errors[0].to_string(), "line 1: missing field `username`");
+//! ```
 
 use std::collections::HashMap;
 use std::fmt;
@@ -10,9 +27,15 @@ use netauto_core::NewDevice;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+/// The largest inventory [`parse`] reads, in bytes (64 MiB: some 300,000 devices).
+pub const MAX_INVENTORY_BYTES: usize = 64 << 20;
+
+/// The longest value of one field (a name, a host, a tag, …), in bytes.
+pub const MAX_FIELD_BYTES: usize = 1024;
+
 /// The file formats an inventory can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Format {
+pub enum Format {
     /// Comma-separated, with a header line.
     Csv,
     /// A YAML list of devices, or a mapping with a `devices` list.
@@ -23,7 +46,7 @@ pub(crate) enum Format {
 
 impl Format {
     /// The format a file name suggests.
-    pub(crate) fn from_path(path: &Path) -> Option<Self> {
+    pub fn from_path(path: &Path) -> Option<Self> {
         let ext = path.extension()?.to_str()?.to_ascii_lowercase();
         match ext.as_str() {
             "csv" => Some(Self::Csv),
@@ -36,7 +59,7 @@ impl Format {
 
 /// Where a row is in its file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Place {
+pub enum Place {
     /// A line number (1-based).
     Line(u64),
     /// The n-th entry (1-based), when the line is unknown.
@@ -54,11 +77,11 @@ impl fmt::Display for Place {
 
 /// A problem with one row (or with the whole file, at its place).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RowError {
+pub struct RowError {
     /// Where.
-    pub(crate) place: Place,
+    pub place: Place,
     /// What is wrong.
-    pub(crate) message: String,
+    pub message: String,
 }
 
 impl fmt::Display for RowError {
@@ -69,11 +92,11 @@ impl fmt::Display for RowError {
 
 /// A parsed, validated row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Row {
+pub struct Row {
     /// Where it came from.
-    pub(crate) place: Place,
+    pub place: Place,
     /// The device.
-    pub(crate) device: NewDevice,
+    pub device: NewDevice,
 }
 
 /// One device as written in YAML or JSON.
@@ -124,7 +147,19 @@ fn split_tags(s: &str) -> Vec<String> {
 
 /// Parses and validates a whole inventory. Answers every row, or every problem (each with
 /// its line), never a part.
-pub(crate) fn parse(text: &str, format: Format) -> Result<Vec<Row>, Vec<RowError>> {
+pub fn parse(text: &str, format: Format) -> Result<Vec<Row>, Vec<RowError>> {
+    if text.len() > MAX_INVENTORY_BYTES {
+        return Err(vec![RowError {
+            place: Place::Line(1),
+            message: format!(
+                "the inventory is larger than {} MiB ({} bytes); split it",
+                MAX_INVENTORY_BYTES >> 20,
+                text.len()
+            ),
+        }]);
+    }
+    // Editors on Windows start UTF-8 files with a byte order mark; it is on no line.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let raw = match format {
         Format::Csv => parse_csv(text),
         Format::Yaml => parse_yaml(text),
@@ -140,8 +175,8 @@ pub(crate) fn parse(text: &str, format: Format) -> Result<Vec<Row>, Vec<RowError
                     errors.push(RowError {
                         place,
                         message: format!(
-                            "duplicate device name {:?} (first on {first})",
-                            device.name
+                            "duplicate device name {} (first on {first})",
+                            shown(&device.name)
                         ),
                     });
                 } else {
@@ -168,48 +203,69 @@ pub(crate) fn parse(text: &str, format: Format) -> Result<Vec<Row>, Vec<RowError
 type RawRows = Vec<(Place, Result<Entry, String>)>;
 
 fn validate(e: Entry) -> Result<NewDevice, String> {
-    let name = e.name.trim();
-    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "bad device name {:?} (empty or with spaces)",
-            e.name
-        ));
-    }
-    let host = e.host.trim();
-    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("bad host {:?}", e.host));
-    }
+    let name = word("device name", &e.name)?;
+    let host = word("host", &e.host)?;
     let port = e.port.unwrap_or(22);
     if port == 0 {
         return Err("port must be 1 to 65535".to_owned());
     }
-    let platform = e.platform.trim();
-    if platform.is_empty() {
-        return Err("platform is empty".to_owned());
-    }
-    let username = e.username.trim();
-    if username.is_empty() {
-        return Err("username is empty".to_owned());
-    }
+    let platform = text("platform", &e.platform)?.ok_or("platform is empty")?;
+    let username = text("username", &e.username)?.ok_or("username is empty")?;
     let mut device = NewDevice::new(name, host, platform, username).with_port(port);
-    if let Some(c) = e
-        .credential_ref
-        .map(|c| c.trim().to_owned())
-        .filter(|c| !c.is_empty())
-    {
-        device = device.with_credential_ref(c);
+    if let Some(c) = e.credential_ref.as_deref() {
+        if let Some(c) = text("credential_ref", c)? {
+            device = device.with_credential_ref(c);
+        }
     }
     if let Some(tags) = e.tags {
-        device = device.with_tags(tags.into_vec());
+        let mut out = Vec::new();
+        for t in tags.into_vec() {
+            out.extend(text("tag", &t)?.map(str::to_owned));
+        }
+        device = device.with_tags(out);
     }
-    if let Some(site) = e
-        .site
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-    {
-        device = device.with_site(site);
+    if let Some(site) = e.site.as_deref() {
+        if let Some(site) = text("site", site)? {
+            device = device.with_site(site);
+        }
     }
     Ok(device)
+}
+
+/// A trimmed value: `None` if blank; an error if too long or with a control character (which
+/// PostgreSQL refuses, or which would garble `devices list`).
+fn text<'a>(what: &str, value: &'a str) -> Result<Option<&'a str>, String> {
+    let v = value.trim();
+    if v.len() > MAX_FIELD_BYTES {
+        return Err(format!(
+            "{what} is too long ({} bytes, at most {MAX_FIELD_BYTES})",
+            v.len()
+        ));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(format!("{what} {} has a control character", shown(v)));
+    }
+    Ok((!v.is_empty()).then_some(v))
+}
+
+/// A trimmed, non-empty value without whitespace: a device name or a host.
+fn word<'a>(what: &str, value: &'a str) -> Result<&'a str, String> {
+    match text(what, value)? {
+        Some(v) if !v.chars().any(char::is_whitespace) => Ok(v),
+        _ => Err(format!(
+            "bad {what} {} (empty or with spaces)",
+            shown(value)
+        )),
+    }
+}
+
+/// A value for an error message: quoted, escaped, and cut after 40 characters.
+fn shown(value: &str) -> String {
+    const MAX: usize = 40;
+    match value.char_indices().nth(MAX) {
+        None => format!("{value:?}"),
+        Some((i, _)) => format!("{:?}… ({} bytes)", &value[..i], value.len()),
+    }
 }
 
 const CSV_COLUMNS: [&str; 8] = [
@@ -229,9 +285,12 @@ fn parse_csv(text: &str) -> Result<RawRows, Vec<RowError>> {
         .comment(Some(b'#'))
         .flexible(false)
         .from_reader(text.as_bytes());
+    let lines = Lines::new(text);
+    // The header's line: after any blank or comment lines.
+    let header_line = lines.line(csv_record_start(text, 0));
     let header_error = |message: String| {
         vec![RowError {
-            place: Place::Line(1),
+            place: Place::Line(header_line),
             message,
         }]
     };
@@ -244,12 +303,13 @@ fn parse_csv(text: &str) -> Result<RawRows, Vec<RowError>> {
         let h = h.to_ascii_lowercase();
         if !CSV_COLUMNS.contains(&h.as_str()) {
             return Err(header_error(format!(
-                "unknown column {h:?} (columns: {})",
+                "unknown column {} (columns: {})",
+                shown(&h),
                 CSV_COLUMNS.join(", ")
             )));
         }
         if index.insert(h.clone(), i).is_some() {
-            return Err(header_error(format!("column {h:?} appears twice")));
+            return Err(header_error(format!("column {} appears twice", shown(&h))));
         }
     }
     for required in ["name", "host", "platform", "username"] {
@@ -257,17 +317,24 @@ fn parse_csv(text: &str) -> Result<RawRows, Vec<RowError>> {
             return Err(header_error(format!("missing column {required:?}")));
         }
     }
+    // The csv crate's positions are where the previous record ended: before the blank and
+    // comment lines ahead of this one, and before the `\n` of a `\r\n`.
+    let place = |pos: Option<&csv::Position>| {
+        let start = pos.map_or(text.len(), |p| {
+            csv_record_start(text, usize::try_from(p.byte()).unwrap_or(usize::MAX))
+        });
+        Place::Line(lines.line(start))
+    };
     let mut out = Vec::new();
     for record in reader.records() {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map_or(0, csv::Position::line);
-                out.push((Place::Line(line), Err(csv_error_message(&e))));
+                out.push((place(e.position()), Err(csv_error_message(&e))));
                 continue;
             }
         };
-        let line = record.position().map_or(0, csv::Position::line);
+        let line = place(record.position());
         let field = |name: &str| {
             index
                 .get(name)
@@ -280,7 +347,7 @@ fn parse_csv(text: &str) -> Result<RawRows, Vec<RowError>> {
             Some(p) => p
                 .parse::<u16>()
                 .map(Some)
-                .map_err(|_| format!("port {p:?} is not a number from 1 to 65535")),
+                .map_err(|_| format!("port {} is not a number from 1 to 65535", shown(&p))),
         };
         let entry = port.map(|port| Entry {
             name: field("name").unwrap_or_default(),
@@ -293,9 +360,28 @@ fn parse_csv(text: &str) -> Result<RawRows, Vec<RowError>> {
             site: field("site"),
             host_key_fingerprint: None,
         });
-        out.push((Place::Line(line), entry));
+        out.push((line, entry));
     }
     Ok(out)
+}
+
+/// Where the record the csv reader starts reading at byte `at` really starts: past line
+/// breaks (blank lines) and `#` comment lines, as the reader skips them.
+fn csv_record_start(text: &str, mut at: usize) -> usize {
+    let bytes = text.as_bytes();
+    while let Some(&b) = bytes.get(at) {
+        match b {
+            b'\r' | b'\n' => at += 1,
+            b'#' => {
+                at += bytes[at..]
+                    .iter()
+                    .position(|b| matches!(b, b'\r' | b'\n'))
+                    .unwrap_or(bytes.len() - at);
+            }
+            _ => break,
+        }
+    }
+    at.min(bytes.len())
 }
 
 fn csv_error_message(e: &csv::Error) -> String {
@@ -310,14 +396,16 @@ fn csv_error_message(e: &csv::Error) -> String {
 
 fn parse_json(text: &str) -> Result<RawRows, Vec<RowError>> {
     #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
     struct Wrapped<'a> {
         #[serde(borrow)]
         devices: Vec<&'a RawValue>,
     }
+    let lines = Lines::new(text);
     let syntax = |e: serde_json::Error| {
         vec![RowError {
-            place: Place::Line(e.line() as u64),
-            message: format!("not a JSON inventory: {e}"),
+            place: Place::Line(lines.clamp(e.line() as u64)),
+            message: format!("not a JSON inventory: {}", cut(&e.to_string())),
         }]
     };
     let items: Vec<&RawValue> = if text.trim_start().starts_with('[') {
@@ -331,7 +419,7 @@ fn parse_json(text: &str) -> Result<RawRows, Vec<RowError>> {
         .into_iter()
         .map(|raw| {
             let offset = (raw.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
-            let line = line_of(text, offset);
+            let line = lines.line(offset);
             let entry = serde_json::from_str::<Entry>(raw.get()).map_err(|e| entry_message(&e));
             (Place::Line(line), entry)
         })
@@ -341,13 +429,34 @@ fn parse_json(text: &str) -> Result<RawRows, Vec<RowError>> {
 fn parse_yaml(text: &str) -> Result<RawRows, Vec<RowError>> {
     let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
         vec![RowError {
-            place: Place::Line(e.location().map_or(1, |l| l.line() as u64)),
-            message: format!("not a YAML inventory: {e}"),
+            // libyaml puts an error at the end of a file without a final line break on the
+            // line after it.
+            place: Place::Line(Lines::new(text).clamp(e.location().map_or(1, |l| l.line() as u64))),
+            message: format!("not a YAML inventory: {}", cut(&e.to_string())),
         }]
     })?;
     let items = match value {
         serde_yaml::Value::Sequence(items) => items,
         serde_yaml::Value::Mapping(mut m) => match m.remove("devices") {
+            // Other keys are typos or settings this importer would ignore; they would also
+            // hide the lines of the devices (see `yaml_item_lines`).
+            Some(serde_yaml::Value::Sequence(_)) if !m.is_empty() => {
+                let keys: Vec<String> = m
+                    .keys()
+                    .map(|k| match k {
+                        serde_yaml::Value::String(k) => shown(k),
+                        other => cut(&format!("{other:?}")),
+                    })
+                    .collect();
+                return Err(vec![RowError {
+                    place: Place::Line(1),
+                    message: format!(
+                        "unknown top-level {} {} (only `devices:` is read)",
+                        if keys.len() == 1 { "key" } else { "keys" },
+                        keys.join(", ")
+                    ),
+                }]);
+            }
             Some(serde_yaml::Value::Sequence(items)) => items,
             _ => {
                 return Err(vec![RowError {
@@ -372,7 +481,15 @@ fn parse_yaml(text: &str) -> Result<RawRows, Vec<RowError>> {
             let place = lines
                 .as_ref()
                 .map_or(Place::Entry(i + 1), |l| Place::Line(l[i]));
-            let entry = serde_yaml::from_value::<Entry>(item).map_err(|e| entry_message(&e));
+            let entry = serde_yaml::from_value::<Entry>(item).map_err(|e| {
+                let message = entry_message(&e);
+                if message.contains("expected a string") {
+                    // `name: 0x10` is the number 16, `site: ~` is null.
+                    format!("{message} (quote text that YAML reads as a number, boolean or null)")
+                } else {
+                    message
+                }
+            });
             (place, entry)
         })
         .collect())
@@ -405,19 +522,48 @@ fn yaml_item_lines(text: &str) -> Vec<u64> {
 /// A serde error about one entry, without the position inside the entry's own text.
 fn entry_message(e: &impl fmt::Display) -> String {
     let text = e.to_string();
-    match text.find(" at line ") {
-        Some(i) => text[..i].to_owned(),
-        None => text,
+    cut(match text.find(" at line ") {
+        Some(i) => &text[..i],
+        None => &text,
+    })
+}
+
+/// A message that may quote a huge value, cut to a readable length.
+fn cut(message: &str) -> String {
+    const MAX: usize = 300;
+    match message.char_indices().nth(MAX) {
+        None => message.to_owned(),
+        Some((i, _)) => format!("{}…", &message[..i]),
     }
 }
 
-fn line_of(text: &str, offset: usize) -> u64 {
-    let offset = offset.min(text.len());
-    text.as_bytes()[..offset]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count() as u64
-        + 1
+/// Line numbers of byte offsets, in logarithmic time (a file's rows ask in turn).
+struct Lines {
+    /// The offset of every `\n`.
+    breaks: Vec<usize>,
+}
+
+impl Lines {
+    fn new(text: &str) -> Self {
+        Self {
+            breaks: text
+                .bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i)
+                .collect(),
+        }
+    }
+
+    /// The 1-based line of the byte at `offset`.
+    fn line(&self, offset: usize) -> u64 {
+        self.breaks.partition_point(|b| *b < offset) as u64 + 1
+    }
+
+    /// `line`, but no later than the file's last line.
+    fn clamp(&self, line: u64) -> u64 {
+        line.clamp(1, self.breaks.len() as u64 + 1)
+    }
 }
 
 #[cfg(test)]
@@ -468,6 +614,12 @@ mod tests {
         let text = "devices:\n  - name: r1\n    host: h1\n    platform: junos\n    username: u\n    tags: [a, b]\n  - name: r2\n    host: h2\n    port: 0\n    platform: junos\n    username: u\n";
         let errors = parse(text, Format::Yaml).unwrap_err();
         assert_eq!(lines(&errors), [Place::Line(7)]);
+        let errors = parse(
+            "- {name: 0x10, host: h, platform: p, username: u}\n",
+            Format::Yaml,
+        )
+        .unwrap_err();
+        assert!(errors[0].message.contains("`16`") && errors[0].message.contains("quote"));
         let ok = "- {name: r1, host: h1, platform: junos, username: u}\n";
         assert_eq!(parse(ok, Format::Yaml).unwrap().len(), 1);
     }
@@ -497,6 +649,105 @@ mod tests {
         let errors = parse(text, Format::Json).unwrap_err();
         assert_eq!(lines(&errors), [Place::Line(13)]);
         assert!(errors[0].message.contains("usernme"), "{}", errors[0]);
+    }
+
+    // Regressions found by tests/inventory_fuzz.rs.
+
+    #[test]
+    fn csv_lines_count_crlf_blank_and_comment_lines() {
+        // The csv crate places a record where the previous one ended: before the `\n` of a
+        // `\r\n`, and before blank and comment lines.
+        let text =
+            "# exported\r\n\r\nname,host,platform,username\r\nr1,h,p,u\r\n\r\n# core\r\nr2,h,p\r\n";
+        let errors = parse(text, Format::Csv).unwrap_err();
+        assert_eq!(lines(&errors), [Place::Line(7)], "{errors:?}");
+        let text = "name,host,platform,username\r\nr1,h,p,u\r\n\n#x\nr2,h,p,u\n";
+        let rows = parse(text, Format::Csv).unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.place).collect::<Vec<_>>(),
+            [Place::Line(2), Place::Line(5)]
+        );
+        let errors = parse("# inventory\n\nname,host,nope\n", Format::Csv).unwrap_err();
+        assert_eq!(lines(&errors), [Place::Line(3)], "{errors:?}");
+    }
+
+    #[test]
+    fn syntax_errors_at_the_end_name_the_last_line() {
+        // libyaml puts them on the line after a file without a final line break.
+        for (text, format) in [("[", Format::Yaml), ("{\n\"devices\": [", Format::Yaml)] {
+            let errors = parse(text, format).unwrap_err();
+            let last = text.lines().count() as u64;
+            assert_eq!(lines(&errors), [Place::Line(last)], "{text:?}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn control_characters_and_huge_values_are_refused() {
+        for (field, value) in [
+            ("username", "ad\u{7}min".to_owned()),
+            ("platform", "ios\u{0}".to_owned()),
+            ("site", "a\u{1b}[31mb".to_owned()),
+            ("credential_ref", "x".repeat(MAX_FIELD_BYTES + 1)),
+            ("tags", "o\u{85}k".to_owned()),
+        ] {
+            let mut v =
+                serde_json::json!({"name": "r1", "host": "h", "platform": "p", "username": "u"});
+            v[field] = serde_json::Value::from(value.as_str());
+            let text = serde_json::to_string(&serde_json::json!([v])).unwrap();
+            let errors = parse(&text, Format::Json).unwrap_err();
+            let message = &errors[0].message;
+            assert!(
+                message.starts_with(field.trim_end_matches('s')),
+                "{message}"
+            );
+            assert!(message.len() < 200, "{message}");
+        }
+        // List tags are trimmed and blank ones dropped, as in the CSV form.
+        let rows = parse(
+            "- {name: r1, host: h, platform: p, username: u, tags: [' a ', '', b]}\n",
+            Format::Yaml,
+        )
+        .unwrap();
+        assert_eq!(rows[0].device.tags, ["a", "b"]);
+    }
+
+    #[test]
+    fn json_rows_get_their_lines_in_linear_time() {
+        // `line_of` counted from the top for every row: 50,000 rows took minutes.
+        let n = 20_000;
+        let mut text = String::from("[\n");
+        for i in 0..n {
+            let sep = if i == 0 { "" } else { "," };
+            text.push_str(&format!(
+                "{sep}{{\"name\": \"r{i}\", \"host\": \"h\", \"platform\": \"p\", \"username\": \"u\"}}\n"
+            ));
+        }
+        text.push(']');
+        let start = std::time::Instant::now();
+        let rows = parse(&text, Format::Json).unwrap();
+        assert_eq!(rows[n - 1].place, Place::Line(n as u64 + 1));
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_file() {
+        let json = "\u{feff}[{\"name\": \"r1\", \"host\": \"h\", \"platform\": \"p\", \"username\": \"u\"}]";
+        assert_eq!(parse(json, Format::Json).unwrap().len(), 1);
+        let csv = "\u{feff}name,host,platform,username\nr1,h,p,u\n";
+        assert_eq!(parse(csv, Format::Csv).unwrap()[0].place, Place::Line(2));
+    }
+
+    #[test]
+    fn top_level_keys_besides_devices_are_errors() {
+        // They were ignored, and a list in one made the rows' lines those of its items.
+        let text = "groups:\n- core\ndevices:\n  - {name: r1, host: h, platform: p}\n";
+        let errors = parse(text, Format::Yaml).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].message.contains("\"groups\""), "{}", errors[0]);
+        let text = "{\"devices\": [],\n \"defaults\": {\"port\": 2222}}";
+        let errors = parse(text, Format::Json).unwrap_err();
+        assert_eq!(lines(&errors), [Place::Line(2)], "{errors:?}");
+        assert!(errors[0].message.contains("defaults"), "{}", errors[0]);
     }
 
     #[test]

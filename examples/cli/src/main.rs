@@ -5,7 +5,6 @@
 
 mod bulk;
 mod devices;
-mod inventory;
 mod retention;
 mod ssh;
 mod table;
@@ -17,12 +16,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use netauto_cli::inventory::Format;
 use netauto_core::runner::QueueLimits;
 use netauto_core::{BulkRef, NewDevice, OutputStream, RunId};
 use netauto_sqlx::Database;
 
 use crate::devices::{Filter, Selection};
-use crate::inventory::Format;
 use crate::ssh::SshArgs;
 
 /// The database when neither `--database` nor `DATABASE_URL` is given: the server's default.

@@ -1,0 +1,1051 @@
+//! Bad input, fuzzed with proptest: the inventory import behind `netauto devices import`.
+//!
+//! Arbitrary and mutated CSV, YAML and JSON never panic and answer either devices that keep
+//! the validation's invariants or errors whose places exist in the input; generated
+//! inventories round-trip through every format (with their rows' lines); one bad row is
+//! reported at its line and rejects the whole file; huge and deeply nested files are errors,
+//! not stack overflows or hangs.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use netauto_cli::inventory::{self, Format, MAX_FIELD_BYTES, MAX_INVENTORY_BYTES, Place, Row};
+use netauto_core::NewDevice;
+use proptest::prelude::*;
+use proptest::sample::select;
+use serde_json::Value;
+
+const FORMATS: [Format; 3] = [Format::Csv, Format::Yaml, Format::Json];
+
+/// Strings that YAML (1.1 or 1.2) or CSV read as something else when written plainly.
+const SPECIAL: &[&str] = &[
+    "no",
+    "No",
+    "NO",
+    "yes",
+    "y",
+    "n",
+    "off",
+    "on",
+    "true",
+    "False",
+    "~",
+    "null",
+    "Null",
+    "0x10",
+    "0o17",
+    "017",
+    "1e3",
+    "-1",
+    "+1",
+    "1_000",
+    ".inf",
+    "-.inf",
+    ".nan",
+    "123",
+    "0",
+    "1.5",
+    "2001-01-01",
+    "12:30:45",
+    "=",
+    "<<",
+    "&a",
+    "*a",
+    "!tag",
+    "!!str",
+    "%x",
+    "@x",
+    "`x",
+    "|",
+    "|-",
+    ">",
+    "'q'",
+    "\"q\"",
+    "{a}",
+    "[a]",
+    "]",
+    "}",
+    "-",
+    "--",
+    "---",
+    "...",
+    "?",
+    ":",
+    "::1",
+    "a:b",
+    "#",
+    "#x",
+    "x#y",
+    "\\",
+    "\\n",
+    "'",
+    "\"",
+    "\"\"",
+    ",",
+    ";",
+    "a,b",
+    "a;b",
+    "é",
+    "交换机",
+    "\u{feff}x",
+    "x\u{200b}",
+];
+
+fn token() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => "[a-zA-Z0-9][a-zA-Z0-9._:/@#,;\"'-]{0,15}",
+        2 => select(SPECIAL).prop_map(str::to_owned),
+        1 => "[^\\s\\p{Cc}]{1,10}",
+    ]
+    .prop_filter("no whitespace", |s| !s.chars().any(char::is_whitespace))
+}
+
+/// Free text: no control characters, no surrounding whitespace (the parser trims).
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => token(),
+        1 => (token(), prop_oneof![Just(" "), Just("  "), Just(" # "), Just(": "), Just(" - ")], token())
+            .prop_map(|(a, sep, b)| format!("{a}{sep}{b}")),
+        1 => "[^\\s\\p{Cc}][^\\p{Cc}]{0,20}[^\\s\\p{Cc}]",
+    ]
+}
+
+fn host() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<Ipv4Addr>().prop_map(|a| a.to_string()),
+        any::<Ipv6Addr>().prop_map(|a| a.to_string()),
+        Just("::1".to_owned()),
+        "fe80::[0-9a-f]{1,4}%eth[0-9]",
+        "\\[[0-9a-f:]{2,12}\\]",
+        "[a-z][a-z0-9-]{0,10}(\\.[a-z0-9-]{1,10}){0,3}",
+        token(),
+    ]
+}
+
+/// One tag: no separator of the CSV form (`;`, `,`, space).
+fn tag() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-zA-Z0-9_.:/+#@!'\"-]{1,12}",
+        token().prop_map(|t| t.replace([';', ','], "_")),
+    ]
+}
+
+/// A device as the generator means it: every field already normalized.
+#[derive(Debug, Clone)]
+struct Dev {
+    name: String,
+    host: String,
+    port: Option<u16>,
+    platform: String,
+    username: String,
+    credential_ref: Option<String>,
+    tags: Vec<String>,
+    site: Option<String>,
+}
+
+impl Dev {
+    fn expected(&self) -> NewDevice {
+        let mut d = NewDevice::new(&self.name, &self.host, &self.platform, &self.username)
+            .with_port(self.port.unwrap_or(22))
+            .with_tags(self.tags.clone());
+        if let Some(c) = &self.credential_ref {
+            d = d.with_credential_ref(c.clone());
+        }
+        if let Some(s) = &self.site {
+            d = d.with_site(s.clone());
+        }
+        d
+    }
+}
+
+fn dev() -> impl Strategy<Value = Dev> {
+    (
+        token(),
+        host(),
+        proptest::option::of(1u16..),
+        text(),
+        text(),
+        proptest::option::of(text()),
+        prop::collection::vec(tag(), 0..4),
+        proptest::option::of(text()),
+    )
+        .prop_map(
+            |(name, host, port, platform, username, credential_ref, tags, site)| Dev {
+                name,
+                host,
+                port,
+                platform,
+                username,
+                credential_ref,
+                tags,
+                site,
+            },
+        )
+}
+
+/// 1 to 8 devices with unique names.
+fn devs() -> impl Strategy<Value = Vec<Dev>> {
+    prop::collection::vec(dev(), 1..8).prop_map(|mut v| {
+        let mut seen = std::collections::HashSet::new();
+        for (i, d) in v.iter_mut().enumerate() {
+            if !seen.insert(d.name.clone()) {
+                d.name = format!("{}-{i}", d.name);
+                seen.insert(d.name.clone());
+            }
+        }
+        v
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// A format-neutral row, and writers for every format that also say on which line each row
+// starts.
+
+#[derive(Debug, Clone, PartialEq)]
+enum Cell {
+    Str(String),
+    Int(i64),
+    Null,
+    List(Vec<String>),
+}
+
+type Item = Vec<(String, Cell)>;
+
+/// How optional things and tags are written.
+#[derive(Debug, Clone, Copy)]
+struct Style {
+    /// Absent optional fields: left out (false) or written as null / an empty cell (true).
+    nulls: bool,
+    /// Tags as one string (true) or a list (false; CSV always uses one string).
+    tags_as_text: bool,
+    tag_sep: &'static str,
+}
+
+fn style() -> impl Strategy<Value = Style> {
+    (
+        any::<bool>(),
+        any::<bool>(),
+        select(&[";", "; ", ",", " ", " ;, "][..]),
+    )
+        .prop_map(|(nulls, tags_as_text, tag_sep)| Style {
+            nulls,
+            tags_as_text,
+            tag_sep,
+        })
+}
+
+fn item(d: &Dev, s: Style) -> Item {
+    let mut out = vec![
+        ("name".to_owned(), Cell::Str(d.name.clone())),
+        ("host".to_owned(), Cell::Str(d.host.clone())),
+    ];
+    let opt = |out: &mut Item, key: &str, v: Option<Cell>| match v {
+        Some(c) => out.push((key.to_owned(), c)),
+        None if s.nulls => out.push((key.to_owned(), Cell::Null)),
+        None => {}
+    };
+    opt(&mut out, "port", d.port.map(|p| Cell::Int(i64::from(p))));
+    out.push(("platform".to_owned(), Cell::Str(d.platform.clone())));
+    out.push(("username".to_owned(), Cell::Str(d.username.clone())));
+    opt(
+        &mut out,
+        "credential_ref",
+        d.credential_ref.clone().map(Cell::Str),
+    );
+    let tags = if d.tags.is_empty() {
+        None
+    } else if s.tags_as_text {
+        Some(Cell::Str(d.tags.join(s.tag_sep)))
+    } else {
+        Some(Cell::List(d.tags.clone()))
+    };
+    opt(&mut out, "tags", tags);
+    opt(&mut out, "site", d.site.clone().map(Cell::Str));
+    out
+}
+
+fn to_json(item: &Item) -> Value {
+    Value::Object(
+        item.iter()
+            .map(|(k, c)| {
+                let v = match c {
+                    Cell::Str(s) => Value::from(s.as_str()),
+                    Cell::Int(n) => Value::from(*n),
+                    Cell::Null => Value::Null,
+                    Cell::List(l) => Value::from(l.clone()),
+                };
+                (k.clone(), v)
+            })
+            .collect(),
+    )
+}
+
+fn lines_in(s: &str) -> u64 {
+    s.bytes().filter(|b| *b == b'\n').count() as u64
+}
+
+/// A rendered inventory and the line where each item starts.
+#[derive(Debug, Clone)]
+struct Rendered {
+    text: String,
+    lines: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Writer {
+    Csv {
+        quote: u8,
+        crlf: bool,
+        upper: bool,
+        comments: bool,
+    },
+    /// serde_yaml's emitter, plain scalars where it thinks that safe.
+    YamlSerde {
+        wrapped: bool,
+        indent: bool,
+    },
+    /// Every scalar single- or double-quoted by hand, block or flow items.
+    YamlQuoted {
+        wrapped: bool,
+        flow: bool,
+        seed: u64,
+    },
+    /// JSON text parsed as YAML.
+    YamlJson {
+        pretty: bool,
+    },
+    Json {
+        wrapped: bool,
+        pretty: bool,
+    },
+}
+
+impl Writer {
+    fn format(self) -> Format {
+        match self {
+            Self::Csv { .. } => Format::Csv,
+            Self::YamlSerde { .. } | Self::YamlQuoted { .. } | Self::YamlJson { .. } => {
+                Format::Yaml
+            }
+            Self::Json { .. } => Format::Json,
+        }
+    }
+}
+
+fn writer() -> impl Strategy<Value = Writer> {
+    prop_oneof![
+        2 => (0u8..3, any::<bool>(), any::<bool>(), any::<bool>())
+            .prop_map(|(quote, crlf, upper, comments)| Writer::Csv { quote, crlf, upper, comments }),
+        1 => (any::<bool>(), any::<bool>())
+            .prop_map(|(wrapped, indent)| Writer::YamlSerde { wrapped, indent }),
+        1 => (any::<bool>(), any::<bool>(), any::<u64>())
+            .prop_map(|(wrapped, flow, seed)| Writer::YamlQuoted { wrapped, flow, seed }),
+        1 => any::<bool>().prop_map(|pretty| Writer::YamlJson { pretty }),
+        1 => (any::<bool>(), any::<bool>())
+            .prop_map(|(wrapped, pretty)| Writer::Json { wrapped, pretty }),
+    ]
+}
+
+fn render(w: Writer, items: &[Item], columns: &[&str], s: Style) -> Rendered {
+    match w {
+        Writer::Csv {
+            quote,
+            crlf,
+            upper,
+            comments,
+        } => render_csv(items, columns, s, quote, crlf, upper, comments),
+        Writer::YamlSerde { wrapped, indent } => {
+            let mut text = String::new();
+            let pad = if wrapped && indent { "  " } else { "" };
+            if wrapped {
+                text.push_str("# an inventory\ndevices:\n");
+            }
+            let mut lines = Vec::new();
+            for it in items {
+                lines.push(lines_in(&text) + 1);
+                let one = serde_yaml::to_string(&vec![to_json(it)]).expect("yaml");
+                for l in one.lines() {
+                    text.push_str(pad);
+                    text.push_str(l);
+                    text.push('\n');
+                }
+            }
+            Rendered { text, lines }
+        }
+        Writer::YamlQuoted {
+            wrapped,
+            flow,
+            seed,
+        } => render_yaml_quoted(items, wrapped, flow, seed),
+        Writer::YamlJson { pretty } => {
+            let mut r = render_json(items, false, pretty);
+            // Flow style has no `- ` lines: the rows are numbered entries instead.
+            r.lines.clear();
+            r
+        }
+        Writer::Json { wrapped, pretty } => render_json(items, wrapped, pretty),
+    }
+}
+
+fn render_json(items: &[Item], wrapped: bool, pretty: bool) -> Rendered {
+    let mut text = String::from(if wrapped {
+        "{\n  \"devices\": [\n"
+    } else {
+        "[\n"
+    });
+    let mut lines = Vec::new();
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            text.push_str(",\n");
+        }
+        lines.push(lines_in(&text) + 1);
+        let v = to_json(it);
+        let one = if pretty {
+            serde_json::to_string_pretty(&v)
+        } else {
+            serde_json::to_string(&v)
+        };
+        text.push_str(&one.expect("json"));
+    }
+    text.push_str(if wrapped { "\n  ]\n}\n" } else { "\n]\n" });
+    Rendered { text, lines }
+}
+
+fn render_csv(
+    items: &[Item],
+    columns: &[&str],
+    s: Style,
+    quote: u8,
+    crlf: bool,
+    upper: bool,
+    comments: bool,
+) -> Rendered {
+    let mut builder = csv::WriterBuilder::new();
+    builder
+        .comment(Some(b'#'))
+        .flexible(true)
+        .quote_style(match quote {
+            0 => csv::QuoteStyle::Necessary,
+            1 => csv::QuoteStyle::Always,
+            _ => csv::QuoteStyle::NonNumeric,
+        })
+        .terminator(if crlf {
+            csv::Terminator::CRLF
+        } else {
+            csv::Terminator::Any(b'\n')
+        });
+    let line = |record: &[String]| {
+        let mut w = builder.from_writer(Vec::new());
+        w.write_record(record).expect("csv record");
+        String::from_utf8(w.into_inner().expect("csv")).expect("utf-8")
+    };
+    let header: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            if upper {
+                c.to_ascii_uppercase()
+            } else {
+                (*c).to_owned()
+            }
+        })
+        .collect();
+    let mut text = line(&header);
+    let mut lines = Vec::new();
+    for (i, it) in items.iter().enumerate() {
+        if comments && i % 2 == 1 {
+            let eol = if crlf { "\r\n" } else { "\n" };
+            text.push_str(&format!("# row {i}{eol}{eol}"));
+        }
+        lines.push(lines_in(&text) + 1);
+        let mut record: Vec<String> = columns
+            .iter()
+            .map(|c| match it.iter().find(|(k, _)| k == c).map(|(_, v)| v) {
+                Some(Cell::Str(v)) => v.clone(),
+                Some(Cell::Int(n)) => n.to_string(),
+                Some(Cell::List(l)) => l.join(s.tag_sep),
+                Some(Cell::Null) | None => String::new(),
+            })
+            .collect();
+        // Keys that are not columns are extra cells (a corrupted row).
+        for (k, v) in it {
+            if !columns.contains(&k.as_str()) {
+                record.push(match v {
+                    Cell::Str(v) => v.clone(),
+                    _ => "x".to_owned(),
+                });
+            }
+        }
+        text.push_str(&line(&record));
+    }
+    Rendered { text, lines }
+}
+
+/// A tiny deterministic generator, so one proptest value can drive many small choices.
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+fn yaml_quote(s: &str, seed: &mut u64) -> String {
+    if next(seed) % 2 == 0 {
+        format!("'{}'", s.replace('\'', "''"))
+    } else {
+        serde_json::to_string(s).expect("json string")
+    }
+}
+
+fn yaml_cell(c: &Cell, seed: &mut u64) -> String {
+    match c {
+        Cell::Str(s) => yaml_quote(s, seed),
+        Cell::Int(n) => n.to_string(),
+        Cell::Null => ["~", "null", ""][(next(seed) % 3) as usize].to_owned(),
+        Cell::List(l) => format!(
+            "[{}]",
+            l.iter()
+                .map(|t| yaml_quote(t, seed))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn render_yaml_quoted(items: &[Item], wrapped: bool, flow: bool, seed: u64) -> Rendered {
+    let mut seed = seed | 1;
+    let mut text = String::new();
+    let pad = if wrapped {
+        text.push_str("devices:\n");
+        "  "
+    } else {
+        ""
+    };
+    let mut lines = Vec::new();
+    for it in items {
+        lines.push(lines_in(&text) + 1);
+        if flow {
+            let fields: Vec<String> = it
+                .iter()
+                .map(|(k, c)| format!("{k}: {}", yaml_cell(c, &mut seed)))
+                .collect();
+            text.push_str(&format!("{pad}- {{{}}}\n", fields.join(", ")));
+        } else {
+            for (i, (k, c)) in it.iter().enumerate() {
+                let lead = if i == 0 { "- " } else { "  " };
+                let v = yaml_cell(c, &mut seed);
+                text.push_str(&format!("{pad}{lead}{k}: {v}\n").replace(": \n", ":\n"));
+            }
+        }
+    }
+    Rendered { text, lines }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What every answer must satisfy.
+
+/// The lines a place may name: 1 to one past the last line break (any kind YAML knows).
+fn max_line(text: &str) -> u64 {
+    let mut n = 1;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' | '\u{85}' | '\u{2028}' | '\u{2029}' => n += 1,
+            '\r' if chars.peek() != Some(&'\n') => n += 1,
+            _ => {}
+        }
+    }
+    n
+}
+
+fn place_exists(text: &str, p: Place) -> bool {
+    match p {
+        Place::Line(l) => (1..=max_line(text)).contains(&l),
+        Place::Entry(e) => e >= 1 && e <= text.len(),
+    }
+}
+
+/// Ok: devices that keep the validation's invariants, at places that exist, with unique
+/// names. Err: at least one error, each with a message and a place that exists.
+fn check_answer(
+    text: &str,
+    answer: &Result<Vec<Row>, Vec<inventory::RowError>>,
+) -> Result<(), TestCaseError> {
+    match answer {
+        Ok(rows) => {
+            prop_assert!(!rows.is_empty());
+            let mut names = std::collections::HashSet::new();
+            for r in rows {
+                prop_assert!(place_exists(text, r.place), "{:?} in {:?}", r.place, text);
+                let d = &r.device;
+                prop_assert!(names.insert(d.name.clone()), "duplicate {:?}", d.name);
+                prop_assert!(d.port >= 1);
+                for f in [&d.name, &d.host] {
+                    prop_assert!(
+                        !f.is_empty() && !f.chars().any(|c| c.is_whitespace() || c.is_control()),
+                        "{:?}",
+                        f
+                    );
+                }
+                for f in [
+                    Some(&d.platform),
+                    Some(&d.username),
+                    d.credential_ref.as_ref(),
+                    d.site.as_ref(),
+                ]
+                .into_iter()
+                .flatten()
+                .chain(&d.tags)
+                {
+                    prop_assert!(!f.is_empty() && f.trim() == f, "{:?}", f);
+                    prop_assert!(!f.chars().any(char::is_control), "{:?}", f);
+                    prop_assert!(f.len() <= MAX_FIELD_BYTES);
+                }
+            }
+        }
+        Err(errors) => {
+            prop_assert!(!errors.is_empty());
+            for e in errors {
+                prop_assert!(!e.message.is_empty());
+                prop_assert!(place_exists(text, e.place), "{} in {:?}", e, text);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_all_formats(text: &str) -> Result<(), TestCaseError> {
+    for f in FORMATS {
+        check_answer(text, &inventory::parse(text, f))?;
+    }
+    Ok(())
+}
+
+const COLUMNS: [&str; 8] = [
+    "name",
+    "host",
+    "port",
+    "platform",
+    "username",
+    "credential_ref",
+    "tags",
+    "site",
+];
+
+fn columns() -> impl Strategy<Value = Vec<&'static str>> {
+    Just(COLUMNS.to_vec()).prop_shuffle()
+}
+
+/// A valid file: (devices, writer, rendered).
+fn valid_file() -> impl Strategy<Value = (Vec<Dev>, Writer, Rendered)> {
+    (devs(), writer(), columns(), style()).prop_map(|(devs, w, cols, s)| {
+        let items: Vec<Item> = devs.iter().map(|d| item(d, s)).collect();
+        let r = render(w, &items, &cols, s);
+        (devs, w, r)
+    })
+}
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    Delete(usize, usize),
+    Insert(usize, String),
+    Replace(usize, char),
+    DuplicateLine(usize),
+    SwapLines(usize, usize),
+    Truncate(usize),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), 1usize..8).prop_map(|(a, n)| Mutation::Delete(a, n)),
+        (
+            any::<usize>(),
+            prop_oneof![
+                ".{1,4}",
+                "[-:,\\[\\]{}\"'#\n &*!|>%@?\\\\\r\t]{1,3}",
+                select(SPECIAL).prop_map(str::to_owned),
+            ]
+        )
+            .prop_map(|(a, s)| Mutation::Insert(a, s)),
+        (any::<usize>(), any::<char>()).prop_map(|(a, c)| Mutation::Replace(a, c)),
+        any::<usize>().prop_map(Mutation::DuplicateLine),
+        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Mutation::SwapLines(a, b)),
+        any::<usize>().prop_map(Mutation::Truncate),
+    ]
+}
+
+fn mutate(text: &str, m: &Mutation) -> String {
+    let mut chars: Vec<char> = text.chars().collect();
+    let at = |i: usize, len: usize| if len == 0 { 0 } else { i % (len + 1) };
+    match m {
+        Mutation::Delete(a, n) => {
+            let a = at(*a, chars.len());
+            let b = (a + n).min(chars.len());
+            chars.drain(a..b);
+        }
+        Mutation::Insert(a, s) => {
+            let a = at(*a, chars.len());
+            chars.splice(a..a, s.chars());
+        }
+        Mutation::Replace(a, c) => {
+            if !chars.is_empty() {
+                let a = *a % chars.len();
+                chars[a] = *c;
+            }
+        }
+        Mutation::Truncate(a) => chars.truncate(at(*a, chars.len())),
+        Mutation::DuplicateLine(a) | Mutation::SwapLines(a, _) => {
+            let mut lines: Vec<&str> = text.split_inclusive('\n').collect();
+            if lines.is_empty() {
+                return text.to_owned();
+            }
+            let a = *a % lines.len();
+            if let Mutation::SwapLines(_, b) = m {
+                let b = *b % lines.len();
+                lines.swap(a, b);
+            } else {
+                lines.insert(a, lines[a]);
+            }
+            return lines.concat();
+        }
+    }
+    chars.into_iter().collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The properties.
+
+/// `cases` cases (the file runs in some 20 s in a debug build), or `PROPTEST_CASES` if set, for
+/// a longer hunt: `PROPTEST_CASES=10000 cargo test -p netauto-cli --release --test inventory_fuzz`.
+fn config(cases: u32) -> ProptestConfig {
+    let default = ProptestConfig::default();
+    if std::env::var_os("PROPTEST_CASES").is_some() {
+        default
+    } else {
+        ProptestConfig { cases, ..default }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_errors_name_real_places(
+        bytes in prop::collection::vec(any::<u8>(), 0..300),
+    ) {
+        check_all_formats(&String::from_utf8_lossy(&bytes))?;
+    }
+
+    #[test]
+    fn arbitrary_strings_never_panic_and_errors_name_real_places(
+        text in prop_oneof![
+            ".{0,200}",
+            "[-:,\\[\\]{}\"'#\n &*!|>%@?\\\\a-z0-9\r\t]{0,200}",
+            // Header-shaped: a real header, then junk rows.
+            "(name|host|port|platform|username|tags|site|credential_ref|NAME|x)(,(name|host|port|platform|username|tags|site|credential_ref| name|)){0,8}\n([a-z0-9,\" ;#\r]{0,30}\n){0,6}",
+            // YAML-shaped.
+            "(devices:\n)?(( {0,2}- )?(name|host|port|platform|username|tags|site|x): ?[a-z0-9'\"~\\[\\],{}:-]{0,8}\n){0,12}",
+            // JSON-shaped.
+            "[\\[{]?(\\{\"(name|host|port|platform|username|tags|devices)\": ?(\"[a-z ]{0,4}\"|[0-9-]{1,6}|null|\\[|\\{|true),? ?\\}?,?\n?){0,8}[\\]}]?",
+        ],
+    ) {
+        check_all_formats(&text)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn generated_inventories_round_trip_with_their_lines((devs, w, r) in valid_file()) {
+        let rows = match inventory::parse(&r.text, w.format()) {
+            Ok(rows) => rows,
+            Err(e) => {
+                return Err(TestCaseError::fail(format!("{e:?}\nin {:?} ({w:?}):\n{}", w.format(), r.text)));
+            }
+        };
+        let got: Vec<NewDevice> = rows.iter().map(|r| r.device.clone()).collect();
+        let want: Vec<NewDevice> = devs.iter().map(Dev::expected).collect();
+        prop_assert_eq!(got, want, "{:?}:\n{}", w, r.text);
+        let places: Vec<Place> = rows.iter().map(|r| r.place).collect();
+        let want_places: Vec<Place> = if r.lines.is_empty() {
+            (1..=devs.len()).map(Place::Entry).collect()
+        } else {
+            r.lines.iter().map(|l| Place::Line(*l)).collect()
+        };
+        prop_assert_eq!(places, want_places, "{:?}:\n{}", w, r.text);
+    }
+
+    #[test]
+    fn mutated_valid_files_never_panic_and_errors_name_real_places(
+        (_, w, r) in valid_file(),
+        ms in prop::collection::vec(mutation(), 1..4),
+    ) {
+        let mut text = r.text;
+        for m in &ms {
+            text = mutate(&text, m);
+        }
+        check_answer(&text, &inventory::parse(&text, w.format()))?;
+        // And in the other formats, since a file may be given the wrong extension.
+        check_all_formats(&text)?;
+    }
+}
+
+/// Ways to break one row so that the file stays well-formed.
+#[derive(Debug, Clone, Copy)]
+enum Corruption {
+    EmptyName,
+    NameWithSpace,
+    PortZero,
+    PortTooBig,
+    PortNotANumber,
+    EmptyHost,
+    BlankPlatform,
+    ControlCharInUsername,
+    LongSite,
+    /// The name of the row before it.
+    Duplicate,
+    /// A field no inventory has (an extra cell in CSV).
+    UnknownField,
+    MissingUsername,
+}
+
+fn corruption() -> impl Strategy<Value = Corruption> {
+    select(
+        &[
+            Corruption::EmptyName,
+            Corruption::NameWithSpace,
+            Corruption::PortZero,
+            Corruption::PortTooBig,
+            Corruption::PortNotANumber,
+            Corruption::EmptyHost,
+            Corruption::BlankPlatform,
+            Corruption::ControlCharInUsername,
+            Corruption::LongSite,
+            Corruption::Duplicate,
+            Corruption::UnknownField,
+            Corruption::MissingUsername,
+        ][..],
+    )
+}
+
+fn corrupt(items: &mut [Item], k: usize, c: Corruption) {
+    let prev_name = (k > 0).then(|| items[k - 1][0].1.clone());
+    let it = &mut items[k];
+    let set = |it: &mut Item, key: &str, v: Cell| match it.iter_mut().find(|(k, _)| k == key) {
+        Some(slot) => slot.1 = v,
+        None => it.push((key.to_owned(), v)),
+    };
+    match c {
+        Corruption::EmptyName => set(it, "name", Cell::Str(String::new())),
+        Corruption::NameWithSpace => set(it, "name", Cell::Str("core sw".to_owned())),
+        Corruption::PortZero => set(it, "port", Cell::Int(0)),
+        Corruption::PortTooBig => set(it, "port", Cell::Int(65_536)),
+        Corruption::PortNotANumber => set(it, "port", Cell::Str("ssh".to_owned())),
+        Corruption::EmptyHost => set(it, "host", Cell::Str(String::new())),
+        Corruption::BlankPlatform => set(it, "platform", Cell::Str("   ".to_owned())),
+        Corruption::ControlCharInUsername => {
+            set(it, "username", Cell::Str("ad\u{7}min".to_owned()))
+        }
+        Corruption::LongSite => set(it, "site", Cell::Str("s".repeat(MAX_FIELD_BYTES + 1))),
+        Corruption::Duplicate => match prev_name {
+            Some(n) => set(it, "name", n),
+            None => set(it, "name", Cell::Str(String::new())),
+        },
+        Corruption::UnknownField => set(it, "usernme", Cell::Str("typo".to_owned())),
+        Corruption::MissingUsername => it.retain(|(k, _)| k != "username"),
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn one_bad_row_is_reported_at_its_line_and_nothing_is_accepted(
+        devs in devs(),
+        w in writer(),
+        cols in columns(),
+        s in style(),
+        k in any::<prop::sample::Index>(),
+        c in corruption(),
+    ) {
+        let mut items: Vec<Item> = devs.iter().map(|d| item(d, s)).collect();
+        let k = k.index(items.len());
+        corrupt(&mut items, k, c);
+        let r = render(w, &items, &cols, s);
+        let errors = match inventory::parse(&r.text, w.format()) {
+            Ok(rows) => {
+                return Err(TestCaseError::fail(format!(
+                    "{c:?} on row {k} accepted: {rows:?}\n{w:?}:\n{}", r.text
+                )));
+            }
+            Err(errors) => errors,
+        };
+        let place = r.lines.get(k).map_or(Place::Entry(k + 1), |l| Place::Line(*l));
+        // A blank name in CSV leaves the row, an error all the same.
+        prop_assert_eq!(errors.len(), 1, "{:?} {:?}:\n{}", errors, w, r.text);
+        prop_assert_eq!(errors[0].place, place, "{:?} {:?} {:?}:\n{}", c, errors, w, r.text);
+        if let Corruption::Duplicate = c
+            && k > 0
+        {
+            let first = r.lines.get(k - 1).map_or(Place::Entry(k), |l| Place::Line(*l));
+            prop_assert!(
+                errors[0].message.contains("duplicate")
+                    && errors[0].message.contains(&format!("first on {first}")),
+                "{}", errors[0]
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Huge and deeply nested input: an error, quickly, never a stack overflow.
+
+fn assert_error_soon(text: &str, format: Format, what: &str) -> Vec<inventory::RowError> {
+    let start = Instant::now();
+    let answer = inventory::parse(text, format);
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "{what} as {format:?} took {took:?}"
+    );
+    match answer {
+        Ok(rows) => panic!("{what} as {format:?} accepted {} rows", rows.len()),
+        Err(errors) => {
+            assert!(!errors.is_empty());
+            for e in &errors {
+                assert!(place_exists(text, e.place), "{what}: {e}");
+            }
+            errors
+        }
+    }
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    const DEPTH: usize = 10_000;
+    let brackets = format!("{}{}", "[".repeat(DEPTH), "]".repeat(DEPTH));
+    let braces = format!("{}1{}", "{\"a\":".repeat(DEPTH), "}".repeat(DEPTH));
+    let in_devices = format!("{{\"devices\": {brackets}}}");
+    let in_entry = format!("[{{\"name\": {brackets}}}]");
+    let yaml_flow_maps = format!("{}1{}", "{a: ".repeat(DEPTH), "}".repeat(DEPTH));
+    let yaml_dashes = format!("{}x\n", "- ".repeat(DEPTH));
+    let yaml_in_devices = format!("devices:\n  - name: {brackets}\n");
+    let cases = [
+        (brackets.as_str(), "brackets"),
+        (braces.as_str(), "braces"),
+        (in_devices.as_str(), "nested devices"),
+        (in_entry.as_str(), "nested name"),
+        (yaml_flow_maps.as_str(), "flow maps"),
+        (yaml_dashes.as_str(), "block sequences"),
+        (yaml_in_devices.as_str(), "nested yaml name"),
+    ];
+    for (text, what) in cases {
+        for f in FORMATS {
+            assert_error_soon(text, f, what);
+        }
+    }
+    // Deeply indented block mappings (2,000 levels: 4 MB of indentation).
+    let mut indented = String::new();
+    for i in 0..2_000 {
+        indented.push_str(&" ".repeat(i * 2));
+        indented.push_str("a:\n");
+    }
+    assert_error_soon(&indented, Format::Yaml, "indented mappings");
+}
+
+#[test]
+fn yaml_alias_bombs_are_an_error() {
+    let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        let prev = i - 1;
+        text.push_str(&format!(
+            "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
+        ));
+    }
+    text.push_str("devices: [*a9]\n");
+    assert_error_soon(&text, Format::Yaml, "billion laughs");
+}
+
+#[test]
+fn a_10_mb_field_is_an_error_naming_its_row() {
+    let big = "x".repeat(10 << 20);
+    let csv = format!("name,host,platform,username\nr1,h,p,u\nr2,h,{big},u\n");
+    let yaml = format!(
+        "- {{name: r1, host: h, platform: p, username: u}}\n- {{name: r2, host: h, platform: {big}, username: u}}\n"
+    );
+    let json = format!(
+        "[{{\"name\": \"r1\", \"host\": \"h\", \"platform\": \"p\", \"username\": \"u\"}},\n{{\"name\": \"r2\", \"host\": \"h\", \"platform\": \"{big}\", \"username\": \"u\"}}]"
+    );
+    for (text, f) in [
+        (csv, Format::Csv),
+        (yaml, Format::Yaml),
+        (json, Format::Json),
+    ] {
+        let errors = assert_error_soon(&text, f, "10 MB field");
+        assert_eq!(errors.len(), 1, "{f:?}: {errors:?}");
+        let line = match f {
+            Format::Csv => 3,
+            Format::Yaml | Format::Json => 2,
+        };
+        assert_eq!(errors[0].place, Place::Line(line), "{f:?}");
+        assert!(
+            errors[0].message.contains("platform") && errors[0].message.contains("long"),
+            "{}",
+            errors[0]
+        );
+    }
+    // A field that never ends (an unclosed quote) is an error too.
+    let unclosed = format!("name,host,platform,username\nr1,h,\"{big},u\n");
+    assert_error_soon(&unclosed, Format::Csv, "unclosed quote");
+    let unclosed = format!("[{{\"name\": \"{big}");
+    assert_error_soon(&unclosed, Format::Json, "unclosed string");
+    assert_error_soon(&unclosed, Format::Yaml, "unclosed string");
+}
+
+#[test]
+fn an_inventory_over_the_size_limit_is_an_error_at_once() {
+    let text = " ".repeat(MAX_INVENTORY_BYTES + 1);
+    for f in FORMATS {
+        let errors = assert_error_soon(&text, f, "oversized file");
+        assert!(errors[0].message.contains("larger than"), "{}", errors[0]);
+    }
+}
+
+/// Many rows parse in time linear in the file: 50,000 devices in each format.
+#[test]
+fn many_rows_parse_quickly() {
+    const N: usize = 50_000;
+    let mut csv = String::from("name,host,platform,username\n");
+    let mut json = String::from("[\n");
+    let mut yaml = String::new();
+    for i in 0..N {
+        csv.push_str(&format!(
+            "r{i},10.0.{}.{},linux,root\n",
+            i / 256 % 256,
+            i % 256
+        ));
+        json.push_str(&format!(
+            "{}{{\"name\": \"r{i}\", \"host\": \"h\", \"platform\": \"linux\", \"username\": \"root\"}}\n",
+            if i == 0 { "" } else { "," }
+        ));
+        yaml.push_str(&format!(
+            "- {{name: r{i}, host: h, platform: linux, username: root}}\n"
+        ));
+    }
+    json.push(']');
+    for (text, f) in [
+        (csv, Format::Csv),
+        (json, Format::Json),
+        (yaml, Format::Yaml),
+    ] {
+        let start = Instant::now();
+        let rows = inventory::parse(&text, f).expect("valid");
+        let took = start.elapsed();
+        assert_eq!(rows.len(), N);
+        assert_eq!(
+            rows[N - 1].place,
+            Place::Line(N as u64 + u64::from(f != Format::Yaml))
+        );
+        assert!(took < Duration::from_secs(20), "{f:?}: {took:?}");
+    }
+}
