@@ -40,15 +40,23 @@ pub const JOBS_CHANNEL: &str = "netauto_jobs";
 /// Default pool size per process.
 const POOL_SIZE: u32 = 10;
 
+/// Connections of the separate pool that renews leases.
+const LEASE_POOL_SIZE: u32 = 2;
+
 /// A connected PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PgBackend {
     pool: PgPool,
+    /// Heartbeats only: a busy bulk can hold every connection of `pool` for seconds, and a
+    /// heartbeat queued behind it lets the lease lapse, which stops the job (see
+    /// `RunnerConfig::lease`).
+    lease_pool: PgPool,
     progress: PgProgress,
 }
 
 impl PgBackend {
-    /// Connects to `url` (`postgres://user:password@host:port/db?…`) with a pool of 10.
+    /// Connects to `url` (`postgres://user:password@host:port/db?…`) with a pool of 10, plus
+    /// 2 connections (opened when first needed) that only renew job leases.
     pub async fn connect(url: &str) -> Result<Self> {
         let opts = PgConnectOptions::from_str(url).map_err(|e| {
             Error::Config(ConfigError {
@@ -71,10 +79,17 @@ impl PgBackend {
         Ok(Self::from_pool(pool))
     }
 
-    /// Wraps an existing pool.
+    /// Wraps an existing pool (leases are renewed on 2 more connections with its options,
+    /// opened when first needed).
     pub fn from_pool(pool: PgPool) -> Self {
+        let lease_pool = PgPoolOptions::new()
+            .max_connections(LEASE_POOL_SIZE)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_lazy_with((*pool.connect_options()).clone());
         Self {
             progress: PgProgress::new(pool.clone()),
+            lease_pool,
             pool,
         }
     }
@@ -118,6 +133,7 @@ impl PgBackend {
     pub fn queue(&self) -> PgJobQueue {
         PgJobQueue {
             pool: self.pool.clone(),
+            lease_pool: self.lease_pool.clone(),
         }
     }
 

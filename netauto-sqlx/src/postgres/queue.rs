@@ -17,6 +17,8 @@ use crate::error::{corrupt, db};
 #[derive(Debug, Clone)]
 pub struct PgJobQueue {
     pub(super) pool: PgPool,
+    /// Renews leases (see `PgBackend`).
+    pub(super) lease_pool: PgPool,
 }
 
 pub(super) fn job_from_row(r: &PgRow) -> Result<Job> {
@@ -162,7 +164,7 @@ impl JobQueue for PgJobQueue {
         .bind(lease_until)
         .bind(id.get())
         .bind(int(attempt))
-        .execute(&self.pool)
+        .execute(&self.lease_pool)
         .await
         .map_err(db)?;
         if done.rows_affected() == 0 {
