@@ -3,8 +3,8 @@
 //! Summary. The workers also run retention on a cron slot: one job per slot, however many
 //! nodes insert it.
 //!
-//! The issue asks for 5,000 devices; CI runs 2,000 (the simulator, three workers and the
-//! database share two cores). `RELIABILITY_MULTI_NODE_DEVICES=5000` runs the full size.
+//! 5,000 devices, the size the issue asks for (about a minute on two cores shared by the
+//! simulator, three workers and the database); `RELIABILITY_MULTI_NODE_DEVICES` changes it.
 
 mod common;
 
@@ -23,7 +23,7 @@ async fn three_workers_drain_a_bulk_and_a_fourth_process_sees_every_event() {
     let n: usize = std::env::var("RELIABILITY_MULTI_NODE_DEVICES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+        .unwrap_or(5000);
     let be = db.connect().await;
     be.migrate().await.expect("migrate");
     let t_setup = Instant::now();
@@ -41,7 +41,12 @@ async fn three_workers_drain_a_bulk_and_a_fourth_process_sees_every_event() {
         .map(|i| {
             let node = format!("node-{i}");
             let mut args = fleet.worker_args(&db, &node);
-            args.extend(["--retention-cron".to_owned(), "* * * * *".to_owned()]);
+            // Nobody is killed here, so takeover speed does not matter: a lease of 10 s (not the
+            // crash tests' 4 s) keeps heartbeats queued behind 50 busy devices on a loaded
+            // machine from fencing attempts that are alive.
+            args.extend(
+                ["--retention-cron", "* * * * *", "--lease-ms", "10000"].map(str::to_owned),
+            );
             Proc::spawn(&node, BIN, &args).expect("spawn")
         })
         .collect();
@@ -79,6 +84,12 @@ async fn three_workers_drain_a_bulk_and_a_fourth_process_sees_every_event() {
     let twice = executions.values().filter(|c| **c > 1).count();
     assert!(executions.values().all(|c| *c >= 1), "a device never ran");
     let outputs: Vec<Vec<String>> = workers.iter().map(Proc::lines).collect();
+    let stopped: Vec<String> = outputs
+        .iter()
+        .flatten()
+        .filter(|l| l.starts_with("STOPPED"))
+        .cloned()
+        .collect();
     let (printed, printed_summaries) = printed_events(&outputs);
     let per_worker: Vec<usize> = outputs
         .iter()
@@ -102,7 +113,7 @@ async fn three_workers_drain_a_bulk_and_a_fourth_process_sees_every_event() {
          {twice}; events lost {lost} (lagged {lagged}), Summary seen {summaries}, printed \
          {printed_summaries}; retention jobs {retention_jobs} for {retention_slots} cron \
          slot(s); peak RSS per worker {rss:?} KiB, test process (simulator + subscriber) {:?} \
-         KiB",
+         KiB; workers: {stopped:?}",
         setup.as_secs_f64(),
         elapsed.as_secs_f64(),
         n as f64 / elapsed.as_secs_f64(),

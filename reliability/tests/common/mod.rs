@@ -118,8 +118,11 @@ impl Fleet {
                 &self.known_hosts,
                 "--node",
                 node,
+                // Short, so a takeover after a SIGKILL takes seconds; long enough that an
+                // attempt on a loaded two-core machine renews it in time (a lease not renewed
+                // for 3 s stops its attempt).
                 "--lease-ms",
-                "2000",
+                "4000",
             ]
             .map(str::to_owned),
         );
@@ -272,7 +275,7 @@ pub async fn crash_scenario(db: Db) {
         "A finished the whole bulk before the kill: the test proves nothing"
     );
 
-    // Worker B: takes over (rescues A's jobs once their 2 s lease expired).
+    // Worker B: takes over (rescues A's jobs once their 4 s lease expired).
     let t0 = Instant::now();
     let mut b = Proc::spawn("worker-b", BIN, &fleet.worker_args(&db, "node-b")).expect("spawn b");
     let finished = wait_bulk_finished(&be, &bulk_ref, Duration::from_secs(180)).await;
