@@ -169,22 +169,37 @@ pub fn parse(text: &str, format: Format) -> Result<Vec<Row>, Vec<RowError>> {
     let mut errors = Vec::new();
     let mut seen: HashMap<String, Place> = HashMap::new();
     for (place, entry) in raw {
-        match entry.and_then(validate) {
-            Ok(device) => {
-                if let Some(first) = seen.get(&device.name) {
-                    errors.push(RowError {
-                        place,
-                        message: format!(
-                            "duplicate device name {} (first on {first})",
-                            shown(&device.name)
-                        ),
-                    });
-                } else {
-                    seen.insert(device.name.clone(), place);
-                    rows.push(Row { place, device });
-                }
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(message) => {
+                errors.push(RowError { place, message });
+                continue;
             }
-            Err(message) => errors.push(RowError { place, message }),
+        };
+        // Names count even on rows with another problem, so that one run reports every
+        // duplicate, not only those left once the other rows are fixed.
+        let duplicate =
+            word("device name", &entry.name)
+                .ok()
+                .and_then(|name| match seen.get(name) {
+                    Some(first) => Some(format!(
+                        "duplicate device name {} (first on {first})",
+                        shown(name)
+                    )),
+                    None => {
+                        seen.insert(name.to_owned(), place);
+                        None
+                    }
+                });
+        match (validate(entry), duplicate) {
+            (Ok(device), None) => rows.push(Row { place, device }),
+            (Ok(_), Some(message)) | (Err(message), None) => {
+                errors.push(RowError { place, message });
+            }
+            (Err(problem), Some(duplicate)) => errors.push(RowError {
+                place,
+                message: format!("{problem}; {duplicate}"),
+            }),
         }
     }
     if rows.is_empty() && errors.is_empty() {
@@ -427,11 +442,23 @@ fn parse_json(text: &str) -> Result<RawRows, Vec<RowError>> {
 }
 
 fn parse_yaml(text: &str) -> Result<RawRows, Vec<RowError>> {
+    // libyaml refuses these with a position but no line: find the line here.
+    if let Some((offset, c)) = text.char_indices().find(|(_, c)| !yaml_printable(*c)) {
+        return Err(vec![RowError {
+            place: Place::Line(Lines::new(text).line(offset)),
+            message: format!(
+                "not a YAML inventory: the character U+{0:04X} is not allowed in YAML \
+                 (write it as \\u{0:04X} in double quotes)",
+                u32::from(c)
+            ),
+        }]);
+    }
     let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+        let line = e.location().map_or(1, |l| l.line() as u64);
         vec![RowError {
             // libyaml puts an error at the end of a file without a final line break on the
             // line after it.
-            place: Place::Line(Lines::new(text).clamp(e.location().map_or(1, |l| l.line() as u64))),
+            place: Place::Line(Lines::new(text).clamp(line)),
             message: format!("not a YAML inventory: {}", cut(&e.to_string())),
         }]
     })?;
@@ -493,6 +520,11 @@ fn parse_yaml(text: &str) -> Result<RawRows, Vec<RowError>> {
             (place, entry)
         })
         .collect())
+}
+
+/// Whether YAML allows `c` in a file (its `c-printable`).
+fn yaml_printable(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{85}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
 }
 
 /// The lines where the top-level list's items start: lines `- …` at the indentation of the
@@ -682,6 +714,24 @@ mod tests {
     }
 
     #[test]
+    fn yaml_control_characters_are_reported_at_their_line() {
+        // libyaml's message has a byte position and no line.
+        let text = "- name: r1\n  host: h\n  platform: 'a\u{7}'\n  username: u\n";
+        let errors = parse(text, Format::Yaml).unwrap_err();
+        assert_eq!(lines(&errors), [Place::Line(3)], "{errors:?}");
+        assert!(errors[0].message.contains("U+0007"), "{}", errors[0]);
+        // Escaped, the character reaches validation, which refuses it for the row.
+        let text = "- name: r1\n  host: h\n  platform: \"a\\a\"\n  username: u\n";
+        let errors = parse(text, Format::Yaml).unwrap_err();
+        assert_eq!(lines(&errors), [Place::Line(1)], "{errors:?}");
+        assert!(
+            errors[0].message.contains("control character"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
     fn control_characters_and_huge_values_are_refused() {
         for (field, value) in [
             ("username", "ad\u{7}min".to_owned()),
@@ -748,6 +798,37 @@ mod tests {
         let errors = parse(text, Format::Json).unwrap_err();
         assert_eq!(lines(&errors), [Place::Line(2)], "{errors:?}");
         assert!(errors[0].message.contains("defaults"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn duplicates_of_rows_with_other_problems_are_reported_too() {
+        let text = "name,host,port,platform,username\n\
+                    r1,h,0,p,u\n\
+                    r1,h,22,p,u\n\
+                    r1,h,x,p,u\n";
+        let errors = parse(text, Format::Csv).unwrap_err();
+        assert_eq!(
+            lines(&errors),
+            [Place::Line(2), Place::Line(3), Place::Line(4)],
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].message.contains("first on line 2"),
+            "{}",
+            errors[1]
+        );
+        let text = "- {name: r1, host: h, port: 0, platform: p, username: u}\n\
+                    - {name: r1, host: h, platform: '', username: u}\n";
+        let errors = parse(text, Format::Yaml).unwrap_err();
+        assert_eq!(
+            lines(&errors),
+            [Place::Line(1), Place::Line(2)],
+            "{errors:?}"
+        );
+        assert_eq!(
+            errors[1].message,
+            "platform is empty; duplicate device name \"r1\" (first on line 1)"
+        );
     }
 
     #[test]

@@ -104,8 +104,16 @@ fn token() -> impl Strategy<Value = String> {
 fn text() -> impl Strategy<Value = String> {
     prop_oneof![
         3 => token(),
-        1 => (token(), prop_oneof![Just(" "), Just("  "), Just(" # "), Just(": "), Just(" - ")], token())
+        1 => (
+            token(),
+            prop_oneof![
+                Just(" "), Just("  "), Just(" # "), Just(": "), Just(" - "), Just("\u{a0}"),
+                Just("\u{2028}"), Just("\u{2029}"), Just("\u{3000}"), Just(" \\n "),
+            ],
+            token(),
+        )
             .prop_map(|(a, sep, b)| format!("{a}{sep}{b}")),
+        1 => token().prop_map(|t| format!("- {t}")),
         1 => "[^\\s\\p{Cc}][^\\p{Cc}]{0,20}[^\\s\\p{Cc}]",
     ]
 }
@@ -293,12 +301,7 @@ struct Rendered {
 
 #[derive(Debug, Clone, Copy)]
 enum Writer {
-    Csv {
-        quote: u8,
-        crlf: bool,
-        upper: bool,
-        comments: bool,
-    },
+    Csv(CsvLook),
     /// serde_yaml's emitter, plain scalars where it thinks that safe.
     YamlSerde {
         wrapped: bool,
@@ -317,13 +320,14 @@ enum Writer {
     Json {
         wrapped: bool,
         pretty: bool,
+        crlf: bool,
     },
 }
 
 impl Writer {
     fn format(self) -> Format {
         match self {
-            Self::Csv { .. } => Format::Csv,
+            Self::Csv(_) => Format::Csv,
             Self::YamlSerde { .. } | Self::YamlQuoted { .. } | Self::YamlJson { .. } => {
                 Format::Yaml
             }
@@ -334,26 +338,24 @@ impl Writer {
 
 fn writer() -> impl Strategy<Value = Writer> {
     prop_oneof![
-        2 => (0u8..3, any::<bool>(), any::<bool>(), any::<bool>())
-            .prop_map(|(quote, crlf, upper, comments)| Writer::Csv { quote, crlf, upper, comments }),
+        2 => (0u8..3, any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+            |(quote, crlf, upper, comments, pad)| {
+                Writer::Csv(CsvLook { quote, crlf, upper, comments, pad })
+            }
+        ),
         1 => (any::<bool>(), any::<bool>())
             .prop_map(|(wrapped, indent)| Writer::YamlSerde { wrapped, indent }),
         1 => (any::<bool>(), any::<bool>(), any::<u64>())
             .prop_map(|(wrapped, flow, seed)| Writer::YamlQuoted { wrapped, flow, seed }),
         1 => any::<bool>().prop_map(|pretty| Writer::YamlJson { pretty }),
-        1 => (any::<bool>(), any::<bool>())
-            .prop_map(|(wrapped, pretty)| Writer::Json { wrapped, pretty }),
+        1 => (any::<bool>(), any::<bool>(), any::<bool>())
+            .prop_map(|(wrapped, pretty, crlf)| Writer::Json { wrapped, pretty, crlf }),
     ]
 }
 
 fn render(w: Writer, items: &[Item], columns: &[&str], s: Style) -> Rendered {
     match w {
-        Writer::Csv {
-            quote,
-            crlf,
-            upper,
-            comments,
-        } => render_csv(items, columns, s, quote, crlf, upper, comments),
+        Writer::Csv(look) => render_csv(items, columns, s, look),
         Writer::YamlSerde { wrapped, indent } => {
             let mut text = String::new();
             let pad = if wrapped && indent { "  " } else { "" };
@@ -379,11 +381,22 @@ fn render(w: Writer, items: &[Item], columns: &[&str], s: Style) -> Rendered {
         } => render_yaml_quoted(items, wrapped, flow, seed),
         Writer::YamlJson { pretty } => {
             let mut r = render_json(items, false, pretty);
+            r.text = yaml_safe_json(&r.text);
             // Flow style has no `- ` lines: the rows are numbered entries instead.
             r.lines.clear();
             r
         }
-        Writer::Json { wrapped, pretty } => render_json(items, wrapped, pretty),
+        Writer::Json {
+            wrapped,
+            pretty,
+            crlf,
+        } => {
+            let mut r = render_json(items, wrapped, pretty);
+            if crlf {
+                r.text = r.text.replace('\n', "\r\n");
+            }
+            r
+        }
     }
 }
 
@@ -411,15 +424,28 @@ fn render_json(items: &[Item], wrapped: bool, pretty: bool) -> Rendered {
     Rendered { text, lines }
 }
 
-fn render_csv(
-    items: &[Item],
-    columns: &[&str],
-    s: Style,
+/// How a CSV file is written.
+#[derive(Debug, Clone, Copy)]
+struct CsvLook {
+    /// 0: quotes where needed, 1: always, 2: around all but numbers.
     quote: u8,
     crlf: bool,
+    /// NAME,HOST,… instead of name,host,….
     upper: bool,
+    /// A comment line and a blank line before every other row.
     comments: bool,
-) -> Rendered {
+    /// A space on both sides of every header name and value.
+    pad: bool,
+}
+
+fn render_csv(items: &[Item], columns: &[&str], s: Style, look: CsvLook) -> Rendered {
+    let CsvLook {
+        quote,
+        crlf,
+        upper,
+        comments,
+        pad,
+    } = look;
     let mut builder = csv::WriterBuilder::new();
     builder
         .comment(Some(b'#'))
@@ -436,7 +462,10 @@ fn render_csv(
         });
     let line = |record: &[String]| {
         let mut w = builder.from_writer(Vec::new());
-        w.write_record(record).expect("csv record");
+        let padded = record
+            .iter()
+            .map(|v| if pad { format!(" {v} ") } else { v.clone() });
+        w.write_record(padded).expect("csv record");
         String::from_utf8(w.into_inner().expect("csv")).expect("utf-8")
     };
     let header: Vec<String> = columns
@@ -488,11 +517,29 @@ fn next(seed: &mut u64) -> u64 {
     *seed
 }
 
+/// Whether YAML allows `c` in a file unescaped (its `c-printable`).
+fn yaml_printable(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{85}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+}
+
+/// JSON text (from serde_json) that is also YAML: characters YAML does not allow escaped.
+fn yaml_safe_json(json: &str) -> String {
+    json.chars()
+        .map(|c| {
+            if yaml_printable(c) {
+                c.to_string()
+            } else {
+                format!("\\u{:04x}", u32::from(c))
+            }
+        })
+        .collect()
+}
+
 fn yaml_quote(s: &str, seed: &mut u64) -> String {
-    if next(seed) % 2 == 0 {
+    if next(seed) % 2 == 0 && s.chars().all(yaml_printable) {
         format!("'{}'", s.replace('\'', "''"))
     } else {
-        serde_json::to_string(s).expect("json string")
+        yaml_safe_json(&serde_json::to_string(s).expect("json string"))
     }
 }
 
@@ -511,31 +558,65 @@ fn yaml_cell(c: &Cell, seed: &mut u64) -> String {
     }
 }
 
+/// Hand-written YAML, every choice drawn from `seed`: quoted or block scalars, block or flow
+/// items, `\r\n` or `\n`, `---`/`...` markers, comment and blank lines between items.
 fn render_yaml_quoted(items: &[Item], wrapped: bool, flow: bool, seed: u64) -> Rendered {
     let mut seed = seed | 1;
+    let eol = if next(&mut seed) % 4 == 0 {
+        "\r\n"
+    } else {
+        "\n"
+    };
+    let markers = next(&mut seed) % 4 == 0;
     let mut text = String::new();
+    if markers {
+        text.push_str("--- # inventory");
+        text.push_str(eol);
+    }
     let pad = if wrapped {
-        text.push_str("devices:\n");
+        text.push_str("devices:");
+        text.push_str(eol);
         "  "
     } else {
         ""
     };
     let mut lines = Vec::new();
     for it in items {
+        match next(&mut seed) % 6 {
+            0 => text.push_str(&format!("{pad}# - name: commented-out{eol}")),
+            1 => text.push_str(eol),
+            _ => {}
+        }
         lines.push(lines_in(&text) + 1);
         if flow {
             let fields: Vec<String> = it
                 .iter()
                 .map(|(k, c)| format!("{k}: {}", yaml_cell(c, &mut seed)))
                 .collect();
-            text.push_str(&format!("{pad}- {{{}}}\n", fields.join(", ")));
+            text.push_str(&format!("{pad}- {{{}}}{eol}", fields.join(", ")));
         } else {
             for (i, (k, c)) in it.iter().enumerate() {
                 let lead = if i == 0 { "- " } else { "  " };
-                let v = yaml_cell(c, &mut seed);
-                text.push_str(&format!("{pad}{lead}{k}: {v}\n").replace(": \n", ":\n"));
+                let v = match c {
+                    Cell::Str(v)
+                        if !v.is_empty()
+                            && v.chars().all(yaml_printable)
+                            // libyaml (YAML 1.1) breaks lines there, even in a block scalar.
+                            && !v.contains(['\u{2028}', '\u{2029}'])
+                            && next(&mut seed) % 4 == 0 =>
+                    {
+                        format!("|-{eol}{pad}    {v}")
+                    }
+                    _ => yaml_cell(c, &mut seed),
+                };
+                let v = if v.is_empty() { v } else { format!(" {v}") };
+                text.push_str(&format!("{pad}{lead}{k}:{v}{eol}"));
             }
         }
+    }
+    if markers {
+        text.push_str("...");
+        text.push_str(eol);
     }
     Rendered { text, lines }
 }
@@ -828,8 +909,9 @@ fn corruption() -> impl Strategy<Value = Corruption> {
     )
 }
 
-fn corrupt(items: &mut [Item], k: usize, c: Corruption) {
-    let prev_name = (k > 0).then(|| items[k - 1][0].1.clone());
+/// Breaks row `k`; `Duplicate` takes the name of row `source` (an intact row before it).
+fn corrupt(items: &mut [Item], k: usize, c: Corruption, source: Option<usize>) {
+    let source_name = source.map(|j| items[j][0].1.clone());
     let it = &mut items[k];
     let set = |it: &mut Item, key: &str, v: Cell| match it.iter_mut().find(|(k, _)| k == key) {
         Some(slot) => slot.1 = v,
@@ -847,7 +929,7 @@ fn corrupt(items: &mut [Item], k: usize, c: Corruption) {
             set(it, "username", Cell::Str("ad\u{7}min".to_owned()))
         }
         Corruption::LongSite => set(it, "site", Cell::Str("s".repeat(MAX_FIELD_BYTES + 1))),
-        Corruption::Duplicate => match prev_name {
+        Corruption::Duplicate => match source_name {
             Some(n) => set(it, "name", n),
             None => set(it, "name", Cell::Str(String::new())),
         },
@@ -860,39 +942,46 @@ proptest! {
     #![proptest_config(config(256))]
 
     #[test]
-    fn one_bad_row_is_reported_at_its_line_and_nothing_is_accepted(
+    fn bad_rows_are_each_reported_at_their_line_and_nothing_is_accepted(
         devs in devs(),
         w in writer(),
         cols in columns(),
         s in style(),
-        k in any::<prop::sample::Index>(),
-        c in corruption(),
+        bad in prop::collection::vec((any::<prop::sample::Index>(), corruption()), 1..4),
     ) {
         let mut items: Vec<Item> = devs.iter().map(|d| item(d, s)).collect();
-        let k = k.index(items.len());
-        corrupt(&mut items, k, c);
+        let bad: std::collections::BTreeMap<usize, Corruption> =
+            bad.into_iter().map(|(k, c)| (k.index(items.len()), c)).collect();
+        let mut sources = std::collections::BTreeMap::new();
+        for (&k, &c) in &bad {
+            let source = (0..k).rev().find(|j| !bad.contains_key(j));
+            if let (Corruption::Duplicate, Some(j)) = (c, source) {
+                sources.insert(k, j);
+            }
+            corrupt(&mut items, k, c, source);
+        }
         let r = render(w, &items, &cols, s);
+        let place = |k: usize| r.lines.get(k).map_or(Place::Entry(k + 1), |l| Place::Line(*l));
         let errors = match inventory::parse(&r.text, w.format()) {
             Ok(rows) => {
                 return Err(TestCaseError::fail(format!(
-                    "{c:?} on row {k} accepted: {rows:?}\n{w:?}:\n{}", r.text
+                    "{bad:?} accepted: {rows:?}\n{w:?}:\n{}", r.text
                 )));
             }
             Err(errors) => errors,
         };
-        let place = r.lines.get(k).map_or(Place::Entry(k + 1), |l| Place::Line(*l));
-        // A blank name in CSV leaves the row, an error all the same.
-        prop_assert_eq!(errors.len(), 1, "{:?} {:?}:\n{}", errors, w, r.text);
-        prop_assert_eq!(errors[0].place, place, "{:?} {:?} {:?}:\n{}", c, errors, w, r.text);
-        if let Corruption::Duplicate = c
-            && k > 0
-        {
-            let first = r.lines.get(k - 1).map_or(Place::Entry(k), |l| Place::Line(*l));
-            prop_assert!(
-                errors[0].message.contains("duplicate")
-                    && errors[0].message.contains(&format!("first on {first}")),
-                "{}", errors[0]
-            );
+        // One error for each bad row, at its place, and none for the others.
+        let got: Vec<Place> = errors.iter().map(|e| e.place).collect();
+        let want: Vec<Place> = bad.keys().map(|k| place(*k)).collect();
+        prop_assert_eq!(got, want, "{:?} {:?} {:?}:\n{}", bad, errors, w, r.text);
+        for (e, k) in errors.iter().zip(bad.keys()) {
+            if let Some(j) = sources.get(k) {
+                prop_assert!(
+                    e.message.contains("duplicate")
+                        && e.message.contains(&format!("(first on {})", place(*j))),
+                    "{}", e
+                );
+            }
         }
     }
 }
