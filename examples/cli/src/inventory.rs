@@ -227,10 +227,9 @@ fn validate(e: Entry) -> Result<NewDevice, String> {
     let platform = text("platform", &e.platform)?.ok_or("platform is empty")?;
     let username = text("username", &e.username)?.ok_or("username is empty")?;
     let mut device = NewDevice::new(name, host, platform, username).with_port(port);
-    if let Some(c) = e.credential_ref.as_deref() {
-        if let Some(c) = text("credential_ref", c)? {
-            device = device.with_credential_ref(c);
-        }
+    let credential_ref = e.credential_ref.as_deref();
+    if let Some(c) = credential_ref.map_or(Ok(None), |c| text("credential_ref", c))? {
+        device = device.with_credential_ref(c);
     }
     if let Some(tags) = e.tags {
         let mut out = Vec::new();
@@ -239,10 +238,8 @@ fn validate(e: Entry) -> Result<NewDevice, String> {
         }
         device = device.with_tags(out);
     }
-    if let Some(site) = e.site.as_deref() {
-        if let Some(site) = text("site", site)? {
-            device = device.with_site(site);
-        }
+    if let Some(site) = e.site.as_deref().map_or(Ok(None), |s| text("site", s))? {
+        device = device.with_site(site);
     }
     Ok(device)
 }

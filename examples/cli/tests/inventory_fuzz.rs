@@ -536,7 +536,7 @@ fn yaml_safe_json(json: &str) -> String {
 }
 
 fn yaml_quote(s: &str, seed: &mut u64) -> String {
-    if next(seed) % 2 == 0 && s.chars().all(yaml_printable) {
+    if next(seed).is_multiple_of(2) && s.chars().all(yaml_printable) {
         format!("'{}'", s.replace('\'', "''"))
     } else {
         yaml_safe_json(&serde_json::to_string(s).expect("json string"))
@@ -562,12 +562,12 @@ fn yaml_cell(c: &Cell, seed: &mut u64) -> String {
 /// items, `\r\n` or `\n`, `---`/`...` markers, comment and blank lines between items.
 fn render_yaml_quoted(items: &[Item], wrapped: bool, flow: bool, seed: u64) -> Rendered {
     let mut seed = seed | 1;
-    let eol = if next(&mut seed) % 4 == 0 {
+    let eol = if next(&mut seed).is_multiple_of(4) {
         "\r\n"
     } else {
         "\n"
     };
-    let markers = next(&mut seed) % 4 == 0;
+    let markers = next(&mut seed).is_multiple_of(4);
     let mut text = String::new();
     if markers {
         text.push_str("--- # inventory");
@@ -603,7 +603,7 @@ fn render_yaml_quoted(items: &[Item], wrapped: bool, flow: bool, seed: u64) -> R
                             && v.chars().all(yaml_printable)
                             // libyaml (YAML 1.1) breaks lines there, even in a block scalar.
                             && !v.contains(['\u{2028}', '\u{2029}'])
-                            && next(&mut seed) % 4 == 0 =>
+                            && next(&mut seed).is_multiple_of(4) =>
                     {
                         format!("|-{eol}{pad}    {v}")
                     }
