@@ -1,12 +1,49 @@
 //! Host-key verification: known_hosts files, trust on first use, and the lab-only
 //! accept-anything mode.
+//!
+//! ## The known_hosts file and its cache
+//!
+//! A [`KnownHosts`] backed by a file parses it once into an index and reuses that index for
+//! every check, so a login costs one `stat` of the file, one hash-map lookup for plain
+//! entries and one HMAC per hashed (`|1|salt|hash`) entry, whatever the size of the fleet.
+//! The file is read again when it changes, so a key an operator adds (or removes) counts at
+//! the next login, without a restart:
+//!
+//! * every check stats the file; a different length, mtime, ctime or inode means a re-read;
+//! * file timestamps are coarse, so a same-length rewrite within the same clock tick as the
+//!   previous change would look unchanged: until the file's last change is two seconds old at
+//!   the time it was read, every check re-reads it (and compares the bytes with the cached
+//!   copy, parsing nothing when they are equal);
+//! * a re-read that finds the old bytes followed by new lines (an append, by an operator or
+//!   by [`KnownHosts::learn`]) parses only the new lines;
+//! * [`KnownHosts::learn`] (accept-new) invalidates the cache after it writes to the file.
+//!
+//! What the file means is what it meant before the cache (russh's `known_host_keys_path`):
+//! lines starting with `#` are comments; fields are separated by single spaces; the first
+//! field is a comma-separated list of names, each either `host` / `[host]:port` compared
+//! literally or a hashed `|1|salt|hash`; the third field is the key. Patterns (`*`, `?`,
+//! `!host`) are compared literally, and `@revoked` / `@cert-authority` lines name no host,
+//! so neither is honoured (a revoked key is simply one that is not in the file). When the
+//! file is missing or cannot be read (an I/O error, or bytes that are not UTF-8), or when a
+//! line naming the host has a key that does not parse, the file vouches for nothing for
+//! that check. A failed read also drops the cached index: a key removed from the file is
+//! never trusted from an old copy; the read is retried at the next check, and the failure is
+//! logged once (`netauto.ssh.known_hosts_unreadable`).
 
 use std::collections::HashMap;
+use std::fmt;
+use std::fs::{File, Metadata};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
+use data_encoding::BASE64_MIME;
+use hmac::{Hmac, KeyInit, Mac};
 use netauto_core::NetworkError;
 use russh::keys::{HashAlg, PublicKey};
+use sha1::Sha1;
 
 /// How server host keys are checked.
 #[derive(Debug, Clone)]
@@ -46,7 +83,8 @@ pub fn host_entry_name(host: &str, port: u16) -> String {
 }
 
 /// Trusted host keys: an optional OpenSSH known_hosts file (plain and hashed entries) plus
-/// keys added in memory. Cheap to clone; clones share the same keys.
+/// keys added in memory. Cheap to clone; clones share the same keys and the same cached
+/// index of the file (see the [module documentation](self) for how and when it is re-read).
 #[derive(Debug, Clone, Default)]
 pub struct KnownHosts {
     inner: Arc<Inner>,
@@ -54,7 +92,7 @@ pub struct KnownHosts {
 
 #[derive(Debug, Default)]
 struct Inner {
-    path: Option<PathBuf>,
+    file: Option<HostsFile>,
     memory: Mutex<HashMap<String, Vec<PublicKey>>>,
 }
 
@@ -79,11 +117,15 @@ impl KnownHosts {
     }
 
     /// A store backed by an OpenSSH known_hosts file (it need not exist yet; accept-new
-    /// creates it).
+    /// creates it). The file is read at the first check, not here.
     pub fn from_file(path: impl Into<PathBuf>) -> Self {
+        Self::with_file(HostsFile::new(path.into(), SETTLE))
+    }
+
+    fn with_file(file: HostsFile) -> Self {
         Self {
             inner: Arc::new(Inner {
-                path: Some(path.into()),
+                file: Some(file),
                 memory: Mutex::default(),
             }),
         }
@@ -91,7 +133,7 @@ impl KnownHosts {
 
     /// The backing file.
     pub fn path(&self) -> Option<&Path> {
-        self.inner.path.as_deref()
+        self.inner.file.as_ref().map(|f| f.path.as_path())
     }
 
     /// Trusts `key` for `host:port` in memory (not written to the file).
@@ -104,19 +146,22 @@ impl KnownHosts {
         }
     }
 
-    /// Checks `key` presented by `host:port`.
+    /// Checks `key` presented by `host:port`: the keys in memory, then those of the file in
+    /// file order (the first recorded key of the same type is the `expected` of
+    /// [`HostKeyCheck::Changed`]).
     pub fn check(&self, host: &str, port: u16, key: &PublicKey) -> HostKeyCheck {
+        let name = host_entry_name(host, port);
         let mut recorded: Vec<PublicKey> = self
             .inner
             .memory
             .lock()
             .ok()
-            .and_then(|m| m.get(&host_entry_name(host, port)).cloned())
+            .and_then(|m| m.get(&name).cloned())
             .unwrap_or_default();
-        if let Some(path) = &self.inner.path
-            && let Ok(from_file) = russh::keys::known_hosts::known_host_keys_path(host, port, path)
+        if let Some(file) = &self.inner.file
+            && let Some(from_file) = file.keys_for(&name)
         {
-            recorded.extend(from_file.into_iter().map(|(_, k)| k));
+            recorded.extend(from_file);
         }
         if recorded.iter().any(|k| k.key_data() == key.key_data()) {
             return HostKeyCheck::Trusted;
@@ -129,7 +174,8 @@ impl KnownHosts {
         }
     }
 
-    /// Records `key` for `host:port`: in memory, and appended to the file if there is one.
+    /// Records `key` for `host:port`: in memory, and appended to the file if there is one
+    /// (which invalidates the cached index of the file).
     pub fn learn(&self, host: &str, port: u16, key: &PublicKey) -> Result<(), NetworkError> {
         // One writer at a time: a bulk run learns many hosts concurrently.
         let mut memory = self
@@ -137,15 +183,17 @@ impl KnownHosts {
             .memory
             .lock()
             .map_err(|_| NetworkError::Protocol("known_hosts lock poisoned".to_owned()))?;
-        if let Some(path) = &self.inner.path {
-            russh::keys::known_hosts::learn_known_hosts_path(host, port, key, path).map_err(
-                |e| {
-                    NetworkError::Unsupported(format!(
-                        "cannot record host key in {}: {e}",
-                        path.display()
-                    ))
-                },
-            )?;
+        if let Some(file) = &self.inner.file {
+            let written =
+                russh::keys::known_hosts::learn_known_hosts_path(host, port, key, &file.path);
+            // Even a failed write may have changed the file.
+            file.invalidate();
+            written.map_err(|e| {
+                NetworkError::Unsupported(format!(
+                    "cannot record host key in {}: {e}",
+                    file.path.display()
+                ))
+            })?;
         }
         memory
             .entry(host_entry_name(host, port))
@@ -154,7 +202,8 @@ impl KnownHosts {
         Ok(())
     }
 
-    /// Writes every in-memory key as OpenSSH known_hosts lines to `path`.
+    /// Writes every in-memory key as OpenSSH known_hosts lines to `path` (invalidating the
+    /// cached index if `path` is this store's own file).
     pub fn write_memory_to(&self, path: impl AsRef<Path>) -> std::io::Result<()> {
         let memory = self
             .inner
@@ -173,7 +222,432 @@ impl KnownHosts {
                 out.push('\n');
             }
         }
-        std::fs::write(path, out)
+        let written = std::fs::write(path.as_ref(), out);
+        if let Some(file) = &self.inner.file
+            && file.path == path.as_ref()
+        {
+            file.invalidate();
+        }
+        written
+    }
+}
+
+/// How old (by mtime and ctime) a known_hosts file must be, when it is read, for its cached
+/// index to be reused on the strength of a `stat` alone. Timestamps are coarse (a few
+/// milliseconds on Linux, 1 or 2 s on some file systems): a write in the same tick as the
+/// previous one keeps them, and a same-length rewrite would then look unchanged. Until then
+/// every check re-reads the file and compares its bytes (cheap; nothing is re-parsed when
+/// they are equal).
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// The backing file of a [`KnownHosts`] and the index of its last good read.
+struct HostsFile {
+    path: PathBuf,
+    settle: Duration,
+    /// The last good read; `None` before the first one and after a failed one.
+    current: RwLock<Option<Arc<Snapshot>>>,
+    /// One reader of the file at a time. Holds the last failure, so it is logged once.
+    reload: Mutex<Option<String>>,
+    /// Bumped after every write through this store: a snapshot read before it is stale.
+    writes: AtomicU64,
+    /// Reads of the file (each one a full read, bytes compared with the cached copy).
+    reads: AtomicU64,
+    /// Lines parsed, over all reads (an unchanged file costs none, an append its new lines).
+    parsed_lines: AtomicU64,
+}
+
+impl fmt::Debug for HostsFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let current = self.current();
+        f.debug_struct("HostsFile")
+            .field("path", &self.path)
+            .field("cached_bytes", &current.as_ref().map(|s| s.content.len()))
+            .field(
+                "cached_entries",
+                &current
+                    .as_ref()
+                    .and_then(|s| s.index.as_ref())
+                    .map(Index::len),
+            )
+            .field("reads", &self.reads.load(Ordering::Relaxed))
+            .field("parsed_lines", &self.parsed_lines.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the file vouches for nothing.
+enum ReadFailure {
+    /// It does not exist or cannot be opened (as before the cache: silently nothing).
+    NotOpened(io::Error),
+    /// It was opened but could not be read.
+    Unreadable(io::Error),
+}
+
+impl HostsFile {
+    fn new(path: PathBuf, settle: Duration) -> Self {
+        Self {
+            path,
+            settle,
+            current: RwLock::new(None),
+            reload: Mutex::new(None),
+            writes: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            parsed_lines: AtomicU64::new(0),
+        }
+    }
+
+    fn current(&self) -> Option<Arc<Snapshot>> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn publish(&self, snapshot: Option<Arc<Snapshot>>) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = snapshot;
+    }
+
+    fn invalidate(&self) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The file's keys for `name` in file order; `None` when the file vouches for nothing
+    /// (missing, unreadable, not UTF-8, or a line naming `name` has a key that does not
+    /// parse).
+    fn keys_for(&self, name: &str) -> Option<Vec<PublicKey>> {
+        self.snapshot()?.index.as_ref()?.lookup(name)
+    }
+
+    /// An up-to-date snapshot of the file, read again if needed.
+    fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        let entered = Instant::now();
+        if let Ok(meta) = std::fs::metadata(&self.path)
+            && let Some(snapshot) = self.current()
+            && snapshot.settled
+            && snapshot.stamp == Stamp::of(&meta)
+            && snapshot.writes == self.writes.load(Ordering::SeqCst)
+        {
+            return Some(snapshot);
+        }
+        let mut last_failure = self.reload.lock().unwrap_or_else(PoisonError::into_inner);
+        // A read another check started after this one did is as fresh as our own would be.
+        if let Some(snapshot) = self.current()
+            && snapshot.read_started >= entered
+            && snapshot.writes == self.writes.load(Ordering::SeqCst)
+        {
+            return Some(snapshot);
+        }
+        match self.read() {
+            Ok(snapshot) => {
+                *last_failure = None;
+                let snapshot = Arc::new(snapshot);
+                self.publish(Some(Arc::clone(&snapshot)));
+                Some(snapshot)
+            }
+            Err(failure) => {
+                // Never keep trusting an old copy of a file that cannot be read now.
+                self.publish(None);
+                let error = match failure {
+                    ReadFailure::NotOpened(e) if e.kind() == io::ErrorKind::NotFound => None,
+                    ReadFailure::NotOpened(e) => Some(format!("cannot open: {e}")),
+                    ReadFailure::Unreadable(e) => Some(format!("cannot read: {e}")),
+                };
+                if let Some(error) = &error
+                    && last_failure.as_ref() != Some(error)
+                {
+                    tracing::warn!(
+                        event = "netauto.ssh.known_hosts_unreadable",
+                        path = %self.path.display(),
+                        error = %error,
+                        "known_hosts unreadable: none of its keys is trusted until it can be read"
+                    );
+                }
+                *last_failure = error;
+                None
+            }
+        }
+    }
+
+    /// Reads the file, reusing what it can of the current snapshot's index.
+    fn read(&self) -> Result<Snapshot, ReadFailure> {
+        let writes = self.writes.load(Ordering::SeqCst);
+        let read_started = Instant::now();
+        let mut file = File::open(&self.path).map_err(ReadFailure::NotOpened)?;
+        let stamp = Stamp::of(&file.metadata().map_err(ReadFailure::Unreadable)?);
+        // Taken before the bytes are read: any later write has a later timestamp once the
+        // file is settled, whatever the read then sees.
+        let settled = stamp.settled(SystemTime::now(), self.settle);
+        let mut content = Vec::with_capacity(usize::try_from(stamp.len).unwrap_or(0));
+        file.read_to_end(&mut content)
+            .map_err(ReadFailure::Unreadable)?;
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let previous = self.current();
+        let index = match previous.as_deref() {
+            Some(prev) if prev.content == content => prev.index.clone(),
+            Some(Snapshot {
+                content: old,
+                index: Some(index),
+                ..
+            }) if content.starts_with(old) && (old.is_empty() || old.ends_with(b"\n")) => {
+                // An append: the old bytes end on a line boundary, so only the new lines
+                // need parsing (and checking for UTF-8).
+                std::str::from_utf8(&content[old.len()..])
+                    .ok()
+                    .map(|tail| index.extended(tail, &self.parsed_lines))
+            }
+            _ => std::str::from_utf8(&content)
+                .ok()
+                .map(|text| Index::default().extended(text, &self.parsed_lines)),
+        };
+        if index.is_none()
+            && previous
+                .as_deref()
+                .is_none_or(|prev| prev.index.is_some() || prev.content != content)
+        {
+            tracing::warn!(
+                event = "netauto.ssh.known_hosts_unreadable",
+                path = %self.path.display(),
+                error = "not valid UTF-8",
+                "known_hosts unreadable: none of its keys is trusted until it can be read"
+            );
+        }
+        Ok(Snapshot {
+            stamp,
+            settled,
+            writes,
+            read_started,
+            content,
+            index,
+        })
+    }
+}
+
+/// The metadata that tells whether the file changed since it was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    /// ctime: a rewrite that puts the old mtime back still changes it.
+    #[cfg(unix)]
+    changed: (i64, i64),
+    /// Device and inode: a file replaced by a rename is another file.
+    #[cfg(unix)]
+    file_id: (u64, u64),
+}
+
+impl Stamp {
+    fn of(meta: &Metadata) -> Self {
+        #[cfg(unix)]
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            #[cfg(unix)]
+            changed: (meta.ctime(), meta.ctime_nsec()),
+            #[cfg(unix)]
+            file_id: (meta.dev(), meta.ino()),
+        }
+    }
+
+    /// The last change the metadata records (mtime, and ctime where there is one).
+    fn last_change(&self) -> Option<SystemTime> {
+        #[cfg(unix)]
+        {
+            let (secs, nanos) = self.changed;
+            let ctime = u64::try_from(secs)
+                .ok()
+                .zip(u32::try_from(nanos).ok())
+                .map(|(s, n)| SystemTime::UNIX_EPOCH + Duration::new(s, n));
+            // An unknown or pre-1970 ctime is not a proof of age.
+            Some(self.modified?.max(ctime?))
+        }
+        #[cfg(not(unix))]
+        {
+            self.modified
+        }
+    }
+
+    /// Whether, at `now`, the file last changed at least `settle` ago (a timestamp in the
+    /// future never is).
+    fn settled(&self, now: SystemTime, settle: Duration) -> bool {
+        self.last_change()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age >= settle)
+    }
+}
+
+/// One read of the file.
+struct Snapshot {
+    stamp: Stamp,
+    /// The file had not changed for [`SETTLE`] when it was read: an equal [`Stamp`] later
+    /// means equal bytes.
+    settled: bool,
+    /// [`HostsFile::writes`] when the read started.
+    writes: u64,
+    read_started: Instant,
+    content: Vec<u8>,
+    /// `None`: not UTF-8, so the file vouches for nothing.
+    index: Option<Index>,
+}
+
+/// The parsed entries of the file: a few parts in file order, each indexed. An append adds
+/// a part; parts are merged so that each is at least twice the size of the next one
+/// (O(log n) parts, each line copied O(log n) times over any run of appends).
+#[derive(Clone, Default)]
+struct Index {
+    parts: Vec<Arc<Part>>,
+}
+
+/// Consecutive entries of the file (lines with a key field, comments excluded), numbered
+/// from `first` across the whole file.
+#[derive(Clone, Default)]
+struct Part {
+    first: usize,
+    /// Each entry's key; `None` when it does not parse.
+    keys: Vec<Option<PublicKey>>,
+    /// Plain names (`host`, `[host]:port`, and anything else that is not hashed, compared
+    /// literally) → their entries, ascending.
+    exact: HashMap<Box<str>, Vec<usize>>,
+    /// Hashed names: one HMAC each per check.
+    hashed: Vec<Hashed>,
+}
+
+/// A `|1|salt|hash` name: HMAC-SHA1 keyed with the salt, ready to hash a host name.
+#[derive(Clone)]
+struct Hashed {
+    mac: Hmac<Sha1>,
+    hash: Vec<u8>,
+    entry: usize,
+}
+
+impl Hashed {
+    fn matches(&self, name: &str) -> bool {
+        self.mac
+            .clone()
+            .chain_update(name)
+            .verify_slice(&self.hash)
+            .is_ok()
+    }
+}
+
+impl Index {
+    /// Number of entries.
+    fn len(&self) -> usize {
+        self.parts.last().map_or(0, |p| p.first + p.keys.len())
+    }
+
+    /// This index followed by the lines of `text` (which starts at a line boundary).
+    fn extended(&self, text: &str, parsed_lines: &AtomicU64) -> Self {
+        let part = Part::parse(text, self.len(), parsed_lines);
+        let mut parts = self.parts.clone();
+        if !part.keys.is_empty() {
+            parts.push(Arc::new(part));
+        }
+        while let [.., prev, last] = parts.as_slice()
+            && last.keys.len() * 2 > prev.keys.len()
+        {
+            let merged = Arc::new(prev.merged(last));
+            parts.pop();
+            parts.pop();
+            parts.push(merged);
+        }
+        Self { parts }
+    }
+
+    /// The keys of the entries naming `name`, in file order; `None` if one of them does
+    /// not parse.
+    fn lookup(&self, name: &str) -> Option<Vec<PublicKey>> {
+        let mut hits = Vec::new();
+        for part in &self.parts {
+            if let Some(entries) = part.exact.get(name) {
+                hits.extend_from_slice(entries);
+            }
+            hits.extend(
+                part.hashed
+                    .iter()
+                    .filter(|h| h.matches(name))
+                    .map(|h| h.entry),
+            );
+        }
+        // An entry naming the host twice (plainly and hashed, say) counts once.
+        hits.sort_unstable();
+        hits.dedup();
+        hits.into_iter().map(|e| self.key(e).cloned()).collect()
+    }
+
+    fn key(&self, entry: usize) -> Option<&PublicKey> {
+        let part = self
+            .parts
+            .partition_point(|p| p.first <= entry)
+            .checked_sub(1)
+            .and_then(|i| self.parts.get(i))?;
+        part.keys.get(entry - part.first)?.as_ref()
+    }
+}
+
+impl Part {
+    /// Parses known_hosts lines as russh's `known_host_keys_path` does: `#` in the first
+    /// column starts a comment; the fields are split on single spaces; the first is the
+    /// comma-separated names, the third the base64 key, and a line without a third field
+    /// is skipped.
+    fn parse(text: &str, first: usize, parsed_lines: &AtomicU64) -> Self {
+        let mut part = Self {
+            first,
+            ..Self::default()
+        };
+        let mut lines = 0;
+        for line in text.split_inclusive('\n') {
+            lines += 1;
+            if line.starts_with('#') {
+                continue;
+            }
+            let mut fields = line.split(' ');
+            let (Some(names), _, Some(key)) = (fields.next(), fields.next(), fields.next()) else {
+                continue;
+            };
+            let entry = first + part.keys.len();
+            part.keys
+                .push(russh::keys::parse_public_key_base64(key).ok());
+            for name in names.split(',') {
+                if let Some(hashed) = name.strip_prefix("|1|") {
+                    // A malformed hashed name matches nothing (and is not compared literally).
+                    let mut fields = hashed.split('|');
+                    let Some(Ok(salt)) = fields.next().map(|f| BASE64_MIME.decode(f.as_bytes()))
+                    else {
+                        continue;
+                    };
+                    let Some(Ok(hash)) = fields.next().map(|f| BASE64_MIME.decode(f.as_bytes()))
+                    else {
+                        continue;
+                    };
+                    if let Ok(mac) = Hmac::<Sha1>::new_from_slice(&salt) {
+                        part.hashed.push(Hashed { mac, hash, entry });
+                    }
+                } else {
+                    let entries = part.exact.entry(name.into()).or_default();
+                    if entries.last() != Some(&entry) {
+                        entries.push(entry);
+                    }
+                }
+            }
+        }
+        parsed_lines.fetch_add(lines, Ordering::Relaxed);
+        part
+    }
+
+    /// This part followed by `next` (which starts where this one ends).
+    fn merged(&self, next: &Self) -> Self {
+        let mut merged = self.clone();
+        merged.keys.extend(next.keys.iter().cloned());
+        for (name, entries) in &next.exact {
+            merged
+                .exact
+                .entry(name.clone())
+                .or_default()
+                .extend_from_slice(entries);
+        }
+        merged.hashed.extend(next.hashed.iter().cloned());
+        merged
     }
 }
 
@@ -227,5 +701,444 @@ impl HostKeyPolicy {
                 },
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use data_encoding::BASE64;
+    use russh::keys::ssh_key::public::{Ed25519PublicKey, KeyData, SkEd25519};
+
+    use super::*;
+
+    fn ed(n: u8) -> PublicKey {
+        PublicKey::new(KeyData::Ed25519(Ed25519PublicKey([n; 32])), "")
+    }
+
+    /// Another key type (sk-ssh-ed25519@openssh.com).
+    fn sk(n: u8) -> PublicKey {
+        let key = SkEd25519::new(Ed25519PublicKey([n; 32]), "ssh:");
+        PublicKey::new(KeyData::SkEd25519(key), "")
+    }
+
+    fn base64_key(key: &PublicKey) -> String {
+        let line = key.to_openssh().unwrap();
+        line.split(' ').nth(1).unwrap().to_owned()
+    }
+
+    fn line(names: &str, key: &PublicKey) -> String {
+        format!("{names} {}\n", key.to_openssh().unwrap())
+    }
+
+    /// `name` hashed as `ssh-keygen -H` does.
+    fn hashed(name: &str, salt: u8) -> String {
+        let salt = [salt; 20];
+        let hash = Hmac::<Sha1>::new_from_slice(&salt)
+            .unwrap()
+            .chain_update(name)
+            .finalize()
+            .into_bytes();
+        format!("|1|{}|{}", BASE64.encode(&salt), BASE64.encode(&hash))
+    }
+
+    /// Replaces the file in one step, as an editor or config management would.
+    fn replace(path: &Path, text: &[u8]) {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    fn file(known: &KnownHosts) -> &HostsFile {
+        known.inner.file.as_ref().unwrap()
+    }
+
+    fn fp(key: &PublicKey) -> String {
+        fingerprint(key)
+    }
+
+    /// What russh made of the file before the cache: `None` for an error (which `check`
+    /// ignored, like nothing found).
+    fn russh_keys(host: &str, port: u16, path: &Path) -> Option<Vec<PublicKey>> {
+        russh::keys::known_hosts::known_host_keys_path(host, port, path)
+            .ok()
+            .map(|found| found.into_iter().map(|(_, k)| k).collect())
+    }
+
+    #[test]
+    fn the_index_reads_the_file_exactly_as_russh_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let mut text = String::new();
+        text += &format!("# a.example ssh-ed25519 {}\n", base64_key(&ed(0)));
+        text += &line("a.example", &ed(1));
+        text += &line("a.example,b.example", &ed(2));
+        text += &line("[a.example]:2222", &ed(3));
+        text += &line(&hashed("c.example", 7), &ed(4));
+        // Named plainly and hashed: one entry.
+        text += &line(&format!("d.example,{}", hashed("d.example", 8)), &ed(5));
+        text += &line(&hashed("[d.example]:2200", 9), &ed(6));
+        text += &line("|1|!!!|???,|1|", &ed(7));
+        // Patterns and markers are compared literally.
+        text += &line("*.example", &ed(8));
+        text += &line("!f.example,f.example", &ed(9));
+        text += &line("@revoked a.example", &ed(10));
+        text += &line("@cert-authority *.example", &ed(11));
+        // A key that does not parse: the file vouches for nothing for g.example.
+        text += "g.example ssh-ed25519 AAAA-not-base64\n";
+        text += &line("g.example", &ed(12));
+        // Two spaces: the third field is the key type, which does not parse as a key.
+        text += &format!("h.example  ssh-ed25519 {}\n", base64_key(&ed(13)));
+        // Tabs are not separators: one field, skipped.
+        text += &format!("i.example\tssh-ed25519\t{}\n", base64_key(&ed(14)));
+        text += &format!("j.example ssh-ed25519 {} a comment\n", base64_key(&ed(15)));
+        text += &format!("k.example ssh-ed25519 {}\r\n", base64_key(&ed(16)));
+        text += &line("a.example", &sk(17));
+        text += "\n";
+        text += "l.example ssh-ed25519\n";
+        text += &format!(" a.example ssh-ed25519 {}\n", base64_key(&ed(18)));
+        text += &format!("m.example ssh-ed25519 {}", base64_key(&ed(19)));
+        std::fs::write(&path, &text).unwrap();
+
+        let known = KnownHosts::from_file(&path);
+        let queries: &[(&str, u16)] = &[
+            ("a.example", 22),
+            ("a.example", 2222),
+            ("b.example", 22),
+            ("c.example", 22),
+            ("c.example", 2222),
+            ("d.example", 22),
+            ("d.example", 2200),
+            ("*.example", 22),
+            ("x.example", 22),
+            ("!f.example", 22),
+            ("f.example", 22),
+            ("@revoked", 22),
+            ("@cert-authority", 22),
+            ("g.example", 22),
+            ("h.example", 22),
+            ("i.example", 22),
+            ("j.example", 22),
+            ("k.example", 22),
+            ("l.example", 22),
+            ("", 22),
+            ("m.example", 22),
+            ("unknown.example", 22),
+        ];
+        for &(host, port) in queries {
+            let ours = file(&known).keys_for(&host_entry_name(host, port));
+            assert_eq!(ours, russh_keys(host, port, &path), "{host}:{port}");
+        }
+        // The cases that matter, spelled out.
+        let a = file(&known).keys_for("a.example").unwrap();
+        assert_eq!(a, vec![ed(1), ed(2), sk(17)]);
+        assert_eq!(file(&known).keys_for("c.example"), Some(vec![ed(4)]));
+        assert_eq!(file(&known).keys_for("d.example"), Some(vec![ed(5)]));
+        assert_eq!(file(&known).keys_for("[d.example]:2200"), Some(vec![ed(6)]));
+        assert_eq!(file(&known).keys_for("x.example"), Some(vec![]));
+        assert_eq!(file(&known).keys_for("g.example"), None);
+        assert_eq!(file(&known).keys_for("k.example"), Some(vec![ed(16)]));
+        // Written just now, so re-read at every check, but parsed once.
+        let lines = text.split_inclusive('\n').count() as u64;
+        assert_eq!(file(&known).parsed_lines.load(Ordering::Relaxed), lines);
+
+        // Not UTF-8: russh failed for every host, and the file vouches for nothing.
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(b"\xff\xfe n.example\n");
+        replace(&path, &bytes);
+        for &(host, port) in queries {
+            let ours = file(&known).keys_for(&host_entry_name(host, port));
+            assert_eq!(ours, None, "{host}:{port}");
+            assert_eq!(russh_keys(host, port, &path), None, "{host}:{port}");
+        }
+    }
+
+    #[test]
+    fn check_trusts_the_same_key_and_reports_the_first_of_the_same_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        std::fs::write(
+            &path,
+            line("a", &ed(1)) + &line("a", &ed(2)) + &line("[a]:2222", &sk(3)),
+        )
+        .unwrap();
+        let known = KnownHosts::from_file(&path);
+        assert_eq!(known.check("a", 22, &ed(2)), HostKeyCheck::Trusted);
+        assert_eq!(
+            known.check("a", 22, &ed(9)),
+            HostKeyCheck::Changed {
+                expected: fp(&ed(1))
+            }
+        );
+        assert_eq!(known.check("a", 22, &sk(9)), HostKeyCheck::Unknown);
+        assert_eq!(
+            known.check("a", 2222, &sk(9)),
+            HostKeyCheck::Changed {
+                expected: fp(&sk(3))
+            }
+        );
+        assert_eq!(known.check("b", 22, &ed(1)), HostKeyCheck::Unknown);
+        // Keys in memory come first.
+        known.insert("a", 22, ed(5));
+        assert_eq!(
+            known.check("a", 22, &ed(9)),
+            HostKeyCheck::Changed {
+                expected: fp(&ed(5))
+            }
+        );
+    }
+
+    #[test]
+    fn a_key_added_to_the_file_is_trusted_at_the_next_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        std::fs::write(&path, line("a", &ed(1)) + &line("b", &ed(2))).unwrap();
+        let known = KnownHosts::from_file(&path);
+        assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Trusted);
+        assert_eq!(known.check("c", 22, &ed(3)), HostKeyCheck::Unknown);
+        let parsed = file(&known).parsed_lines.load(Ordering::Relaxed);
+        assert_eq!(parsed, 2);
+
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, line("c", &ed(3)).as_bytes()).unwrap();
+        drop(f);
+        assert_eq!(known.check("c", 22, &ed(3)), HostKeyCheck::Trusted);
+        assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Trusted);
+        // Only the appended line was parsed.
+        assert_eq!(file(&known).parsed_lines.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_key_removed_from_the_file_is_no_longer_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        std::fs::write(&path, line("a", &ed(1)) + &line("b", &ed(2))).unwrap();
+        let known = KnownHosts::from_file(&path);
+        assert_eq!(known.check("b", 22, &ed(2)), HostKeyCheck::Trusted);
+        std::fs::write(&path, line("a", &ed(1))).unwrap();
+        assert_eq!(known.check("b", 22, &ed(2)), HostKeyCheck::Unknown);
+        assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Trusted);
+    }
+
+    #[test]
+    fn a_key_replaced_in_place_by_one_of_the_same_length_is_seen_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        std::fs::write(&path, line("a", &ed(1))).unwrap();
+        let known = KnownHosts::from_file(&path);
+        assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Trusted);
+        // Same length, same inode, very likely the same mtime tick.
+        std::fs::write(&path, line("a", &ed(2))).unwrap();
+        assert_eq!(
+            known.check("a", 22, &ed(1)),
+            HostKeyCheck::Changed {
+                expected: fp(&ed(2))
+            }
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_rewrite_that_puts_the_old_mtime_back_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        let write = |key: &PublicKey| {
+            std::fs::write(&path, line("a", key)).unwrap();
+            File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        };
+        write(&ed(1));
+        let known = KnownHosts::with_file(HostsFile::new(path.clone(), Duration::from_millis(20)));
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Trusted);
+        assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Trusted);
+        assert_eq!(file(&known).reads.load(Ordering::Relaxed), 1, "settled");
+        write(&ed(2));
+        assert_eq!(
+            known.check("a", 22, &ed(1)),
+            HostKeyCheck::Changed {
+                expected: fp(&ed(2))
+            }
+        );
+    }
+
+    #[test]
+    fn an_unchanged_file_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let text: String = (0..100u8).map(|i| line(&format!("h{i}"), &ed(i))).collect();
+        std::fs::write(&path, text).unwrap();
+        let known = KnownHosts::with_file(HostsFile::new(path, Duration::from_millis(20)));
+        std::thread::sleep(Duration::from_millis(40));
+        for round in 0..3 {
+            for i in 0..100u8 {
+                assert_eq!(
+                    known.check(&format!("h{i}"), 22, &ed(i)),
+                    HostKeyCheck::Trusted,
+                    "round {round} h{i}"
+                );
+            }
+        }
+        assert_eq!(file(&known).reads.load(Ordering::Relaxed), 1);
+        assert_eq!(file(&known).parsed_lines.load(Ordering::Relaxed), 100);
+    }
+
+    #[test]
+    fn a_recently_changed_file_is_reread_but_not_reparsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        std::fs::write(&path, line("a", &ed(1))).unwrap();
+        // Default settle time: the file was written just now.
+        let known = KnownHosts::from_file(&path);
+        for _ in 0..5 {
+            assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Trusted);
+        }
+        assert_eq!(file(&known).reads.load(Ordering::Relaxed), 5);
+        assert_eq!(file(&known).parsed_lines.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_missing_file_trusts_nothing_until_it_appears() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ssh").join("known_hosts");
+        let known = KnownHosts::from_file(&path);
+        assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Unknown);
+        assert_eq!(file(&known).keys_for("a"), None);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, line("a", &ed(1))).unwrap();
+        assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Trusted);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Unknown);
+        assert!(file(&known).current().is_none(), "cache dropped");
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_trusts_nothing_and_drops_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        std::fs::write(&path, line("a", &ed(1))).unwrap();
+        let known = KnownHosts::with_file(HostsFile::new(path.clone(), Duration::ZERO));
+        assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Trusted);
+
+        // A directory opens but does not read.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Unknown);
+        assert!(file(&known).current().is_none());
+        std::fs::remove_dir(&path).unwrap();
+
+        // Not UTF-8: the file vouches for nothing, as before.
+        let mut bytes = line("a", &ed(1)).into_bytes();
+        bytes.extend_from_slice(b"# \xff\n");
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Unknown);
+
+        std::fs::write(&path, line("a", &ed(1))).unwrap();
+        assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Trusted);
+    }
+
+    #[test]
+    fn learning_a_key_writes_the_file_and_the_cache_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        std::fs::write(&path, line("a", &ed(1))).unwrap();
+        let known = KnownHosts::with_file(HostsFile::new(path.clone(), Duration::ZERO));
+        assert_eq!(known.check("b", 2222, &ed(2)), HostKeyCheck::Unknown);
+        let before = file(&known).writes.load(Ordering::SeqCst);
+        known.learn("b", 2222, &ed(2)).unwrap();
+        assert_eq!(file(&known).writes.load(Ordering::SeqCst), before + 1);
+        // From the file itself, not only from memory; one new line parsed.
+        assert_eq!(file(&known).keys_for("[b]:2222"), Some(vec![ed(2)]));
+        assert_eq!(file(&known).parsed_lines.load(Ordering::Relaxed), 2);
+        assert_eq!(known.check("b", 2222, &ed(2)), HostKeyCheck::Trusted);
+        // Another store on the same file agrees.
+        let other = KnownHosts::from_file(&path);
+        assert_eq!(other.check("b", 2222, &ed(2)), HostKeyCheck::Trusted);
+        assert_eq!(
+            other.check("b", 2222, &ed(3)),
+            HostKeyCheck::Changed {
+                expected: fp(&ed(2))
+            }
+        );
+    }
+
+    #[test]
+    fn appends_keep_the_index_small_and_in_file_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        std::fs::write(&path, line("h0", &ed(0))).unwrap();
+        let known = KnownHosts::with_file(HostsFile::new(path.clone(), Duration::ZERO));
+        for i in 1..=200u8 {
+            // Every host is also named "all", so the lookup spans every part.
+            known.learn(&format!("h{i}"), 22, &ed(i)).unwrap();
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            std::io::Write::write_all(&mut f, line("all", &ed(i)).as_bytes()).unwrap();
+            drop(f);
+            assert_eq!(
+                known.check(&format!("h{i}"), 22, &ed(i)),
+                HostKeyCheck::Trusted
+            );
+        }
+        let snapshot = file(&known).current().unwrap();
+        let index = snapshot.index.as_ref().unwrap();
+        assert_eq!(index.len(), 401);
+        assert!(index.parts.len() <= 10, "{} parts", index.parts.len());
+        let all = file(&known).keys_for("all").unwrap();
+        assert_eq!(all, (1..=200u8).map(ed).collect::<Vec<_>>());
+        assert_eq!(file(&known).parsed_lines.load(Ordering::Relaxed), 401);
+        assert_eq!(known.check("h0", 22, &ed(0)), HostKeyCheck::Trusted);
+    }
+
+    #[test]
+    fn concurrent_checks_see_the_old_or_the_new_file_never_neither() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let filler: String = (10..60u8).map(|i| line(&format!("h{i}"), &ed(i))).collect();
+        replace(&path, (line("a", &ed(1)) + &filler).as_bytes());
+        let known = KnownHosts::from_file(&path);
+        std::thread::scope(|s| {
+            let checkers: Vec<_> = (0..4)
+                .map(|_| {
+                    let known = known.clone();
+                    s.spawn(move || {
+                        for _ in 0..300 {
+                            match known.check("a", 22, &ed(1)) {
+                                HostKeyCheck::Trusted => {}
+                                HostKeyCheck::Changed { expected } => {
+                                    assert_eq!(expected, fp(&ed(2)));
+                                }
+                                HostKeyCheck::Unknown => panic!("neither file"),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for i in 0..50 {
+                let key = if i % 2 == 0 { ed(2) } else { ed(1) };
+                replace(&path, (line("a", &key) + &filler).as_bytes());
+            }
+            replace(&path, (line("a", &ed(2)) + &filler).as_bytes());
+            for checker in checkers {
+                checker.join().unwrap();
+            }
+        });
+        assert_eq!(
+            known.check("a", 22, &ed(1)),
+            HostKeyCheck::Changed {
+                expected: fp(&ed(2))
+            }
+        );
     }
 }
