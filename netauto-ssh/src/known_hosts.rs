@@ -26,7 +26,9 @@
 //! so neither is honoured (a revoked key is simply one that is not in the file). When the
 //! file is missing or cannot be read (an I/O error, or bytes that are not UTF-8), or when a
 //! line naming the host has a key that does not parse, the file vouches for nothing for
-//! that check. A failed read also drops the cached index: a key removed from the file is
+//! that check ([`HostKeyCheck::Unverifiable`]): the login is refused under either policy,
+//! since accept-new would otherwise record whatever key the device presents (a missing file
+//! is different: accept-new creates it). A failed read also drops the cached index: a key removed from the file is
 //! never trusted from an old copy; the read is retried at the next check, and the failure is
 //! logged once (`netauto.ssh.known_hosts_unreadable`).
 
@@ -96,8 +98,19 @@ struct Inner {
     memory: Mutex<HashMap<String, Vec<PublicKey>>>,
 }
 
+/// What the known_hosts file says about one host name.
+enum FileKeys {
+    /// Its keys, in file order (none if the file does not name it).
+    Keys(Vec<PublicKey>),
+    /// There is no file (accept-new creates it).
+    Missing,
+    /// The file cannot vouch for the host: why.
+    Unusable(String),
+}
+
 /// What the store says about a presented key.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HostKeyCheck {
     /// The key is known for this host.
     Trusted,
@@ -107,6 +120,14 @@ pub enum HostKeyCheck {
     Changed {
         /// Fingerprint of the recorded key.
         expected: String,
+    },
+    /// The known_hosts file exists but cannot vouch for this host: it cannot be read, is not
+    /// UTF-8, or a line naming the host has a key that does not parse. Nothing is trusted and
+    /// nothing may be learned (accept-new would otherwise record whatever key is presented,
+    /// or append it again at every login).
+    Unverifiable {
+        /// Why.
+        reason: String,
     },
 }
 
@@ -158,10 +179,12 @@ impl KnownHosts {
             .ok()
             .and_then(|m| m.get(&name).cloned())
             .unwrap_or_default();
-        if let Some(file) = &self.inner.file
-            && let Some(from_file) = file.keys_for(&name)
-        {
-            recorded.extend(from_file);
+        if let Some(file) = &self.inner.file {
+            match file.keys_for(&name) {
+                FileKeys::Keys(from_file) => recorded.extend(from_file),
+                FileKeys::Missing => {}
+                FileKeys::Unusable(reason) => return HostKeyCheck::Unverifiable { reason },
+            }
         }
         if recorded.iter().any(|k| k.key_data() == key.key_data()) {
             return HostKeyCheck::Trusted;
@@ -311,15 +334,39 @@ impl HostsFile {
         self.writes.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// The file's keys for `name` in file order; `None` when the file vouches for nothing
-    /// (missing, unreadable, not UTF-8, or a line naming `name` has a key that does not
-    /// parse).
-    fn keys_for(&self, name: &str) -> Option<Vec<PublicKey>> {
-        self.snapshot()?.index.as_ref()?.lookup(name)
+    /// The file's keys for `name` in file order, or why it vouches for nothing.
+    fn keys_for(&self, name: &str) -> FileKeys {
+        let snapshot = match self.snapshot() {
+            Ok(snapshot) => snapshot,
+            Err(None) => return FileKeys::Missing,
+            Err(Some(error)) => {
+                return FileKeys::Unusable(format!("{}: {error}", self.path.display()));
+            }
+        };
+        let Some(index) = snapshot.index.as_ref() else {
+            return FileKeys::Unusable(format!("{}: not valid UTF-8", self.path.display()));
+        };
+        match index.lookup(name) {
+            Some(keys) => FileKeys::Keys(keys),
+            None => FileKeys::Unusable(format!(
+                "{}: a line for {name} has a key that does not parse",
+                self.path.display()
+            )),
+        }
     }
 
-    /// An up-to-date snapshot of the file, read again if needed.
-    fn snapshot(&self) -> Option<Arc<Snapshot>> {
+    /// [`keys_for`](Self::keys_for) as an option: `None` when the file vouches for nothing.
+    #[cfg(test)]
+    fn keys_opt(&self, name: &str) -> Option<Vec<PublicKey>> {
+        match self.keys_for(name) {
+            FileKeys::Keys(keys) => Some(keys),
+            FileKeys::Missing | FileKeys::Unusable(_) => None,
+        }
+    }
+
+    /// An up-to-date snapshot of the file, read again if needed; `Err(None)` when there is no
+    /// file, `Err(Some(why))` when it cannot be read.
+    fn snapshot(&self) -> Result<Arc<Snapshot>, Option<String>> {
         let entered = Instant::now();
         if let Ok(meta) = std::fs::metadata(&self.path)
             && let Some(snapshot) = self.current()
@@ -327,7 +374,7 @@ impl HostsFile {
             && snapshot.stamp == Stamp::of(&meta)
             && snapshot.writes == self.writes.load(Ordering::SeqCst)
         {
-            return Some(snapshot);
+            return Ok(snapshot);
         }
         let mut last_failure = self.reload.lock().unwrap_or_else(PoisonError::into_inner);
         // A read another check started after this one did is as fresh as our own would be.
@@ -335,14 +382,14 @@ impl HostsFile {
             && snapshot.read_started >= entered
             && snapshot.writes == self.writes.load(Ordering::SeqCst)
         {
-            return Some(snapshot);
+            return Ok(snapshot);
         }
         match self.read() {
             Ok(snapshot) => {
                 *last_failure = None;
                 let snapshot = Arc::new(snapshot);
                 self.publish(Some(Arc::clone(&snapshot)));
-                Some(snapshot)
+                Ok(snapshot)
             }
             Err(failure) => {
                 // Never keep trusting an old copy of a file that cannot be read now.
@@ -362,8 +409,8 @@ impl HostsFile {
                         "known_hosts unreadable: none of its keys is trusted until it can be read"
                     );
                 }
-                *last_failure = error;
-                None
+                *last_failure = error.clone();
+                Err(error)
             }
         }
     }
@@ -683,6 +730,20 @@ impl HostKeyPolicy {
                         actual,
                     })
                 }
+                HostKeyCheck::Unverifiable { reason } => {
+                    tracing::error!(
+                        event = "netauto.ssh.host_key_unverifiable",
+                        host = %name,
+                        actual = %actual,
+                        reason = %reason,
+                        "cannot verify the SSH host key: known_hosts cannot vouch for this host"
+                    );
+                    Err(NetworkError::HostKey {
+                        host: name,
+                        expected: format!("a key from a readable known_hosts ({reason})"),
+                        actual,
+                    })
+                }
                 HostKeyCheck::Unknown => match self {
                     Self::AcceptNew(known) => {
                         tracing::info!(
@@ -827,18 +888,18 @@ mod tests {
             ("unknown.example", 22),
         ];
         for &(host, port) in queries {
-            let ours = file(&known).keys_for(&host_entry_name(host, port));
+            let ours = file(&known).keys_opt(&host_entry_name(host, port));
             assert_eq!(ours, russh_keys(host, port, &path), "{host}:{port}");
         }
         // The cases that matter, spelled out.
-        let a = file(&known).keys_for("a.example").unwrap();
+        let a = file(&known).keys_opt("a.example").unwrap();
         assert_eq!(a, vec![ed(1), ed(2), sk(17)]);
-        assert_eq!(file(&known).keys_for("c.example"), Some(vec![ed(4)]));
-        assert_eq!(file(&known).keys_for("d.example"), Some(vec![ed(5)]));
-        assert_eq!(file(&known).keys_for("[d.example]:2200"), Some(vec![ed(6)]));
-        assert_eq!(file(&known).keys_for("x.example"), Some(vec![]));
-        assert_eq!(file(&known).keys_for("g.example"), None);
-        assert_eq!(file(&known).keys_for("k.example"), Some(vec![ed(16)]));
+        assert_eq!(file(&known).keys_opt("c.example"), Some(vec![ed(4)]));
+        assert_eq!(file(&known).keys_opt("d.example"), Some(vec![ed(5)]));
+        assert_eq!(file(&known).keys_opt("[d.example]:2200"), Some(vec![ed(6)]));
+        assert_eq!(file(&known).keys_opt("x.example"), Some(vec![]));
+        assert_eq!(file(&known).keys_opt("g.example"), None);
+        assert_eq!(file(&known).keys_opt("k.example"), Some(vec![ed(16)]));
         // Written just now, so re-read at every check, but parsed once.
         let lines = text.split_inclusive('\n').count() as u64;
         assert_eq!(file(&known).parsed_lines.load(Ordering::Relaxed), lines);
@@ -848,7 +909,7 @@ mod tests {
         bytes.extend_from_slice(b"\xff\xfe n.example\n");
         replace(&path, &bytes);
         for &(host, port) in queries {
-            let ours = file(&known).keys_for(&host_entry_name(host, port));
+            let ours = file(&known).keys_opt(&host_entry_name(host, port));
             assert_eq!(ours, None, "{host}:{port}");
             assert_eq!(russh_keys(host, port, &path), None, "{host}:{port}");
         }
@@ -1012,7 +1073,7 @@ mod tests {
         let path = dir.path().join("ssh").join("known_hosts");
         let known = KnownHosts::from_file(&path);
         assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Unknown);
-        assert_eq!(file(&known).keys_for("a"), None);
+        assert_eq!(file(&known).keys_opt("a"), None);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, line("a", &ed(1))).unwrap();
         assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Trusted);
@@ -1032,18 +1093,64 @@ mod tests {
         // A directory opens but does not read.
         std::fs::remove_file(&path).unwrap();
         std::fs::create_dir(&path).unwrap();
-        assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Unknown);
+        assert!(matches!(
+            known.check("a", 22, &ed(1)),
+            HostKeyCheck::Unverifiable { reason } if reason.contains("cannot read")
+        ));
         assert!(file(&known).current().is_none());
         std::fs::remove_dir(&path).unwrap();
 
-        // Not UTF-8: the file vouches for nothing, as before.
+        // Not UTF-8: the file vouches for nothing.
         let mut bytes = line("a", &ed(1)).into_bytes();
         bytes.extend_from_slice(b"# \xff\n");
         std::fs::write(&path, &bytes).unwrap();
-        assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Unknown);
+        assert!(matches!(
+            known.check("a", 22, &ed(1)),
+            HostKeyCheck::Unverifiable { reason } if reason.contains("UTF-8")
+        ));
 
         std::fs::write(&path, line("a", &ed(1))).unwrap();
         assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Trusted);
+    }
+
+    #[test]
+    fn accept_new_learns_nothing_from_a_file_that_cannot_vouch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let policy = HostKeyPolicy::AcceptNew(KnownHosts::with_file(HostsFile::new(
+            path.clone(),
+            Duration::ZERO,
+        )));
+
+        // Not UTF-8: refused, and nothing appended.
+        let mut bytes = line("a", &ed(1)).into_bytes();
+        bytes.extend_from_slice(b"# \xff\n");
+        std::fs::write(&path, &bytes).unwrap();
+        let e = policy.verify("b", 22, &ed(2)).unwrap_err();
+        assert_eq!(e.kind(), "host_key");
+        assert!(e.to_string().contains("UTF-8"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+
+        // A line for the host whose key does not parse: refused, not appended again.
+        let broken = "b ssh-ed25519 AAAAnotakey\n";
+        std::fs::write(&path, broken).unwrap();
+        let e = policy.verify("b", 22, &ed(2)).unwrap_err();
+        assert!(e.to_string().contains("does not parse"), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), broken);
+        // Other hosts are still learned.
+        policy.verify("c", 22, &ed(3)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{broken}{}", line("c", &ed(3)))
+        );
+
+        // No file at all: the first key is learned, and the file created.
+        std::fs::remove_file(&path).unwrap();
+        policy.verify("d", 22, &ed(4)).unwrap();
+        assert_eq!(
+            HostKeyPolicy::Strict(KnownHosts::from_file(&path)).verify("d", 22, &ed(4)),
+            Ok(())
+        );
     }
 
     #[test]
@@ -1057,7 +1164,7 @@ mod tests {
         known.learn("b", 2222, &ed(2)).unwrap();
         assert_eq!(file(&known).writes.load(Ordering::SeqCst), before + 1);
         // From the file itself, not only from memory; one new line parsed.
-        assert_eq!(file(&known).keys_for("[b]:2222"), Some(vec![ed(2)]));
+        assert_eq!(file(&known).keys_opt("[b]:2222"), Some(vec![ed(2)]));
         assert_eq!(file(&known).parsed_lines.load(Ordering::Relaxed), 2);
         assert_eq!(known.check("b", 2222, &ed(2)), HostKeyCheck::Trusted);
         // Another store on the same file agrees.
@@ -1095,7 +1202,7 @@ mod tests {
         let index = snapshot.index.as_ref().unwrap();
         assert_eq!(index.len(), 401);
         assert!(index.parts.len() <= 10, "{} parts", index.parts.len());
-        let all = file(&known).keys_for("all").unwrap();
+        let all = file(&known).keys_opt("all").unwrap();
         assert_eq!(all, (1..=200u8).map(ed).collect::<Vec<_>>());
         assert_eq!(file(&known).parsed_lines.load(Ordering::Relaxed), 401);
         assert_eq!(known.check("h0", 22, &ed(0)), HostKeyCheck::Trusted);
@@ -1119,7 +1226,7 @@ mod tests {
                                 HostKeyCheck::Changed { expected } => {
                                     assert_eq!(expected, fp(&ed(2)));
                                 }
-                                HostKeyCheck::Unknown => panic!("neither file"),
+                                other => panic!("neither file: {other:?}"),
                             }
                         }
                     })
