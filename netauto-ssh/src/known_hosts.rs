@@ -22,8 +22,10 @@
 //! lines starting with `#` are comments; fields are separated by single spaces; the first
 //! field is a comma-separated list of names, each either `host` / `[host]:port` compared
 //! literally or a hashed `|1|salt|hash`; the third field is the key. Patterns (`*`, `?`,
-//! `!host`) are compared literally, and `@revoked` / `@cert-authority` lines name no host,
-//! so neither is honoured (a revoked key is simply one that is not in the file). When the
+//! `!host`) are compared literally, and `@cert-authority` lines name no host (certificates
+//! are not supported). Unlike russh, `@revoked <hosts> <type> <key>` lines are honoured: the
+//! key is refused for every host ([`HostKeyCheck::Revoked`]), under either policy and
+//! whatever other lines say, so accept-new never learns it. When the
 //! file is missing or cannot be read (an I/O error, or bytes that are not UTF-8), or when a
 //! line naming the host has a key that does not parse, the file vouches for nothing for
 //! that check ([`HostKeyCheck::Unverifiable`]): the login is refused under either policy,
@@ -106,6 +108,8 @@ enum FileKeys {
     Missing,
     /// The file cannot vouch for the host: why.
     Unusable(String),
+    /// The presented key is on an `@revoked` line.
+    Revoked,
 }
 
 /// What the store says about a presented key.
@@ -129,6 +133,9 @@ pub enum HostKeyCheck {
         /// Why.
         reason: String,
     },
+    /// The key is on an `@revoked` line of the known_hosts file: refused for every host,
+    /// whatever else the file says.
+    Revoked,
 }
 
 impl KnownHosts {
@@ -180,10 +187,11 @@ impl KnownHosts {
             .and_then(|m| m.get(&name).cloned())
             .unwrap_or_default();
         if let Some(file) = &self.inner.file {
-            match file.keys_for(&name) {
+            match file.keys_for(&name, key) {
                 FileKeys::Keys(from_file) => recorded.extend(from_file),
                 FileKeys::Missing => {}
                 FileKeys::Unusable(reason) => return HostKeyCheck::Unverifiable { reason },
+                FileKeys::Revoked => return HostKeyCheck::Revoked,
             }
         }
         if recorded.iter().any(|k| k.key_data() == key.key_data()) {
@@ -335,7 +343,7 @@ impl HostsFile {
     }
 
     /// The file's keys for `name` in file order, or why it vouches for nothing.
-    fn keys_for(&self, name: &str) -> FileKeys {
+    fn keys_for(&self, name: &str, presented: &PublicKey) -> FileKeys {
         let snapshot = match self.snapshot() {
             Ok(snapshot) => snapshot,
             Err(None) => return FileKeys::Missing,
@@ -346,6 +354,9 @@ impl HostsFile {
         let Some(index) = snapshot.index.as_ref() else {
             return FileKeys::Unusable(format!("{}: not valid UTF-8", self.path.display()));
         };
+        if index.is_revoked(presented) {
+            return FileKeys::Revoked;
+        }
         match index.lookup(name) {
             Some(keys) => FileKeys::Keys(keys),
             None => FileKeys::Unusable(format!(
@@ -358,10 +369,7 @@ impl HostsFile {
     /// [`keys_for`](Self::keys_for) as an option: `None` when the file vouches for nothing.
     #[cfg(test)]
     fn keys_opt(&self, name: &str) -> Option<Vec<PublicKey>> {
-        match self.keys_for(name) {
-            FileKeys::Keys(keys) => Some(keys),
-            FileKeys::Missing | FileKeys::Unusable(_) => None,
-        }
+        self.snapshot().ok()?.index.as_ref()?.lookup(name)
     }
 
     /// An up-to-date snapshot of the file, read again if needed; `Err(None)` when there is no
@@ -557,6 +565,9 @@ struct Part {
     exact: HashMap<Box<str>, Vec<usize>>,
     /// Hashed names: one HMAC each per check.
     hashed: Vec<Hashed>,
+    /// Keys of `@revoked` lines: refused for every host (their host patterns are not
+    /// matched, so a revocation is never narrower than meant).
+    revoked: Vec<PublicKey>,
 }
 
 /// A `|1|salt|hash` name: HMAC-SHA1 keyed with the salt, ready to hash a host name.
@@ -587,7 +598,7 @@ impl Index {
     fn extended(&self, text: &str, parsed_lines: &AtomicU64) -> Self {
         let part = Part::parse(text, self.len(), parsed_lines);
         let mut parts = self.parts.clone();
-        if !part.keys.is_empty() {
+        if !part.keys.is_empty() || !part.revoked.is_empty() {
             parts.push(Arc::new(part));
         }
         while let [.., prev, last] = parts.as_slice()
@@ -622,6 +633,13 @@ impl Index {
         hits.into_iter().map(|e| self.key(e).cloned()).collect()
     }
 
+    /// Whether an `@revoked` line names `key`.
+    fn is_revoked(&self, key: &PublicKey) -> bool {
+        self.parts
+            .iter()
+            .any(|p| p.revoked.iter().any(|r| r.key_data() == key.key_data()))
+    }
+
     fn key(&self, entry: usize) -> Option<&PublicKey> {
         let part = self
             .parts
@@ -646,6 +664,18 @@ impl Part {
         for line in text.split_inclusive('\n') {
             lines += 1;
             if line.starts_with('#') {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("@revoked ") {
+                // `@revoked <hosts> <type> <base64>`: an unparsable key revokes nothing
+                // (there is nothing to compare), like an unparsable key trusts nothing.
+                let mut fields = rest.split_whitespace();
+                if let (Some(_hosts), Some(_type), Some(key)) =
+                    (fields.next(), fields.next(), fields.next())
+                    && let Ok(key) = russh::keys::parse_public_key_base64(key)
+                {
+                    part.revoked.push(key);
+                }
                 continue;
             }
             let mut fields = line.split(' ');
@@ -694,6 +724,7 @@ impl Part {
                 .extend_from_slice(entries);
         }
         merged.hashed.extend(next.hashed.iter().cloned());
+        merged.revoked.extend(next.revoked.iter().cloned());
         merged
     }
 }
@@ -741,6 +772,19 @@ impl HostKeyPolicy {
                     Err(NetworkError::HostKey {
                         host: name,
                         expected: format!("a key from a readable known_hosts ({reason})"),
+                        actual,
+                    })
+                }
+                HostKeyCheck::Revoked => {
+                    tracing::error!(
+                        event = "netauto.ssh.host_key_revoked",
+                        host = %name,
+                        actual = %actual,
+                        "SSH host key is REVOKED in known_hosts"
+                    );
+                    Err(NetworkError::HostKey {
+                        host: name,
+                        expected: "any key but a revoked one".to_owned(),
                         actual,
                     })
                 }
@@ -875,7 +919,7 @@ mod tests {
             ("x.example", 22),
             ("!f.example", 22),
             ("f.example", 22),
-            ("@revoked", 22),
+            // (`@revoked` lines are honoured now: see `a_revoked_key_is_refused_everywhere`.)
             ("@cert-authority", 22),
             ("g.example", 22),
             ("h.example", 22),
@@ -1109,6 +1153,37 @@ mod tests {
             HostKeyCheck::Unverifiable { reason } if reason.contains("UTF-8")
         ));
 
+        std::fs::write(&path, line("a", &ed(1))).unwrap();
+        assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Trusted);
+    }
+
+    #[test]
+    fn a_revoked_key_is_refused_everywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let revoked = |key: &PublicKey| format!("@revoked * {}", key.to_openssh().unwrap());
+        // Trusted for a, then revoked further down (an append, parsed as a new part).
+        std::fs::write(&path, line("a", &ed(1)) + &line("b", &ed(2))).unwrap();
+        let known = KnownHosts::with_file(HostsFile::new(path.clone(), Duration::ZERO));
+        assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Trusted);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text += &format!("{}\n", revoked(&ed(1)));
+        text += "@revoked * ssh-ed25519 AAAA-not-base64\n";
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Revoked);
+        assert_eq!(known.check("other", 2222, &ed(1)), HostKeyCheck::Revoked);
+        assert_eq!(known.check("b", 22, &ed(2)), HostKeyCheck::Trusted);
+
+        // Accept-new neither trusts nor learns it; other keys are learned as before.
+        let policy = HostKeyPolicy::AcceptNew(known.clone());
+        let e = policy.verify("c", 22, &ed(1)).unwrap_err();
+        assert_eq!(e.kind(), "host_key");
+        assert!(e.to_string().contains("revoked"), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        policy.verify("c", 22, &ed(3)).unwrap();
+        assert_eq!(known.check("c", 22, &ed(3)), HostKeyCheck::Trusted);
+
+        // Un-revoked when the line goes.
         std::fs::write(&path, line("a", &ed(1))).unwrap();
         assert_eq!(known.check("a", 22, &ed(1)), HostKeyCheck::Trusted);
     }
