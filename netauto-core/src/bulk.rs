@@ -81,6 +81,16 @@ pub struct Bulk {
     pub outcomes: BTreeMap<DeviceId, DeviceOutcome>,
 }
 
+/// Where a bulk stands, without its per-device outcomes (see
+/// [`RunStore::bulk_state`](crate::RunStore::bulk_state)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkState {
+    /// Counters.
+    pub counters: BulkCounters,
+    /// When the last outcome was recorded.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
 /// A bulk to create together with its jobs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewBulk {

@@ -53,7 +53,7 @@ pub mod worker;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use bulk::{Bulk, BulkCounters, DeviceOutcome, NewBulk, OutcomeRecorded};
+pub use bulk::{Bulk, BulkCounters, BulkState, DeviceOutcome, NewBulk, OutcomeRecorded};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use device::{Device, NewDevice};
 pub use error::{BoxError, CommandError, ConfigError, Conflict, Error, Result, ValidationError};

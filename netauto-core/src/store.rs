@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::bulk::{Bulk, DeviceOutcome, NewBulk, OutcomeRecorded};
+use crate::bulk::{Bulk, BulkState, DeviceOutcome, NewBulk, OutcomeRecorded};
 use crate::device::{Device, NewDevice};
 use crate::error::Result;
 use crate::ids::{BulkRef, DeviceId, RunId};
@@ -101,6 +101,16 @@ pub trait RunStore: Send + Sync + Debug + 'static {
 
     /// The bulk with all its outcomes, or [`Error::NotFound`](crate::Error::NotFound).
     async fn bulk(&self, bulk_ref: &BulkRef) -> Result<Bulk>;
+
+    /// The bulk's counters and `finished_at` only: what a live view polls. The default reads
+    /// the whole bulk; backends answer from the bulk's own row.
+    async fn bulk_state(&self, bulk_ref: &BulkRef) -> Result<BulkState> {
+        let bulk = self.bulk(bulk_ref).await?;
+        Ok(BulkState {
+            counters: bulk.counters,
+            finished_at: bulk.finished_at,
+        })
+    }
 
     /// The recorded outcomes of the given devices of a bulk (devices without one are left out).
     async fn device_outcomes(

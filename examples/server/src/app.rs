@@ -53,6 +53,8 @@ pub(crate) struct AppState {
     pub(crate) users: Arc<Users>,
     pub(crate) sessions: SharedSessions,
     pub(crate) secure_cookies: bool,
+    /// How long a live bulk stream stays quiet before it checks the store.
+    pub(crate) resync_after: std::time::Duration,
 }
 
 /// The web app and its (not yet started) job runner.
@@ -95,8 +97,17 @@ impl App {
             users: Arc::new(parts.users),
             sessions: SharedSessions::default(),
             secure_cookies: parts.secure_cookies,
+            resync_after: live::RESYNC_AFTER,
         };
         Ok(Self { state, runner })
+    }
+
+    /// How long a live bulk stream (`/bulk/{ref}/events`) waits without an event before it
+    /// asks the store where the bulk stands and re-sends the snapshot if events were missed
+    /// (default 10 s).
+    pub fn with_live_resync(mut self, after: std::time::Duration) -> Self {
+        self.state.resync_after = after.max(std::time::Duration::from_millis(10));
+        self
     }
 
     /// The job runner; call [`Runner::start`] to run jobs in this process.

@@ -4,17 +4,21 @@
 //! and sends it, then follows the subscription: whatever happens between the page render, the
 //! subscription and the snapshot is in the snapshot or in the stream (the browser ignores
 //! what it already has), so nothing is missed and a reload is always safe. A subscriber that
-//! lagged re-reads the snapshot.
+//! lagged re-reads the snapshot. A bulk stream that has been quiet for [`RESYNC_AFTER`] asks
+//! the store where the bulk stands and re-sends the snapshot if outcomes arrived that the
+//! stream never announced: an event the publisher never sent (a worker killed between storing
+//! an outcome and publishing it) cannot leave a page stale, or waiting forever for a summary.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::StreamExt;
 use netauto_core::{
-    Bulk, BulkEvent, BulkRef, FeedItem, ProgressEvent, Run, RunEvent, RunId, RunStore,
+    Bulk, BulkEvent, BulkRef, DeviceId, FeedItem, ProgressEvent, Run, RunEvent, RunId, RunStore,
     Subscription, run_topic,
 };
 use serde::Deserialize;
@@ -57,12 +61,56 @@ fn snapshot(bulk: &Bulk) -> Event {
     )
 }
 
+/// How long a bulk stream waits without an event before it checks the store.
+pub(crate) const RESYNC_AFTER: Duration = Duration::from_secs(10);
+
 struct BulkFollow {
     sub: Subscription,
     store: Arc<dyn RunStore>,
     bulk_ref: BulkRef,
     pending: Option<Event>,
     done: bool,
+    /// Devices whose outcome this stream has sent.
+    sent: HashSet<DeviceId>,
+    resync_after: Duration,
+}
+
+impl BulkFollow {
+    /// The snapshot of `bulk`, remembering what it sends.
+    fn snapshot(&mut self, bulk: &Bulk) {
+        self.sent = bulk.outcomes.keys().copied().collect();
+        self.pending = Some(snapshot(bulk));
+        self.done = bulk.finished_at.is_some();
+    }
+
+    /// After a quiet spell: the snapshot again if the store knows outcomes (or the end) this
+    /// stream never sent. `false` if the store failed.
+    async fn resync(&mut self) -> bool {
+        match self.store.bulk_state(&self.bulk_ref).await {
+            Ok(state) => {
+                let recorded = state.counters.ok + state.counters.failed;
+                if recorded == self.sent.len() as u64 && state.finished_at.is_none() {
+                    return true;
+                }
+            }
+            Err(e) => {
+                // Keep following: the feed itself may be fine.
+                tracing::warn!(error = %e, "bulk state check failed");
+                return true;
+            }
+        }
+        match self.store.bulk(&self.bulk_ref).await {
+            Ok(bulk) => {
+                tracing::info!(bulk_ref = %self.bulk_ref, "bulk stream missed events; re-sent the snapshot");
+                self.snapshot(&bulk);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "bulk snapshot after a quiet spell failed; closing the stream");
+                false
+            }
+        }
+    }
 }
 
 /// GET /bulk/{ref}/events: `snapshot`, then `progress` per device, then one `summary`.
@@ -74,13 +122,16 @@ pub(crate) async fn bulk_events(
     let bulk_ref = parse_ref(&raw)?;
     let sub = state.progress.subscribe(&bulk_ref.topic()).await;
     let bulk = state.store.bulk(&bulk_ref).await?;
-    let follow = BulkFollow {
+    let mut follow = BulkFollow {
         sub,
         store: state.store.clone(),
         bulk_ref,
-        pending: Some(snapshot(&bulk)),
-        done: bulk.finished_at.is_some(),
+        pending: None,
+        done: false,
+        sent: HashSet::new(),
+        resync_after: state.resync_after,
     };
+    follow.snapshot(&bulk);
     let stream = futures_util::stream::unfold(follow, |mut f| async move {
         loop {
             if let Some(ev) = f.pending.take() {
@@ -89,7 +140,13 @@ pub(crate) async fn bulk_events(
             if f.done {
                 return None;
             }
-            match f.sub.next().await? {
+            let Ok(item) = tokio::time::timeout(f.resync_after, f.sub.next()).await else {
+                if f.resync().await {
+                    continue;
+                }
+                return None;
+            };
+            match item? {
                 FeedItem::Event(ProgressEvent::Bulk(BulkEvent::Progress {
                     device_id,
                     run_id,
@@ -98,6 +155,7 @@ pub(crate) async fn bulk_events(
                     total,
                     ..
                 })) => {
+                    f.sent.insert(device_id);
                     let data = json!({"device_id": device_id, "run_id": run_id, "status": status, "done": done, "total": total});
                     f.pending = Some(event("progress", &data));
                 }
@@ -113,10 +171,7 @@ pub(crate) async fn bulk_events(
                     f.done = true;
                 }
                 FeedItem::Lagged { .. } => match f.store.bulk(&f.bulk_ref).await {
-                    Ok(bulk) => {
-                        f.pending = Some(snapshot(&bulk));
-                        f.done = bulk.finished_at.is_some();
-                    }
+                    Ok(bulk) => f.snapshot(&bulk),
                     Err(e) => {
                         tracing::warn!(error = %e, "bulk snapshot after lag failed; closing the stream");
                         return None;

@@ -552,3 +552,50 @@ async fn a_thousand_devices_index_and_bulk_page_stay_fast() {
         "bulk page took {bulk:?}"
     );
 }
+
+#[tokio::test]
+async fn a_quiet_bulk_stream_resyncs_events_nobody_published() {
+    let t = test_app().await;
+    let app = t
+        .app
+        .clone()
+        .with_live_resync(std::time::Duration::from_millis(200));
+    let router = app.router();
+    let s = login(&router).await;
+    let form = format!(
+        "csrf={}&command=show+clock{}",
+        s.csrf,
+        ids_form(&t.devices[..2])
+    );
+    let to = location(&send(&router, s.post_form("/bulk", &form)).await);
+    let bulk_ref = BulkRef::parse(to.strip_prefix("/bulk/").unwrap()).unwrap();
+    let res = send(&router, s.get(&format!("{to}/events"))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // Both outcomes are stored but never published (as when the worker recording them is
+    // killed before it publishes): no runner runs, nothing reaches the progress feed.
+    for &device_id in &t.devices[..2] {
+        t.store
+            .record_outcome(
+                &bulk_ref,
+                netauto_core::DeviceOutcome {
+                    device_id,
+                    run_id: None,
+                    status: netauto_core::RunStatus::Error,
+                    error_kind: Some("auth".to_owned()),
+                    recorded_at: chrono::Utc::now(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+
+    let events = tokio::time::timeout(std::time::Duration::from_secs(10), body_text(res))
+        .await
+        .expect("a quiet stream re-reads the bulk, finds it finished and ends");
+    assert_eq!(events.matches("event: snapshot").count(), 2, "{events}");
+    assert_eq!(events.matches("event: progress").count(), 0, "{events}");
+    let last = events.rsplit("event: snapshot\n").next().unwrap();
+    assert!(last.contains("\"finished\":true"), "{events}");
+    assert!(last.contains("\"failed\":2"), "{events}");
+}

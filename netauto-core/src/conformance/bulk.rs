@@ -8,8 +8,8 @@ use tokio::task::JoinSet;
 
 use super::{Backend, at, devices, new_run};
 use crate::{
-    BulkCounters, BulkRef, Conflict, DeviceId, DeviceOutcome, Enqueued, Error, JobFilter, NewBulk,
-    NewJob, RunId, RunStatus,
+    BulkCounters, BulkRef, BulkState, Conflict, DeviceId, DeviceOutcome, Enqueued, Error,
+    JobFilter, NewBulk, NewJob, RunId, RunStatus,
 };
 
 fn new_bulk(bulk_ref: &BulkRef, device_ids: &[DeviceId]) -> NewBulk {
@@ -121,7 +121,7 @@ pub async fn create_bulk_is_atomic(b: &Backend) {
 }
 
 /// 100 devices, each recorded twice from 16 concurrent tasks: 100 calls record, exactly one
-/// completes the bulk, and the counters always add up.
+/// completes the bulk, and the counters always add up; `bulk_state` agrees with `bulk`.
 pub async fn record_outcome_completes_exactly_once(b: &Backend) {
     let ids = devices(b, "crowd", 100).await;
     let r = BulkRef::generate();
@@ -129,6 +129,17 @@ pub async fn record_outcome_completes_exactly_once(b: &Backend) {
         .create_bulk(new_bulk(&r, &ids), Vec::new(), at(0))
         .await
         .expect("create_bulk");
+    assert_eq!(
+        b.store.bulk_state(&r).await.expect("bulk_state"),
+        BulkState {
+            counters: BulkCounters::new(100),
+            finished_at: None
+        }
+    );
+    assert!(matches!(
+        b.store.bulk_state(&BulkRef::generate()).await,
+        Err(Error::NotFound { .. })
+    ));
     let status = |i: usize| {
         if i.is_multiple_of(3) {
             RunStatus::Timeout
@@ -197,6 +208,14 @@ pub async fn record_outcome_completes_exactly_once(b: &Backend) {
         "the completing call sets finished_at"
     );
     assert_eq!(bulk.outcomes.len(), 100);
+    assert_eq!(
+        b.store.bulk_state(&r).await.expect("bulk_state"),
+        BulkState {
+            counters: bulk.counters,
+            finished_at: bulk.finished_at
+        },
+        "bulk_state agrees with bulk"
+    );
     assert_eq!(
         bulk.outcomes[&ids[3]],
         outcome(ids[3], None, RunStatus::Timeout, 5)

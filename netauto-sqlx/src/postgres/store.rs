@@ -10,9 +10,9 @@ use netauto_core::retention::{
 };
 use netauto_core::validation::dedup_ids;
 use netauto_core::{
-    Bulk, BulkCounters, BulkRef, ChunkAppended, Conflict, Device, DeviceId, DeviceOutcome,
-    Enqueued, Error, NewBulk, NewDevice, NewJob, NewRun, OutcomeRecorded, OutputStream, Result,
-    Run, RunChunk, RunFinish, RunId, RunStatus, RunStore, ValidationError,
+    Bulk, BulkCounters, BulkRef, BulkState, ChunkAppended, Conflict, Device, DeviceId,
+    DeviceOutcome, Enqueued, Error, NewBulk, NewDevice, NewJob, NewRun, OutcomeRecorded,
+    OutputStream, Result, Run, RunChunk, RunFinish, RunId, RunStatus, RunStore, ValidationError,
 };
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -400,6 +400,19 @@ impl RunStore for PgRunStore {
             outcomes: BTreeMap::new(),
         };
         Ok((created, enqueued))
+    }
+
+    async fn bulk_state(&self, bulk_ref: &BulkRef) -> Result<BulkState> {
+        let row = sqlx::query("SELECT total, ok, failed, finished_at FROM bulks WHERE ref = $1")
+            .bind(bulk_ref.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| Error::bulk_not_found(bulk_ref))?;
+        Ok(BulkState {
+            counters: counters(&row)?,
+            finished_at: row.try_get("finished_at").map_err(db)?,
+        })
     }
 
     async fn bulk(&self, bulk_ref: &BulkRef) -> Result<Bulk> {

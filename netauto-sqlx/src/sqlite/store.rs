@@ -10,9 +10,9 @@ use netauto_core::retention::{
 };
 use netauto_core::validation::dedup_ids;
 use netauto_core::{
-    Bulk, BulkCounters, BulkRef, ChunkAppended, Conflict, Device, DeviceId, DeviceOutcome,
-    Enqueued, Error, NewBulk, NewDevice, NewJob, NewRun, OutcomeRecorded, OutputStream, Result,
-    Run, RunChunk, RunFinish, RunId, RunStatus, RunStore, ValidationError,
+    Bulk, BulkCounters, BulkRef, BulkState, ChunkAppended, Conflict, Device, DeviceId,
+    DeviceOutcome, Enqueued, Error, NewBulk, NewDevice, NewJob, NewRun, OutcomeRecorded,
+    OutputStream, Result, Run, RunChunk, RunFinish, RunId, RunStatus, RunStore, ValidationError,
 };
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -416,6 +416,27 @@ impl RunStore for SqliteRunStore {
             outcomes: BTreeMap::new(),
         };
         Ok((created, enqueued))
+    }
+
+    async fn bulk_state(&self, bulk_ref: &BulkRef) -> Result<BulkState> {
+        let row = sqlx::query("SELECT total, ok, failed, finished_at FROM bulks WHERE ref = ?")
+            .bind(bulk_ref.as_str())
+            .fetch_optional(&self.db.reader)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| Error::bulk_not_found(bulk_ref))?;
+        let total = row.try_get::<i64, _>("total").map_err(db)? as u64;
+        let ok = row.try_get::<i64, _>("ok").map_err(db)? as u64;
+        let failed = row.try_get::<i64, _>("failed").map_err(db)? as u64;
+        Ok(BulkState {
+            counters: BulkCounters {
+                total,
+                ok,
+                failed,
+                pending: total - ok - failed,
+            },
+            finished_at: opt_from_micros(row.try_get("finished_at").map_err(db)?),
+        })
     }
 
     async fn bulk(&self, bulk_ref: &BulkRef) -> Result<Bulk> {
