@@ -997,6 +997,8 @@ struct CutOff {
     inner: Arc<dyn JobQueue>,
     down: std::sync::atomic::AtomicBool,
     outage: Outage,
+    /// Claims answer leases that already ran out (a claim slower than the lease).
+    stale_claims: bool,
 }
 
 #[async_trait]
@@ -1016,7 +1018,13 @@ impl JobQueue for CutOff {
         req: &ClaimRequest,
         now: DateTime<Utc>,
     ) -> netauto_core::Result<Vec<Job>> {
-        self.inner.claim(req, now).await
+        let mut jobs = self.inner.claim(req, now).await?;
+        if self.stale_claims {
+            for j in &mut jobs {
+                j.lease_expires_at = Some(now - TimeDelta::seconds(1));
+            }
+        }
+        Ok(jobs)
     }
     async fn heartbeat(
         &self,
@@ -1132,6 +1140,7 @@ async fn an_attempt_that_cannot_renew_its_lease_stops_before_it_expires(outage: 
         inner: queue.clone(),
         down: std::sync::atomic::AtomicBool::new(false),
         outage,
+        stale_claims: false,
     });
     let node_a = Runner::new(cut.clone(), WorkerRegistry::new().with(worker.clone())).with_config(
         RunnerConfig {
@@ -1215,4 +1224,33 @@ async fn an_attempt_whose_heartbeats_fail_stops_before_its_lease_expires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attempt_whose_heartbeats_hang_stops_before_its_lease_expires() {
     an_attempt_that_cannot_renew_its_lease_stops_before_it_expires(Outage::Hanging).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_whose_claim_already_expired_stops_at_once() {
+    let (_, queue) = new_queue();
+    let worker = Exclusive::default();
+    let stale = Arc::new(CutOff {
+        inner: queue.clone(),
+        down: std::sync::atomic::AtomicBool::new(false),
+        outage: Outage::Refused,
+        stale_claims: true,
+    });
+    let node =
+        Runner::new(stale, WorkerRegistry::new().with(worker.clone())).with_config(RunnerConfig {
+            lease: Duration::from_secs(30),
+            heartbeat_every: Duration::from_secs(5),
+            ..config("node-a", default_queue(5))
+        });
+    enqueue(
+        &*queue,
+        Exclusive::new_job(&NoArgs::default()).unwrap(),
+        Utc::now(),
+    )
+    .await;
+    assert_eq!(node.tick().await.unwrap().claimed, 1);
+    // Not after the 25 s the lease would leave, had it been fresh: a rescuer may already
+    // own the job.
+    assert!(node.wait_idle(SOON).await, "the attempt kept running");
+    assert_eq!(node.stats().lease_lost, 1, "{:?}", node.stats());
 }

@@ -106,10 +106,14 @@ async fn attempt_job(
     // heartbeats keep failing (the database is unreachable, say), the attempt stops itself
     // `margin` before that deadline, so a node that rescues the job once it expires never
     // runs it beside this one.
-    let claimed_for = job
-        .lease_expires_at
-        .and_then(|until| (until - clock.now()).to_std().ok())
-        .map_or(lease.lease, |left| left.min(lease.lease));
+    // A claim whose lease already ran out (a claim that took longer than the lease) holds
+    // nothing: the attempt stops at once rather than run beside a rescuer.
+    let claimed_for = job.lease_expires_at.map_or(lease.lease, |until| {
+        (until - clock.now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(lease.lease)
+    });
     let (secured_tx, mut secured) =
         tokio::sync::watch::channel(tokio::time::Instant::now() + claimed_for);
     let (stop, mut stopped) = tokio::sync::watch::channel(());

@@ -287,6 +287,8 @@ impl Runner {
         }
 
         let lease = chrono::Duration::from_std(inner.config.lease).unwrap_or(chrono::Duration::MAX);
+        // Cron, rescue and prune may have taken a while: leases start from now.
+        let now = inner.clock.now();
         for (queue, limit) in inner.config.queues.iter() {
             let free = limit.saturating_sub(self.in_flight(queue));
             if free == 0 {

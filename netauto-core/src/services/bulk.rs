@@ -219,9 +219,10 @@ impl BulkJob {
 
     /// Records a device's outcome, then announces it (and the bulk's Summary when it was the
     /// last). Once the outcome is stored a retry skips the device, so an attempt stopped
-    /// between the two (lease lost, timeout, shutdown) would lose its Progress, or the bulk's
-    /// one Summary, for good: the pair runs on a task of its own, which stopping the attempt
-    /// does not cancel.
+    /// between the two (lease lost, timeout, released at shutdown) would lose its Progress, or
+    /// the bulk's one Summary, for good: the pair runs on a task of its own, which stopping the
+    /// attempt does not cancel. (A process that exits, or is killed, right then still loses
+    /// them; live pages recover from the store.)
     async fn record(&self, args: &BulkArgs, outcome: DeviceOutcome) -> Result<()> {
         let network = self.network.clone();
         let bulk_ref = args.bulk_ref.clone();

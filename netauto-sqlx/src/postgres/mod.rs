@@ -79,8 +79,11 @@ impl PgBackend {
         Ok(Self::from_pool(pool))
     }
 
-    /// Wraps an existing pool (leases are renewed on 2 more connections with its options,
-    /// opened when first needed).
+    /// Wraps an existing pool. Leases are renewed on 2 more connections made with the pool's
+    /// connect options (opened when first needed; count them against the server's
+    /// `max_connections`). Settings the pool applies outside its connect options (an
+    /// `after_connect` hook running `SET ROLE`, say) do not reach them: put such settings in
+    /// the options (`options([("search_path", …)])`) instead.
     pub fn from_pool(pool: PgPool) -> Self {
         let lease_pool = PgPoolOptions::new()
             .max_connections(LEASE_POOL_SIZE)
