@@ -179,15 +179,25 @@ impl KnownHosts {
     /// [`HostKeyCheck::Changed`]).
     pub fn check(&self, host: &str, port: u16, key: &PublicKey) -> HostKeyCheck {
         let name = host_entry_name(host, port);
-        let mut recorded: Vec<PublicKey> = self
+        let in_memory = self
             .inner
             .memory
             .lock()
             .ok()
-            .and_then(|m| m.get(&name).cloned())
-            .unwrap_or_default();
+            .and_then(|m| m.get(&name).cloned());
+        self.check_against(in_memory.as_deref(), &name, key)
+    }
+
+    /// [`check`](Self::check) with the keys in memory for `name` already at hand.
+    fn check_against(
+        &self,
+        in_memory: Option<&[PublicKey]>,
+        name: &str,
+        key: &PublicKey,
+    ) -> HostKeyCheck {
+        let mut recorded: Vec<PublicKey> = in_memory.map(<[_]>::to_vec).unwrap_or_default();
         if let Some(file) = &self.inner.file {
-            match file.keys_for(&name, key) {
+            match file.keys_for(name, key) {
                 FileKeys::Keys(from_file) => recorded.extend(from_file),
                 FileKeys::Missing => {}
                 FileKeys::Unusable(reason) => return HostKeyCheck::Unverifiable { reason },
@@ -206,7 +216,10 @@ impl KnownHosts {
     }
 
     /// Records `key` for `host:port`: in memory, and appended to the file if there is one
-    /// (which invalidates the cached index of the file).
+    /// (which invalidates the cached index of the file). The host is checked again under the
+    /// writer's lock: of two logins learning the same host at once, the second finds the
+    /// first's key (the same key: nothing to record; another key of its type: refused as a
+    /// changed key, so a man in the middle racing the real device is never trusted too).
     pub fn learn(&self, host: &str, port: u16, key: &PublicKey) -> Result<(), NetworkError> {
         // One writer at a time: a bulk run learns many hosts concurrently.
         let mut memory = self
@@ -214,6 +227,23 @@ impl KnownHosts {
             .memory
             .lock()
             .map_err(|_| NetworkError::Protocol("known_hosts lock poisoned".to_owned()))?;
+        let name = host_entry_name(host, port);
+        let refused = |expected: String| NetworkError::HostKey {
+            host: format!("{host}:{port}"),
+            expected,
+            actual: fingerprint(key),
+        };
+        match self.check_against(memory.get(&name).map(Vec::as_slice), &name, key) {
+            HostKeyCheck::Unknown => {}
+            HostKeyCheck::Trusted => return Ok(()),
+            HostKeyCheck::Changed { expected } => return Err(refused(expected)),
+            HostKeyCheck::Revoked => return Err(refused("any key but a revoked one".to_owned())),
+            HostKeyCheck::Unverifiable { reason } => {
+                return Err(refused(format!(
+                    "a key from a readable known_hosts ({reason})"
+                )));
+            }
+        }
         if let Some(file) = &self.inner.file {
             let written =
                 russh::keys::known_hosts::learn_known_hosts_path(host, port, key, &file.path);
@@ -226,10 +256,7 @@ impl KnownHosts {
                 ))
             })?;
         }
-        memory
-            .entry(host_entry_name(host, port))
-            .or_default()
-            .push(key.clone());
+        memory.entry(name).or_default().push(key.clone());
         Ok(())
     }
 
@@ -666,10 +693,12 @@ impl Part {
             if line.starts_with('#') {
                 continue;
             }
-            if let Some(rest) = line.strip_prefix("@revoked ") {
-                // `@revoked <hosts> <type> <base64>`: an unparsable key revokes nothing
-                // (there is nothing to compare), like an unparsable key trusts nothing.
-                let mut fields = rest.split_whitespace();
+            let mut words = line.split_whitespace();
+            if words.next() == Some("@revoked") {
+                // `@revoked <hosts> <type> <base64>` (any blanks, as OpenSSH reads it): an
+                // unparsable key revokes nothing (there is nothing to compare), like an
+                // unparsable key trusts nothing.
+                let mut fields = words;
                 if let (Some(_hosts), Some(_type), Some(key)) =
                     (fields.next(), fields.next(), fields.next())
                     && let Ok(key) = russh::keys::parse_public_key_base64(key)
@@ -1158,6 +1187,48 @@ mod tests {
     }
 
     #[test]
+    fn two_logins_learning_one_host_at_once_record_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let known = KnownHosts::with_file(HostsFile::new(path.clone(), Duration::ZERO));
+        for round in 0..20u8 {
+            let host = format!("h{round}");
+            let start = std::sync::Barrier::new(2);
+            // The device and a man in the middle answer two logins at the same time.
+            let results: Vec<_> = std::thread::scope(|s| {
+                let handles: Vec<_> = [ed(100), ed(200)]
+                    .into_iter()
+                    .map(|key| {
+                        let (known, host, start) = (known.clone(), host.clone(), &start);
+                        s.spawn(move || {
+                            start.wait();
+                            HostKeyPolicy::AcceptNew(known).verify(&host, 22, &key)
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert_eq!(
+                results.iter().filter(|r| r.is_ok()).count(),
+                1,
+                "round {round}: {results:?}"
+            );
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(
+                text.lines()
+                    .filter(|l| l.starts_with(&format!("{host} ")))
+                    .count(),
+                1,
+                "round {round}: {text}"
+            );
+            // Learning the same key again records nothing more.
+            let winner = if results[0].is_ok() { ed(100) } else { ed(200) };
+            known.learn(&host, 22, &winner).unwrap();
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        }
+    }
+
+    #[test]
     fn a_revoked_key_is_refused_everywhere() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("known_hosts");
@@ -1182,6 +1253,11 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
         policy.verify("c", 22, &ed(3)).unwrap();
         assert_eq!(known.check("c", 22, &ed(3)), HostKeyCheck::Trusted);
+
+        // Leading blanks and tabs, as OpenSSH accepts them.
+        text += &format!("  @revoked\t*\tssh-ed25519\t{}\n", base64_key(&ed(2)));
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(known.check("b", 22, &ed(2)), HostKeyCheck::Revoked);
 
         // Un-revoked when the line goes.
         std::fs::write(&path, line("a", &ed(1))).unwrap();
