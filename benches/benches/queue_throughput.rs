@@ -104,8 +104,14 @@ impl Tidy<'_> {
         const PRUNE: &str = "DELETE FROM jobs WHERE state = 'completed'";
         match self {
             Self::None => {}
+            // Then the write-back of that housekeeping, so it does not land in the next
+            // measurement: a WAL checkpoint, and (if the role may) a server checkpoint.
             Self::Sqlite(pool) => {
                 sqlx::raw_sql(PRUNE).execute(pool).await.expect("prune");
+                sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(pool)
+                    .await
+                    .expect("checkpoint");
             }
             Self::Postgres(pool) => {
                 sqlx::raw_sql(PRUNE).execute(pool).await.expect("prune");
@@ -113,6 +119,7 @@ impl Tidy<'_> {
                     .execute(pool)
                     .await
                     .expect("vacuum");
+                let _ = sqlx::raw_sql("CHECKPOINT").execute(pool).await;
             }
         }
     }

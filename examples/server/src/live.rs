@@ -93,6 +93,8 @@ impl BulkFollow {
                     return true;
                 }
             }
+            // Gone (deleted): nothing more will happen.
+            Err(netauto_core::Error::NotFound { .. }) => return false,
             Err(e) => {
                 // Keep following: the feed itself may be fine.
                 tracing::warn!(error = %e, "bulk state check failed");
