@@ -228,21 +228,9 @@ impl KnownHosts {
             .lock()
             .map_err(|_| NetworkError::Protocol("known_hosts lock poisoned".to_owned()))?;
         let name = host_entry_name(host, port);
-        let refused = |expected: String| NetworkError::HostKey {
-            host: format!("{host}:{port}"),
-            expected,
-            actual: fingerprint(key),
-        };
-        match self.check_against(memory.get(&name).map(Vec::as_slice), &name, key) {
-            HostKeyCheck::Unknown => {}
-            HostKeyCheck::Trusted => return Ok(()),
-            HostKeyCheck::Changed { expected } => return Err(refused(expected)),
-            HostKeyCheck::Revoked => return Err(refused("any key but a revoked one".to_owned())),
-            HostKeyCheck::Unverifiable { reason } => {
-                return Err(refused(format!(
-                    "a key from a readable known_hosts ({reason})"
-                )));
-            }
+        let check = self.check_against(memory.get(&name).map(Vec::as_slice), &name, key);
+        if judge(check, host, port, key)? {
+            return Ok(());
         }
         if let Some(file) = &self.inner.file {
             let written =
@@ -774,68 +762,81 @@ impl HostKeyPolicy {
                 );
                 Ok(())
             }
-            Self::Strict(known) | Self::AcceptNew(known) => match known.check(host, port, key) {
-                HostKeyCheck::Trusted => Ok(()),
-                HostKeyCheck::Changed { expected } => {
-                    tracing::error!(
-                        event = "netauto.ssh.host_key_changed",
-                        host = %name,
-                        expected = %expected,
-                        actual = %actual,
-                        "SSH host key CHANGED"
-                    );
+            Self::Strict(known) => {
+                if judge(known.check(host, port, key), host, port, key)? {
+                    Ok(())
+                } else {
                     Err(NetworkError::HostKey {
-                        host: name,
-                        expected,
-                        actual,
-                    })
-                }
-                HostKeyCheck::Unverifiable { reason } => {
-                    tracing::error!(
-                        event = "netauto.ssh.host_key_unverifiable",
-                        host = %name,
-                        actual = %actual,
-                        reason = %reason,
-                        "cannot verify the SSH host key: known_hosts cannot vouch for this host"
-                    );
-                    Err(NetworkError::HostKey {
-                        host: name,
-                        expected: format!("a key from a readable known_hosts ({reason})"),
-                        actual,
-                    })
-                }
-                HostKeyCheck::Revoked => {
-                    tracing::error!(
-                        event = "netauto.ssh.host_key_revoked",
-                        host = %name,
-                        actual = %actual,
-                        "SSH host key is REVOKED in known_hosts"
-                    );
-                    Err(NetworkError::HostKey {
-                        host: name,
-                        expected: "any key but a revoked one".to_owned(),
-                        actual,
-                    })
-                }
-                HostKeyCheck::Unknown => match self {
-                    Self::AcceptNew(known) => {
-                        tracing::info!(
-                            event = "netauto.ssh.host_key_learned",
-                            host = %name,
-                            fingerprint = %actual,
-                            "recording new SSH host key"
-                        );
-                        known.learn(host, port, key)
-                    }
-                    _ => Err(NetworkError::HostKey {
                         host: name,
                         expected: "none".to_owned(),
                         actual,
-                    }),
-                },
-            },
+                    })
+                }
+            }
+            Self::AcceptNew(known) => {
+                if judge(known.check(host, port, key), host, port, key)? {
+                    return Ok(());
+                }
+                tracing::info!(
+                    event = "netauto.ssh.host_key_learned",
+                    host = %name,
+                    fingerprint = %actual,
+                    "recording new SSH host key"
+                );
+                known.learn(host, port, key)
+            }
         }
     }
+}
+
+/// What a check means for a login: `Ok(true)` trusted, `Ok(false)` unknown (strict refuses
+/// it, accept-new learns it), and the logged [`NetworkError::HostKey`] for a key that is
+/// refused whatever the policy (changed, revoked, or unverifiable).
+fn judge(
+    check: HostKeyCheck,
+    host: &str,
+    port: u16,
+    key: &PublicKey,
+) -> Result<bool, NetworkError> {
+    let (name, actual) = (format!("{host}:{port}"), fingerprint(key));
+    let expected = match check {
+        HostKeyCheck::Trusted => return Ok(true),
+        HostKeyCheck::Unknown => return Ok(false),
+        HostKeyCheck::Changed { expected } => {
+            tracing::error!(
+                event = "netauto.ssh.host_key_changed",
+                host = %name,
+                expected = %expected,
+                actual = %actual,
+                "SSH host key CHANGED"
+            );
+            expected
+        }
+        HostKeyCheck::Unverifiable { reason } => {
+            tracing::error!(
+                event = "netauto.ssh.host_key_unverifiable",
+                host = %name,
+                actual = %actual,
+                reason = %reason,
+                "cannot verify the SSH host key: known_hosts cannot vouch for this host"
+            );
+            format!("a key from a readable known_hosts ({reason})")
+        }
+        HostKeyCheck::Revoked => {
+            tracing::error!(
+                event = "netauto.ssh.host_key_revoked",
+                host = %name,
+                actual = %actual,
+                "SSH host key is REVOKED in known_hosts"
+            );
+            "any key but a revoked one".to_owned()
+        }
+    };
+    Err(NetworkError::HostKey {
+        host: name,
+        expected,
+        actual,
+    })
 }
 
 #[cfg(test)]

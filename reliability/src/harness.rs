@@ -180,6 +180,7 @@ impl Proc {
         let deadline = tokio::time::Instant::now() + timeout;
         while tokio::time::Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the reader thread drain the pipe.
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 return status.success();
             }
@@ -208,17 +209,7 @@ impl Proc {
             .arg("-TERM")
             .arg(self.pid().to_string())
             .status();
-        let deadline = tokio::time::Instant::now() + timeout;
-        while tokio::time::Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                // Let the reader thread drain the pipe.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                return status.success();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        self.kill9();
-        false
+        self.wait_exit(timeout).await
     }
 }
 

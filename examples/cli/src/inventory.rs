@@ -280,7 +280,9 @@ fn shown(value: &str) -> String {
     }
 }
 
-const CSV_COLUMNS: [&str; 8] = [
+/// The columns a CSV inventory may name in its header (`name`, `host`, `platform` and
+/// `username` are required).
+pub const CSV_COLUMNS: [&str; 8] = [
     "name",
     "host",
     "port",

@@ -704,19 +704,8 @@ fn check_all_formats(text: &str) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-const COLUMNS: [&str; 8] = [
-    "name",
-    "host",
-    "port",
-    "platform",
-    "username",
-    "credential_ref",
-    "tags",
-    "site",
-];
-
 fn columns() -> impl Strategy<Value = Vec<&'static str>> {
-    Just(COLUMNS.to_vec()).prop_shuffle()
+    Just(inventory::CSV_COLUMNS.to_vec()).prop_shuffle()
 }
 
 /// A valid file: (devices, writer, rendered).

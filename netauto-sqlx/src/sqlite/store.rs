@@ -92,6 +92,19 @@ fn footprint_from_row(r: &SqliteRow) -> Result<RunFootprint> {
     })
 }
 
+/// The counters of a `bulks` row.
+fn counters(r: &SqliteRow) -> Result<BulkCounters> {
+    let total = r.try_get::<i64, _>("total").map_err(db)? as u64;
+    let ok = r.try_get::<i64, _>("ok").map_err(db)? as u64;
+    let failed = r.try_get::<i64, _>("failed").map_err(db)? as u64;
+    Ok(BulkCounters {
+        total,
+        ok,
+        failed,
+        pending: total - ok - failed,
+    })
+}
+
 fn outcome_from_row(r: &SqliteRow) -> Result<DeviceOutcome> {
     let st: String = r.try_get("status").map_err(db)?;
     Ok(DeviceOutcome {
@@ -425,16 +438,8 @@ impl RunStore for SqliteRunStore {
             .await
             .map_err(db)?
             .ok_or_else(|| Error::bulk_not_found(bulk_ref))?;
-        let total = row.try_get::<i64, _>("total").map_err(db)? as u64;
-        let ok = row.try_get::<i64, _>("ok").map_err(db)? as u64;
-        let failed = row.try_get::<i64, _>("failed").map_err(db)? as u64;
         Ok(BulkState {
-            counters: BulkCounters {
-                total,
-                ok,
-                failed,
-                pending: total - ok - failed,
-            },
+            counters: counters(&row)?,
             finished_at: opt_from_micros(row.try_get("finished_at").map_err(db)?),
         })
     }
@@ -465,21 +470,13 @@ impl RunStore for SqliteRunStore {
                 outcomes.insert(o.device_id, o);
             }
         }
-        let total = row.try_get::<i64, _>("total").map_err(db)? as u64;
-        let ok = row.try_get::<i64, _>("ok").map_err(db)? as u64;
-        let failed = row.try_get::<i64, _>("failed").map_err(db)? as u64;
         Ok(Bulk {
             bulk_ref: bulk_ref.clone(),
             command: row.try_get("command").map_err(db)?,
             requested_by: row.try_get("requested_by").map_err(db)?,
             device_ids,
             created_at: from_micros(row.try_get("created_at").map_err(db)?),
-            counters: BulkCounters {
-                total,
-                ok,
-                failed,
-                pending: total - ok - failed,
-            },
+            counters: counters(&row)?,
             finished_at: opt_from_micros(row.try_get("finished_at").map_err(db)?),
             outcomes,
         })
@@ -590,15 +587,7 @@ impl RunStore for SqliteRunStore {
             }
         }
         tx.commit().await.map_err(db)?;
-        let total = row.try_get::<i64, _>("total").map_err(db)? as u64;
-        let ok = row.try_get::<i64, _>("ok").map_err(db)? as u64;
-        let failed = row.try_get::<i64, _>("failed").map_err(db)? as u64;
-        let counters = BulkCounters {
-            total,
-            ok,
-            failed,
-            pending: total - ok - failed,
-        };
+        let counters = counters(&row)?;
         Ok(OutcomeRecorded {
             counters,
             newly_recorded: newly,
