@@ -18,21 +18,28 @@
 //!   by [`KnownHosts::learn`]) parses only the new lines;
 //! * [`KnownHosts::learn`] (accept-new) invalidates the cache after it writes to the file.
 //!
-//! What the file means is what it meant before the cache (russh's `known_host_keys_path`):
-//! lines starting with `#` are comments; fields are separated by single spaces; the first
-//! field is a comma-separated list of names, each either `host` / `[host]:port` compared
-//! literally or a hashed `|1|salt|hash`; the third field is the key. Patterns (`*`, `?`,
-//! `!host`) are compared literally, and `@cert-authority` lines name no host (certificates
-//! are not supported). Unlike russh, `@revoked <hosts> <type> <key>` lines are honoured: the
-//! key is refused for every host ([`HostKeyCheck::Revoked`]), under either policy and
-//! whatever other lines say, so accept-new never learns it. When the
-//! file is missing or cannot be read (an I/O error, or bytes that are not UTF-8), or when a
-//! line naming the host has a key that does not parse, the file vouches for nothing for
-//! that check ([`HostKeyCheck::Unverifiable`]): the login is refused under either policy,
-//! since accept-new would otherwise record whatever key the device presents (a missing file
-//! is different: accept-new creates it). A failed read also drops the cached index: a key removed from the file is
-//! never trusted from an old copy; the read is retried at the next check, and the failure is
-//! logged once (`netauto.ssh.known_hosts_unreadable`).
+//! Lines are split into fields as OpenSSH splits them (russh's `known_host_keys_path` split
+//! on single spaces only): fields are separated by runs of spaces and tabs, leading blanks
+//! are skipped, and a line whose first field starts with `#` is a comment. The first field
+//! is a comma-separated list of names, each either `host` / `[host]:port` compared literally
+//! or a hashed `|1|salt|hash`; then come the key type and the base64 key (anything after it
+//! is a comment). Patterns (`*`, `?`, `!host`) are compared literally; `@cert-authority`
+//! lines name no host (certificates are not supported) and a line with any other `@` marker
+//! is skipped, as OpenSSH skips it.
+//!
+//! A host with any key recorded (in the file or in memory) is known: a presented key of a
+//! type no recorded key of that host has (an `ecdsa-sha2-nistp256` key where `ssh-ed25519`
+//! is recorded) is refused under either policy ([`HostKeyCheck::OtherKeyType`]) and never
+//! learned by accept-new. Unlike russh, `@revoked <hosts> <type> <key>` lines are honoured:
+//! the key is refused for every host ([`HostKeyCheck::Revoked`]), under either policy and
+//! whatever other lines say, so accept-new never learns it. When the file is missing or
+//! cannot be read (an I/O error, or bytes that are not UTF-8), or when a line naming the
+//! host has a key that does not parse, the file vouches for nothing for that check
+//! ([`HostKeyCheck::Unverifiable`]): the login is refused under either policy, since
+//! accept-new would otherwise record whatever key the device presents (a missing file is
+//! different: accept-new creates it). A failed read also drops the cached index: a key
+//! removed from the file is never trusted from an old copy; the read is retried at the next
+//! check, and the failure is logged once (`netauto.ssh.known_hosts_unreadable`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -55,8 +62,9 @@ pub enum HostKeyPolicy {
     /// Only keys already in [`KnownHosts`] are accepted; an unknown host or a changed key is a
     /// [`NetworkError::HostKey`]. The default.
     Strict(KnownHosts),
-    /// Trust on first use: an unknown host's key is recorded (and written to the known_hosts
-    /// file, if any); a *changed* key is still a hard [`NetworkError::HostKey`].
+    /// Trust on first use: the key of a host with no key recorded is recorded (and written to
+    /// the known_hosts file, if any); a *changed* key, or a key of another type than those
+    /// recorded for the host, is still a hard [`NetworkError::HostKey`].
     AcceptNew(KnownHosts),
     /// Accept every key. For labs only: every connection logs a warning.
     AcceptAny,
@@ -118,7 +126,7 @@ enum FileKeys {
 pub enum HostKeyCheck {
     /// The key is known for this host.
     Trusted,
-    /// Nothing is known about this host (for this key type).
+    /// No key at all is recorded for this host (of any type).
     Unknown,
     /// A different key of the same type is recorded: possible man in the middle.
     Changed {
@@ -136,6 +144,15 @@ pub enum HostKeyCheck {
     /// The key is on an `@revoked` line of the known_hosts file: refused for every host,
     /// whatever else the file says.
     Revoked,
+    /// The host is known, but only by keys of other types (say an `ssh-ed25519` key is
+    /// recorded and the device presents `ecdsa-sha2-nistp256`): refused like a changed key,
+    /// under either policy, and never learned (a man in the middle could otherwise pick an
+    /// algorithm nothing is recorded for).
+    OtherKeyType {
+        /// The recorded keys, each `"<algorithm> <fingerprint>"`: those in memory first, then
+        /// the file's in file order.
+        recorded: Vec<String>,
+    },
 }
 
 impl KnownHosts {
@@ -176,7 +193,9 @@ impl KnownHosts {
 
     /// Checks `key` presented by `host:port`: the keys in memory, then those of the file in
     /// file order (the first recorded key of the same type is the `expected` of
-    /// [`HostKeyCheck::Changed`]).
+    /// [`HostKeyCheck::Changed`]). A host with any key recorded is known: a key of a type
+    /// none of its recorded keys has is [`HostKeyCheck::OtherKeyType`], not
+    /// [`HostKeyCheck::Unknown`].
     pub fn check(&self, host: &str, port: u16, key: &PublicKey) -> HostKeyCheck {
         let name = host_entry_name(host, port);
         let in_memory = self
@@ -207,19 +226,31 @@ impl KnownHosts {
         if recorded.iter().any(|k| k.key_data() == key.key_data()) {
             return HostKeyCheck::Trusted;
         }
-        match recorded.iter().find(|k| k.algorithm() == key.algorithm()) {
-            Some(old) => HostKeyCheck::Changed {
+        if let Some(old) = recorded.iter().find(|k| k.algorithm() == key.algorithm()) {
+            return HostKeyCheck::Changed {
                 expected: fingerprint(old),
-            },
-            None => HostKeyCheck::Unknown,
+            };
         }
+        if recorded.is_empty() {
+            return HostKeyCheck::Unknown;
+        }
+        // Known by keys of other types only: as OpenSSH's accept-new, never learned.
+        let mut shown: Vec<String> = Vec::with_capacity(recorded.len());
+        for k in &recorded {
+            let line = format!("{} {}", k.algorithm(), fingerprint(k));
+            if !shown.contains(&line) {
+                shown.push(line);
+            }
+        }
+        HostKeyCheck::OtherKeyType { recorded: shown }
     }
 
     /// Records `key` for `host:port`: in memory, and appended to the file if there is one
     /// (which invalidates the cached index of the file). The host is checked again under the
     /// writer's lock: of two logins learning the same host at once, the second finds the
-    /// first's key (the same key: nothing to record; another key of its type: refused as a
-    /// changed key, so a man in the middle racing the real device is never trusted too).
+    /// first's key (the same key: nothing to record; any other key: refused as a changed key
+    /// or one of another type, so a man in the middle racing the real device is never
+    /// trusted too).
     pub fn learn(&self, host: &str, port: u16, key: &PublicKey) -> Result<(), NetworkError> {
         // One writer at a time: a bulk run learns many hosts concurrently.
         let mut memory = self
@@ -560,6 +591,14 @@ struct Snapshot {
     index: Option<Index>,
 }
 
+/// The fields of a known_hosts line as OpenSSH's `hostfile.c` splits them: separated by runs
+/// of spaces and tabs (leading ones skipped), the line ending (`\n` or `\r\n`) part of none.
+fn fields(line: &str) -> impl Iterator<Item = &str> {
+    line.trim_end_matches(['\n', '\r'])
+        .split([' ', '\t'])
+        .filter(|f| !f.is_empty())
+}
+
 /// The parsed entries of the file: a few parts in file order, each indexed. An append adds
 /// a part; parts are merged so that each is at least twice the size of the next one
 /// (O(log n) parts, each line copied O(log n) times over any run of appends).
@@ -666,10 +705,11 @@ impl Index {
 }
 
 impl Part {
-    /// Parses known_hosts lines as russh's `known_host_keys_path` does: `#` in the first
-    /// column starts a comment; the fields are split on single spaces; the first is the
-    /// comma-separated names, the third the base64 key, and a line without a third field
-    /// is skipped.
+    /// Parses known_hosts lines as OpenSSH splits them (see [`fields`]): a first field
+    /// starting with `#` makes a comment; `@revoked` and `@cert-authority` markers come
+    /// before the other fields (any other `@` marker voids the line); then the
+    /// comma-separated names, the key type and the base64 key (anything after it is a
+    /// comment). A line without a key field is skipped.
     fn parse(text: &str, first: usize, parsed_lines: &AtomicU64) -> Self {
         let mut part = Self {
             first,
@@ -678,27 +718,35 @@ impl Part {
         let mut lines = 0;
         for line in text.split_inclusive('\n') {
             lines += 1;
-            if line.starts_with('#') {
-                continue;
-            }
-            let mut words = line.split_whitespace();
-            if words.next() == Some("@revoked") {
-                // `@revoked <hosts> <type> <base64>` (any blanks, as OpenSSH reads it): an
-                // unparsable key revokes nothing (there is nothing to compare), like an
-                // unparsable key trusts nothing.
-                let mut fields = words;
-                if let (Some(_hosts), Some(_type), Some(key)) =
-                    (fields.next(), fields.next(), fields.next())
-                    && let Ok(key) = russh::keys::parse_public_key_base64(key)
-                {
-                    part.revoked.push(key);
-                }
-                continue;
-            }
-            let mut fields = line.split(' ');
-            let (Some(names), _, Some(key)) = (fields.next(), fields.next(), fields.next()) else {
+            let mut fields = fields(line);
+            let Some(head) = fields.next() else {
                 continue;
             };
+            if head.starts_with('#') {
+                continue;
+            }
+            let (marker, names) = match head.strip_prefix('@') {
+                Some(marker) => (Some(marker), fields.next()),
+                None => (None, Some(head)),
+            };
+            let (Some(names), Some(_type), Some(key)) = (names, fields.next(), fields.next())
+            else {
+                continue;
+            };
+            match marker {
+                None => {}
+                Some("revoked") => {
+                    // An unparsable key revokes nothing (there is nothing to compare), like
+                    // an unparsable key trusts nothing.
+                    if let Ok(key) = russh::keys::parse_public_key_base64(key) {
+                        part.revoked.push(key);
+                    }
+                    continue;
+                }
+                // `@cert-authority` (certificates are not supported) and unknown markers
+                // (OpenSSH skips the line) name no host.
+                Some(_) => continue,
+            }
             let entry = first + part.keys.len();
             part.keys
                 .push(russh::keys::parse_public_key_base64(key).ok());
@@ -831,6 +879,18 @@ fn judge(
             );
             "any key but a revoked one".to_owned()
         }
+        HostKeyCheck::OtherKeyType { recorded } => {
+            let recorded = recorded.join(", ");
+            tracing::error!(
+                event = "netauto.ssh.host_key_other_type",
+                host = %name,
+                expected = %recorded,
+                actual = %actual,
+                algorithm = %key.algorithm(),
+                "SSH host key of a type not recorded for a known host"
+            );
+            format!("{recorded} (no {} key is recorded)", key.algorithm())
+        }
     };
     Err(NetworkError::HostKey {
         host: name,
@@ -901,8 +961,12 @@ mod tests {
             .map(|found| found.into_iter().map(|(_, k)| k).collect())
     }
 
+    /// Where russh split on single spaces, the index splits as OpenSSH does (runs of blanks,
+    /// leading blanks, markers): those lines are spelled out below and in
+    /// `fields_are_split_on_runs_of_blanks_as_openssh_does`; every other line reads as
+    /// russh read it.
     #[test]
-    fn the_index_reads_the_file_exactly_as_russh_did() {
+    fn the_index_reads_the_file_as_russh_did_but_for_blanks_and_markers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("known_hosts");
         let mut text = String::new();
@@ -923,9 +987,8 @@ mod tests {
         // A key that does not parse: the file vouches for nothing for g.example.
         text += "g.example ssh-ed25519 AAAA-not-base64\n";
         text += &line("g.example", &ed(12));
-        // Two spaces: the third field is the key type, which does not parse as a key.
+        // Two spaces, tabs: russh read no key, OpenSSH (and the index) read one.
         text += &format!("h.example  ssh-ed25519 {}\n", base64_key(&ed(13)));
-        // Tabs are not separators: one field, skipped.
         text += &format!("i.example\tssh-ed25519\t{}\n", base64_key(&ed(14)));
         text += &format!("j.example ssh-ed25519 {} a comment\n", base64_key(&ed(15)));
         text += &format!("k.example ssh-ed25519 {}\r\n", base64_key(&ed(16)));
@@ -938,7 +1001,6 @@ mod tests {
 
         let known = KnownHosts::from_file(&path);
         let queries: &[(&str, u16)] = &[
-            ("a.example", 22),
             ("a.example", 2222),
             ("b.example", 22),
             ("c.example", 22),
@@ -950,14 +1012,10 @@ mod tests {
             ("!f.example", 22),
             ("f.example", 22),
             // (`@revoked` lines are honoured now: see `a_revoked_key_is_refused_everywhere`.)
-            ("@cert-authority", 22),
             ("g.example", 22),
-            ("h.example", 22),
-            ("i.example", 22),
             ("j.example", 22),
             ("k.example", 22),
             ("l.example", 22),
-            ("", 22),
             ("m.example", 22),
             ("unknown.example", 22),
         ];
@@ -965,9 +1023,15 @@ mod tests {
             let ours = file(&known).keys_opt(&host_entry_name(host, port));
             assert_eq!(ours, russh_keys(host, port, &path), "{host}:{port}");
         }
-        // The cases that matter, spelled out.
+        // Where OpenSSH and russh differ, as OpenSSH reads it: runs of blanks and leading
+        // blanks separate fields; a marker line names no host.
         let a = file(&known).keys_opt("a.example").unwrap();
-        assert_eq!(a, vec![ed(1), ed(2), sk(17)]);
+        assert_eq!(a, vec![ed(1), ed(2), sk(17), ed(18)]);
+        assert_eq!(file(&known).keys_opt("h.example"), Some(vec![ed(13)]));
+        assert_eq!(file(&known).keys_opt("i.example"), Some(vec![ed(14)]));
+        assert_eq!(file(&known).keys_opt("@cert-authority"), Some(vec![]));
+        assert_eq!(file(&known).keys_opt(""), Some(vec![]));
+        // The cases that matter, spelled out.
         assert_eq!(file(&known).keys_opt("c.example"), Some(vec![ed(4)]));
         assert_eq!(file(&known).keys_opt("d.example"), Some(vec![ed(5)]));
         assert_eq!(file(&known).keys_opt("[d.example]:2200"), Some(vec![ed(6)]));
@@ -1006,7 +1070,17 @@ mod tests {
                 expected: fp(&ed(1))
             }
         );
-        assert_eq!(known.check("a", 22, &sk(9)), HostKeyCheck::Unknown);
+        // Another type: the host is known all the same (see
+        // `a_host_with_a_key_of_another_type_is_known_and_the_key_refused`).
+        assert_eq!(
+            known.check("a", 22, &sk(9)),
+            HostKeyCheck::OtherKeyType {
+                recorded: vec![
+                    format!("ssh-ed25519 {}", fp(&ed(1))),
+                    format!("ssh-ed25519 {}", fp(&ed(2))),
+                ]
+            }
+        );
         assert_eq!(
             known.check("a", 2222, &sk(9)),
             HostKeyCheck::Changed {
@@ -1399,5 +1473,177 @@ mod tests {
                 expected: fp(&ed(2))
             }
         );
+    }
+
+    /// A host key of another type than the `ed` keys.
+    fn ecdsa() -> PublicKey {
+        PublicKey::from_openssh(
+            "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBBBPrIYvk8Hx\
+             RqfvibT41jY3hjNbboYGg+0gt4el/MuM9ssj2EaVIjQbWNj9/Ea3xZwmspNjSo0l6LHlPn0+lsM=",
+        )
+        .unwrap()
+    }
+
+    /// Yet another type.
+    fn rsa() -> PublicKey {
+        PublicKey::from_openssh(
+            "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC6uzTW9X8nz6PtBBf3yToN9I+hjynGch7n+y+OHu4OpHSO\
+             hUkdKR3m/NylEZUW50yg5zziou80CeVwaICIvFpuV4cDQe1r9WWm5oWP80Z8WyLHVIgtOmK2NKR4KzxFZl7f\
+             zgzd/cRR1L26ffwjLZp3bcQctYAsk/o882J8UWDXhw==",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_host_with_a_key_of_another_type_is_known_and_the_key_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let text = line("a", &ed(1)) + &line("[b]:2222", &ed(2)) + &line("[b]:2222", &rsa());
+        std::fs::write(&path, &text).unwrap();
+        let known = KnownHosts::with_file(HostsFile::new(path.clone(), Duration::ZERO));
+        for presented in [ecdsa(), rsa(), sk(9)] {
+            let check = known.check("a", 22, &presented);
+            assert!(
+                matches!(&check, HostKeyCheck::OtherKeyType { recorded }
+                    if recorded == &[format!("ssh-ed25519 {}", fp(&ed(1)))]),
+                "{check:?}"
+            );
+            for policy in [
+                HostKeyPolicy::AcceptNew(known.clone()),
+                HostKeyPolicy::Strict(known.clone()),
+            ] {
+                let e = policy.verify("a", 22, &presented).unwrap_err();
+                let NetworkError::HostKey {
+                    host,
+                    expected,
+                    actual,
+                } = &e
+                else {
+                    panic!("{e:?}");
+                };
+                assert_eq!(host, "a:22");
+                assert!(expected.contains(&fp(&ed(1))), "{expected}");
+                assert!(expected.contains(presented.algorithm().as_str()), "{e}");
+                assert_eq!(actual, &fp(&presented));
+                // Never learned: not in the file, not in memory.
+                assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+                assert!(matches!(
+                    known.check("a", 22, &presented),
+                    HostKeyCheck::OtherKeyType { .. }
+                ));
+            }
+        }
+        // Keys of two types recorded: a third type is refused naming both.
+        let e = HostKeyPolicy::AcceptNew(known.clone())
+            .verify("b", 2222, &ecdsa())
+            .unwrap_err();
+        assert!(e.to_string().contains(&fp(&ed(2))), "{e}");
+        assert!(e.to_string().contains(&fp(&rsa())), "{e}");
+        assert!(
+            e.to_string().contains("[b]:2222") || e.to_string().contains("b:2222"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        // Each recorded type is still trusted, and a host with no key at all still learned.
+        HostKeyPolicy::Strict(known.clone())
+            .verify("b", 2222, &rsa())
+            .unwrap();
+        HostKeyPolicy::AcceptNew(known.clone())
+            .verify("c", 22, &ecdsa())
+            .unwrap();
+        assert_eq!(known.check("c", 22, &ecdsa()), HostKeyCheck::Trusted);
+        assert!(matches!(
+            known.check("c", 22, &ed(3)),
+            HostKeyCheck::OtherKeyType { .. }
+        ));
+
+        // Keys learned in memory count too.
+        let memory = KnownHosts::new();
+        let policy = HostKeyPolicy::AcceptNew(memory.clone());
+        policy.verify("d", 22, &ed(4)).unwrap();
+        let e = policy.verify("d", 22, &ecdsa()).unwrap_err();
+        assert_eq!(e.kind(), "host_key");
+        assert!(e.to_string().contains(&fp(&ed(4))), "{e}");
+        policy.verify("d", 22, &ed(4)).unwrap();
+    }
+
+    #[test]
+    fn fields_are_split_on_runs_of_blanks_as_openssh_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let b = base64_key;
+        let mut text = String::new();
+        text += &format!("a.example  ssh-ed25519   {}\n", b(&ed(1)));
+        text += &format!("b.example\tssh-ed25519\t{}\n", b(&ed(2)));
+        text += &format!(
+            " \t c.example \t ssh-ed25519\t\t{}\t comment\there\n",
+            b(&ed(3))
+        );
+        text += &format!("\td.example,e.example ssh-ed25519 {}  \r\n", b(&ed(4)));
+        text += &format!("{}\t ssh-ed25519  {}\n", hashed("f.example", 3), b(&ed(5)));
+        text += &format!("[g.example]:2222\tssh-ed25519 {}\n", b(&ed(6)));
+        // Comments may be indented.
+        text += &format!("  # a.example ssh-ed25519 {}\n", b(&ed(7)));
+        text += &format!("\t#a.example ssh-ed25519 {}\n", b(&ed(8)));
+        // Markers with any blanks: @cert-authority names no host (certificates are not
+        // supported), an unknown marker makes the line invalid, @revoked revokes.
+        text += &format!("@cert-authority\ta.example\tssh-ed25519 {}\n", b(&ed(9)));
+        text += &format!("  @cert-authority  h.example ssh-ed25519 {}\n", b(&ed(9)));
+        text += &format!("@bogus a.example ssh-ed25519 {}\n", b(&ed(10)));
+        text += &format!("\t@revoked\t\ti.example   ssh-ed25519\t{}\n", b(&ed(11)));
+        // A key that does not parse, whatever the blanks: nothing vouched for j.
+        text += "j.example\t\tssh-ed25519\tAAAA-not-base64\n";
+        // Too few fields.
+        text += "k.example\tssh-ed25519\n";
+        text += "   \t  \n";
+        std::fs::write(&path, &text).unwrap();
+
+        let known = KnownHosts::from_file(&path);
+        let keys = |name: &str| file(&known).keys_opt(name);
+        assert_eq!(keys("a.example"), Some(vec![ed(1)]));
+        assert_eq!(keys("b.example"), Some(vec![ed(2)]));
+        assert_eq!(keys("c.example"), Some(vec![ed(3)]));
+        assert_eq!(keys("d.example"), Some(vec![ed(4)]));
+        assert_eq!(keys("e.example"), Some(vec![ed(4)]));
+        assert_eq!(keys("f.example"), Some(vec![ed(5)]));
+        assert_eq!(keys("[g.example]:2222"), Some(vec![ed(6)]));
+        assert_eq!(keys("h.example"), Some(vec![]));
+        assert_eq!(keys("@cert-authority"), Some(vec![]));
+        assert_eq!(keys("@bogus"), Some(vec![]));
+        assert_eq!(keys("@revoked"), Some(vec![]));
+        assert_eq!(keys("i.example"), Some(vec![]));
+        assert_eq!(keys("j.example"), None);
+        assert_eq!(keys("k.example"), Some(vec![]));
+        assert_eq!(keys(""), Some(vec![]));
+        assert_eq!(known.check("c.example", 22, &ed(3)), HostKeyCheck::Trusted);
+        assert_eq!(known.check("x.example", 22, &ed(11)), HostKeyCheck::Revoked);
+        assert!(matches!(
+            known.check("j.example", 22, &ed(12)),
+            HostKeyCheck::Unverifiable { .. }
+        ));
+        // Accept-new finds the tab-separated key: no second line is appended for b.
+        HostKeyPolicy::AcceptNew(known.clone())
+            .verify("b.example", 22, &ed(2))
+            .unwrap();
+        assert!(
+            HostKeyPolicy::AcceptNew(known.clone())
+                .verify("b.example", 22, &ed(13))
+                .is_err()
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+
+        // The same lines appended to a cached file parse the same way.
+        std::fs::write(&path, line("z", &ed(20))).unwrap();
+        let known = KnownHosts::with_file(HostsFile::new(path.clone(), Duration::ZERO));
+        assert_eq!(known.check("z", 22, &ed(20)), HostKeyCheck::Trusted);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        drop(f);
+        assert_eq!(known.check("b.example", 22, &ed(2)), HostKeyCheck::Trusted);
+        assert_eq!(known.check("c.example", 22, &ed(3)), HostKeyCheck::Trusted);
+        assert_eq!(file(&known).parsed_lines.load(Ordering::Relaxed), 1 + 15);
     }
 }
