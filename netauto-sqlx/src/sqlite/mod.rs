@@ -50,6 +50,11 @@ pub struct SqliteBackend {
 impl SqliteBackend {
     /// Opens (creating if missing) the database at `url`: `sqlite://path/to/file.db`,
     /// `sqlite:relative.db`, or `sqlite::memory:` for a private in-memory database.
+    ///
+    /// On Unix a database file this creates has mode `0600`, and so have the `-wal` and
+    /// `-shm` files SQLite creates beside it (SQLite gives them the database file's mode):
+    /// run output and device inventories are readable by their owner only. An existing
+    /// database file keeps the mode its owner gave it.
     pub async fn connect(url: &str) -> Result<Self> {
         let bad = |reason: String| {
             Error::Config(ConfigError {
@@ -65,6 +70,29 @@ impl SqliteBackend {
             .busy_timeout(Duration::from_secs(10))
             .synchronous(SqliteSynchronous::Normal);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        #[cfg(unix)]
+        if !in_memory {
+            // A new database file is created here, mode 0600 (set after the open, whatever
+            // the umask), before SQLite opens it: SQLite creates the `-wal` and `-shm` files
+            // with the mode of the database file, so they are private too. An existing file
+            // keeps the mode its owner gave it.
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let path = base.get_filename();
+            let created = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .and_then(|file| file.set_permissions(std::fs::Permissions::from_mode(0o600)));
+            if let Err(e) = created
+                && std::fs::symlink_metadata(path).is_err()
+            {
+                return Err(Error::backend(format!(
+                    "cannot create the SQLite database {}: {e}",
+                    path.display()
+                )));
+            }
+        }
         let pools = if in_memory {
             let pool = SqlitePoolOptions::new()
                 .max_connections(1)
@@ -170,5 +198,81 @@ impl SqliteBackend {
     /// The writer pool (for tools and tests).
     pub fn pool(&self) -> &SqlitePool {
         &self.db.writer
+    }
+}
+
+#[cfg(test)]
+#[cfg(unix)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// A fresh directory under the system's temporary directory, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> Self {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let dir = std::env::temp_dir().join(format!(
+                "netauto-sqlite-{tag}-{}-{nanos}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn mode(path: &str) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn a_new_database_and_its_wal_and_shm_files_are_private() {
+        let dir = TempDir::new("private");
+        let path = dir.0.join("netauto.db").display().to_string();
+        let backend = SqliteBackend::connect(&format!("sqlite://{path}"))
+            .await
+            .unwrap();
+        // A write, so that the WAL and the shared-memory index exist.
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(backend.pool())
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(backend.pool())
+            .await
+            .unwrap();
+        for file in [path.clone(), format!("{path}-wal"), format!("{path}-shm")] {
+            assert_eq!(mode(&file), 0o600, "{file}: {:o}", mode(&file));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_existing_database_keeps_the_mode_its_owner_gave_it() {
+        let dir = TempDir::new("existing");
+        let path = dir.0.join("netauto.db").display().to_string();
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let backend = SqliteBackend::connect(&format!("sqlite://{path}"))
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(backend.pool())
+            .await
+            .unwrap();
+        for file in [path.clone(), format!("{path}-wal"), format!("{path}-shm")] {
+            assert_eq!(mode(&file), 0o640, "{file}: {:o}", mode(&file));
+        }
     }
 }
