@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -15,10 +15,15 @@ use netauto_core::services::{Bulk, BulkJob, Network, RetentionArgs, RetentionWor
 use netauto_core::worker::WorkerRegistry;
 use netauto_core::{JobQueue, NetworkClient, ProgressSink, RunStore};
 
-use crate::auth::{self, SharedSessions};
+use crate::config::WebLimits;
+use crate::login::{self, LoginGate};
 use crate::retention::{LastPurge, RecordingRetention};
+use crate::session::Sessions;
 use crate::users::Users;
 use crate::{api, assets, live, pages};
+
+/// Largest login form accepted (user name, password, CSRF token).
+const LOGIN_BODY_LIMIT: usize = 8 * 1024;
 
 /// What an [`App`] is built from.
 #[derive(Debug, Clone)]
@@ -51,7 +56,9 @@ pub(crate) struct AppState {
     pub(crate) schedule: CronSchedule,
     pub(crate) last_purge: LastPurge,
     pub(crate) users: Arc<Users>,
-    pub(crate) sessions: SharedSessions,
+    pub(crate) sessions: Arc<Sessions>,
+    /// Login throttle and password verification slots.
+    pub(crate) login: Arc<LoginGate>,
     pub(crate) secure_cookies: bool,
     /// How long a live bulk stream stays quiet before it checks the store.
     pub(crate) resync_after: std::time::Duration,
@@ -95,7 +102,8 @@ impl App {
             schedule,
             last_purge,
             users: Arc::new(parts.users),
-            sessions: SharedSessions::default(),
+            sessions: Arc::new(Sessions::new(&WebLimits::default())),
+            login: Arc::new(LoginGate::new(&WebLimits::default())),
             secure_cookies: parts.secure_cookies,
             resync_after: live::RESYNC_AFTER,
         };
@@ -110,6 +118,21 @@ impl App {
         self
     }
 
+    /// Login throttling, password verification slots, session caps and lifetimes, event
+    /// streams per session (default [`WebLimits::default`]; the binary reads
+    /// [`WebLimits::from_env`]). Call it before serving: it starts with no session.
+    pub fn with_limits(mut self, limits: &WebLimits) -> Self {
+        self.state.sessions = Arc::new(Sessions::new(limits));
+        self.state.login = Arc::new(LoginGate::new(limits));
+        self
+    }
+
+    /// Ends every open event stream, and every one opened from now on: call it when the server
+    /// starts shutting down, so streams do not hold connections open.
+    pub fn end_streams(&self) {
+        self.state.sessions.end_streams();
+    }
+
     /// The job runner; call [`Runner::start`] to run jobs in this process.
     pub fn runner(&self) -> &Runner {
         &self.runner
@@ -119,8 +142,13 @@ impl App {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/", get(pages::home))
-            .route("/login", get(auth::login_page).post(auth::login))
-            .route("/logout", post(auth::logout))
+            .route(
+                "/login",
+                get(login::login_page)
+                    .post(login::login)
+                    .layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT)),
+            )
+            .route("/logout", post(login::logout))
             .route("/devices", get(pages::devices::index))
             .route("/bulk", post(pages::devices::start_bulk))
             .route("/bulk/{bulk_ref}", get(pages::bulk::show))

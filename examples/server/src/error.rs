@@ -1,12 +1,21 @@
 //! Errors of handlers: pages answer an HTML page, the API a JSON body.
+//!
+//! A `500` or `503` never shows the internal error (database messages, file paths…): it
+//! carries a random error id, and the server logs the error under that id.
+
+use std::time::Duration;
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use netauto_core::{Error, ValidationError};
 use serde_json::json;
 
 use crate::pages::layout;
+use crate::session::random_hex;
+
+/// How long a client should wait after a `503` before trying again.
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);
 
 /// An error answered as an HTML page.
 #[derive(Debug)]
@@ -15,6 +24,13 @@ pub(crate) enum PageError {
     NotFound(String),
     /// Anything else from the services (logged, answered 500 or 503).
     Core(Error),
+    /// 429: too many of something at once (event streams of a session).
+    TooMany {
+        /// What the user is told.
+        message: String,
+        /// The `Retry-After`.
+        retry_after: Duration,
+    },
 }
 
 impl From<Error> for PageError {
@@ -34,6 +50,32 @@ fn status_of(e: &Error) -> StatusCode {
     }
 }
 
+/// An internal error, logged under a fresh random id (16 hex characters): its status, the id,
+/// and the `Retry-After` of a `503`.
+fn logged(
+    e: &Error,
+    what: &str,
+) -> (
+    StatusCode,
+    String,
+    Option<(header::HeaderName, HeaderValue)>,
+) {
+    let id = random_hex::<8>();
+    let status = status_of(e);
+    tracing::error!(error_id = %id, status = status.as_u16(), error = %e, "{what} failed");
+    let retry = (status == StatusCode::SERVICE_UNAVAILABLE).then(|| {
+        (
+            header::RETRY_AFTER,
+            HeaderValue::from(UNAVAILABLE_RETRY.as_secs()),
+        )
+    });
+    (status, id, retry)
+}
+
+fn retry_after(d: Duration) -> [(header::HeaderName, HeaderValue); 1] {
+    [(header::RETRY_AFTER, HeaderValue::from(d.as_secs().max(1)))]
+}
+
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         match self {
@@ -42,14 +84,39 @@ impl IntoResponse for PageError {
                 layout::error_page("Not found", &what),
             )
                 .into_response(),
+            Self::TooMany {
+                message,
+                retry_after: after,
+            } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                retry_after(after),
+                layout::error_page("Too many requests", &message),
+            )
+                .into_response(),
             Self::Core(e) => {
-                tracing::error!(error = %e, "request failed");
-                let status = status_of(&e);
-                (
-                    status,
-                    layout::error_page("Something went wrong", &e.to_string()),
-                )
-                    .into_response()
+                let (status, id, retry) = logged(&e, "request");
+                let (title, message) = if status == StatusCode::SERVICE_UNAVAILABLE {
+                    (
+                        "Temporarily unavailable",
+                        format!(
+                            "A service the server needs is unavailable right now. Try again in a \
+                             moment. Error id {id}."
+                        ),
+                    )
+                } else {
+                    (
+                        "Something went wrong",
+                        format!(
+                            "The request failed on the server. Error id {id}: the details are in \
+                             the server log under this id."
+                        ),
+                    )
+                };
+                let mut res = (status, layout::error_page(title, &message)).into_response();
+                if let Some((k, v)) = retry {
+                    res.headers_mut().insert(k, v);
+                }
+                res
             }
         }
     }
@@ -103,11 +170,24 @@ impl IntoResponse for ApiError {
             ),
             Self::Validation(v) => (StatusCode::UNPROCESSABLE_ENTITY, validation_body(&v)),
             Self::Core(e) => {
-                tracing::error!(error = %e, "API request failed");
-                (
-                    status_of(&e),
-                    json!({"error": "internal", "message": e.to_string()}),
-                )
+                let (status, id, retry) = logged(&e, "API request");
+                let (kind, message) = if status == StatusCode::SERVICE_UNAVAILABLE {
+                    (
+                        "unavailable",
+                        "a service the server needs is unavailable; try again later",
+                    )
+                } else {
+                    (
+                        "internal",
+                        "the request failed on the server; the log has the details under error_id",
+                    )
+                };
+                let body = json!({"error": kind, "message": message, "error_id": id});
+                let mut res = (status, Json(body)).into_response();
+                if let Some((k, v)) = retry {
+                    res.headers_mut().insert(k, v);
+                }
+                return res;
             }
         };
         (status, Json(body)).into_response()

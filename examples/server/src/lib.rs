@@ -11,6 +11,9 @@
 //!   serves the pages and the JSON API from [`App::router`].
 //! * [`Users`] holds the accounts (argon2 password hashes); sessions live in memory and every
 //!   state-changing request carries a CSRF token.
+//! * [`WebLimits`] bounds what one client can make the app do (login throttling, password
+//!   checks at once, sessions, event streams); [`serve`](serve::serve) takes connections with
+//!   a header-read timeout, a connection cap and a bounded graceful shutdown ([`ServeConfig`]).
 //!
 //! The binary (`src/main.rs`) picks the database from `DATABASE_URL` (SQLite file by default,
 //! PostgreSQL when the URL says so) and, with `--demo`, starts the device simulator.
@@ -19,13 +22,19 @@ mod api;
 mod app;
 mod assets;
 mod auth;
+pub mod config;
 pub mod demo;
 mod error;
 mod live;
+mod login;
 mod pages;
 mod retention;
+pub mod serve;
+mod session;
+mod throttle;
 pub mod transport;
 mod users;
 
 pub use app::{App, AppParts};
+pub use config::{ServeConfig, WebLimits};
 pub use users::{Users, UsersError, hash_password, hash_password_with};

@@ -8,18 +8,28 @@
 //! the store where the bulk stands and re-sends the snapshot if outcomes arrived that the
 //! stream never announced: an event the publisher never sent (a worker killed between storing
 //! an outcome and publishing it) cannot leave a page stale, or waiting forever for a summary.
+//!
+//! A run stream reads stored output a page of [`FOLLOW_PAGE`] chunks at a time and sends it
+//! before reading the next, so a subscriber of a 1 GiB run holds about 1 MiB, not the run.
+//!
+//! Every stream holds a [`StreamLease`] on its session: a session has at most
+//! [`streams_per_session`](crate::WebLimits::streams_per_session) streams open (more are
+//! answered `429`), and its streams end when it does (logout, expiry) or the server shuts down.
 
 use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::Stream;
+use futures_util::stream::BoxStream;
+
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::StreamExt;
 use netauto_core::{
-    Bulk, BulkEvent, BulkRef, DeviceId, FeedItem, ProgressEvent, Run, RunEvent, RunId, RunStore,
-    Subscription, run_topic,
+    Bulk, BulkEvent, BulkRef, DeviceId, FeedItem, ProgressEvent, Run, RunChunk, RunEvent, RunId,
+    RunStore, Subscription, run_topic,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -28,13 +38,44 @@ use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::error::PageError;
 use crate::pages::bulk::parse_ref;
-use crate::pages::runs::{CHUNK_PAGE, parse_run_id};
+use crate::pages::runs::parse_run_id;
+use crate::session::{StreamLease, StreamRefused};
 
 type EventStream = Sse<
     axum::response::sse::KeepAliveStream<
         futures_util::stream::BoxStream<'static, Result<Event, Infallible>>,
     >,
 >;
+
+/// Chunks a run stream reads per store call (chunks are at most 64 KiB: about 1 MiB).
+pub(crate) const FOLLOW_PAGE: usize = 16;
+
+/// Counts a new stream against the user's session, or refuses it (`429`).
+fn lease(state: &AppState, user: &CurrentUser) -> Result<StreamLease, PageError> {
+    state
+        .sessions
+        .open_stream(&user.token)
+        .map_err(|refused| match refused {
+            StreamRefused::TooMany(n) => PageError::TooMany {
+                message: format!(
+                    "This session has {n} live views open already. Close some tabs and reload."
+                ),
+                retry_after: Duration::from_secs(5),
+            },
+            StreamRefused::NoSession => PageError::NotFound("no such session".to_owned()),
+        })
+}
+
+/// `stream` as a server-sent event stream that ends when `lease` says so.
+fn sse<S>(stream: S, mut lease: StreamLease) -> EventStream
+where
+    S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
+{
+    // The lease lives in the end future: dropped when the stream ends either way.
+    let until = async move { lease.ended().await };
+    let stream: BoxStream<'static, _> = stream.take_until(until).boxed();
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
 
 fn event(name: &str, data: &Value) -> Event {
     Event::default().event(name).data(data.to_string())
@@ -118,10 +159,11 @@ impl BulkFollow {
 /// GET /bulk/{ref}/events: `snapshot`, then `progress` per device, then one `summary`.
 pub(crate) async fn bulk_events(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     Path(raw): Path<String>,
 ) -> Result<EventStream, PageError> {
     let bulk_ref = parse_ref(&raw)?;
+    let lease = lease(&state, &user)?;
     let sub = state.progress.subscribe(&bulk_ref.topic()).await;
     let bulk = state.store.bulk(&bulk_ref).await?;
     let mut follow = BulkFollow {
@@ -183,7 +225,7 @@ pub(crate) async fn bulk_events(
             }
         }
     });
-    Ok(Sse::new(stream.boxed()).keep_alive(KeepAlive::default()))
+    Ok(sse(stream, lease))
 }
 
 /// Query of the run stream: the first chunk the page does not have.
@@ -197,35 +239,91 @@ struct RunFollow {
     sub: Subscription,
     store: Arc<dyn RunStore>,
     run_id: RunId,
+    /// The first seq not sent yet.
     next: u64,
-    backlog: VecDeque<Event>,
+    /// At most one page of stored chunks, not sent yet.
+    page: VecDeque<RunChunk>,
+    /// The store may hold chunks from `next` on that the stream has not read.
+    catching_up: bool,
+    /// The feed closed: read the store to its end, then stop.
+    feed_closed: bool,
+    /// The `finished` event, sent after the last chunk.
+    end: Option<Event>,
     done: bool,
 }
 
 impl RunFollow {
-    /// Sends every stored chunk from `next` on; then, if the run finished, its end.
-    async fn catch_up(&mut self) -> netauto_core::Result<()> {
-        loop {
-            let page = self
-                .store
-                .chunks(self.run_id, self.next, CHUNK_PAGE)
-                .await?;
-            if page.is_empty() {
-                break;
+    /// Reads the next page of stored chunks from `next`. A short page is the end of what is
+    /// stored: the stream then follows the feed again, or ends if the run finished.
+    async fn read_page(&mut self) -> netauto_core::Result<()> {
+        let page = self
+            .store
+            .chunks(self.run_id, self.next, FOLLOW_PAGE)
+            .await?;
+        let short = page.len() < FOLLOW_PAGE;
+        self.page = page.into();
+        if short {
+            self.catching_up = false;
+            let run = self.store.run(self.run_id).await?;
+            if run.status.is_finished() {
+                self.end = Some(finished(&run));
+                self.done = true;
+            } else if self.feed_closed {
+                self.done = true;
             }
-            for c in page {
-                self.next = c.seq + 1;
-                let data = json!({"seq": c.seq, "stream": c.stream, "text": String::from_utf8_lossy(&c.data)});
-                self.backlog.push_back(event("chunk", &data));
-            }
-        }
-        let run = self.store.run(self.run_id).await?;
-        if run.status.is_finished() {
-            self.backlog.push_back(finished(&run));
-            self.done = true;
         }
         Ok(())
     }
+
+    /// The next event, or `None` at the end of the stream.
+    async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if let Some(c) = self.page.pop_front() {
+                self.next = c.seq + 1;
+                return Some(chunk_event(c.seq, c.stream, &c.data));
+            }
+            if let Some(ev) = self.end.take() {
+                return Some(ev);
+            }
+            if self.done {
+                return None;
+            }
+            if self.catching_up {
+                if let Err(e) = self.read_page().await {
+                    tracing::warn!(error = %e, "run output catch-up failed; closing the stream");
+                    return None;
+                }
+                continue;
+            }
+            match self.sub.next().await {
+                Some(FeedItem::Event(ProgressEvent::Run(RunEvent::Output {
+                    seq,
+                    stream,
+                    data,
+                    ..
+                }))) if seq == self.next => {
+                    self.next = seq + 1;
+                    return Some(chunk_event(seq, stream, &data));
+                }
+                Some(FeedItem::Event(ProgressEvent::Run(RunEvent::Output { seq, .. })))
+                    if seq < self.next => {}
+                // A gap, the end, a lag: the store has the truth.
+                Some(FeedItem::Event(ProgressEvent::Run(_)) | FeedItem::Lagged { .. }) => {
+                    self.catching_up = true;
+                }
+                Some(FeedItem::Event(ProgressEvent::Bulk(_))) => {}
+                None => {
+                    self.feed_closed = true;
+                    self.catching_up = true;
+                }
+            }
+        }
+    }
+}
+
+fn chunk_event(seq: u64, stream: netauto_core::OutputStream, data: &[u8]) -> Event {
+    let data = json!({"seq": seq, "stream": stream, "text": String::from_utf8_lossy(data)});
+    event("chunk", &data)
 }
 
 fn finished(run: &Run) -> Event {
@@ -251,62 +349,29 @@ fn finished(run: &Run) -> Event {
 /// GET /runs/{id}/events?from=N: `chunk` events from seq N on, then one `finished`.
 pub(crate) async fn run_events(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     Path(raw): Path<String>,
     Query(q): Query<FromSeq>,
 ) -> Result<EventStream, PageError> {
     let run_id = parse_run_id(&raw)?;
     let sub = state.progress.subscribe(&run_topic(run_id)).await;
-    let mut follow = RunFollow {
+    // A missing run is a 404 before the stream starts.
+    state.store.run(run_id).await?;
+    let lease = lease(&state, &user)?;
+    let follow = RunFollow {
         sub,
         store: state.store.clone(),
         run_id,
         next: q.from,
-        backlog: VecDeque::new(),
+        page: VecDeque::new(),
+        catching_up: true,
+        feed_closed: false,
+        end: None,
         done: false,
     };
-    follow.catch_up().await?;
     let stream = futures_util::stream::unfold(follow, |mut f| async move {
-        loop {
-            if let Some(ev) = f.backlog.pop_front() {
-                return Some((Ok(ev), f));
-            }
-            if f.done {
-                return None;
-            }
-            let caught = match f.sub.next().await {
-                Some(FeedItem::Event(ProgressEvent::Run(RunEvent::Output {
-                    seq,
-                    stream,
-                    data,
-                    ..
-                }))) if seq == f.next => {
-                    f.next = seq + 1;
-                    let data = json!({"seq": seq, "stream": stream, "text": String::from_utf8_lossy(&data)});
-                    f.backlog.push_back(event("chunk", &data));
-                    Ok(())
-                }
-                Some(FeedItem::Event(ProgressEvent::Run(RunEvent::Output { seq, .. })))
-                    if seq < f.next =>
-                {
-                    Ok(())
-                }
-                // A gap, the end, a lag or a closed feed: the store has the truth.
-                Some(FeedItem::Event(ProgressEvent::Run(_)) | FeedItem::Lagged { .. }) => {
-                    f.catch_up().await
-                }
-                Some(FeedItem::Event(ProgressEvent::Bulk(_))) => Ok(()),
-                None => {
-                    let r = f.catch_up().await;
-                    f.done = true;
-                    r
-                }
-            };
-            if let Err(e) = caught {
-                tracing::warn!(error = %e, "run output catch-up failed; closing the stream");
-                return None;
-            }
-        }
+        let ev = f.next_event().await?;
+        Some((Ok(ev), f))
     });
-    Ok(Sse::new(stream.boxed()).keep_alive(KeepAlive::default()))
+    Ok(sse(stream, lease))
 }

@@ -4,14 +4,20 @@
 //! netauto-server [--demo] [--bind ADDR]     serve (DATABASE_URL picks the database)
 //! netauto-server hash-password              read a password on stdin, print its argon2 hash
 //! ```
+//!
+//! SIGINT and SIGTERM shut it down gracefully: no new connection, open event streams end,
+//! requests in flight get `NETAUTO_SHUTDOWN_GRACE` to finish while the job runner drains its
+//! jobs (with its own grace); a second signal exits at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use netauto_core::retention::RetentionConfig;
 use netauto_core::runner::{QueueLimits, RunnerConfig};
-use netauto_server::{App, AppParts, Users, demo, transport};
+use netauto_server::serve::serve;
+use netauto_server::{App, AppParts, ServeConfig, Users, WebLimits, demo, transport};
 use netauto_sqlx::Database;
+use tokio::sync::watch;
 
 /// Default database: a SQLite file in the working directory.
 const DEFAULT_DATABASE_URL: &str = "sqlite://netauto.db";
@@ -33,7 +39,19 @@ fn usage() -> ! {
          env: DATABASE_URL (default {DEFAULT_DATABASE_URL}), NETAUTO_USERS_FILE, NETAUTO_USERS,\n     \
          NET_AUTO_RUN_MAX_DAYS, NET_AUTO_RUN_MAX_BYTES, NET_AUTO_RETENTION_CRON, NET_AUTO_QUEUES,\n     \
          NETAUTO_SSH_CONNECTIONS_PER_SECOND, NETAUTO_SSH_MAX_SESSIONS,\n     \
-         NETAUTO_SECURE_COOKIES=1 (behind HTTPS)"
+         NETAUTO_SECURE_COOKIES=1 (behind HTTPS)\n\n\
+         limits (durations: seconds, or 500ms, 90s, 15m, 2h):\n     \
+         NETAUTO_LOGIN_FREE_FAILURES (5) failed logins per user name / client address before backoff\n     \
+         NETAUTO_LOGIN_BACKOFF_MAX (15m) longest backoff (1 s, doubling), answered 429 + Retry-After\n     \
+         NETAUTO_LOGIN_THROTTLE_ENTRIES (10000) user names and addresses remembered\n     \
+         NETAUTO_LOGIN_CONCURRENCY (2) password verifications at once\n     \
+         NETAUTO_LOGIN_QUEUE_WAIT (5s) longest wait for a verification slot, then 503\n     \
+         NETAUTO_SESSION_IDLE (2h), NETAUTO_SESSION_LIFETIME (12h, absolute)\n     \
+         NETAUTO_MAX_SESSIONS (10000 logged in), NETAUTO_MAX_ANON_SESSIONS (10000 login forms)\n     \
+         NETAUTO_STREAMS_PER_SESSION (16) open event streams per session, then 429\n     \
+         NETAUTO_HEADER_TIMEOUT (10s) to send a request head; idle connections close after it\n     \
+         NETAUTO_MAX_CONNECTIONS (1024) served at once; more wait in the listen backlog\n     \
+         NETAUTO_SHUTDOWN_GRACE (10s) for requests in flight at SIGINT/SIGTERM"
     );
     std::process::exit(2)
 }
@@ -83,6 +101,11 @@ async fn run() -> Result<(), BoxError> {
     let Some(args) = parse_args()? else {
         return hash_password_from_stdin();
     };
+    // Read every knob before touching anything: a bad value stops the start with its name.
+    let limits = WebLimits::from_env()?;
+    let serve_config = ServeConfig::from_env()?;
+    // Installed before serving: a signal that arrives early drains too.
+    let mut signals = Signals::new()?;
     let url = match std::env::var("DATABASE_URL") {
         Ok(url) => url,
         Err(_) if args.demo => {
@@ -137,7 +160,8 @@ async fn run() -> Result<(), BoxError> {
         users,
         runner,
         secure_cookies: std::env::var("NETAUTO_SECURE_COOKIES").is_ok_and(|v| v == "1"),
-    })?;
+    })?
+    .with_limits(&limits);
     let handle = app.runner().clone().start();
     let listener_task = match &db {
         Database::Postgres(pg) => {
@@ -152,19 +176,84 @@ async fn run() -> Result<(), BoxError> {
     if let Some(password) = demo_login {
         println!("demo login: user {} password {password}", demo::DEMO_USER);
     }
-    axum::serve(listener, app.router())
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let (down_tx, down_rx) = watch::channel(false);
+    let on_signal = app.clone();
+    tokio::spawn(async move {
+        let name = signals.next().await;
+        tracing::info!(
+            signal = name,
+            "shutting down: ending event streams, draining requests and jobs"
+        );
+        on_signal.end_streams();
+        down_tx.send_replace(true);
+        let name = signals.next().await;
+        tracing::warn!(signal = name, "second signal: exiting now");
+        std::process::exit(130);
+    });
+    let down = |mut rx: watch::Receiver<bool>| async move {
+        // An error means the sender is gone: shut down as well.
+        let _ = rx.wait_for(|d| *d).await;
+    };
+    let runner = async {
+        down(down_rx.clone()).await;
+        handle.shutdown().await
+    };
+    let (served, report) = tokio::join!(
+        serve(listener, app.router(), &serve_config, down(down_rx.clone())),
+        runner
+    );
     if let Some(task) = listener_task {
         task.abort();
     }
-    let report = handle.shutdown().await;
+    tracing::info!(
+        connections = served.connections,
+        open_at_shutdown = served.open_at_shutdown,
+        cut = served.cut,
+        "server stopped"
+    );
     tracing::info!(
         drained = report.drained,
         released = report.released.len(),
         "runner stopped"
     );
     Ok(())
+}
+
+/// SIGINT and SIGTERM.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// The next signal's name.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "ctrl-c"
+        }
+    }
 }
