@@ -2,21 +2,52 @@
 //! tested without a network.
 //!
 //! Flow: wait for the first prompt, send each setup command (`terminal length 0`) and wait for
-//! the prompt after it, remember that prompt, send the command, then stream every complete
-//! output line except the echoed command, answering pager prompts (`--More--`) with a space
-//! and removing the erase sequence the device prints after it, until the remembered prompt
-//! comes back.
+//! the prompt after it, remember that prompt, send the command, then stream every output line
+//! except the echoed command, answering pager prompts (`--More--`) with a space and removing
+//! the erase sequence the device prints after it, until the remembered prompt comes back.
+//!
+//! Bounded memory, linear time: a prompt or a pager prompt can only be at the end of the
+//! unterminated last line, so the driver keeps at most [`TAIL_LIMIT`] bytes of that line
+//! (plus the command's length while its echo is awaited). The older bytes of a longer line are
+//! passed on at once, as output while the command runs (discarded before), so a device
+//! printing 50 MB without a newline (Cisco `!!!!` progress, a hostile device) is streamed in
+//! pieces and each [`ShellDriver::feed`] costs O(fed bytes + [`TAIL_LIMIT`]). What that
+//! bound means for matching:
+//! - an unterminated line longer than [`TAIL_LIMIT`] bytes is never a prompt (a prompt line
+//!   that long does not exist; the line is output);
+//! - a pager prompt is looked for in the last [`TAIL_LIMIT`] bytes of the line, so leading
+//!   blanks of a pager match beyond them are output instead of being dropped;
+//! - the echo of the command is a first line of at most the command plus [`TAIL_LIMIT`]
+//!   bytes; a longer first line is output.
+//!
+//! Patterns run on text, device output is bytes: the tail is decoded lossily for the patterns
+//! only, match offsets are mapped back to byte offsets, and the bytes passed on are always the
+//! bytes received (minus `\r`, the echo, pager prompts and their erase sequences).
+
+use std::borrow::Cow;
 
 use bytes::Bytes;
 
 use crate::profile::ShellProfile;
+
+/// The most bytes of the unterminated last line the driver keeps to find a prompt or a pager
+/// prompt in: 1 KiB.
+///
+/// Prompts are short (an IOS host name has at most 63 characters; with a `(config-…)` mode a
+/// prompt stays under 100 bytes) and so are pager prompts (` --More-- `); a prompt filling a
+/// whole row of the default 511-column PTY still fits twice. The patterns run over up to this
+/// many bytes at every feed, so the bound is also the fixed cost of a feed: in a release
+/// build about 22 µs with 1 KiB, 90 µs with 4 KiB, which matters when a device prints its
+/// `!!!!` a byte per packet.
+pub(crate) const TAIL_LIMIT: usize = 1024;
 
 /// What the driver wants done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Step {
     /// Type this on the channel.
     Send(String),
-    /// Command output (complete lines, `\r` removed).
+    /// Command output (`\r` removed): complete lines, or the start of a line longer than
+    /// [`TAIL_LIMIT`].
     Output(Bytes),
     /// The command finished (its prompt is back).
     Done,
@@ -38,7 +69,11 @@ pub(crate) struct ShellDriver {
     profile: ShellProfile,
     command: String,
     state: State,
+    /// The unterminated last line, or its last bytes when it is too long to keep whole.
     buf: Vec<u8>,
+    /// Whether the start of the line in `buf` was already passed on (the line is too long to
+    /// be a prompt).
+    tail_cut: bool,
     prompt: Option<String>,
     echo_pending: bool,
     after_pager: bool,
@@ -51,6 +86,7 @@ impl ShellDriver {
             command: command.trim().to_owned(),
             state: State::Setup(0),
             buf: Vec::new(),
+            tail_cut: false,
             prompt: None,
             echo_pending: false,
             after_pager: false,
@@ -79,38 +115,42 @@ impl ShellDriver {
             self.strip_erase();
         }
         let mut output = Vec::new();
-        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=pos).collect();
-            if self.state != State::Running {
-                continue;
-            }
-            if self.echo_pending {
-                self.echo_pending = false;
-                let text = String::from_utf8_lossy(&line);
-                if text.trim_end().ends_with(&self.command) {
-                    continue;
-                }
-            }
-            output.extend_from_slice(&line);
-        }
+        self.take_lines(&mut output);
+        self.bound_tail(&mut output);
         if !output.is_empty() {
             steps.push(Step::Output(Bytes::from(output)));
         }
-        let tail = String::from_utf8_lossy(&self.buf).into_owned();
-        if let Some(m) = self.profile.more.find(&tail) {
-            self.buf.truncate(m.start());
+        let tail = lossy(&self.buf);
+        let pager = self
+            .profile
+            .more
+            .find(&tail)
+            .map(|m| byte_offset(&self.buf, m.start()));
+        let prompt_back = !self.tail_cut
+            && match self.state {
+                State::Setup(_) => self.profile.prompt.is_match(&tail),
+                State::Running => self.prompt.as_deref() == Some(tail.trim_end()),
+                State::Done => false,
+            };
+        let prompt = prompt_back.then(|| tail.trim_end().to_owned());
+        if let Some(at) = pager {
+            self.buf.truncate(at);
             self.after_pager = true;
             steps.push(Step::Send(" ".to_owned()));
             return steps;
         }
+        let Some(prompt) = prompt else {
+            return steps;
+        };
+        self.buf.clear();
+        self.tail_cut = false;
         match self.state {
-            State::Setup(sent) if self.profile.prompt.is_match(&tail) => {
-                self.buf.clear();
+            State::Setup(sent) => {
                 if let Some(setup) = self.profile.setup.get(sent) {
                     steps.push(Step::Send(format!("{setup}{}", self.profile.newline)));
                     self.state = State::Setup(sent + 1);
                 } else {
-                    self.prompt = Some(tail.trim_end().to_owned());
+                    self.prompt = Some(prompt);
                     steps.push(Step::Send(format!(
                         "{}{}",
                         self.command, self.profile.newline
@@ -119,14 +159,62 @@ impl ShellDriver {
                     self.echo_pending = true;
                 }
             }
-            State::Running if self.prompt.as_deref() == Some(tail.trim_end()) => {
-                self.buf.clear();
+            State::Running => {
                 self.state = State::Done;
                 steps.push(Step::Done);
             }
-            _ => {}
+            State::Done => {}
         }
         steps
+    }
+
+    /// Moves the complete lines out of `buf`: into `output` while the command runs, except
+    /// the echoed command; dropped before.
+    fn take_lines(&mut self, output: &mut Vec<u8>) {
+        let mut start = 0;
+        while let Some(len) = self.buf[start..].iter().position(|b| *b == b'\n') {
+            let line = &self.buf[start..=start + len];
+            start += len + 1;
+            self.tail_cut = false;
+            if self.state != State::Running {
+                continue;
+            }
+            if self.echo_pending {
+                self.echo_pending = false;
+                let text = String::from_utf8_lossy(line);
+                if text.trim_end().ends_with(&self.command) {
+                    continue;
+                }
+            }
+            output.extend_from_slice(line);
+        }
+        self.buf.drain(..start);
+    }
+
+    /// Passes on the start of an unterminated line too long to be a prompt (into `output`
+    /// while the command runs, dropped before), keeping at most the limit, from the start of
+    /// a character.
+    fn bound_tail(&mut self, output: &mut Vec<u8>) {
+        let limit = if self.echo_pending {
+            TAIL_LIMIT + self.command.len()
+        } else {
+            TAIL_LIMIT
+        };
+        let Some(excess) = self.buf.len().checked_sub(limit).filter(|n| *n > 0) else {
+            return;
+        };
+        let continuation = self.buf[excess..]
+            .iter()
+            .take(3)
+            .take_while(|b| **b & 0xC0 == 0x80)
+            .count();
+        let cut = excess + continuation;
+        if self.state == State::Running {
+            output.extend_from_slice(&self.buf[..cut]);
+            self.echo_pending = false;
+        }
+        self.buf.drain(..cut);
+        self.tail_cut = true;
     }
 
     /// Removes the `\x08… …\x08…` sequence a device prints to erase its pager prompt.
@@ -157,6 +245,49 @@ impl ShellDriver {
         }
         Some(Bytes::from(std::mem::take(&mut self.buf)))
     }
+
+    /// How many bytes of output the driver holds.
+    #[cfg(test)]
+    fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// `bytes` as text for the patterns: each invalid sequence (as `<[u8]>::utf8_chunks` splits
+/// them) becomes one U+FFFD, which [`byte_offset`] relies on.
+fn lossy(bytes: &[u8]) -> Cow<'_, str> {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return Cow::Borrowed(text);
+    }
+    let mut text = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        if !chunk.invalid().is_empty() {
+            text.push(char::REPLACEMENT_CHARACTER);
+        }
+    }
+    Cow::Owned(text)
+}
+
+/// The offset in `bytes` of the character at offset `at` of `lossy(bytes)`.
+fn byte_offset(bytes: &[u8], at: usize) -> usize {
+    let (mut text, mut raw) = (0, 0);
+    for chunk in bytes.utf8_chunks() {
+        let valid = chunk.valid().len();
+        if at <= text + valid {
+            return raw + (at - text);
+        }
+        text += valid;
+        raw += valid;
+        if !chunk.invalid().is_empty() {
+            if at < text + char::REPLACEMENT_CHARACTER.len_utf8() {
+                return raw;
+            }
+            text += char::REPLACEMENT_CHARACTER.len_utf8();
+            raw += chunk.invalid().len();
+        }
+    }
+    raw
 }
 
 #[cfg(test)]
@@ -215,5 +346,166 @@ mod tests {
         let s = d.feed(b"\r\nr1#");
         assert_eq!(outputs(&s), "other#\n");
         assert_eq!(s.last(), Some(&Step::Done));
+    }
+    fn output_bytes(steps: &[Step]) -> Vec<u8> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Output(b) => Some(&b[..]),
+                _ => None,
+            })
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    /// A driver on prompt `r1#` whose `command` was sent and echoed.
+    fn running(command: &str) -> ShellDriver {
+        let profile = ShellProfile::cisco_ios().with_setup(Vec::<String>::new());
+        let mut d = ShellDriver::new(profile, command);
+        assert_eq!(d.feed(b"r1#"), vec![Step::Send(format!("{command}\n"))]);
+        assert_eq!(d.feed(format!("{command}\r\n").as_bytes()), vec![]);
+        assert!(d.is_running());
+        d
+    }
+
+    /// Megabytes of `!` without a newline (Cisco copy progress, a hostile device) stream out in
+    /// bounded memory. 8 MB by default so debug builds stay fast; `NETAUTO_SHELL_FLOOD_MB=50`
+    /// runs the 50 MB of issue 12.
+    #[test]
+    fn megabytes_without_a_newline_stream_out_in_bounded_memory() {
+        let mb: usize = std::env::var("NETAUTO_SHELL_FLOOD_MB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(8);
+        let total = mb * 1024 * 1024;
+        let mut d = running("copy tftp: flash:");
+        let piece = vec![b'!'; 32 * 1024];
+        let (mut fed, mut out) = (0, 0);
+        while fed < total {
+            let n = piece.len().min(total - fed);
+            for step in d.feed(&piece[..n]) {
+                let Step::Output(bytes) = step else {
+                    panic!("only output while the line goes on, got {step:?}");
+                };
+                assert!(bytes.iter().all(|b| *b == b'!'));
+                out += bytes.len();
+            }
+            fed += n;
+            assert!(
+                d.buffered() <= TAIL_LIMIT,
+                "{} bytes held after {fed} fed",
+                d.buffered()
+            );
+            assert_eq!(out + d.buffered(), fed, "every byte is out or held");
+        }
+        let held = d.buffered();
+        let s = d.feed(b"\r\nr1#");
+        let rest = output_bytes(&s);
+        assert_eq!(rest.len(), held + 1);
+        assert_eq!(rest.last(), Some(&b'\n'));
+        assert_eq!(out + rest.len(), total + 1);
+        assert_eq!(s.last(), Some(&Step::Done));
+    }
+
+    #[test]
+    fn a_flood_before_the_first_prompt_is_dropped_in_bounded_memory() {
+        let mut d = ShellDriver::new(ShellProfile::cisco_ios(), "show version");
+        for _ in 0..64 {
+            assert_eq!(d.feed(&[b'x'; 16 * 1024]), vec![]);
+            assert!(d.buffered() <= TAIL_LIMIT);
+        }
+        let s = d.feed(b"\r\nr1#");
+        assert_eq!(s, vec![Step::Send("terminal length 0\n".to_owned())]);
+    }
+
+    #[test]
+    fn a_pager_prompt_after_invalid_utf8_keeps_exactly_the_bytes_before_it() {
+        let mut d = running("show x");
+        let s = d.feed(b"\xff\xfeabc --More-- ");
+        assert_eq!(s, vec![Step::Send(" ".to_owned())]);
+        let s = d.feed(b"\r\nr1#");
+        assert_eq!(output_bytes(&s), b"\xff\xfeabc\n");
+        assert_eq!(s.last(), Some(&Step::Done));
+    }
+
+    /// Where `a` and `b` first differ, for assertions on megabytes.
+    fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+        (a != b).then(|| a.iter().zip(b).take_while(|(x, y)| x == y).count())
+    }
+
+    /// However the device's bytes are split, the same bytes come out once each, long lines
+    /// and characters cut at any byte included. (A pager prompt arrives whole, as devices
+    /// print it; ` --Mo` alone already matches the pattern.)
+    #[test]
+    fn output_does_not_depend_on_how_the_bytes_are_split() {
+        let mut long = "é".repeat(2500).into_bytes();
+        long.push(0xFF);
+        long.extend_from_slice(&b"!".repeat(5000));
+        long.extend_from_slice("€".repeat(1000).as_bytes());
+        let mut before_pager = b"show x\r\n".to_vec();
+        before_pager.extend_from_slice(&long);
+        before_pager.extend_from_slice(b"\r\nline 2\r\n");
+        let mut after_pager = vec![0x08; 10];
+        after_pager.extend_from_slice(&[b' '; 10]);
+        after_pager.extend_from_slice(&[0x08; 10]);
+        after_pager.extend_from_slice("€uro line\r\n".as_bytes());
+        after_pager.extend_from_slice(&long);
+        after_pager.extend_from_slice(b"\r\nr1#");
+        let mut expected = long.clone();
+        expected.extend_from_slice("\nline 2\n€uro line\n".as_bytes());
+        expected.extend_from_slice(&long);
+        expected.push(b'\n');
+        for size in [13, 1000, TAIL_LIMIT - 1, TAIL_LIMIT + 1, 1 << 20] {
+            let profile = ShellProfile::cisco_ios().with_setup(Vec::<String>::new());
+            let mut d = ShellDriver::new(profile, "show x");
+            d.feed(b"r1#");
+            let mut steps = Vec::new();
+            for piece in before_pager.chunks(size) {
+                steps.extend(d.feed(piece));
+            }
+            let answer = d.feed(b" --More-- ");
+            assert_eq!(answer, vec![Step::Send(" ".to_owned())], "{size}");
+            for piece in after_pager.chunks(size) {
+                steps.extend(d.feed(piece));
+            }
+            let out = output_bytes(&steps);
+            assert_eq!(
+                first_difference(&out, &expected),
+                None,
+                "pieces of {size}: {} bytes out, {} expected",
+                out.len(),
+                expected.len()
+            );
+            assert_eq!(steps.last(), Some(&Step::Done), "{size}");
+        }
+    }
+
+    #[test]
+    fn byte_offsets_match_the_lossy_text() {
+        const ALPHABET: [u8; 10] = [b'a', b' ', b'-', 0xC3, 0xA9, 0xE2, 0x82, 0xAC, 0xFF, 0xF0];
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..2000 {
+            let len = (next() % 24) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
+            let text = lossy(&bytes);
+            assert_eq!(text, String::from_utf8_lossy(&bytes), "{bytes:?}");
+            for (at, _) in text.char_indices().chain([(text.len(), ' ')]) {
+                let raw = byte_offset(&bytes, at);
+                assert_eq!(
+                    String::from_utf8_lossy(&bytes[..raw]).len(),
+                    at,
+                    "{bytes:?} at {at}"
+                );
+            }
+        }
     }
 }
