@@ -14,7 +14,7 @@ use netauto_sqlx::Database;
 use crate::devices::{Selection, select};
 use crate::ssh::SshArgs;
 use crate::table::Table;
-use crate::worker;
+use crate::{terminal, worker};
 
 /// How the store snapshot is re-read while waiting (covers feeds that do not cross processes,
 /// like SQLite's in-process one when a separate `netauto worker` runs the jobs).
@@ -175,6 +175,7 @@ pub(crate) async fn show(
 /// The per-device table and the counters.
 async fn print_bulk(store: &dyn RunStore, bulk: &Bulk) -> anyhow::Result<()> {
     let names = device_names(store).await?;
+    // Error messages may hold device text: escaped on a terminal.
     let mut table = Table::new(&[
         "device_id",
         "name",
@@ -183,7 +184,8 @@ async fn print_bulk(store: &dyn RunStore, bulk: &Bulk) -> anyhow::Result<()> {
         "exit",
         "bytes",
         "error",
-    ]);
+    ])
+    .escaped(terminal::stdout_is_terminal());
     for id in &bulk.device_ids {
         let name = names.get(id).cloned().unwrap_or_default();
         let Some(outcome) = bulk.outcomes.get(id) else {

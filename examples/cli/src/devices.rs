@@ -8,10 +8,15 @@ use anyhow::{Context, bail};
 use netauto_core::{Conflict, Device, DeviceId, Error, NewDevice, RunStore};
 
 use crate::table::Table;
+use crate::terminal;
 use netauto_cli::inventory::{self, Format};
 
-/// Creates one device.
+/// Creates one device, checked as an inventory row is ([`inventory::validate_device`]).
 pub(crate) async fn add(store: &dyn RunStore, device: NewDevice) -> anyhow::Result<()> {
+    let device = match inventory::validate_device(device) {
+        Ok(device) => device,
+        Err(problem) => bail!("{problem}; no device added"),
+    };
     let name = device.name.clone();
     match store.create_device(device).await {
         Ok(d) => {
@@ -111,9 +116,11 @@ pub(crate) async fn list(
         println!("{}", serde_json::to_string_pretty(&devices)?);
         return Ok(());
     }
+    // Rows added before `devices add` validated its values may hold control characters.
     let mut table = Table::new(&[
         "id", "name", "host", "port", "platform", "username", "site", "tags",
-    ]);
+    ])
+    .escaped(terminal::stdout_is_terminal());
     for d in &devices {
         table.row(vec![
             d.id.to_string(),

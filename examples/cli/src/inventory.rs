@@ -217,6 +217,45 @@ pub fn parse(text: &str, format: Format) -> Result<Vec<Row>, Vec<RowError>> {
 
 type RawRows = Vec<(Place, Result<Entry, String>)>;
 
+/// Checks one device given field by field (`netauto devices add`) exactly as [`parse`]
+/// checks each row of an inventory: the same limits, names and hosts without whitespace, no
+/// control character, a port from 1. Answers the device with its values trimmed (blank
+/// optional values and tags dropped), or the problem, naming the field.
+///
+/// ```
+/// use netauto_cli::inventory::validate_device;
+/// use netauto_core::NewDevice;
+///
+/// let device = validate_device(NewDevice::new(" r1 ", "10.0.0.1", "linux", "root")).unwrap();
+/// assert_eq!(device.name, "r1");
+/// let error = validate_device(NewDevice::new("r1", "10.0.0.1", "linux\x1b[2J", "root"));
+/// assert_eq!(error.unwrap_err(), r#"platform "linux\u{1b}[2J" has a control character"#);
+/// ```
+pub fn validate_device(device: NewDevice) -> Result<NewDevice, String> {
+    // Every field, so that a field added to `NewDevice` is not let through unchecked.
+    let NewDevice {
+        name,
+        host,
+        port,
+        platform,
+        username,
+        credential_ref,
+        tags,
+        site,
+    } = device;
+    validate(Entry {
+        name,
+        host,
+        port: Some(port),
+        platform,
+        username,
+        credential_ref,
+        tags: Some(Tags::List(tags)),
+        site,
+        host_key_fingerprint: None,
+    })
+}
+
 fn validate(e: Entry) -> Result<NewDevice, String> {
     let name = word("device name", &e.name)?;
     let host = word("host", &e.host)?;

@@ -8,6 +8,7 @@ mod devices;
 mod retention;
 mod ssh;
 mod table;
+mod terminal;
 mod worker;
 
 use std::io::Write as _;
@@ -169,9 +170,14 @@ struct BulkRunArgs {
 #[derive(Debug, Subcommand)]
 enum RunsCommand {
     /// Print a run's output to stdout (its stderr to stderr) and its status line to stderr.
+    /// On a terminal, control characters of the output are shown escaped (`\x1b`); a pipe or
+    /// a file gets the bytes as stored.
     Show {
         /// The run id.
         id: RunId,
+        /// Write the output's bytes as stored even to a terminal (escape sequences included).
+        #[arg(long)]
+        raw: bool,
     },
 }
 
@@ -312,7 +318,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bulk(BulkCommand::Show { bulk_ref, json }) => {
             bulk::show(store.as_ref(), &bulk_ref, json).await?;
         }
-        Command::Runs(RunsCommand::Show { id }) => show_run(store.as_ref(), id).await?,
+        Command::Runs(RunsCommand::Show { id, raw }) => show_run(store.as_ref(), id, raw).await?,
         Command::Worker { queues, ssh } => {
             let queues = match queues {
                 Some(q) => q,
@@ -326,12 +332,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `runs show`: the output, page by page, then a status line.
-async fn show_run(store: &dyn netauto_core::RunStore, id: RunId) -> anyhow::Result<()> {
+/// `runs show`: the output, page by page, then a status line. The output's bytes go out as
+/// stored to a pipe or a file (or with `raw`); to a terminal, escaped (see [`terminal`]). The
+/// status line, which may quote a device's error message, is escaped on a terminal.
+async fn show_run(store: &dyn netauto_core::RunStore, id: RunId, raw: bool) -> anyhow::Result<()> {
     const PAGE: usize = 256;
     let run = store.run(id).await?;
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr();
+    let mut out = terminal::DeviceWriter::new(
+        std::io::stdout().lock(),
+        !raw && terminal::stdout_is_terminal(),
+    );
+    let mut err =
+        terminal::DeviceWriter::new(std::io::stderr(), !raw && terminal::stderr_is_terminal());
     let mut from = 0;
     loop {
         let chunks = store.chunks(id, from, PAGE).await?;
@@ -339,14 +351,15 @@ async fn show_run(store: &dyn netauto_core::RunStore, id: RunId) -> anyhow::Resu
         from = last.seq + 1;
         for c in &chunks {
             match c.stream {
-                OutputStream::Stdout => out.write_all(&c.data)?,
-                OutputStream::Stderr => err.write_all(&c.data)?,
+                OutputStream::Stdout => out.write(&c.data)?,
+                OutputStream::Stderr => err.write(&c.data)?,
             }
         }
     }
-    out.flush()?;
+    out.finish()?;
+    err.finish()?;
     drop(out);
-    eprintln!(
+    let status = format!(
         "run {} on device {}: {}{} — {:?} by {}, {} bytes{}",
         run.id,
         run.device_id,
@@ -360,6 +373,10 @@ async fn show_run(store: &dyn netauto_core::RunStore, id: RunId) -> anyhow::Resu
         run.error_message
             .map(|m| format!("; {m}"))
             .unwrap_or_default()
+    );
+    eprintln!(
+        "{}",
+        terminal::escape_if(terminal::stderr_is_terminal(), &status)
     );
     Ok(())
 }
