@@ -145,6 +145,9 @@ pub enum Conflict {
     /// The run is already finished; output can no longer be appended and it cannot finish again.
     #[error("run {0} is already finished")]
     RunFinished(RunId),
+    /// The bulk was cancelled: no new run may start in it.
+    #[error("bulk {0} was cancelled")]
+    BulkCancelled(BulkRef),
     /// A record with this key exists already.
     #[error("{what} {key} already exists")]
     Exists {

@@ -36,6 +36,7 @@ mod device;
 mod error;
 mod ids;
 mod job;
+pub mod limits;
 mod network;
 mod progress;
 mod queue;
@@ -53,7 +54,10 @@ pub mod worker;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use bulk::{Bulk, BulkCounters, BulkState, DeviceOutcome, NewBulk, OutcomeRecorded};
+pub use bulk::{
+    Bulk, BulkCancelled, BulkCounters, BulkState, CancelRequests, DeviceOutcome, NewBulk,
+    OutcomeRecorded,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use device::{Device, NewDevice};
 pub use error::{BoxError, CommandError, ConfigError, Conflict, Error, Result, ValidationError};
@@ -62,6 +66,7 @@ pub use job::{
     ClaimRequest, DEFAULT_MAX_ATTEMPTS, Enqueued, FailAction, Job, JobFailure, JobFilter, JobState,
     NewJob,
 };
+pub use limits::{ExecLimits, LimitOverrides};
 pub use network::{
     ExecOptions, ExitStatus, NetworkClient, NetworkError, OutputEvent, OutputEvents, TimeoutPhase,
 };

@@ -30,14 +30,30 @@ pub enum BulkEvent {
         /// Devices in the bulk.
         total: u64,
     },
+    /// The bulk was cancelled: `cancelled` devices that had not started were recorded
+    /// `cancelled` at once (no Progress is published for them; followers re-read the
+    /// snapshot). Devices still running follow with a Progress each as their sessions close.
+    Cancelled {
+        /// The bulk.
+        bulk_ref: BulkRef,
+        /// Devices recorded `cancelled` by the cancel itself.
+        cancelled: u64,
+        /// Devices done so far.
+        done: u64,
+        /// Devices in the bulk.
+        total: u64,
+    },
     /// The last device finished. Published exactly once per bulk.
     Summary {
         /// The bulk.
         bulk_ref: BulkRef,
         /// Devices that finished `ok`.
         ok: u64,
-        /// Devices that did not.
+        /// Devices that did not (cancelled ones excluded).
         failed: u64,
+        /// Devices cancelled.
+        #[serde(default)]
+        cancelled: u64,
         /// Devices in the bulk.
         total: u64,
         /// From the bulk's creation to its last outcome.
@@ -85,7 +101,9 @@ impl ProgressEvent {
     pub fn topic(&self) -> String {
         match self {
             Self::Bulk(
-                BulkEvent::Progress { bulk_ref, .. } | BulkEvent::Summary { bulk_ref, .. },
+                BulkEvent::Progress { bulk_ref, .. }
+                | BulkEvent::Cancelled { bulk_ref, .. }
+                | BulkEvent::Summary { bulk_ref, .. },
             ) => bulk_ref.topic(),
             Self::Run(RunEvent::Output { run_id, .. } | RunEvent::Finished { run_id, .. }) => {
                 run_topic(*run_id)

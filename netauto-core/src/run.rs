@@ -15,15 +15,16 @@ use crate::ids::{BulkRef, DeviceId, RunId};
 pub enum RunStatus {
     /// Still executing; output may still arrive.
     Running,
-    /// Finished with exit status 0 (or no exit status where the transport has none).
+    /// Finished with exit status 0 (exec), or with a clean return to the prompt (shell).
     Ok,
     /// Finished with a non-zero exit status.
     Failed,
-    /// The transport failed (connect, auth, host key, protocol…); see the run's error.
+    /// The transport failed (connect, auth, host key, protocol, closed without an exit
+    /// status, output cap reached…); see the run's error.
     Error,
     /// A deadline passed.
     Timeout,
-    /// Stopped on purpose.
+    /// Stopped on purpose (a cancelled run or bulk).
     Cancelled,
 }
 
@@ -114,6 +115,10 @@ pub struct Run {
     pub bytes: u64,
     /// Number of output chunks.
     pub chunks: u64,
+    /// The output reached the run's output cap: the session was closed and exactly the cap's
+    /// bytes were kept.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 impl Run {
@@ -147,6 +152,9 @@ pub struct RunFinish {
     pub error_kind: Option<String>,
     /// Error message.
     pub error_message: Option<String>,
+    /// The output was cut at the output cap.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 impl RunFinish {
@@ -157,7 +165,14 @@ impl RunFinish {
             exit_status: None,
             error_kind: None,
             error_message: None,
+            truncated: false,
         }
+    }
+
+    /// Marks the output as cut at the output cap.
+    pub fn with_truncated(mut self, truncated: bool) -> Self {
+        self.truncated = truncated;
+        self
     }
 
     /// Sets the exit status.

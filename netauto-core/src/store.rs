@@ -5,7 +5,9 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::bulk::{Bulk, BulkState, DeviceOutcome, NewBulk, OutcomeRecorded};
+use crate::bulk::{
+    Bulk, BulkCancelled, BulkState, CancelRequests, DeviceOutcome, NewBulk, OutcomeRecorded,
+};
 use crate::device::{Device, NewDevice};
 use crate::error::Result;
 use crate::ids::{BulkRef, DeviceId, RunId};
@@ -53,7 +55,10 @@ pub trait RunStore: Send + Sync + Debug + 'static {
     // ---- runs and output ----
 
     /// Creates a `running` run with `inserted_at = started_at = now`, `bytes = 0`.
-    /// An unknown device is [`Error::NotFound`](crate::Error::NotFound).
+    /// An unknown device is [`Error::NotFound`](crate::Error::NotFound). A run of a bulk that
+    /// was cancelled is refused with [`Conflict::BulkCancelled`](crate::Conflict::BulkCancelled),
+    /// atomically with [`cancel_bulk`](Self::cancel_bulk): a run is either created before
+    /// the cancel (and seen by it as running) or refused.
     async fn create_run(&self, run: NewRun, now: DateTime<Utc>) -> Result<Run>;
 
     /// Appends a chunk with the next `seq` and adds its length to the run's `bytes`, atomically.
@@ -66,6 +71,17 @@ pub trait RunStore: Send + Sync + Debug + 'static {
         data: &[u8],
         now: DateTime<Utc>,
     ) -> Result<ChunkAppended>;
+
+    /// Asks the node running a run to stop it: the run keeps running until that node sees the
+    /// request (see [`cancel_requests`](Self::cancel_requests)) and finishes it `cancelled`.
+    /// Answers the run. A finished run is
+    /// [`Conflict::RunFinished`](crate::Conflict::RunFinished); an unknown one
+    /// [`Error::NotFound`](crate::Error::NotFound). Asking twice is harmless.
+    async fn request_run_cancel(&self, run_id: RunId, now: DateTime<Utc>) -> Result<Run>;
+
+    /// Which of `bulks` are cancelled and which of `runs` have a cancel request: what a node
+    /// polls for the runs and bulks it is running. Unknown refs and ids are left out.
+    async fn cancel_requests(&self, bulks: &[BulkRef], runs: &[RunId]) -> Result<CancelRequests>;
 
     /// Finishes a running run (`finished_at = now`). A deleted run is
     /// [`Error::RunGone`](crate::Error::RunGone); an already finished one is
@@ -107,8 +123,10 @@ pub trait RunStore: Send + Sync + Debug + 'static {
     async fn bulk_state(&self, bulk_ref: &BulkRef) -> Result<BulkState> {
         let bulk = self.bulk(bulk_ref).await?;
         Ok(BulkState {
+            created_at: bulk.created_at,
             counters: bulk.counters,
             finished_at: bulk.finished_at,
+            cancelled_at: bulk.cancelled_at,
         })
     }
 
@@ -118,6 +136,14 @@ pub trait RunStore: Send + Sync + Debug + 'static {
         bulk_ref: &BulkRef,
         device_ids: &[DeviceId],
     ) -> Result<Vec<DeviceOutcome>>;
+
+    /// Cancels a bulk, atomically: sets `cancelled_at = now` and records a `cancelled` outcome
+    /// (with the device's latest run of this bulk, if any) for every device that has no
+    /// outcome and no `running` run of this bulk. Devices with a running run are left to the
+    /// node running them, which sees the cancel through [`cancel_requests`](Self::cancel_requests).
+    /// A bulk already cancelled or finished changes nothing (`newly_cancelled: false`). An
+    /// unknown bulk is [`Error::NotFound`](crate::Error::NotFound).
+    async fn cancel_bulk(&self, bulk_ref: &BulkRef, now: DateTime<Utc>) -> Result<BulkCancelled>;
 
     /// Records a device's outcome, at most once per device: a second call for the same device
     /// changes nothing and answers `newly_recorded: false`. Exactly one call per bulk answers

@@ -15,8 +15,14 @@ pub const JOB_EXCEPTION: &str = "netauto.job.exception";
 pub const BULK_OK: &str = "netauto.bulk.ok";
 /// A bulk device failed. Fields: `bulk_ref`, `device_id`, `run_id`, `status`, `error_kind`.
 pub const BULK_ERROR: &str = "netauto.bulk.error";
-/// A bulk completed. Fields: `bulk_ref`, `ok`, `failed`, `total`, `duration_ms`.
+/// A bulk completed. Fields: `bulk_ref`, `ok`, `failed`, `cancelled`, `total`, `duration_ms`.
 pub const BULK_SUMMARY: &str = "netauto.bulk.summary";
+/// A bulk was cancelled. Fields: `bulk_ref`, `devices_cancelled` (not started, recorded at
+/// once), `pending` (still running, closing).
+pub const BULK_CANCELLED: &str = "netauto.bulk.cancelled";
+/// A bulk job ended for good without completing and its devices without an outcome were
+/// recorded. Fields: `bulk_ref`, `job_id`, `devices`, `reason`.
+pub const BULK_ABANDONED: &str = "netauto.bulk.abandoned";
 /// A retention purge ran. Fields: `dry_run`, `runs_age`, `runs_bytes`, `bytes_age`,
 /// `bytes_bytes`, `bytes_freed`, `batches`, `devices_over_cap_before`,
 /// `devices_over_cap_after`, `unresolved_devices`, `kept_by_guard`, `duration_ms`.

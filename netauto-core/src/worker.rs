@@ -65,6 +65,20 @@ pub trait Worker: Send + Sync + Debug + 'static {
         None
     }
 
+    /// Called once a job of this worker is about to end for good without completing: the
+    /// worker discarded it, its args are malformed (so `job.args` may not decode into
+    /// [`Self::Args`]), or its attempts ran out — also when they ran out while the node
+    /// running it was gone (the runner that rescues it calls this). It lets the worker record
+    /// what the job will never do, e.g. a bulk job gives each of its devices an outcome so
+    /// that the bulk ends.
+    ///
+    /// It runs *before* the job is marked discarded and must be idempotent: when it fails,
+    /// the job is not discarded yet and the call is made again later.
+    async fn on_discard(&self, job: &Job, reason: &str) -> Result<(), WorkerError> {
+        let _ = (job, reason);
+        Ok(())
+    }
+
     /// The delay before retrying after failed attempt number `attempt` (1-based).
     fn backoff(&self, attempt: u32) -> Duration {
         default_backoff(attempt)
@@ -193,6 +207,7 @@ pub(crate) trait ErasedWorker: Send + Sync + Debug {
     fn timeout(&self) -> Option<Duration>;
     fn backoff(&self, attempt: u32) -> Duration;
     async fn perform(&self, ctx: &JobContext) -> Result<(), PerformError>;
+    async fn on_discard(&self, job: &Job, reason: &str) -> Result<(), WorkerError>;
 }
 
 #[derive(Debug)]
@@ -206,6 +221,10 @@ impl<W: Worker> ErasedWorker for Erased<W> {
 
     fn backoff(&self, attempt: u32) -> Duration {
         self.0.backoff(attempt)
+    }
+
+    async fn on_discard(&self, job: &Job, reason: &str) -> Result<(), WorkerError> {
+        self.0.on_discard(job, reason).await
     }
 
     async fn perform(&self, ctx: &JobContext) -> Result<(), PerformError> {

@@ -12,9 +12,9 @@ use netauto_core::retention::{
 };
 use netauto_core::validation::dedup_ids;
 use netauto_core::{
-    Bulk, BulkCounters, BulkRef, ChunkAppended, Conflict, Device, DeviceId, DeviceOutcome,
-    Enqueued, Error, NewBulk, NewDevice, NewJob, NewRun, OutcomeRecorded, OutputStream, Result,
-    Run, RunChunk, RunFinish, RunId, RunStatus, RunStore, ValidationError,
+    Bulk, BulkCancelled, BulkCounters, BulkRef, CancelRequests, ChunkAppended, Conflict, Device,
+    DeviceId, DeviceOutcome, Enqueued, Error, NewBulk, NewDevice, NewJob, NewRun, OutcomeRecorded,
+    OutputStream, Result, Run, RunChunk, RunFinish, RunId, RunStatus, RunStore, ValidationError,
 };
 
 use crate::queue::InMemoryJobQueue;
@@ -55,6 +55,7 @@ impl InMemoryRunStore {
 struct StoredRun {
     run: Run,
     chunks: Vec<RunChunk>,
+    cancel_requested: bool,
 }
 
 #[derive(Debug)]
@@ -203,6 +204,14 @@ impl RunStore for InMemoryRunStore {
         if !state.devices.contains_key(&run.device_id) {
             return Err(Error::device_not_found(run.device_id));
         }
+        if let Some(b) = &run.bulk_ref
+            && state
+                .bulks
+                .get(b)
+                .is_some_and(|s| s.bulk.cancelled_at.is_some())
+        {
+            return Err(Conflict::BulkCancelled(b.clone()).into());
+        }
         state.last_run_id += 1;
         let run = Run {
             id: RunId(state.last_run_id),
@@ -219,6 +228,7 @@ impl RunStore for InMemoryRunStore {
             finished_at: None,
             bytes: 0,
             chunks: 0,
+            truncated: false,
         };
         state.index_run(&run);
         state
@@ -230,6 +240,7 @@ impl RunStore for InMemoryRunStore {
             StoredRun {
                 run: run.clone(),
                 chunks: Vec::new(),
+                cancel_requested: false,
             },
         );
         Ok(run)
@@ -286,10 +297,45 @@ impl RunStore for InMemoryRunStore {
         stored.run.exit_status = finish.exit_status;
         stored.run.error_kind = finish.error_kind;
         stored.run.error_message = finish.error_message;
+        stored.run.truncated = finish.truncated;
         stored.run.finished_at = Some(now);
         let run = stored.run.clone();
         state.index_run(&run);
         Ok(run)
+    }
+
+    async fn request_run_cancel(&self, run_id: RunId, _now: DateTime<Utc>) -> Result<Run> {
+        let mut state = self.lock()?;
+        let stored = state
+            .runs
+            .get_mut(&run_id)
+            .ok_or_else(|| Error::run_not_found(run_id))?;
+        if stored.run.status.is_finished() {
+            return Err(Conflict::RunFinished(run_id).into());
+        }
+        stored.cancel_requested = true;
+        Ok(stored.run.clone())
+    }
+
+    async fn cancel_requests(&self, bulks: &[BulkRef], runs: &[RunId]) -> Result<CancelRequests> {
+        let state = self.lock()?;
+        Ok(CancelRequests {
+            bulks: bulks
+                .iter()
+                .filter(|b| {
+                    state
+                        .bulks
+                        .get(b)
+                        .is_some_and(|s| s.bulk.cancelled_at.is_some())
+                })
+                .cloned()
+                .collect(),
+            runs: runs
+                .iter()
+                .copied()
+                .filter(|r| state.runs.get(r).is_some_and(|s| s.cancel_requested))
+                .collect(),
+        })
     }
 
     async fn run(&self, id: RunId) -> Result<Run> {
@@ -363,6 +409,8 @@ impl RunStore for InMemoryRunStore {
             device_ids,
             created_at: now,
             finished_at: None,
+            cancelled_at: None,
+            limits: bulk.limits,
             outcomes: BTreeMap::new(),
         };
         let members = bulk.device_ids.iter().copied().collect();
@@ -435,12 +483,7 @@ impl RunStore for InMemoryRunStore {
                 completed_now: false,
             });
         }
-        if outcome.is_ok() {
-            bulk.counters.ok += 1;
-        } else {
-            bulk.counters.failed += 1;
-        }
-        bulk.counters.pending -= 1;
+        bulk.counters.count(outcome.status);
         let completed_now = bulk.counters.pending == 0;
         if completed_now {
             bulk.finished_at = Some(outcome.recorded_at);
@@ -449,6 +492,74 @@ impl RunStore for InMemoryRunStore {
         Ok(OutcomeRecorded {
             counters: bulk.counters,
             newly_recorded: true,
+            completed_now,
+        })
+    }
+
+    async fn cancel_bulk(&self, bulk_ref: &BulkRef, now: DateTime<Utc>) -> Result<BulkCancelled> {
+        let mut state = self.lock()?;
+        let state = &mut *state;
+        let stored = state
+            .bulks
+            .get_mut(bulk_ref)
+            .ok_or_else(|| Error::bulk_not_found(bulk_ref))?;
+        let bulk = &mut stored.bulk;
+        if bulk.cancelled_at.is_some() || bulk.finished_at.is_some() {
+            return Ok(BulkCancelled {
+                counters: bulk.counters,
+                newly_cancelled: false,
+                devices_cancelled: 0,
+                completed_now: false,
+            });
+        }
+        bulk.cancelled_at = Some(now);
+        // The newest run of this bulk per device, and whether it is still running.
+        let mut latest: HashMap<DeviceId, (RunId, bool)> = HashMap::new();
+        for d in &bulk.device_ids {
+            if bulk.outcomes.contains_key(d) {
+                continue;
+            }
+            let newest = state
+                .by_inserted
+                .range(device_start(*d)..=device_end(*d))
+                .filter_map(|(_, _, id)| state.runs.get(id))
+                .filter(|s| s.run.bulk_ref.as_ref() == Some(bulk_ref))
+                .max_by_key(|s| s.run.id);
+            if let Some(s) = newest {
+                latest.insert(*d, (s.run.id, !s.run.status.is_finished()));
+            }
+        }
+        let mut cancelled = 0;
+        for d in bulk.device_ids.clone() {
+            if bulk.outcomes.contains_key(&d) {
+                continue;
+            }
+            let run = latest.get(&d).copied();
+            if run.is_some_and(|(_, running)| running) {
+                continue;
+            }
+            bulk.counters.count(RunStatus::Cancelled);
+            bulk.outcomes.insert(
+                d,
+                DeviceOutcome {
+                    device_id: d,
+                    run_id: run.map(|(id, _)| id),
+                    status: RunStatus::Cancelled,
+                    error_kind: Some("cancelled".to_owned()),
+                    recorded_at: now,
+                    truncated: false,
+                },
+            );
+            cancelled += 1;
+        }
+        let completed_now = cancelled > 0 && bulk.counters.pending == 0;
+        if completed_now {
+            bulk.finished_at = Some(now);
+        }
+        Ok(BulkCancelled {
+            counters: bulk.counters,
+            newly_cancelled: true,
+            devices_cancelled: cancelled,
             completed_now,
         })
     }

@@ -96,7 +96,7 @@ impl Fixture {
     }
 
     fn bulk(&self) -> Bulk {
-        Bulk::new(self.store_dyn()).with_clock(self.clock_dyn())
+        Bulk::new(self.store_dyn(), Arc::new(self.hub.clone())).with_clock(self.clock_dyn())
     }
 
     async fn devices(&self, n: usize) -> Vec<DeviceId> {
@@ -314,7 +314,12 @@ async fn many_small_reads_are_coalesced_into_bounded_chunks() {
     );
     assert_eq!(
         client.calls(),
-        [(dev, "show logging".to_owned(), ExecOptions::default())]
+        [(
+            dev,
+            "show logging".to_owned(),
+            // Every command has a deadline: the service's default when none is asked for.
+            ExecOptions::default().with_timeout(Duration::from_secs(300))
+        )]
     );
 }
 
@@ -410,7 +415,8 @@ async fn the_exit_status_decides_ok_or_failed() {
         [
             (RunStatus::Ok, Some(0), None),
             (RunStatus::Failed, Some(3), None),
-            (RunStatus::Ok, None, None),
+            // Closed without an exit status: the command may not have finished.
+            (RunStatus::Error, None, Some("closed")),
             (RunStatus::Failed, None, Some("signal")),
         ]
     );
@@ -534,7 +540,7 @@ async fn a_hanging_stream_times_out_and_keeps_its_output() {
         .execute_command(
             dev,
             "show version",
-            ExecuteOptions::new(REQUESTER).with_timeout(Duration::from_millis(50)),
+            ExecuteOptions::new(REQUESTER).with_timeout(Duration::from_millis(100)),
         )
         .await
         .unwrap();
@@ -899,7 +905,7 @@ async fn enqueue_lists_every_unknown_id_in_one_error_and_writes_nothing() {
         .times(1)
         .returning(|_| Ok(vec![DeviceId(99)]));
     store.expect_create_bulk().never();
-    let e = Bulk::new(Arc::new(store))
+    let e = Bulk::new(Arc::new(store), Arc::new(InMemoryProgressHub::new()))
         .enqueue(&given, "show version", REQUESTER)
         .await
         .unwrap_err();
@@ -925,7 +931,10 @@ async fn enqueue_rejects_bad_input_before_touching_the_store() {
         (&[], "show version", REQUESTER),
     ];
     // A store with no expectations panics on any call.
-    let untouched = Bulk::new(Arc::new(MockRunStore::new()));
+    let untouched = Bulk::new(
+        Arc::new(MockRunStore::new()),
+        Arc::new(InMemoryProgressHub::new()),
+    );
     for (ids, command, requested_by) in bad {
         for bulk in [&fx.bulk(), &untouched] {
             let e = bulk.enqueue(ids, command, requested_by).await.unwrap_err();
@@ -1039,6 +1048,7 @@ async fn bulk_jobs_run_each_device_once_and_a_failure_is_an_outcome() {
             total: 120,
             ok: 119,
             failed: 1,
+            cancelled: 0,
             pending: 0
         }
     );
@@ -1136,6 +1146,7 @@ async fn a_bulk_job_rerun_after_a_crash_skips_finished_devices() {
             status: run.status,
             error_kind: None,
             recorded_at: earlier,
+            truncated: false,
         };
         fx.store
             .record_outcome(&bulk_ref, outcome.clone())
@@ -1201,6 +1212,7 @@ async fn a_bulk_job_rerun_after_a_crash_skips_finished_devices() {
             total: 10,
             ok: 9,
             failed: 1,
+            cancelled: 0,
             pending: 0
         }
     );
@@ -1376,6 +1388,7 @@ async fn an_attempt_stopped_after_recording_an_outcome_still_announces_it() {
         command: "show version".into(),
         requested_by: REQUESTER.into(),
         bulk_ref: bulk_ref.clone(),
+        limits: Default::default(),
     };
 
     // The attempt is stopped (its lease lost, say) once the outcome is stored and its
@@ -1871,6 +1884,23 @@ impl RunStore for RecordingStore {
         outcome: DeviceOutcome,
     ) -> Result<OutcomeRecorded> {
         self.inner.record_outcome(bulk_ref, outcome).await
+    }
+    async fn request_run_cancel(&self, run_id: RunId, now: DateTime<Utc>) -> Result<Run> {
+        self.inner.request_run_cancel(run_id, now).await
+    }
+    async fn cancel_requests(
+        &self,
+        bulks: &[BulkRef],
+        runs: &[RunId],
+    ) -> Result<netauto_core::CancelRequests> {
+        self.inner.cancel_requests(bulks, runs).await
+    }
+    async fn cancel_bulk(
+        &self,
+        bulk_ref: &BulkRef,
+        now: DateTime<Utc>,
+    ) -> Result<netauto_core::BulkCancelled> {
+        self.inner.cancel_bulk(bulk_ref, now).await
     }
     async fn device_totals(&self) -> Result<Vec<DeviceTotal>> {
         self.inner.device_totals().await

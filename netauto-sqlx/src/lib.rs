@@ -115,6 +115,19 @@ fn supported() -> Vec<&'static str> {
     v
 }
 
+/// What recording one outcome of `status` adds to a bulk's `ok`, `failed` and `cancelled`
+/// counters (`newly`: the device had no outcome yet).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn increments(newly: bool, status: netauto_core::RunStatus) -> (i64, i64, i64) {
+    use netauto_core::RunStatus;
+    match (newly, status) {
+        (false, _) => (0, 0, 0),
+        (true, RunStatus::Ok) => (1, 0, 0),
+        (true, RunStatus::Cancelled) => (0, 0, 1),
+        (true, _) => (0, 1, 0),
+    }
+}
+
 /// A database URL with its passwords replaced by `***`, for error messages and logs.
 ///
 /// Hidden: the password of the user info (`postgres://ann:***@db/x`), and the value of

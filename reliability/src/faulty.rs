@@ -143,6 +143,23 @@ impl RunStore for FaultyStore {
     ) -> Result<OutcomeRecorded> {
         self.inner.record_outcome(bulk_ref, outcome).await
     }
+    async fn request_run_cancel(&self, run_id: RunId, now: DateTime<Utc>) -> Result<Run> {
+        self.inner.request_run_cancel(run_id, now).await
+    }
+    async fn cancel_requests(
+        &self,
+        bulks: &[BulkRef],
+        runs: &[RunId],
+    ) -> Result<netauto_core::CancelRequests> {
+        self.inner.cancel_requests(bulks, runs).await
+    }
+    async fn cancel_bulk(
+        &self,
+        bulk_ref: &BulkRef,
+        now: DateTime<Utc>,
+    ) -> Result<netauto_core::BulkCancelled> {
+        self.inner.cancel_bulk(bulk_ref, now).await
+    }
     async fn device_totals(&self) -> Result<Vec<DeviceTotal>> {
         self.inner.device_totals().await
     }

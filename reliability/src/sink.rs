@@ -43,7 +43,7 @@ pub fn event_line(event: &ProgressEvent) -> Option<String> {
             total,
             ..
         }) => Some(format!("{SUMMARY}{bulk_ref} {ok} {failed} {total}")),
-        ProgressEvent::Run(_) => None,
+        ProgressEvent::Bulk(BulkEvent::Cancelled { .. }) | ProgressEvent::Run(_) => None,
     }
 }
 

@@ -52,7 +52,7 @@ async fn malformed_rows_are_discarded_once(db: Db) {
         BAD_ROWS as u64
     );
     // A good bulk queued behind the bad rows: it must still run.
-    let bulk_ref = Bulk::new(be.store.clone())
+    let bulk_ref = Bulk::new(be.store.clone(), be.progress.clone())
         .enqueue(&fleet.ids(), "show version", "reliability")
         .await
         .expect("enqueue");

@@ -30,7 +30,7 @@ async fn three_workers_drain_a_bulk_and_a_fourth_process_sees_every_event() {
     let fleet = Fleet::start(&be, n, Duration::ZERO, 128).await;
     let setup = t_setup.elapsed();
     let ids = fleet.ids();
-    let bulk_ref = Bulk::new(be.store.clone())
+    let bulk_ref = Bulk::new(be.store.clone(), be.progress.clone())
         .enqueue(&ids, "show version", "reliability")
         .await
         .expect("enqueue");

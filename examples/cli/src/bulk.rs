@@ -1,4 +1,5 @@
-//! `netauto bulk run|show`: start a bulk, follow it live, print its per-device outcomes.
+//! `netauto bulk run|show|cancel`: start a bulk, follow it live, print its per-device
+//! outcomes, cancel it.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -8,7 +9,9 @@ use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use netauto_core::runner::QueueLimits;
 use netauto_core::services::Bulk as BulkService;
-use netauto_core::{Bulk, BulkEvent, BulkRef, DeviceId, FeedItem, ProgressEvent, RunStore};
+use netauto_core::{
+    Bulk, BulkEvent, BulkRef, DeviceId, FeedItem, LimitOverrides, ProgressEvent, RunStore,
+};
 use netauto_sqlx::Database;
 
 use crate::devices::{Selection, select};
@@ -33,6 +36,8 @@ pub(crate) struct RunRequest<'a> {
     /// Run the jobs in this process while waiting, with this many at a time.
     pub(crate) local_worker: Option<usize>,
     pub(crate) ssh: &'a SshArgs,
+    /// This bulk's own deadline and output cap.
+    pub(crate) limits: LimitOverrides,
 }
 
 /// Starts a bulk and prints its reference; with `wait`, follows it to the end and answers
@@ -49,11 +54,13 @@ pub(crate) async fn run(db: &Database, req: RunRequest<'_>) -> anyhow::Result<bo
         )?),
         _ => None,
     };
-    let mut service = BulkService::new(store.clone());
+    let mut service = BulkService::new(store.clone(), db.progress());
     if let Some(runner) = &local {
         service = service.with_wake(runner.waker());
     }
-    let bulk_ref = service.enqueue(&ids, req.command, req.requested_by).await?;
+    let bulk_ref = service
+        .enqueue_with_limits(&ids, req.command, req.requested_by, req.limits)
+        .await?;
     println!("{bulk_ref}");
     if !req.wait {
         eprintln!(
@@ -72,13 +79,42 @@ pub(crate) async fn run(db: &Database, req: RunRequest<'_>) -> anyhow::Result<bo
         Some(bulk) => bulk,
         None => {
             eprintln!(
-                "stopped waiting; the bulk goes on in any running worker: `netauto bulk show {bulk_ref}`"
+                "stopped waiting; the bulk goes on in any running worker: `netauto bulk show {bulk_ref}`, `netauto bulk cancel {bulk_ref}`"
             );
             std::process::exit(130);
         }
     };
     print_bulk(store.as_ref(), &bulk).await?;
-    Ok(bulk.counters.failed == 0)
+    Ok(bulk.counters.all_ok())
+}
+
+/// `bulk cancel`: devices not started are recorded cancelled at once; sessions still running
+/// are closed by whichever node runs them. With `wait`, follows the bulk to its end.
+pub(crate) async fn cancel(db: &Database, bulk_ref: &BulkRef, wait: bool) -> anyhow::Result<()> {
+    let store = db.store();
+    let feed = db.progress().subscribe(&bulk_ref.topic()).await;
+    let cancelled = BulkService::new(store.clone(), db.progress())
+        .cancel(bulk_ref)
+        .await?;
+    let c = cancelled.counters;
+    if !cancelled.newly_cancelled {
+        eprintln!(
+            "bulk {bulk_ref} was already cancelled or finished: {} ok, {} failed, {} cancelled, {} pending",
+            c.ok, c.failed, c.cancelled, c.pending
+        );
+        return Ok(());
+    }
+    eprintln!(
+        "bulk {bulk_ref} cancelled: {} devices that had not started are cancelled; {} running are being stopped by the nodes running them",
+        cancelled.devices_cancelled, c.pending
+    );
+    if wait && c.pending > 0 {
+        let Some(bulk) = follow(store.as_ref(), bulk_ref, feed).await? else {
+            std::process::exit(130);
+        };
+        print_bulk(store.as_ref(), &bulk).await?;
+    }
+    Ok(())
 }
 
 /// Follows a bulk until it completes (answering its final state) or Ctrl-C (answering `None`).
@@ -115,10 +151,14 @@ async fn follow(
             }
         }
         bar.set_position(bulk.counters.done());
-        bar.set_message(format!(
-            "ok {} failed {}",
-            bulk.counters.ok, bulk.counters.failed
-        ));
+        bar.set_message(if bulk.counters.cancelled > 0 {
+            format!(
+                "ok {} failed {} cancelled {}",
+                bulk.counters.ok, bulk.counters.failed, bulk.counters.cancelled
+            )
+        } else {
+            format!("ok {} failed {}", bulk.counters.ok, bulk.counters.failed)
+        });
         if bulk.counters.pending == 0 {
             bar.finish();
             return Ok(Some(bulk));
@@ -169,6 +209,15 @@ pub(crate) async fn show(
     if let Some(f) = bulk.finished_at {
         println!("finished: {}", f.to_rfc3339());
     }
+    if let Some(c) = bulk.cancelled_at {
+        println!("cancelled: {}", c.to_rfc3339());
+    }
+    if let Some(t) = bulk.limits.timeout() {
+        println!("deadline: {t:?} per device");
+    }
+    if let Some(b) = bulk.limits.max_output {
+        println!("output cap: {b} bytes per run");
+    }
     print_bulk(store, &bulk).await
 }
 
@@ -183,6 +232,7 @@ async fn print_bulk(store: &dyn RunStore, bulk: &Bulk) -> anyhow::Result<()> {
         "run_id",
         "exit",
         "bytes",
+        "truncated",
         "error",
     ])
     .escaped(terminal::stdout_is_terminal());
@@ -213,14 +263,24 @@ async fn print_bulk(store: &dyn RunStore, bulk: &Bulk) -> anyhow::Result<()> {
             run.as_ref()
                 .map(|r| r.bytes.to_string())
                 .unwrap_or_default(),
+            if outcome.truncated { "yes" } else { "" }.to_owned(),
             error.lines().next().unwrap_or_default().to_owned(),
         ]);
     }
     print!("{}", table.render());
     let c = bulk.counters;
     println!(
-        "{} devices: {} ok, {} failed, {} pending",
-        c.total, c.ok, c.failed, c.pending
+        "{} devices: {} ok, {} failed, {} cancelled, {} pending{}",
+        c.total,
+        c.ok,
+        c.failed,
+        c.cancelled,
+        c.pending,
+        if bulk.cancelled_at.is_some() {
+            " (bulk cancelled)"
+        } else {
+            ""
+        }
     );
     Ok(())
 }

@@ -19,7 +19,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use netauto_cli::inventory::Format;
 use netauto_core::runner::QueueLimits;
-use netauto_core::{BulkRef, NewDevice, OutputStream, RunId};
+use netauto_core::{BulkRef, LimitOverrides, NewDevice, OutputStream, RunId};
 use netauto_sqlx::Database;
 
 use crate::devices::{Filter, Selection};
@@ -132,6 +132,16 @@ enum BulkCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Cancel a bulk: devices not started are recorded cancelled at once; running sessions
+    /// are closed within about a second by whichever node runs them (their output so far is
+    /// kept).
+    Cancel {
+        /// The bulk reference.
+        bulk_ref: BulkRef,
+        /// Wait until the running devices have stopped, then print the table.
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +160,14 @@ struct BulkRunArgs {
     /// The command line to run.
     #[arg(long)]
     command: String,
+    /// This bulk's deadline per device (connect, login and output included), instead of the
+    /// worker's NETAUTO_COMMAND_TIMEOUT: seconds or with a unit (`500ms`, `90s`, `5m`, `2h`).
+    #[arg(long, value_name = "DURATION", value_parser = ssh::duration_arg)]
+    timeout: Option<std::time::Duration>,
+    /// This bulk's output cap per run, instead of the worker's NETAUTO_RUN_MAX_OUTPUT: bytes
+    /// or with a KiB/MiB/GiB suffix.
+    #[arg(long, value_name = "BYTES", value_parser = ssh::bytes_arg)]
+    max_output: Option<u64>,
     /// Who asks (stored with every run) [default: $USER].
     #[arg(long, env = "NETAUTO_REQUESTED_BY")]
     requested_by: Option<String>,
@@ -178,6 +196,11 @@ enum RunsCommand {
         /// Write the output's bytes as stored even to a terminal (escape sequences included).
         #[arg(long)]
         raw: bool,
+    },
+    /// Cancel a running run: the node running it closes its session and keeps its output.
+    Cancel {
+        /// The run id.
+        id: RunId,
     },
 }
 
@@ -308,6 +331,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     local_worker: (!args.no_local_worker)
                         .then_some(usize::from(args.local_concurrency)),
                     ssh: &args.ssh,
+                    limits: LimitOverrides {
+                        timeout_ms: args
+                            .timeout
+                            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+                        max_output: args.max_output,
+                    },
                 },
             )
             .await?;
@@ -317,6 +346,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bulk(BulkCommand::Show { bulk_ref, json }) => {
             bulk::show(store.as_ref(), &bulk_ref, json).await?;
+        }
+        Command::Bulk(BulkCommand::Cancel { bulk_ref, wait }) => {
+            bulk::cancel(&db, &bulk_ref, wait).await?;
+        }
+        Command::Runs(RunsCommand::Cancel { id }) => {
+            let run = store
+                .request_run_cancel(id, chrono::Utc::now())
+                .await
+                .map_err(|e| match e {
+                    netauto_core::Error::Conflict(_) => {
+                        anyhow::anyhow!("run {id} has already finished")
+                    }
+                    other => other.into(),
+                })?;
+            eprintln!(
+                "run {} on device {}: cancel requested; the node running it stops it within about a second and keeps its output",
+                run.id, run.device_id
+            );
         }
         Command::Runs(RunsCommand::Show { id, raw }) => show_run(store.as_ref(), id, raw).await?,
         Command::Worker { queues, ssh } => {

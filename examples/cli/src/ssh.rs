@@ -1,12 +1,13 @@
 //! SSH settings of the commands that run jobs (`worker`, `bulk run --wait`): host-key mode,
-//! known_hosts file, credentials and the per-command deadline.
+//! known_hosts file, credentials, and the limits every device command runs under.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use netauto_core::NetworkClient;
+use netauto_core::limits::{parse_max_output, parse_timeout};
+use netauto_core::{ExecLimits, NetworkClient};
 use netauto_ssh::{
     EnvCredentials, FileCredentials, HostKeyPolicy, KnownHosts, SshClientConfig, SshNetworkClient,
 };
@@ -40,10 +41,24 @@ pub(crate) struct SshArgs {
     /// without it, secrets come from NETAUTO_SSH_<REF>_PASSWORD / _KEY_FILE / _KEY / _PASSPHRASE.
     #[arg(long, env = "NETAUTO_SSH_CREDENTIALS", value_name = "FILE")]
     pub(crate) credentials: Option<PathBuf>,
-    /// Deadline of each device's command, in seconds (default: none; connect 10 s, auth 20 s and
-    /// 60 s of silence still apply).
-    #[arg(long, env = "NETAUTO_COMMAND_TIMEOUT", value_name = "SECS")]
-    pub(crate) command_timeout: Option<u64>,
+    /// Deadline of each device's command, connect, login and output included: seconds, or
+    /// with a unit (`500ms`, `90s`, `5m`, `2h`). A bulk's own `--timeout` wins.
+    #[arg(long, env = "NETAUTO_COMMAND_TIMEOUT", value_name = "DURATION", default_value = "300", value_parser = duration_arg)]
+    pub(crate) command_timeout: Duration,
+    /// Most output kept per run: bytes, or with a KiB/MiB/GiB suffix. At the cap the session
+    /// is closed and the run marked truncated. A bulk's own `--max-output` wins.
+    #[arg(long, env = "NETAUTO_RUN_MAX_OUTPUT", value_name = "BYTES", default_value = "16MiB", value_parser = bytes_arg)]
+    pub(crate) run_max_output: u64,
+}
+
+/// Parses a deadline flag (`300`, `90s`, `5m`…).
+pub(crate) fn duration_arg(s: &str) -> Result<Duration, String> {
+    parse_timeout(s)
+}
+
+/// Parses a byte-size flag (`16MiB`…).
+pub(crate) fn bytes_arg(s: &str) -> Result<u64, String> {
+    parse_max_output(s)
 }
 
 impl SshArgs {
@@ -76,8 +91,11 @@ impl SshArgs {
         Ok(Arc::new(SshNetworkClient::new(config)))
     }
 
-    /// The per-command deadline, if any.
-    pub(crate) fn timeout(&self) -> Option<Duration> {
-        self.command_timeout.map(Duration::from_secs)
+    /// The limits of every device command this process runs.
+    pub(crate) fn limits(&self) -> ExecLimits {
+        ExecLimits {
+            timeout: self.command_timeout,
+            max_output: self.run_max_output,
+        }
     }
 }

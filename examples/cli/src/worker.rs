@@ -28,11 +28,8 @@ pub(crate) fn runner(
     cron: bool,
 ) -> anyhow::Result<Runner> {
     let retention = RetentionConfig::from_env()?;
-    let network = Network::new(db.store(), ssh.client()?, db.progress());
-    let mut bulk = BulkJob::new(network);
-    if let Some(t) = ssh.timeout() {
-        bulk = bulk.with_command_timeout(t);
-    }
+    let network = Network::new(db.store(), ssh.client()?, db.progress()).with_limits(ssh.limits());
+    let bulk = BulkJob::new(network);
     let schedule = CronSchedule::parse_setting("NET_AUTO_RETENTION_CRON", retention.cron())?;
     let registry = WorkerRegistry::new()
         .with(bulk)

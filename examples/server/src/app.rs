@@ -93,7 +93,7 @@ impl App {
                 schedule.clone(),
                 &RetentionArgs::default(),
             )?);
-        let bulk = Bulk::new(parts.store.clone()).with_wake(runner.waker());
+        let bulk = Bulk::new(parts.store.clone(), parts.progress.clone()).with_wake(runner.waker());
         let state = AppState {
             store: parts.store,
             progress: parts.progress,

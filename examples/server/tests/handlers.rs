@@ -584,6 +584,7 @@ async fn a_quiet_bulk_stream_resyncs_events_nobody_published() {
                     status: netauto_core::RunStatus::Error,
                     error_kind: Some("auth".to_owned()),
                     recorded_at: chrono::Utc::now(),
+                    truncated: false,
                 },
             )
             .await

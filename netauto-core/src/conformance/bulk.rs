@@ -12,16 +12,17 @@ use crate::{
     JobFilter, NewBulk, NewJob, RunId, RunStatus,
 };
 
-fn new_bulk(bulk_ref: &BulkRef, device_ids: &[DeviceId]) -> NewBulk {
+pub(crate) fn new_bulk(bulk_ref: &BulkRef, device_ids: &[DeviceId]) -> NewBulk {
     NewBulk {
         bulk_ref: bulk_ref.clone(),
         command: "show version".into(),
         requested_by: "alice".into(),
         device_ids: device_ids.to_vec(),
+        limits: crate::LimitOverrides::none(),
     }
 }
 
-fn bulk_job(bulk_ref: &BulkRef, device_ids: &[DeviceId]) -> NewJob {
+pub(crate) fn bulk_job(bulk_ref: &BulkRef, device_ids: &[DeviceId]) -> NewJob {
     NewJob::new(
         "bulk",
         "bulk",
@@ -34,13 +35,19 @@ fn bulk_job(bulk_ref: &BulkRef, device_ids: &[DeviceId]) -> NewJob {
     )
 }
 
-fn outcome(device: DeviceId, run_id: Option<RunId>, status: RunStatus, secs: i64) -> DeviceOutcome {
+pub(crate) fn outcome(
+    device: DeviceId,
+    run_id: Option<RunId>,
+    status: RunStatus,
+    secs: i64,
+) -> DeviceOutcome {
     DeviceOutcome {
         device_id: device,
         run_id,
         status,
         error_kind: (!status.is_ok()).then(|| "exit".to_owned()),
         recorded_at: at(secs),
+        truncated: false,
     }
 }
 
@@ -132,8 +139,10 @@ pub async fn record_outcome_completes_exactly_once(b: &Backend) {
     assert_eq!(
         b.store.bulk_state(&r).await.expect("bulk_state"),
         BulkState {
+            created_at: at(0),
             counters: BulkCounters::new(100),
-            finished_at: None
+            finished_at: None,
+            cancelled_at: None,
         }
     );
     assert!(matches!(
@@ -200,6 +209,7 @@ pub async fn record_outcome_completes_exactly_once(b: &Backend) {
             total: 100,
             ok: 100 - failed,
             failed,
+            cancelled: 0,
             pending: 0,
         }
     );
@@ -211,8 +221,10 @@ pub async fn record_outcome_completes_exactly_once(b: &Backend) {
     assert_eq!(
         b.store.bulk_state(&r).await.expect("bulk_state"),
         BulkState {
+            created_at: bulk.created_at,
             counters: bulk.counters,
-            finished_at: bulk.finished_at
+            finished_at: bulk.finished_at,
+            cancelled_at: None,
         },
         "bulk_state agrees with bulk"
     );
@@ -242,6 +254,7 @@ pub async fn record_outcome_is_idempotent_per_device(b: &Backend) {
             total: 2,
             ok: 1,
             failed: 0,
+            cancelled: 0,
             pending: 1
         }
     );
@@ -275,6 +288,7 @@ pub async fn record_outcome_is_idempotent_per_device(b: &Backend) {
             total: 2,
             ok: 1,
             failed: 1,
+            cancelled: 0,
             pending: 0
         }
     );

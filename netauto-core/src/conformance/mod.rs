@@ -48,6 +48,7 @@ macro_rules! assert_err {
 }
 
 pub mod bulk;
+pub mod cancel;
 pub mod lifecycle;
 pub mod queue;
 pub mod retention;
@@ -170,6 +171,11 @@ macro_rules! __netauto_conformance_checks {
             bulk::record_outcome_is_idempotent_per_device,
             bulk::record_outcome_rejects_foreign_devices,
             bulk::device_outcomes_filters,
+            cancel::cancel_bulk_records_devices_not_started,
+            cancel::cancel_bulk_completes_and_finished_bulks_stay,
+            cancel::cancel_bulk_and_create_run_are_atomic,
+            cancel::cancel_requests_report_runs_and_bulks,
+            cancel::truncated_runs_and_bulk_limits_are_stored,
             retention::device_totals_match_runs,
             retention::footprint_pages_are_ordered_and_complete,
             retention::store_fed_plan_matches_naive_oracle,

@@ -13,7 +13,7 @@ use crate::error::{Conflict, Error};
 use crate::job::{FailAction, Job, JobState};
 use crate::queue::JobQueue;
 use crate::telemetry;
-use crate::worker::{JobContext, PerformError, WorkerRegistry};
+use crate::worker::{ErasedWorker, JobContext, PerformError, WorkerRegistry};
 
 /// How one attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,10 @@ pub enum AttemptOutcome {
     /// The attempt lost its lease (rescued or cancelled elsewhere), or stopped itself because
     /// it could not renew it; nothing was recorded.
     LeaseLost,
+    /// The job ended for good but its worker's [`on_discard`](crate::worker::Worker::on_discard)
+    /// failed on its last attempt: nothing was recorded, so the lease expires and the runner
+    /// that rescues the job calls the hook again before discarding it.
+    Deferred,
 }
 
 /// Lease settings of an attempt, and how its completion is recorded.
@@ -78,6 +82,7 @@ async fn attempt_job(
             "unknown_worker",
             &msg,
             FailAction::Discard,
+            None,
         )
         .await;
     };
@@ -211,6 +216,7 @@ async fn attempt_job(
                 "malformed",
                 &msg,
                 FailAction::Discard,
+                Some(&worker),
             )
             .await
         }
@@ -220,7 +226,17 @@ async fn attempt_job(
             } else {
                 ("retry", backoff())
             };
-            finish_failed(queue, clock, &job, started, kind, e.message(), action).await
+            finish_failed(
+                queue,
+                clock,
+                &job,
+                started,
+                kind,
+                e.message(),
+                action,
+                Some(&worker),
+            )
+            .await
         }
         Ok(Err(panic)) => {
             let msg = panic
@@ -236,12 +252,23 @@ async fn attempt_job(
                 "panic",
                 &format!("worker panicked: {msg}"),
                 backoff(),
+                Some(&worker),
             )
             .await
         }
         Err(t) => {
             let msg = format!("attempt timed out after {t:?}");
-            finish_failed(queue, clock, &job, started, "timeout", &msg, backoff()).await
+            finish_failed(
+                queue,
+                clock,
+                &job,
+                started,
+                "timeout",
+                &msg,
+                backoff(),
+                Some(&worker),
+            )
+            .await
         }
     }
 }
@@ -259,6 +286,10 @@ fn fence_margin(lease: Duration, every: Duration) -> Duration {
     every.min(lease / 4)
 }
 
+/// Records a failed attempt. When it ends the job for good (a discard, or the last attempt),
+/// the worker's discard hook runs first; if the hook fails, a discard becomes a retry, and a
+/// last attempt is left to lease expiry (the rescuer runs the hook again).
+#[allow(clippy::too_many_arguments)]
 async fn finish_failed(
     queue: &Arc<dyn JobQueue>,
     clock: &Arc<dyn Clock>,
@@ -266,8 +297,23 @@ async fn finish_failed(
     started: Instant,
     kind: &'static str,
     message: &str,
-    action: FailAction,
+    mut action: FailAction,
+    worker: Option<&Arc<dyn ErasedWorker>>,
 ) -> Result<AttemptOutcome, Error> {
+    let for_good = action == FailAction::Discard || job.attempt >= job.max_attempts;
+    if let (true, Some(worker)) = (for_good, worker)
+        && let Err(e) = worker.on_discard(job, message).await
+    {
+        tracing::warn!(job_id = job.id.get(), worker = %job.worker, error = %e,
+            "the worker's discard hook failed; the job is not discarded yet");
+        if job.attempt >= job.max_attempts {
+            return Ok(AttemptOutcome::Deferred);
+        }
+        let delay = worker.backoff(job.attempt);
+        action = FailAction::RetryAt(
+            clock.now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+        );
+    }
     let state = match queue
         .fail(job.id, job.attempt, message, action, clock.now())
         .await

@@ -272,7 +272,12 @@ impl Runner {
             )
         };
         if rescue_due {
-            report.rescued = inner.queue.rescue_expired(now).await?.len();
+            // Jobs about to be discarded by the rescue (attempts exhausted) get their worker's
+            // discard hook first; if one fails, nothing is rescued this round (the hooks run
+            // again at the next one), so no job is discarded without it.
+            if self.finalize_exhausted(now).await {
+                report.rescued = inner.queue.rescue_expired(now).await?.len();
+            }
             self.lock().last_rescue = Some(now);
         }
         if let (true, Some(after)) = (prune_due, inner.prune_after) {
@@ -302,6 +307,34 @@ impl Runner {
             }
         }
         Ok(report)
+    }
+
+    /// Runs the discard hook of every executing job whose lease expired before `now` with no
+    /// attempt left (the rescue will discard them). Answers whether all hooks succeeded.
+    async fn finalize_exhausted(&self, now: DateTime<Utc>) -> bool {
+        let filter = crate::job::JobFilter::all().with_states([crate::job::JobState::Executing]);
+        let jobs = match self.inner.queue.list(&filter).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list executing jobs before the rescue");
+                return false;
+            }
+        };
+        let mut all_ok = true;
+        for job in jobs.iter().filter(|j| {
+            j.attempt >= j.max_attempts && j.lease_expires_at.is_some_and(|until| until < now)
+        }) {
+            let Some(worker) = self.inner.registry.get(&job.worker) else {
+                continue;
+            };
+            let reason =
+                "attempts exhausted: the node running the last attempt stopped renewing its lease";
+            if let Err(e) = worker.on_discard(job, reason).await {
+                tracing::warn!(job_id = job.id.get(), error = %e, "discard hook failed; rescue postponed");
+                all_ok = false;
+            }
+        }
+        all_ok
     }
 
     async fn enqueue_cron(&self, now: DateTime<Utc>) -> Result<usize> {
@@ -388,6 +421,7 @@ impl Runner {
                 Ok(AttemptOutcome::Retryable) => s.stats.retryable += 1,
                 Ok(AttemptOutcome::Discarded) => s.stats.discarded += 1,
                 Ok(AttemptOutcome::LeaseLost) => s.stats.lease_lost += 1,
+                Ok(AttemptOutcome::Deferred) => s.stats.errors += 1,
                 Err(ref e) => {
                     s.stats.errors += 1;
                     tracing::error!(job_id = id.get(), error = %e, "could not record a job's outcome; its lease will expire and it will be rescued");

@@ -11,13 +11,16 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use crate::bulk::{DeviceOutcome, NewBulk};
+use crate::bulk::{BulkCancelled, BulkCounters, DeviceOutcome, NewBulk};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result, ValidationError};
 use crate::ids::{BulkRef, DeviceId};
-use crate::progress::{BulkEvent, ProgressEvent};
+use crate::job::Job;
+use crate::limits::LimitOverrides;
+use crate::progress::{BulkEvent, ProgressEvent, ProgressSink};
 use crate::run::{Run, RunFinish, RunStatus};
-use crate::services::network::{ExecuteOptions, Network};
+use crate::services::cancel::CancelWatch;
+use crate::services::network::{CANCELLED, ExecuteOptions, Network, is_bulk_cancelled};
 use crate::store::RunStore;
 use crate::telemetry;
 use crate::validation::{BulkRequest, DEFAULT_CHUNK_SIZE, chunk_ids};
@@ -29,20 +32,23 @@ pub trait Wake: Send + Sync + std::fmt::Debug + 'static {
     fn wake(&self);
 }
 
-/// Starts bulk runs.
+/// Starts and cancels bulk runs.
 #[derive(Debug, Clone)]
 pub struct Bulk {
     store: Arc<dyn RunStore>,
+    progress: Arc<dyn ProgressSink>,
     clock: Arc<dyn Clock>,
     chunk_size: NonZeroUsize,
     wake: Option<Arc<dyn Wake>>,
 }
 
 impl Bulk {
-    /// A service writing bulks and their jobs through `store`.
-    pub fn new(store: Arc<dyn RunStore>) -> Self {
+    /// A service writing bulks and their jobs through `store` and announcing cancels on
+    /// `progress`.
+    pub fn new(store: Arc<dyn RunStore>, progress: Arc<dyn ProgressSink>) -> Self {
         Self {
             store,
+            progress,
             clock: Arc::new(SystemClock),
             chunk_size: DEFAULT_CHUNK_SIZE,
             wake: None,
@@ -69,12 +75,28 @@ impl Bulk {
 
     /// Validates the request, then creates the bulk record and all its jobs (queue `bulk`,
     /// worker [`BulkJob`], up to 50 devices each) in one atomic step. Bad input answers one
-    /// [`Error::Validation`] — all unknown ids listed together — and enqueues nothing.
+    /// [`Error::Validation`] — all unknown ids listed together — and enqueues nothing. Each
+    /// device runs under the limits of the node that runs it (see
+    /// [`ExecLimits`](crate::ExecLimits)); [`enqueue_with_limits`](Self::enqueue_with_limits)
+    /// sets them for this bulk.
     pub async fn enqueue(
         &self,
         device_ids: &[DeviceId],
         command: &str,
         requested_by: &str,
+    ) -> Result<BulkRef> {
+        self.enqueue_with_limits(device_ids, command, requested_by, LimitOverrides::none())
+            .await
+    }
+
+    /// [`enqueue`](Self::enqueue) with a deadline and output cap of this bulk's own
+    /// (validated: 100 ms to 7 days, 1 byte to 64 GiB).
+    pub async fn enqueue_with_limits(
+        &self,
+        device_ids: &[DeviceId],
+        command: &str,
+        requested_by: &str,
+        limits: LimitOverrides,
     ) -> Result<BulkRef> {
         let valid = BulkRequest {
             device_ids,
@@ -82,6 +104,7 @@ impl Bulk {
             requested_by,
         }
         .validate()?;
+        limits.validate()?;
         let unknown = self.store.unknown_devices(&valid.device_ids).await?;
         if !unknown.is_empty() {
             return Err(ValidationError::UnknownDevices(unknown).into());
@@ -94,6 +117,7 @@ impl Bulk {
                     command: valid.command.clone(),
                     requested_by: valid.requested_by.clone(),
                     bulk_ref: bulk_ref.clone(),
+                    limits,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -102,12 +126,52 @@ impl Bulk {
             command: valid.command,
             requested_by: valid.requested_by,
             device_ids: valid.device_ids,
+            limits,
         };
         self.store.create_bulk(bulk, jobs, self.clock.now()).await?;
         if let Some(wake) = &self.wake {
             wake.wake();
         }
         Ok(bulk_ref)
+    }
+
+    /// Cancels a bulk: devices not started are recorded `cancelled` at once; sessions still
+    /// running are closed by the nodes running them within about one cancel poll (see
+    /// [`Cancellations`](crate::services::cancel::Cancellations)), each then recorded
+    /// `cancelled` with its output so far. Publishes [`BulkEvent::Cancelled`], and the bulk's
+    /// one Summary when nothing was running. Cancelling a bulk that is already cancelled or
+    /// finished changes nothing (`newly_cancelled: false`).
+    pub async fn cancel(&self, bulk_ref: &BulkRef) -> Result<BulkCancelled> {
+        let cancelled = self.store.cancel_bulk(bulk_ref, self.clock.now()).await?;
+        if !cancelled.newly_cancelled {
+            return Ok(cancelled);
+        }
+        let c = cancelled.counters;
+        tracing::info!(
+            event = telemetry::BULK_CANCELLED,
+            bulk_ref = %bulk_ref,
+            devices_cancelled = cancelled.devices_cancelled,
+            pending = c.pending,
+        );
+        self.progress
+            .publish(ProgressEvent::Bulk(BulkEvent::Cancelled {
+                bulk_ref: bulk_ref.clone(),
+                cancelled: cancelled.devices_cancelled,
+                done: c.done(),
+                total: c.total,
+            }))
+            .await;
+        if cancelled.completed_now {
+            announce_summary(
+                self.store.as_ref(),
+                self.progress.as_ref(),
+                self.clock.as_ref(),
+                bulk_ref,
+                c,
+            )
+            .await;
+        }
+        Ok(cancelled)
     }
 }
 
@@ -122,6 +186,17 @@ pub struct BulkArgs {
     pub requested_by: String,
     /// The bulk.
     pub bulk_ref: BulkRef,
+    /// The bulk's own deadline and output cap (empty: the node's defaults).
+    #[serde(default, skip_serializing_if = "LimitOverrides::is_empty")]
+    pub limits: LimitOverrides,
+}
+
+/// The part of a bulk job's args that names its bulk and devices: read from the stored args
+/// of a job being discarded, even when the rest of them does not decode.
+#[derive(Debug, Deserialize)]
+struct BulkMembers {
+    device_ids: Vec<DeviceId>,
+    bulk_ref: BulkRef,
 }
 
 /// Default number of devices of one job run at the same time.
@@ -129,6 +204,8 @@ pub const DEFAULT_DEVICE_CONCURRENCY: usize = 10;
 
 /// `error_kind` of a run a bulk job closed because the worker running it stopped.
 const INTERRUPTED: &str = "interrupted";
+/// `error_kind` of the outcome of a device whose bulk job ended for good without running it.
+pub const ABANDONED: &str = "job_discarded";
 
 /// Runs the devices of one bulk job (queue `bulk`).
 ///
@@ -136,21 +213,23 @@ const INTERRUPTED: &str = "interrupted";
 /// this bulk already finished gets that run recorded instead of a new one — so a retried or
 /// rescued job never runs a finished device again. A run left `running` by a killed worker
 /// is closed as `error`/`interrupted` and the device runs again. Device failures are
-/// outcomes; a store failure fails the job so it is retried.
+/// outcomes; a store failure fails the job so it is retried. When the bulk is cancelled,
+/// devices not started yet are recorded `cancelled` and running ones are stopped. When the
+/// job ends for good without completing ([`Worker::on_discard`]), every device of it without
+/// an outcome is recorded `error`/`job_discarded` (or `cancelled`), so its bulk always ends.
 #[derive(Debug, Clone)]
 pub struct BulkJob {
     network: Network,
     concurrency: usize,
-    timeout: Option<Duration>,
 }
 
 impl BulkJob {
-    /// A worker running devices through `network`.
+    /// A worker running devices through `network` (whose [`ExecLimits`](crate::ExecLimits)
+    /// apply unless the bulk sets its own).
     pub fn new(network: Network) -> Self {
         Self {
             network,
             concurrency: DEFAULT_DEVICE_CONCURRENCY,
-            timeout: None,
         }
     }
 
@@ -160,10 +239,9 @@ impl BulkJob {
         self
     }
 
-    /// Deadline of each device's command.
-    pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
+    /// The network service it runs devices with.
+    pub fn network(&self) -> &Network {
+        &self.network
     }
 
     async fn run_device(
@@ -171,6 +249,7 @@ impl BulkJob {
         args: &BulkArgs,
         device_id: DeviceId,
         previous: Option<Run>,
+        bulk: &CancelWatch,
     ) -> Result<()> {
         let store = self.network.store();
         let now = || self.network.clock().now();
@@ -182,35 +261,35 @@ impl BulkJob {
                 outcome_of_run(&run, now())
             }
             other => {
-                if let Some(stale) = other {
-                    let finish = RunFinish::new(RunStatus::Error).with_error(
-                        INTERRUPTED,
-                        "the worker running this device stopped; run again",
-                    );
-                    match store.finish_run(stale.id, finish, now()).await {
-                        Ok(_) | Err(Error::RunGone(_) | Error::Conflict(_)) => {}
-                        Err(e) => return Err(e),
+                let stale = other.map(|r| r.id);
+                if let Some(stale) = stale {
+                    close_interrupted(store.as_ref(), stale, now()).await?;
+                }
+                if bulk.is_cancelled() {
+                    cancelled_outcome(device_id, stale, now())
+                } else {
+                    let opts = ExecuteOptions::new(&args.requested_by)
+                        .with_bulk_ref(args.bulk_ref.clone())
+                        .with_limits(args.limits);
+                    match self
+                        .network
+                        .execute_command(device_id, &args.command, opts)
+                        .await
+                    {
+                        Ok(run) => outcome_of_run(&run, now()),
+                        Err(e) if is_store_failure(&e) => return Err(e),
+                        Err(e) if is_bulk_cancelled(&e) => {
+                            cancelled_outcome(device_id, stale, now())
+                        }
+                        Err(e) => DeviceOutcome {
+                            device_id,
+                            run_id: None,
+                            status: RunStatus::Error,
+                            error_kind: Some(error_kind(&e).to_owned()),
+                            recorded_at: now(),
+                            truncated: false,
+                        },
                     }
-                }
-                let mut opts =
-                    ExecuteOptions::new(&args.requested_by).with_bulk_ref(args.bulk_ref.clone());
-                if let Some(t) = self.timeout {
-                    opts = opts.with_timeout(t);
-                }
-                match self
-                    .network
-                    .execute_command(device_id, &args.command, opts)
-                    .await
-                {
-                    Ok(run) => outcome_of_run(&run, now()),
-                    Err(e) if is_store_failure(&e) => return Err(e),
-                    Err(e) => DeviceOutcome {
-                        device_id,
-                        run_id: None,
-                        status: RunStatus::Error,
-                        error_kind: Some(error_kind(&e).to_owned()),
-                        recorded_at: now(),
-                    },
                 }
             }
         };
@@ -234,6 +313,22 @@ impl BulkJob {
         .map_err(|e| Error::Backend {
             source: format!("recording a device outcome failed: {e}").into(),
         })?
+    }
+}
+
+/// Finishes a run a stopped worker left `running` as `error`/`interrupted`.
+async fn close_interrupted(
+    store: &dyn RunStore,
+    run: crate::ids::RunId,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    let finish = RunFinish::new(RunStatus::Error).with_error(
+        INTERRUPTED,
+        "the worker running this device stopped; run again",
+    );
+    match store.finish_run(run, finish, now).await {
+        Ok(_) | Err(Error::RunGone(_) | Error::Conflict(_)) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -273,38 +368,57 @@ async fn record_and_announce(
         }))
         .await;
     if recorded.completed_now {
-        // The Summary is published by this call only: a failed read must not lose it
-        // (a retry would find every device recorded and publish nothing).
-        let duration = match store.bulk(bulk_ref).await {
-            Ok(bulk) => {
-                let finished = bulk.finished_at.unwrap_or_else(|| network.clock().now());
-                (finished - bulk.created_at).to_std().unwrap_or_default()
-            }
-            Err(e) => {
-                tracing::warn!(bulk_ref = %bulk_ref, error = %e, "cannot read the bulk for its duration; summary says 0");
-                Duration::ZERO
-            }
-        };
-        let c = recorded.counters;
-        tracing::info!(
-            event = telemetry::BULK_SUMMARY,
-            bulk_ref = %bulk_ref,
-            ok = c.ok,
-            failed = c.failed,
-            total = c.total,
-            duration_ms = duration.as_millis() as u64,
-        );
-        progress
-            .publish(ProgressEvent::Bulk(BulkEvent::Summary {
-                bulk_ref: bulk_ref.clone(),
-                ok: c.ok,
-                failed: c.failed,
-                total: c.total,
-                duration,
-            }))
-            .await;
+        announce_summary(
+            store.as_ref(),
+            progress.as_ref(),
+            network.clock().as_ref(),
+            bulk_ref,
+            recorded.counters,
+        )
+        .await;
     }
     Ok(())
+}
+
+/// Publishes the bulk's one Summary: called only by the call that completed the bulk (a
+/// failed read of the bulk must not lose it — a retry would find every device recorded and
+/// publish nothing — so its duration then says 0).
+async fn announce_summary(
+    store: &dyn RunStore,
+    progress: &dyn ProgressSink,
+    clock: &dyn Clock,
+    bulk_ref: &BulkRef,
+    c: BulkCounters,
+) {
+    let duration = match store.bulk_state(bulk_ref).await {
+        Ok(state) => {
+            let finished = state.finished_at.unwrap_or_else(|| clock.now());
+            (finished - state.created_at).to_std().unwrap_or_default()
+        }
+        Err(e) => {
+            tracing::warn!(bulk_ref = %bulk_ref, error = %e, "cannot read the bulk for its duration; summary says 0");
+            Duration::ZERO
+        }
+    };
+    tracing::info!(
+        event = telemetry::BULK_SUMMARY,
+        bulk_ref = %bulk_ref,
+        ok = c.ok,
+        failed = c.failed,
+        cancelled = c.cancelled,
+        total = c.total,
+        duration_ms = duration.as_millis() as u64,
+    );
+    progress
+        .publish(ProgressEvent::Bulk(BulkEvent::Summary {
+            bulk_ref: bulk_ref.clone(),
+            ok: c.ok,
+            failed: c.failed,
+            cancelled: c.cancelled,
+            total: c.total,
+            duration,
+        }))
+        .await;
 }
 
 #[async_trait]
@@ -334,6 +448,19 @@ impl Worker for BulkJob {
         if todo.is_empty() {
             return Ok(());
         }
+        // Watch the bulk for a cancel before anything starts, and ask the store once: the
+        // watch learns of a cancel only at its next poll.
+        let watch = self.network.cancellations().watch_bulk(&args.bulk_ref);
+        if !store
+            .cancel_requests(std::slice::from_ref(&args.bulk_ref), &[])
+            .await?
+            .bulks
+            .is_empty()
+        {
+            self.network
+                .cancellations()
+                .cancel_bulk_locally(&args.bulk_ref);
+        }
         // Runs of this bulk that a previous attempt started: finished ones are reused,
         // unfinished ones closed and run again. The newest run per device counts.
         let mut previous: HashMap<DeviceId, Run> = HashMap::new();
@@ -348,8 +475,8 @@ impl Worker for BulkJob {
         let results: Vec<Result<()>> = futures_util::stream::iter(todo)
             .map(|device_id| {
                 let prev = previous.remove(&device_id);
-                let args = &args;
-                async move { self.run_device(args, device_id, prev).await }
+                let (args, watch) = (&args, &watch);
+                async move { self.run_device(args, device_id, prev, watch).await }
             })
             .buffer_unordered(self.concurrency)
             .collect()
@@ -358,6 +485,92 @@ impl Worker for BulkJob {
         // skips what was recorded).
         results.into_iter().collect::<Result<Vec<()>>>()?;
         Ok(())
+    }
+
+    async fn on_discard(&self, job: &Job, reason: &str) -> Result<(), WorkerError> {
+        let Ok(members) = serde_json::from_value::<BulkMembers>(job.args.clone()) else {
+            tracing::error!(
+                job_id = job.id.get(),
+                reason,
+                "a bulk job without a readable bulk_ref and device_ids is discarded; its bulk, if any, cannot be told"
+            );
+            return Ok(());
+        };
+        let BulkMembers {
+            device_ids,
+            bulk_ref,
+        } = members;
+        let store = self.network.store();
+        let now = || self.network.clock().now();
+        let outcomes = match store.device_outcomes(&bulk_ref, &device_ids).await {
+            Err(Error::NotFound { .. }) => return Ok(()),
+            other => other?,
+        };
+        let done: HashSet<DeviceId> = outcomes.into_iter().map(|o| o.device_id).collect();
+        let todo: Vec<DeviceId> = device_ids
+            .into_iter()
+            .filter(|d| !done.contains(d))
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let cancelled = !store
+            .cancel_requests(std::slice::from_ref(&bulk_ref), &[])
+            .await?
+            .bulks
+            .is_empty();
+        let mut latest: HashMap<DeviceId, Run> = HashMap::new();
+        for run in store.bulk_runs(&bulk_ref, &todo).await? {
+            latest.insert(run.device_id, run);
+        }
+        tracing::warn!(
+            event = telemetry::BULK_ABANDONED,
+            bulk_ref = %bulk_ref,
+            job_id = job.id.get(),
+            devices = todo.len(),
+            reason,
+        );
+        for device_id in todo {
+            let run = latest.remove(&device_id);
+            // No attempt of this job runs any more: a run still `running` was left by one
+            // that stopped.
+            if let Some(r) = run.as_ref().filter(|r| !r.status.is_finished()) {
+                close_interrupted(store.as_ref(), r.id, now()).await?;
+            }
+            let outcome = match run {
+                Some(r)
+                    if r.status.is_finished() && r.error_kind.as_deref() != Some(INTERRUPTED) =>
+                {
+                    outcome_of_run(&r, now())
+                }
+                other if cancelled => cancelled_outcome(device_id, other.map(|r| r.id), now()),
+                other => DeviceOutcome {
+                    device_id,
+                    run_id: other.map(|r| r.id),
+                    status: RunStatus::Error,
+                    error_kind: Some(ABANDONED.to_owned()),
+                    recorded_at: now(),
+                    truncated: false,
+                },
+            };
+            record_and_announce(&self.network, &bulk_ref, outcome).await?;
+        }
+        Ok(())
+    }
+}
+
+fn cancelled_outcome(
+    device_id: DeviceId,
+    run_id: Option<crate::ids::RunId>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> DeviceOutcome {
+    DeviceOutcome {
+        device_id,
+        run_id,
+        status: RunStatus::Cancelled,
+        error_kind: Some(CANCELLED.to_owned()),
+        recorded_at: now,
+        truncated: false,
     }
 }
 
@@ -371,6 +584,7 @@ fn outcome_of_run(run: &Run, now: chrono::DateTime<chrono::Utc>) -> DeviceOutcom
             .clone()
             .or_else(|| (run.status == RunStatus::Failed).then(|| "exit_status".to_owned())),
         recorded_at: now,
+        truncated: run.truncated,
     }
 }
 

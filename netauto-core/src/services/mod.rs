@@ -1,9 +1,11 @@
 //! The services: run a command, start a bulk, run bulk jobs, purge old runs.
 
 pub mod bulk;
+pub mod cancel;
 pub mod network;
 pub mod retention;
 
 pub use bulk::{Bulk, BulkArgs, BulkJob, Wake};
+pub use cancel::{CancelReason, CancelWatch, Cancellations};
 pub use network::{ExecuteOptions, Network};
 pub use retention::{PurgeReport, RetentionArgs, RetentionWorker};

@@ -4,17 +4,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::time::Instant;
 
 use crate::clock::{Clock, SystemClock};
-use crate::error::{Error, Result, ValidationError};
+use crate::error::{Conflict, Error, Result, ValidationError};
 use crate::ids::{BulkRef, DeviceId, RunId};
+use crate::limits::{ExecLimits, LimitOverrides};
 use crate::network::{
-    ExecOptions, ExitStatus, NetworkClient, NetworkError, OutputEvent, TimeoutPhase,
+    ExecOptions, ExitStatus, NetworkClient, NetworkError, OutputEvent, OutputEvents, TimeoutPhase,
 };
 use crate::progress::{ProgressEvent, ProgressSink, RunEvent};
 use crate::run::{NewRun, OutputStream, Run, RunFinish, RunStatus};
+use crate::services::cancel::{CancelReason, CancelWatch, Cancellations};
 use crate::store::RunStore;
 use crate::validation::validate_command;
 
@@ -24,6 +26,13 @@ pub const DEFAULT_CHUNK_BYTES: usize = 64 * 1024;
 /// at least this often).
 pub const DEFAULT_FLUSH_AFTER: Duration = Duration::from_millis(250);
 
+/// `error_kind` of a run whose output reached the cap.
+pub const OUTPUT_CAP: &str = "output_cap";
+/// `error_kind` of a run whose session closed without an exit status.
+pub const CLOSED: &str = "closed";
+/// `error_kind` of a cancelled run.
+pub const CANCELLED: &str = "cancelled";
+
 /// Options of [`Network::execute_command`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecuteOptions {
@@ -31,17 +40,18 @@ pub struct ExecuteOptions {
     pub requested_by: String,
     /// The bulk the run belongs to.
     pub bulk_ref: Option<BulkRef>,
-    /// Deadline for the whole command; past it the run ends `timeout`.
-    pub timeout: Option<Duration>,
+    /// Replacements of the service's [`ExecLimits`] for this run.
+    pub limits: LimitOverrides,
 }
 
 impl ExecuteOptions {
-    /// Options for a run requested by `requested_by`, outside any bulk, without deadline.
+    /// Options for a run requested by `requested_by`, outside any bulk, with the service's
+    /// limits.
     pub fn new(requested_by: impl Into<String>) -> Self {
         Self {
             requested_by: requested_by.into(),
             bulk_ref: None,
-            timeout: None,
+            limits: LimitOverrides::none(),
         }
     }
 
@@ -53,35 +63,55 @@ impl ExecuteOptions {
 
     /// Sets the whole-command deadline.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+        self.limits = self.limits.with_timeout(timeout);
+        self
+    }
+
+    /// Sets the output cap.
+    pub fn with_max_output(mut self, bytes: u64) -> Self {
+        self.limits = self.limits.with_max_output(bytes);
+        self
+    }
+
+    /// Sets both limits.
+    pub fn with_limits(mut self, limits: LimitOverrides) -> Self {
+        self.limits = limits;
         self
     }
 }
 
 /// Runs commands on devices and records everything they print.
+///
+/// Every command runs under [`ExecLimits`] (a deadline and an output cap, 300 s and 16 MiB
+/// unless set with [`with_limits`](Self::with_limits) or per run) and can be cancelled
+/// through [`Cancellations`].
 #[derive(Debug, Clone)]
 pub struct Network {
     store: Arc<dyn RunStore>,
     client: Arc<dyn NetworkClient>,
     progress: Arc<dyn ProgressSink>,
     clock: Arc<dyn Clock>,
+    limits: ExecLimits,
+    cancellations: Cancellations,
     chunk_bytes: usize,
     flush_after: Duration,
 }
 
 impl Network {
     /// A service writing to `store`, reaching devices through `client` and publishing live
-    /// output to `progress`.
+    /// output to `progress`, with the default [`ExecLimits`].
     pub fn new(
         store: Arc<dyn RunStore>,
         client: Arc<dyn NetworkClient>,
         progress: Arc<dyn ProgressSink>,
     ) -> Self {
         Self {
+            cancellations: Cancellations::new(store.clone()),
             store,
             client,
             progress,
             clock: Arc::new(SystemClock),
+            limits: ExecLimits::default(),
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             flush_after: DEFAULT_FLUSH_AFTER,
         }
@@ -93,9 +123,21 @@ impl Network {
         self
     }
 
-    /// Sets the largest chunk (at least 1 byte).
+    /// Sets the default deadline and output cap (see [`ExecLimits::from_env`]).
+    pub fn with_limits(mut self, limits: ExecLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Polls the store for cancel requests every `every` (default 500 ms).
+    pub fn with_cancel_poll(mut self, every: Duration) -> Self {
+        self.cancellations = Cancellations::with_poll(self.store.clone(), every);
+        self
+    }
+
+    /// Sets the largest chunk (at least 4 bytes, so a UTF-8 character always fits).
     pub fn with_chunk_bytes(mut self, bytes: usize) -> Self {
-        self.chunk_bytes = bytes.max(1);
+        self.chunk_bytes = bytes.max(4);
         self
     }
 
@@ -120,15 +162,48 @@ impl Network {
         &self.clock
     }
 
+    /// The default limits.
+    pub fn limits(&self) -> ExecLimits {
+        self.limits
+    }
+
+    /// The cancel watches of the runs this service runs.
+    pub fn cancellations(&self) -> &Cancellations {
+        &self.cancellations
+    }
+
+    /// Asks for a running run to be stopped: recorded in the store, so the node running it —
+    /// this process or another — closes its session within about one cancel poll and
+    /// finishes it `cancelled`, keeping the output received so far. Answers the run as it
+    /// was; a finished run is [`Conflict::RunFinished`].
+    pub async fn cancel_run(&self, run_id: RunId) -> Result<Run> {
+        let run = self
+            .store
+            .request_run_cancel(run_id, self.clock.now())
+            .await?;
+        self.cancellations.cancel_run_locally(run_id);
+        Ok(run)
+    }
+
     /// Runs `command` on the device and answers the finished run.
     ///
     /// The run is created first (status `running`), output is stored as it arrives in chunks
-    /// of at most [`DEFAULT_CHUNK_BYTES`] (never the whole output in memory), and the run ends
-    /// `ok` (exit 0 or no exit status), `failed` (non-zero exit or a signal), `error` (the
-    /// transport failed; `error_kind` says how) or `timeout`. Device failures are recorded on
-    /// the run, not returned as errors; errors are for bad input (validation, unknown device),
-    /// the store failing, and [`Error::RunGone`] when retention deleted the run mid-stream
-    /// (writing then stops cleanly).
+    /// of at most [`DEFAULT_CHUNK_BYTES`] that never split a UTF-8 character (never the whole
+    /// output in memory), and the run ends:
+    ///
+    /// * `ok`: exit status 0 (exec), or the prompt came back (shell);
+    /// * `failed`: a non-zero exit status or a signal;
+    /// * `error`: the transport failed (`error_kind` says how), the session closed without an
+    ///   exit status (`closed`), or the output reached the cap (`output_cap`; exactly the cap's
+    ///   bytes are kept, the session is closed and the run is `truncated`);
+    /// * `timeout`: the deadline passed, in whatever phase (connect, login, channel, output);
+    ///   the output received so far is kept;
+    /// * `cancelled`: the run or its bulk was cancelled; the output so far is kept.
+    ///
+    /// Device failures are recorded on the run, not returned as errors; errors are for bad
+    /// input (validation, unknown device), a cancelled bulk ([`Conflict::BulkCancelled`]:
+    /// no run is created), the store failing, and [`Error::RunGone`] when retention deleted
+    /// the run mid-stream (writing then stops cleanly).
     pub async fn execute_command(
         &self,
         device_id: DeviceId,
@@ -140,6 +215,8 @@ impl Network {
         if requested_by.is_empty() {
             return Err(ValidationError::EmptyRequestedBy.into());
         }
+        opts.limits.validate()?;
+        let limits = self.limits.with_overrides(&opts.limits);
         let device = self.store.device(device_id).await?;
         let run = self
             .store
@@ -153,16 +230,30 @@ impl Network {
                 self.clock.now(),
             )
             .await?;
-        let deadline = opts.timeout.map(|t| (Instant::now() + t, t));
+        let mut cancel = self.cancellations.watch_run(run.id, opts.bulk_ref.as_ref());
+        let deadline = Instant::now() + limits.timeout;
         let exec = ExecOptions {
-            timeout: opts.timeout,
+            timeout: Some(limits.timeout),
         };
-        let finish =
-            match with_deadline(deadline, self.client.execute(&device, command, &exec)).await {
-                Err(after) => timeout_finish(after),
-                Ok(Err(e)) => error_finish(&e),
-                Ok(Ok(events)) => self.stream_output(run.id, events, deadline).await?,
-            };
+        // Connect, log in, open the channel and start the command: under the deadline, and
+        // stopped by a cancel.
+        let started = tokio::select! {
+            biased;
+            reason = cancel.cancelled() => Err(cancelled_finish(reason)),
+            r = tokio::time::timeout_at(deadline, self.client.execute(&device, command, &exec)) => match r {
+                Err(_) => Err(timeout_finish(limits.timeout)),
+                Ok(Err(e)) => Err(error_finish(&e)),
+                Ok(Ok(events)) => Ok(events),
+            },
+        };
+        let finish = match started {
+            Err(finish) => finish,
+            Ok(events) => {
+                self.stream_output(run.id, events, deadline, limits, &mut cancel)
+                    .await?
+            }
+        };
+        drop(cancel);
         let run = self
             .store
             .finish_run(run.id, finish, self.clock.now())
@@ -176,98 +267,173 @@ impl Network {
         Ok(run)
     }
 
-    /// Stores the output stream and decides how the run finished.
+    /// Stores the output stream and decides how the run finished. Dropping `events` (on
+    /// return) closes the session.
     async fn stream_output(
         &self,
         run_id: RunId,
-        mut events: crate::network::OutputEvents,
-        deadline: Option<(Instant, Duration)>,
+        mut events: OutputEvents,
+        deadline: Instant,
+        limits: ExecLimits,
+        cancel: &mut CancelWatch,
     ) -> Result<RunFinish> {
         let mut out = ChunkWriter {
             network: self,
             run_id,
             buf: BytesMut::new(),
             stream: OutputStream::Stdout,
+            accepted: 0,
+            cap: limits.max_output,
+            capped: false,
         };
         let mut exit: Option<ExitStatus> = None;
-        loop {
-            let wait = if out.buf.is_empty() {
-                None
-            } else {
-                Some(self.flush_after)
+        let ended = loop {
+            let wait = (!out.buf.is_empty()).then_some(self.flush_after);
+            let next = tokio::select! {
+                biased;
+                reason = cancel.cancelled() => Ended::Cancelled(reason),
+                r = tokio::time::timeout_at(deadline, next_within(&mut events, wait)) => match r {
+                    Err(_) => Ended::Deadline,
+                    Ok(Next::Idle) => {
+                        out.flush(false).await?;
+                        continue;
+                    }
+                    Ok(Next::End) => Ended::Closed,
+                    Ok(Next::Item(item)) => match out.event(item, &mut exit).await? {
+                        Some(ended) => ended,
+                        None => continue,
+                    },
+                },
             };
-            let next = with_deadline(deadline, next_within(&mut events, wait)).await;
-            let event = match next {
-                Err(after) => {
-                    out.flush().await?;
-                    return Ok(timeout_finish(after));
-                }
-                Ok(Next::Idle) => {
-                    out.flush().await?;
-                    continue;
-                }
-                Ok(Next::End) => break,
-                Ok(Next::Item(event)) => event,
-            };
-            match event {
-                Ok(OutputEvent::Stdout(data)) => out.write(OutputStream::Stdout, data).await?,
-                Ok(OutputEvent::Stderr(data)) => out.write(OutputStream::Stderr, data).await?,
-                Ok(OutputEvent::Exit(status)) => exit = Some(status),
-                Err(e) => {
-                    out.flush().await?;
-                    return Ok(error_finish(&e));
+            break next;
+        };
+        // What the device sent before the deadline or the cancel and is already here is
+        // output too (up to the cap).
+        if matches!(ended, Ended::Deadline | Ended::Cancelled(_)) {
+            while let Some(Some(item)) = events.next().now_or_never() {
+                if out.event(item, &mut exit).await?.is_some() {
+                    break;
                 }
             }
         }
-        out.flush().await?;
-        Ok(match exit {
-            None | Some(ExitStatus::Code(0)) => {
-                let finish = RunFinish::new(RunStatus::Ok);
-                match exit {
-                    Some(ExitStatus::Code(code)) => finish.with_exit_status(code),
-                    _ => finish,
+        drop(events);
+        out.flush(true).await?;
+        let truncated = out.capped;
+        Ok(match ended {
+            Ended::Deadline => timeout_finish(limits.timeout),
+            Ended::Cancelled(reason) => cancelled_finish(reason),
+            Ended::Failed(e) => error_finish(&e),
+            Ended::Capped => RunFinish::new(RunStatus::Error)
+                .with_error(
+                    OUTPUT_CAP,
+                    format!(
+                        "the output reached the cap of {} bytes: the session was closed and the first {} bytes kept",
+                        limits.max_output, limits.max_output
+                    ),
+                )
+                .with_truncated(true),
+            Ended::Closed => match exit {
+                Some(ExitStatus::Code(0)) => RunFinish::new(RunStatus::Ok).with_exit_status(0),
+                Some(ExitStatus::Code(code)) => {
+                    RunFinish::new(RunStatus::Failed).with_exit_status(code)
                 }
-            }
-            Some(ExitStatus::Code(code)) => {
-                RunFinish::new(RunStatus::Failed).with_exit_status(code)
-            }
-            Some(ExitStatus::Signal(signal)) => RunFinish::new(RunStatus::Failed)
-                .with_error("signal", format!("killed by signal {signal}")),
-        })
+                Some(ExitStatus::Signal(signal)) => RunFinish::new(RunStatus::Failed)
+                    .with_error("signal", format!("killed by signal {signal}")),
+                None => RunFinish::new(RunStatus::Error).with_error(
+                    CLOSED,
+                    "the session closed without an exit status: the command may not have finished",
+                ),
+            },
+        }
+        .with_truncated(truncated))
     }
 }
 
-/// Coalesces output into chunks of at most `chunk_bytes`, one stream at a time.
+/// Why reading a command's output stopped.
+enum Ended {
+    /// The stream ended.
+    Closed,
+    /// The transport failed.
+    Failed(NetworkError),
+    /// The deadline passed.
+    Deadline,
+    /// The output reached the cap.
+    Capped,
+    /// The run or its bulk was cancelled.
+    Cancelled(CancelReason),
+}
+
+/// Coalesces output into chunks of at most `chunk_bytes`, one stream at a time, and keeps at
+/// most `cap` bytes.
 struct ChunkWriter<'a> {
     network: &'a Network,
     run_id: RunId,
     buf: BytesMut,
     stream: OutputStream,
+    /// Bytes accepted so far (stored or buffered).
+    accepted: u64,
+    cap: u64,
+    /// Output was refused at the cap.
+    capped: bool,
 }
 
 impl ChunkWriter<'_> {
+    /// Handles one item of the stream; answers how the stream ended if it did.
+    async fn event(
+        &mut self,
+        item: std::result::Result<OutputEvent, NetworkError>,
+        exit: &mut Option<ExitStatus>,
+    ) -> Result<Option<Ended>> {
+        let (stream, data) = match item {
+            Ok(OutputEvent::Stdout(data)) => (OutputStream::Stdout, data),
+            Ok(OutputEvent::Stderr(data)) => (OutputStream::Stderr, data),
+            Ok(OutputEvent::Exit(status)) => {
+                *exit = Some(status);
+                return Ok(None);
+            }
+            Err(e) => return Ok(Some(Ended::Failed(e))),
+        };
+        let room = self.cap - self.accepted;
+        if data.len() as u64 > room {
+            let keep = usize::try_from(room).unwrap_or(usize::MAX);
+            self.write(stream, data.slice(..keep)).await?;
+            self.capped = true;
+            return Ok(Some(Ended::Capped));
+        }
+        self.write(stream, data).await?;
+        Ok(None)
+    }
+
     async fn write(&mut self, stream: OutputStream, mut data: Bytes) -> Result<()> {
         if stream != self.stream {
-            self.flush().await?;
+            self.flush(true).await?;
             self.stream = stream;
         }
+        self.accepted += data.len() as u64;
         let max = self.network.chunk_bytes;
         while !data.is_empty() {
-            let room = max - self.buf.len();
+            let room = max.saturating_sub(self.buf.len()).max(1);
             let take = room.min(data.len());
             self.buf.extend_from_slice(&data.split_to(take));
             if self.buf.len() >= max {
-                self.flush().await?;
+                self.flush(false).await?;
             }
         }
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<()> {
-        if self.buf.is_empty() {
+    /// Stores the buffer as one chunk. Unless `all`, a UTF-8 character left incomplete at
+    /// its end is kept for the next chunk, so that every chunk renders on its own.
+    async fn flush(&mut self, all: bool) -> Result<()> {
+        let keep = if all {
+            0
+        } else {
+            incomplete_utf8_tail(&self.buf)
+        };
+        if self.buf.len() <= keep {
             return Ok(());
         }
-        let data = self.buf.split().freeze();
+        let data = self.buf.split_to(self.buf.len() - keep).freeze();
         let net = self.network;
         let appended = net
             .store
@@ -283,6 +449,26 @@ impl ChunkWriter<'_> {
             .await;
         Ok(())
     }
+}
+
+/// How many bytes at the end of `buf` start a UTF-8 character that is not complete yet
+/// (0 to 3). Bytes that cannot start a valid character count as complete: they are not
+/// UTF-8 and are stored as they came.
+fn incomplete_utf8_tail(buf: &[u8]) -> usize {
+    for back in 1..=buf.len().min(3) {
+        let b = buf[buf.len() - back];
+        if b & 0xC0 == 0x80 {
+            continue;
+        }
+        let len = match b {
+            0xC2..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF4 => 4,
+            _ => return 0,
+        };
+        return if len > back { back } else { 0 };
+    }
+    0
 }
 
 enum Next<T> {
@@ -308,17 +494,6 @@ async fn next_within<S: futures_util::Stream + Unpin>(
     }
 }
 
-/// Runs `fut` until the deadline; `Err(length)` when it passed.
-async fn with_deadline<F: std::future::Future>(
-    deadline: Option<(Instant, Duration)>,
-    fut: F,
-) -> std::result::Result<F::Output, Duration> {
-    match deadline {
-        None => Ok(fut.await),
-        Some((at, length)) => tokio::time::timeout_at(at, fut).await.map_err(|_| length),
-    }
-}
-
 fn timeout_finish(after: Duration) -> RunFinish {
     RunFinish::new(RunStatus::Timeout).with_error(
         "timeout",
@@ -328,6 +503,14 @@ fn timeout_finish(after: Duration) -> RunFinish {
         }
         .to_string(),
     )
+}
+
+fn cancelled_finish(reason: CancelReason) -> RunFinish {
+    let what = match reason {
+        CancelReason::Run => "the run was cancelled",
+        CancelReason::Bulk => "its bulk was cancelled",
+    };
+    RunFinish::new(RunStatus::Cancelled).with_error(CANCELLED, what)
 }
 
 fn error_finish(e: &NetworkError) -> RunFinish {
@@ -342,5 +525,34 @@ fn error_finish(e: &NetworkError) -> RunFinish {
 impl From<crate::error::CommandError> for Error {
     fn from(e: crate::error::CommandError) -> Self {
         Error::Validation(ValidationError::Command(e))
+    }
+}
+
+/// Whether `e` says the run was refused because its bulk was cancelled.
+pub(crate) fn is_bulk_cancelled(e: &Error) -> bool {
+    matches!(e, Error::Conflict(Conflict::BulkCancelled(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incomplete_utf8_tails_are_found() {
+        let euro = "€".as_bytes(); // 3 bytes
+        let smile = "😀".as_bytes(); // 4 bytes
+        assert_eq!(incomplete_utf8_tail(b""), 0);
+        assert_eq!(incomplete_utf8_tail(b"abc"), 0);
+        assert_eq!(incomplete_utf8_tail(euro), 0);
+        assert_eq!(incomplete_utf8_tail(&euro[..1]), 1);
+        assert_eq!(incomplete_utf8_tail(&euro[..2]), 2);
+        assert_eq!(
+            incomplete_utf8_tail(&[b'a', smile[0], smile[1], smile[2]]),
+            3
+        );
+        assert_eq!(incomplete_utf8_tail(smile), 0);
+        // Not UTF-8: stored as it came.
+        assert_eq!(incomplete_utf8_tail(&[0xFF]), 0);
+        assert_eq!(incomplete_utf8_tail(&[0x80, 0x80, 0x80]), 0);
     }
 }

@@ -301,7 +301,7 @@ pub async fn drain_queue(
                 AttemptOutcome::Completed => report.success += 1,
                 AttemptOutcome::Retryable => report.failure += 1,
                 AttemptOutcome::Discarded => report.discard += 1,
-                AttemptOutcome::LeaseLost => {}
+                AttemptOutcome::LeaseLost | AttemptOutcome::Deferred => {}
             }
         }
         if !opts.with_recursion {

@@ -25,11 +25,18 @@ pub use store::PgRunStore;
 use crate::error::db;
 
 /// The embedded migrations, in order: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "limits_cancel",
+        include_str!("../../migrations/postgres/0002_limits_cancel.sql"),
+    ),
+];
 
 /// Advisory lock key serializing migrations across nodes ("netauto" in ASCII).
 const MIGRATION_LOCK: i64 = 0x006e_6574_6175_746f;

@@ -10,9 +10,10 @@ use netauto_core::retention::{
 };
 use netauto_core::validation::dedup_ids;
 use netauto_core::{
-    Bulk, BulkCounters, BulkRef, BulkState, ChunkAppended, Conflict, Device, DeviceId,
-    DeviceOutcome, Enqueued, Error, NewBulk, NewDevice, NewJob, NewRun, OutcomeRecorded,
-    OutputStream, Result, Run, RunChunk, RunFinish, RunId, RunStatus, RunStore, ValidationError,
+    Bulk, BulkCancelled, BulkCounters, BulkRef, BulkState, CancelRequests, ChunkAppended, Conflict,
+    Device, DeviceId, DeviceOutcome, Enqueued, Error, LimitOverrides, NewBulk, NewDevice, NewJob,
+    NewRun, OutcomeRecorded, OutputStream, Result, Run, RunChunk, RunFinish, RunId, RunStatus,
+    RunStore, ValidationError,
 };
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -20,6 +21,7 @@ use sqlx::{PgPool, Row};
 
 use super::queue::insert_job;
 use crate::error::{corrupt, db, is_foreign_key_violation, is_unique_violation};
+use crate::increments;
 
 /// Devices, runs, chunks and bulks in PostgreSQL.
 #[derive(Debug, Clone)]
@@ -71,6 +73,7 @@ fn run_from_row(r: &PgRow) -> Result<Run> {
         finished_at: r.try_get("finished_at").map_err(db)?,
         bytes: r.try_get::<i64, _>("bytes").map_err(db)? as u64,
         chunks: r.try_get::<i64, _>("chunks").map_err(db)? as u64,
+        truncated: r.try_get("truncated").map_err(db)?,
     })
 }
 
@@ -95,18 +98,29 @@ fn outcome_from_row(r: &PgRow) -> Result<DeviceOutcome> {
         status: status(&st)?,
         error_kind: r.try_get("error_kind").map_err(db)?,
         recorded_at: r.try_get("recorded_at").map_err(db)?,
+        truncated: r.try_get("truncated").map_err(db)?,
     })
 }
 
 fn counters(r: &PgRow) -> Result<BulkCounters> {
-    let total = r.try_get::<i64, _>("total").map_err(db)? as u64;
-    let ok = r.try_get::<i64, _>("ok").map_err(db)? as u64;
-    let failed = r.try_get::<i64, _>("failed").map_err(db)? as u64;
-    Ok(BulkCounters {
-        total,
-        ok,
-        failed,
-        pending: total - ok - failed,
+    let get = |c: &str| r.try_get::<i64, _>(c).map_err(db).map(|v| v.max(0) as u64);
+    Ok(BulkCounters::from_counts(
+        get("total")?,
+        get("ok")?,
+        get("failed")?,
+        get("cancelled")?,
+    ))
+}
+
+fn limits(r: &PgRow) -> Result<LimitOverrides> {
+    let get = |c: &str| {
+        r.try_get::<Option<i64>, _>(c)
+            .map_err(db)
+            .map(|v| v.map(|v| v.max(0) as u64))
+    };
+    Ok(LimitOverrides {
+        timeout_ms: get("timeout_ms")?,
+        max_output: get("max_output")?,
     })
 }
 
@@ -203,19 +217,31 @@ impl RunStore for PgRunStore {
     }
 
     async fn create_run(&self, run: NewRun, now: DateTime<Utc>) -> Result<Run> {
+        // The bulk's row is share-locked: a concurrent `cancel_bulk` (which updates it first)
+        // either commits before this reads it (the run is refused) or waits for this insert
+        // to commit (and then sees the run as running).
         let row = sqlx::query(
-            "INSERT INTO runs (device_id, command, requested_by, bulk_ref, status, inserted_at, started_at)
-             VALUES ($1, $2, $3, $4, 'running', $5, $5) RETURNING *",
+            "WITH b AS (SELECT cancelled_at FROM bulks WHERE ref = $4 FOR SHARE)
+             INSERT INTO runs (device_id, command, requested_by, bulk_ref, status, inserted_at, started_at)
+             SELECT $1, $2, $3, $4, 'running', $5, $5
+             WHERE NOT EXISTS (SELECT 1 FROM b WHERE cancelled_at IS NOT NULL)
+             RETURNING *",
         )
         .bind(run.device_id.get())
         .bind(&run.command)
         .bind(&run.requested_by)
         .bind(run.bulk_ref.as_ref().map(BulkRef::as_str))
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await
         .map_err(|e| if is_foreign_key_violation(&e) { Error::device_not_found(run.device_id) } else { db(e) })?;
-        run_from_row(&row)
+        match (row, run.bulk_ref) {
+            (Some(row), _) => run_from_row(&row),
+            (None, Some(bulk_ref)) => Err(Conflict::BulkCancelled(bulk_ref).into()),
+            (None, None) => Err(Error::backend(
+                "a run insert without a bulk inserted nothing",
+            )),
+        }
     }
 
     async fn append_chunk(
@@ -271,7 +297,8 @@ impl RunStore for PgRunStore {
             .into());
         }
         let row = sqlx::query(
-            "UPDATE runs SET status = $1, exit_status = $2, error_kind = $3, error_message = $4, finished_at = $5
+            "UPDATE runs SET status = $1, exit_status = $2, error_kind = $3, error_message = $4, finished_at = $5,
+                 truncated = $7
              WHERE id = $6 AND status = 'running' RETURNING *",
         )
         .bind(finish.status.as_str())
@@ -280,6 +307,7 @@ impl RunStore for PgRunStore {
         .bind(&finish.error_message)
         .bind(now)
         .bind(run_id.get())
+        .bind(finish.truncated)
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
@@ -287,6 +315,59 @@ impl RunStore for PgRunStore {
             Some(r) => run_from_row(&r),
             None => Err(self.not_running(run_id).await),
         }
+    }
+
+    async fn request_run_cancel(&self, run_id: RunId, now: DateTime<Utc>) -> Result<Run> {
+        let row = sqlx::query(
+            "UPDATE runs SET cancel_requested_at = coalesce(cancel_requested_at, $1)
+             WHERE id = $2 AND status = 'running' RETURNING *",
+        )
+        .bind(now)
+        .bind(run_id.get())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        match row {
+            Some(r) => run_from_row(&r),
+            None => match self.not_running(run_id).await {
+                Error::RunGone(_) => Err(Error::run_not_found(run_id)),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn cancel_requests(&self, bulks: &[BulkRef], runs: &[RunId]) -> Result<CancelRequests> {
+        let mut found = CancelRequests::default();
+        if !bulks.is_empty() {
+            let refs: Vec<&str> = bulks.iter().map(BulkRef::as_str).collect();
+            let rows = sqlx::query(
+                "SELECT ref FROM bulks WHERE ref = ANY($1) AND cancelled_at IS NOT NULL",
+            )
+            .bind(&refs)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            for r in rows {
+                let raw: String = r.try_get("ref").map_err(db)?;
+                found
+                    .bulks
+                    .push(BulkRef::parse(&raw).map_err(|e| corrupt("bulk ref", e))?);
+            }
+        }
+        if !runs.is_empty() {
+            let ids: Vec<i64> = runs.iter().map(|r| r.get()).collect();
+            let rows = sqlx::query(
+                "SELECT id FROM runs WHERE id = ANY($1) AND cancel_requested_at IS NOT NULL",
+            )
+            .bind(&ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            for r in rows {
+                found.runs.push(RunId(r.try_get("id").map_err(db)?));
+            }
+        }
+        Ok(found)
     }
 
     async fn run(&self, id: RunId) -> Result<Run> {
@@ -358,13 +439,16 @@ impl RunStore for PgRunStore {
         let device_ids = dedup_ids(&bulk.device_ids);
         let mut tx = self.pool.begin().await.map_err(db)?;
         let row = sqlx::query(
-            "INSERT INTO bulks (ref, command, requested_by, created_at, total) VALUES ($1, $2, $3, $4, $5) RETURNING created_at",
+            "INSERT INTO bulks (ref, command, requested_by, created_at, total, timeout_ms, max_output)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING created_at",
         )
         .bind(bulk.bulk_ref.as_str())
         .bind(&bulk.command)
         .bind(&bulk.requested_by)
         .bind(now)
         .bind(device_ids.len() as i64)
+        .bind(bulk.limits.timeout_ms.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))
+        .bind(bulk.limits.max_output.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| {
@@ -397,21 +481,27 @@ impl RunStore for PgRunStore {
             device_ids,
             created_at,
             finished_at: None,
+            cancelled_at: None,
+            limits: bulk.limits,
             outcomes: BTreeMap::new(),
         };
         Ok((created, enqueued))
     }
 
     async fn bulk_state(&self, bulk_ref: &BulkRef) -> Result<BulkState> {
-        let row = sqlx::query("SELECT total, ok, failed, finished_at FROM bulks WHERE ref = $1")
-            .bind(bulk_ref.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| Error::bulk_not_found(bulk_ref))?;
+        let row = sqlx::query(
+            "SELECT created_at, total, ok, failed, cancelled, finished_at, cancelled_at FROM bulks WHERE ref = $1",
+        )
+        .bind(bulk_ref.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| Error::bulk_not_found(bulk_ref))?;
         Ok(BulkState {
+            created_at: row.try_get("created_at").map_err(db)?,
             counters: counters(&row)?,
             finished_at: row.try_get("finished_at").map_err(db)?,
+            cancelled_at: row.try_get("cancelled_at").map_err(db)?,
         })
     }
 
@@ -448,6 +538,8 @@ impl RunStore for PgRunStore {
             created_at: row.try_get("created_at").map_err(db)?,
             counters: counters(&row)?,
             finished_at: row.try_get("finished_at").map_err(db)?,
+            cancelled_at: row.try_get("cancelled_at").map_err(db)?,
+            limits: limits(&row)?,
             outcomes,
         })
     }
@@ -496,7 +588,7 @@ impl RunStore for PgRunStore {
         }
         let mut tx = self.pool.begin().await.map_err(db)?;
         let updated = sqlx::query(
-            "UPDATE bulk_devices SET run_id = $1, status = $2, error_kind = $3, recorded_at = $4
+            "UPDATE bulk_devices SET run_id = $1, status = $2, error_kind = $3, recorded_at = $4, truncated = $7
              WHERE bulk_ref = $5 AND device_id = $6 AND status IS NULL",
         )
         .bind(outcome.run_id.map(RunId::get))
@@ -505,27 +597,25 @@ impl RunStore for PgRunStore {
         .bind(outcome.recorded_at)
         .bind(bulk_ref.as_str())
         .bind(outcome.device_id.get())
+        .bind(outcome.truncated)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
         let newly = updated.rows_affected() == 1;
-        let (ok_inc, failed_inc): (i64, i64) = match (newly, outcome.is_ok()) {
-            (false, _) => (0, 0),
-            (true, true) => (1, 0),
-            (true, false) => (0, 1),
-        };
+        let (ok_inc, failed_inc, cancelled_inc) = increments(newly, outcome.status);
         // The row lock on the bulk serializes concurrent recorders: exactly one of them sees
         // the counters reach the total.
         let row = sqlx::query(
-            "UPDATE bulks SET ok = ok + $1, failed = failed + $2,
-                 finished_at = CASE WHEN $3 AND ok + $1 + failed + $2 = total THEN $4 ELSE finished_at END
-             WHERE ref = $5 RETURNING total, ok, failed",
+            "UPDATE bulks SET ok = ok + $1, failed = failed + $2, cancelled = cancelled + $6,
+                 finished_at = CASE WHEN $3 AND ok + $1 + failed + $2 + cancelled + $6 = total THEN $4 ELSE finished_at END
+             WHERE ref = $5 RETURNING total, ok, failed, cancelled",
         )
         .bind(ok_inc)
         .bind(failed_inc)
         .bind(newly)
         .bind(outcome.recorded_at)
         .bind(bulk_ref.as_str())
+        .bind(cancelled_inc)
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
@@ -557,6 +647,78 @@ impl RunStore for PgRunStore {
             counters,
             newly_recorded: newly,
             completed_now: newly && counters.pending == 0,
+        })
+    }
+
+    async fn cancel_bulk(&self, bulk_ref: &BulkRef, now: DateTime<Utc>) -> Result<BulkCancelled> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // Lock order bulk_devices → bulks, as `record_outcome` takes them, so the two never
+        // deadlock. The pending rows are locked first (a recorder holding one finishes before
+        // this goes on), then the bulk row is marked: from then on `create_run` refuses runs
+        // of this bulk, and a run it inserted before is committed and seen as running below.
+        sqlx::query(
+            "SELECT device_id FROM bulk_devices WHERE bulk_ref = $1 AND status IS NULL
+             ORDER BY device_id FOR UPDATE",
+        )
+        .bind(bulk_ref.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let marked = sqlx::query(
+            "UPDATE bulks SET cancelled_at = $1 WHERE ref = $2 AND cancelled_at IS NULL AND finished_at IS NULL",
+        )
+        .bind(now)
+        .bind(bulk_ref.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected()
+            == 1;
+        if !marked {
+            let row = sqlx::query("SELECT total, ok, failed, cancelled FROM bulks WHERE ref = $1")
+                .bind(bulk_ref.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?
+                .ok_or_else(|| Error::bulk_not_found(bulk_ref))?;
+            return Ok(BulkCancelled {
+                counters: counters(&row)?,
+                newly_cancelled: false,
+                devices_cancelled: 0,
+                completed_now: false,
+            });
+        }
+        let n = sqlx::query(
+            "UPDATE bulk_devices bd SET status = 'cancelled', error_kind = 'cancelled', recorded_at = $1,
+                 run_id = (SELECT max(r.id) FROM runs r WHERE r.bulk_ref = $2 AND r.device_id = bd.device_id)
+             WHERE bd.bulk_ref = $2 AND bd.status IS NULL
+               AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.bulk_ref = $2
+                               AND r.device_id = bd.device_id AND r.status = 'running')",
+        )
+        .bind(now)
+        .bind(bulk_ref.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected() as i64;
+        let row = sqlx::query(
+            "UPDATE bulks SET cancelled = cancelled + $1,
+                 finished_at = CASE WHEN $1 > 0 AND ok + failed + cancelled + $1 = total THEN $2 ELSE finished_at END
+             WHERE ref = $3 RETURNING total, ok, failed, cancelled",
+        )
+        .bind(n)
+        .bind(now)
+        .bind(bulk_ref.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let counters = counters(&row)?;
+        Ok(BulkCancelled {
+            counters,
+            newly_cancelled: true,
+            devices_cancelled: n as u64,
+            completed_now: n > 0 && counters.pending == 0,
         })
     }
 

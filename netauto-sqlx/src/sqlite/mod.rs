@@ -23,11 +23,18 @@ pub use store::SqliteRunStore;
 use crate::error::db;
 
 /// The embedded migrations, in order: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "limits_cancel",
+        include_str!("../../migrations/sqlite/0002_limits_cancel.sql"),
+    ),
+];
 
 /// Readers in the pool of a file database.
 const READERS: u32 = 4;

@@ -10,9 +10,10 @@ use netauto_core::retention::{
 };
 use netauto_core::validation::dedup_ids;
 use netauto_core::{
-    Bulk, BulkCounters, BulkRef, BulkState, ChunkAppended, Conflict, Device, DeviceId,
-    DeviceOutcome, Enqueued, Error, NewBulk, NewDevice, NewJob, NewRun, OutcomeRecorded,
-    OutputStream, Result, Run, RunChunk, RunFinish, RunId, RunStatus, RunStore, ValidationError,
+    Bulk, BulkCancelled, BulkCounters, BulkRef, BulkState, CancelRequests, ChunkAppended, Conflict,
+    Device, DeviceId, DeviceOutcome, Enqueued, Error, LimitOverrides, NewBulk, NewDevice, NewJob,
+    NewRun, OutcomeRecorded, OutputStream, Result, Run, RunChunk, RunFinish, RunId, RunStatus,
+    RunStore, ValidationError,
 };
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -20,6 +21,7 @@ use sqlx::sqlite::SqliteRow;
 use super::Db;
 use super::queue::insert_job;
 use crate::error::{corrupt, db, is_foreign_key_violation, is_unique_violation, json};
+use crate::increments;
 use crate::time::{from_micros, opt_from_micros, to_micros};
 
 /// Devices, runs, chunks and bulks in SQLite.
@@ -76,6 +78,7 @@ fn run_from_row(r: &SqliteRow) -> Result<Run> {
         finished_at: opt_from_micros(r.try_get("finished_at").map_err(db)?),
         bytes: r.try_get::<i64, _>("bytes").map_err(db)? as u64,
         chunks: r.try_get::<i64, _>("chunks").map_err(db)? as u64,
+        truncated: r.try_get::<bool, _>("truncated").map_err(db)?,
     })
 }
 
@@ -94,14 +97,25 @@ fn footprint_from_row(r: &SqliteRow) -> Result<RunFootprint> {
 
 /// The counters of a `bulks` row.
 fn counters(r: &SqliteRow) -> Result<BulkCounters> {
-    let total = r.try_get::<i64, _>("total").map_err(db)? as u64;
-    let ok = r.try_get::<i64, _>("ok").map_err(db)? as u64;
-    let failed = r.try_get::<i64, _>("failed").map_err(db)? as u64;
-    Ok(BulkCounters {
-        total,
-        ok,
-        failed,
-        pending: total - ok - failed,
+    let get = |c: &str| r.try_get::<i64, _>(c).map_err(db).map(|v| v.max(0) as u64);
+    Ok(BulkCounters::from_counts(
+        get("total")?,
+        get("ok")?,
+        get("failed")?,
+        get("cancelled")?,
+    ))
+}
+
+/// The limits of a `bulks` row.
+fn limits(r: &SqliteRow) -> Result<LimitOverrides> {
+    let get = |c: &str| {
+        r.try_get::<Option<i64>, _>(c)
+            .map_err(db)
+            .map(|v| v.map(|v| v.max(0) as u64))
+    };
+    Ok(LimitOverrides {
+        timeout_ms: get("timeout_ms")?,
+        max_output: get("max_output")?,
     })
 }
 
@@ -116,6 +130,7 @@ fn outcome_from_row(r: &SqliteRow) -> Result<DeviceOutcome> {
         status: status(&st)?,
         error_kind: r.try_get("error_kind").map_err(db)?,
         recorded_at: from_micros(r.try_get("recorded_at").map_err(db)?),
+        truncated: r.try_get::<bool, _>("truncated").map_err(db)?,
     })
 }
 
@@ -222,21 +237,29 @@ impl RunStore for SqliteRunStore {
 
     async fn create_run(&self, run: NewRun, now: DateTime<Utc>) -> Result<Run> {
         let t = to_micros(now);
+        // One writer: the check that the bulk is not cancelled and the insert are atomic with
+        // respect to `cancel_bulk`.
         let row = sqlx::query(
             "INSERT INTO runs (device_id, command, requested_by, bulk_ref, status, inserted_at, started_at, retention_ts)
-             VALUES (?, ?, ?, ?, 'running', ?, ?, ?) RETURNING *",
+             SELECT ?1, ?2, ?3, ?4, 'running', ?5, ?5, ?5
+             WHERE NOT EXISTS (SELECT 1 FROM bulks WHERE ref = ?4 AND cancelled_at IS NOT NULL)
+             RETURNING *",
         )
         .bind(run.device_id.get())
         .bind(&run.command)
         .bind(&run.requested_by)
         .bind(run.bulk_ref.as_ref().map(BulkRef::as_str))
         .bind(t)
-        .bind(t)
-        .bind(t)
-        .fetch_one(&self.db.writer)
+        .fetch_optional(&self.db.writer)
         .await
         .map_err(|e| if is_foreign_key_violation(&e) { Error::device_not_found(run.device_id) } else { db(e) })?;
-        run_from_row(&row)
+        match (row, run.bulk_ref) {
+            (Some(row), _) => run_from_row(&row),
+            (None, Some(bulk_ref)) => Err(Conflict::BulkCancelled(bulk_ref).into()),
+            (None, None) => Err(Error::backend(
+                "a run insert without a bulk inserted nothing",
+            )),
+        }
     }
 
     async fn append_chunk(
@@ -298,13 +321,15 @@ impl RunStore for SqliteRunStore {
         }
         let t = to_micros(now);
         let row = sqlx::query(
-            "UPDATE runs SET status = ?, exit_status = ?, error_kind = ?, error_message = ?, finished_at = ?, retention_ts = ?
+            "UPDATE runs SET status = ?, exit_status = ?, error_kind = ?, error_message = ?, truncated = ?,
+                 finished_at = ?, retention_ts = ?
              WHERE id = ? AND status = 'running' RETURNING *",
         )
         .bind(finish.status.as_str())
         .bind(finish.exit_status.map(i64::from))
         .bind(&finish.error_kind)
         .bind(&finish.error_message)
+        .bind(finish.truncated)
         .bind(t)
         .bind(t)
         .bind(run_id.get())
@@ -315,6 +340,59 @@ impl RunStore for SqliteRunStore {
             Some(r) => run_from_row(&r),
             None => Err(self.not_running(run_id).await),
         }
+    }
+
+    async fn request_run_cancel(&self, run_id: RunId, now: DateTime<Utc>) -> Result<Run> {
+        let row = sqlx::query(
+            "UPDATE runs SET cancel_requested_at = coalesce(cancel_requested_at, ?)
+             WHERE id = ? AND status = 'running' RETURNING *",
+        )
+        .bind(to_micros(now))
+        .bind(run_id.get())
+        .fetch_optional(&self.db.writer)
+        .await
+        .map_err(db)?;
+        match row {
+            Some(r) => run_from_row(&r),
+            None => match self.not_running(run_id).await {
+                Error::RunGone(_) => Err(Error::run_not_found(run_id)),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn cancel_requests(&self, bulks: &[BulkRef], runs: &[RunId]) -> Result<CancelRequests> {
+        let mut found = CancelRequests::default();
+        if !bulks.is_empty() {
+            let refs: Vec<&str> = bulks.iter().map(BulkRef::as_str).collect();
+            let rows = sqlx::query(
+                "SELECT ref FROM bulks WHERE ref IN (SELECT value FROM json_each(?)) AND cancelled_at IS NOT NULL",
+            )
+            .bind(serde_json::Value::from(refs).to_string())
+            .fetch_all(&self.db.reader)
+            .await
+            .map_err(db)?;
+            for r in rows {
+                let raw: String = r.try_get("ref").map_err(db)?;
+                found
+                    .bulks
+                    .push(BulkRef::parse(&raw).map_err(|e| corrupt("bulk ref", e))?);
+            }
+        }
+        if !runs.is_empty() {
+            let ids: Vec<i64> = runs.iter().map(|r| r.get()).collect();
+            let rows = sqlx::query(
+                "SELECT id FROM runs WHERE id IN (SELECT value FROM json_each(?)) AND cancel_requested_at IS NOT NULL",
+            )
+            .bind(serde_json::Value::from(ids).to_string())
+            .fetch_all(&self.db.reader)
+            .await
+            .map_err(db)?;
+            for r in rows {
+                found.runs.push(RunId(r.try_get("id").map_err(db)?));
+            }
+        }
+        Ok(found)
     }
 
     async fn run(&self, id: RunId) -> Result<Run> {
@@ -390,12 +468,14 @@ impl RunStore for SqliteRunStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db)?;
-        sqlx::query("INSERT INTO bulks (ref, command, requested_by, created_at, total) VALUES (?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO bulks (ref, command, requested_by, created_at, total, timeout_ms, max_output) VALUES (?, ?, ?, ?, ?, ?, ?)")
             .bind(bulk.bulk_ref.as_str())
             .bind(&bulk.command)
             .bind(&bulk.requested_by)
             .bind(to_micros(now))
             .bind(device_ids.len() as i64)
+            .bind(bulk.limits.timeout_ms.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))
+            .bind(bulk.limits.max_output.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))
             .execute(&mut *tx)
             .await
             .map_err(|e| {
@@ -426,21 +506,27 @@ impl RunStore for SqliteRunStore {
             device_ids,
             created_at: crate::time::from_micros(to_micros(now)),
             finished_at: None,
+            cancelled_at: None,
+            limits: bulk.limits,
             outcomes: BTreeMap::new(),
         };
         Ok((created, enqueued))
     }
 
     async fn bulk_state(&self, bulk_ref: &BulkRef) -> Result<BulkState> {
-        let row = sqlx::query("SELECT total, ok, failed, finished_at FROM bulks WHERE ref = ?")
-            .bind(bulk_ref.as_str())
-            .fetch_optional(&self.db.reader)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| Error::bulk_not_found(bulk_ref))?;
+        let row = sqlx::query(
+            "SELECT created_at, total, ok, failed, cancelled, finished_at, cancelled_at FROM bulks WHERE ref = ?",
+        )
+        .bind(bulk_ref.as_str())
+        .fetch_optional(&self.db.reader)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| Error::bulk_not_found(bulk_ref))?;
         Ok(BulkState {
+            created_at: from_micros(row.try_get("created_at").map_err(db)?),
             counters: counters(&row)?,
             finished_at: opt_from_micros(row.try_get("finished_at").map_err(db)?),
+            cancelled_at: opt_from_micros(row.try_get("cancelled_at").map_err(db)?),
         })
     }
 
@@ -478,6 +564,8 @@ impl RunStore for SqliteRunStore {
             created_at: from_micros(row.try_get("created_at").map_err(db)?),
             counters: counters(&row)?,
             finished_at: opt_from_micros(row.try_get("finished_at").map_err(db)?),
+            cancelled_at: opt_from_micros(row.try_get("cancelled_at").map_err(db)?),
+            limits: limits(&row)?,
             outcomes,
         })
     }
@@ -533,31 +621,29 @@ impl RunStore for SqliteRunStore {
             .await
             .map_err(db)?;
         let updated = sqlx::query(
-            "UPDATE bulk_devices SET run_id = ?, status = ?, error_kind = ?, recorded_at = ?
+            "UPDATE bulk_devices SET run_id = ?, status = ?, error_kind = ?, recorded_at = ?, truncated = ?
              WHERE bulk_ref = ? AND device_id = ? AND status IS NULL",
         )
         .bind(outcome.run_id.map(RunId::get))
         .bind(outcome.status.as_str())
         .bind(&outcome.error_kind)
         .bind(to_micros(outcome.recorded_at))
+        .bind(outcome.truncated)
         .bind(bulk_ref.as_str())
         .bind(outcome.device_id.get())
         .execute(&mut *tx)
         .await
         .map_err(db)?;
         let newly = updated.rows_affected() == 1;
-        let (ok_inc, failed_inc) = match (newly, outcome.is_ok()) {
-            (false, _) => (0, 0),
-            (true, true) => (1, 0),
-            (true, false) => (0, 1),
-        };
+        let (ok_inc, failed_inc, cancelled_inc) = increments(newly, outcome.status);
         let row = sqlx::query(
-            "UPDATE bulks SET ok = ok + ?1, failed = failed + ?2,
-                 finished_at = CASE WHEN ?3 AND ok + ?1 + failed + ?2 = total THEN ?4 ELSE finished_at END
-             WHERE ref = ?5 RETURNING total, ok, failed",
+            "UPDATE bulks SET ok = ok + ?1, failed = failed + ?2, cancelled = cancelled + ?3,
+                 finished_at = CASE WHEN ?4 AND ok + ?1 + failed + ?2 + cancelled + ?3 = total THEN ?5 ELSE finished_at END
+             WHERE ref = ?6 RETURNING total, ok, failed, cancelled",
         )
         .bind(ok_inc)
         .bind(failed_inc)
+        .bind(cancelled_inc)
         .bind(newly)
         .bind(to_micros(outcome.recorded_at))
         .bind(bulk_ref.as_str())
@@ -592,6 +678,73 @@ impl RunStore for SqliteRunStore {
             counters,
             newly_recorded: newly,
             completed_now: newly && counters.pending == 0,
+        })
+    }
+
+    async fn cancel_bulk(&self, bulk_ref: &BulkRef, now: DateTime<Utc>) -> Result<BulkCancelled> {
+        let t = to_micros(now);
+        let mut tx = self
+            .db
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
+        let marked = sqlx::query(
+            "UPDATE bulks SET cancelled_at = ? WHERE ref = ? AND cancelled_at IS NULL AND finished_at IS NULL",
+        )
+        .bind(t)
+        .bind(bulk_ref.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected()
+            == 1;
+        if !marked {
+            let row = sqlx::query("SELECT total, ok, failed, cancelled FROM bulks WHERE ref = ?")
+                .bind(bulk_ref.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?
+                .ok_or_else(|| Error::bulk_not_found(bulk_ref))?;
+            return Ok(BulkCancelled {
+                counters: counters(&row)?,
+                newly_cancelled: false,
+                devices_cancelled: 0,
+                completed_now: false,
+            });
+        }
+        // Devices not started: no outcome and no running run of this bulk.
+        let n = sqlx::query(
+            "UPDATE bulk_devices SET status = 'cancelled', error_kind = 'cancelled', recorded_at = ?1,
+                 run_id = (SELECT max(r.id) FROM runs r WHERE r.bulk_ref = ?2 AND r.device_id = bulk_devices.device_id)
+             WHERE bulk_ref = ?2 AND status IS NULL
+               AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.bulk_ref = ?2
+                               AND r.device_id = bulk_devices.device_id AND r.status = 'running')",
+        )
+        .bind(t)
+        .bind(bulk_ref.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected() as i64;
+        let row = sqlx::query(
+            "UPDATE bulks SET cancelled = cancelled + ?1,
+                 finished_at = CASE WHEN ?1 > 0 AND ok + failed + cancelled + ?1 = total THEN ?2 ELSE finished_at END
+             WHERE ref = ?3 RETURNING total, ok, failed, cancelled",
+        )
+        .bind(n)
+        .bind(t)
+        .bind(bulk_ref.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let counters = counters(&row)?;
+        Ok(BulkCancelled {
+            counters,
+            newly_cancelled: true,
+            devices_cancelled: n as u64,
+            completed_now: n > 0 && counters.pending == 0,
         })
     }
 

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use netauto_core::ExecLimits;
 use netauto_core::cron::{CronEntry, CronSchedule};
 use netauto_core::retention::RetentionConfig;
 use netauto_core::runner::{QueueLimits, Runner, RunnerConfig};
@@ -99,10 +100,11 @@ async fn worker(backend: Backend, args: &HashMap<String, String>) -> Result<(), 
     ssh.pacing.connections_per_second = None;
     let client = Arc::new(SshNetworkClient::new(ssh));
     let progress = Arc::new(PrintingSink::new(backend.progress.clone()));
-    let network = Network::new(backend.store.clone(), client, progress);
-    let bulk = BulkJob::new(network)
-        .with_concurrency(num(args, "device-concurrency", 10)?)
-        .with_command_timeout(Duration::from_secs(30));
+    let network = Network::new(backend.store.clone(), client, progress).with_limits(ExecLimits {
+        timeout: Duration::from_secs(30),
+        ..ExecLimits::default()
+    });
+    let bulk = BulkJob::new(network).with_concurrency(num(args, "device-concurrency", 10)?);
     let lease = Duration::from_millis(num(args, "lease-ms", 2000)?);
     let config = RunnerConfig {
         node: get(args, "node")?.to_owned(),

@@ -211,7 +211,7 @@ pub async fn crash_scenario(db: Db) {
     be.migrate().await.expect("migrate");
     let fleet = Fleet::start(&be, N, Duration::from_millis(250), 256).await;
     let ids = fleet.ids();
-    let bulk_ref = Bulk::new(be.store.clone())
+    let bulk_ref = Bulk::new(be.store.clone(), be.progress.clone())
         .enqueue(&ids, "show version", "reliability")
         .await
         .expect("enqueue");
