@@ -746,3 +746,49 @@ async fn a_bulk_deadline_override_reaches_every_device() {
     assert!(matches!(e, netauto_core::Error::Validation(_)), "{e}");
     let _ = mpsc::unbounded_channel::<()>();
 }
+
+/// A byte every 20 ms forever: never quiet for long.
+#[derive(Debug, Clone)]
+struct Trickle;
+
+#[async_trait]
+impl NetworkClient for Trickle {
+    async fn execute(
+        &self,
+        _: &Device,
+        _: &str,
+        _: &ExecOptions,
+    ) -> Result<OutputEvents, NetworkError> {
+        Ok(futures_util::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Some((Ok(OutputEvent::Stdout(Bytes::from_static(b"!"))), ()))
+        })
+        .boxed())
+    }
+}
+
+#[tokio::test]
+async fn a_trickling_device_is_stored_at_least_every_flush_interval() {
+    let fx = Fixture::new();
+    let dev = fx.devices(1).await[0];
+    let net = fx
+        .network(Trickle)
+        .with_flush_after(Duration::from_millis(100));
+    let task = tokio::spawn(async move {
+        net.execute_command(
+            dev,
+            "copy tftp: flash:",
+            ExecuteOptions::new(REQUESTER).with_timeout(Duration::from_secs(2)),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let run = fx.store.device_runs(dev, 1).await.unwrap().remove(0);
+    assert_eq!(run.status, RunStatus::Running);
+    assert!(
+        run.chunks >= 3,
+        "a partial chunk waited for a quiet spell that never came: {} chunks after 700 ms",
+        run.chunks
+    );
+    assert_eq!(task.await.unwrap().unwrap().status, RunStatus::Timeout);
+}

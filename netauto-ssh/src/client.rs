@@ -107,9 +107,8 @@ impl NetworkClient for SshNetworkClient {
         let span = tracing::debug_span!("netauto.ssh.execute", device = %device.name);
         let handle = inner.connect(device, &credential, deadline).await?;
         drop(credential);
-        let channel = handle
-            .channel_open_session()
-            .await
+        let channel = within(deadline, handle.channel_open_session())
+            .await?
             .map_err(|e| map_session_error(device_addr(device), e))?;
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         let profile = inner.config.profiles.get(&device.platform).clone();
@@ -390,14 +389,29 @@ enum Wait {
     Msg(ChannelMsg),
     Ended,
     Failed(NetworkError),
+    /// The consumer dropped the stream (deadline, cancel, output cap): close the session.
+    Gone,
 }
 
 impl Pump {
     async fn next(&self, channel: &mut Channel<client::Msg>) -> Wait {
-        match phase(TimeoutPhase::Idle, self.idle, self.deadline, channel.wait()).await {
-            Ok(Some(msg)) => Wait::Msg(msg),
-            Ok(None) => Wait::Ended,
-            Err(e) => Wait::Failed(e),
+        tokio::select! {
+            biased;
+            () = self.tx.closed() => Wait::Gone,
+            r = phase(TimeoutPhase::Idle, self.idle, self.deadline, channel.wait()) => match r {
+                Ok(Some(msg)) => Wait::Msg(msg),
+                Ok(None) => Wait::Ended,
+                Err(e) => Wait::Failed(e),
+            },
+        }
+    }
+
+    /// Runs a request on the channel unless the consumer goes away first (`None`).
+    async fn unless_gone<F: Future>(&self, fut: F) -> Option<F::Output> {
+        tokio::select! {
+            biased;
+            () = self.tx.closed() => None,
+            out = fut => Some(out),
         }
     }
 
@@ -411,10 +425,14 @@ impl Pump {
     }
 
     async fn exec(self, mut channel: Channel<client::Msg>, command: &str) {
-        if let Err(e) = channel.exec(true, command).await {
-            self.send(Err(map_session_error(self.addr.clone(), e)))
-                .await;
-            return;
+        match self.unless_gone(channel.exec(true, command)).await {
+            None => return,
+            Some(Err(e)) => {
+                self.send(Err(map_session_error(self.addr.clone(), e)))
+                    .await;
+                return;
+            }
+            Some(Ok(())) => {}
         }
         let mut exited = false;
         loop {
@@ -437,6 +455,8 @@ impl Pump {
                     .await;
                     return;
                 }
+                // Closed without an exit status: the stream ends without one, which the
+                // service records as `closed`, not `ok`.
                 Wait::Msg(ChannelMsg::Close) => return,
                 Wait::Msg(_) => continue,
                 Wait::Ended if exited => return,
@@ -448,6 +468,10 @@ impl Pump {
                 Wait::Failed(e) => {
                     let _ = channel.close().await;
                     self.send(Err(e)).await;
+                    return;
+                }
+                Wait::Gone => {
+                    let _ = channel.close().await;
                     return;
                 }
             };
@@ -473,10 +497,14 @@ impl Pump {
                 .await?;
             channel.request_shell(true).await
         };
-        if let Err(e) = setup.await {
-            self.send(Err(map_session_error(self.addr.clone(), e)))
-                .await;
-            return;
+        match self.unless_gone(setup).await {
+            None => return,
+            Some(Err(e)) => {
+                self.send(Err(map_session_error(self.addr.clone(), e)))
+                    .await;
+                return;
+            }
+            Some(Ok(())) => {}
         }
         let exit = profile.exit.clone();
         let newline = profile.newline.clone();
@@ -512,6 +540,10 @@ impl Pump {
                     self.send(Err(e)).await;
                     return;
                 }
+                Wait::Gone => {
+                    let _ = channel.close().await;
+                    return;
+                }
             };
             for step in driver.feed(&data) {
                 match step {
@@ -532,6 +564,11 @@ impl Pump {
                 }
             }
             if driver.is_done() {
+                // The prompt came back: the shell's way of saying the command finished.
+                if !self.send(Ok(OutputEvent::Exit(ExitStatus::Code(0)))).await {
+                    let _ = channel.close().await;
+                    return;
+                }
                 if let Some(exit) = &exit {
                     let _ = channel
                         .data_bytes(Bytes::from(format!("{exit}{newline}")))

@@ -45,9 +45,16 @@ async fn megabytes_without_a_newline_stream_out_of_a_shell() {
         .await
         .expect("command starts");
     let (mut bangs, mut newlines, mut pieces, mut largest) = (0, 0, 0, 0);
+    let mut exited = false;
     while let Some(event) = events.next().await {
+        assert!(!exited, "nothing after the prompt came back");
         let bytes = match event.expect("the command completes") {
             OutputEvent::Stdout(bytes) => bytes,
+            // The prompt came back: the shell's exit status 0.
+            OutputEvent::Exit(netauto_core::ExitStatus::Code(0)) => {
+                exited = true;
+                continue;
+            }
             other => panic!("a shell prints stdout only, got {other:?}"),
         };
         assert_eq!(newlines, 0, "nothing after the line's end");
@@ -63,6 +70,7 @@ async fn megabytes_without_a_newline_stream_out_of_a_shell() {
     }
     assert_eq!(bangs, flood, "every `!` arrives once");
     assert_eq!(newlines, 1, "then the line's end");
+    assert!(exited, "the prompt came back");
     assert!(
         largest <= LARGEST_PIECE,
         "the line was held: a piece of {largest} bytes ({pieces} pieces)"

@@ -581,7 +581,11 @@ async fn ios_shell_mode_disables_paging_and_strips_echo_and_prompt() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&expected.stdout)
     );
-    assert_eq!(out.exit, None, "a shell has no exit status");
+    assert_eq!(
+        out.exit,
+        Some(ExitStatus::Code(0)),
+        "the prompt came back: the shell's exit status 0"
+    );
 }
 
 #[tokio::test]

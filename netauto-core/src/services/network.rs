@@ -285,10 +285,15 @@ impl Network {
             accepted: 0,
             cap: limits.max_output,
             capped: false,
+            since: None,
         };
         let mut exit: Option<ExitStatus> = None;
         let ended = loop {
-            let wait = (!out.buf.is_empty()).then_some(self.flush_after);
+            // A partial chunk is stored once it is `flush_after` old, however the device
+            // trickles: live views see output at least that often.
+            let wait = out
+                .since
+                .map(|t| self.flush_after.saturating_sub(t.elapsed()));
             let next = tokio::select! {
                 biased;
                 reason = cancel.cancelled() => Ended::Cancelled(reason),
@@ -375,6 +380,8 @@ struct ChunkWriter<'a> {
     cap: u64,
     /// Output was refused at the cap.
     capped: bool,
+    /// When the oldest byte in `buf` arrived.
+    since: Option<Instant>,
 }
 
 impl ChunkWriter<'_> {
@@ -410,6 +417,9 @@ impl ChunkWriter<'_> {
             self.stream = stream;
         }
         self.accepted += data.len() as u64;
+        if self.since.is_none() && !data.is_empty() {
+            self.since = Some(Instant::now());
+        }
         let max = self.network.chunk_bytes;
         while !data.is_empty() {
             let room = max.saturating_sub(self.buf.len()).max(1);

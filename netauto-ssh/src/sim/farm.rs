@@ -309,12 +309,26 @@ async fn accept_loop(
         };
         let _ = socket.set_nodelay(true);
         let guard = ActiveGuard::new(counters.clone());
+        if spec.failure == Some(super::FailureMode::NoBanner) {
+            // Read whatever the client sends, answer nothing, until it gives up.
+            tokio::spawn(async move {
+                let mut socket = socket;
+                let mut buf = [0u8; 1024];
+                while matches!(
+                    tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await,
+                    Ok(n) if n > 0
+                ) {}
+                drop(guard);
+            });
+            continue;
+        }
         let handler = SimHandler {
             spec: spec.clone(),
             counters: counters.clone(),
             gate: gate.clone(),
             channels: HashMap::new(),
             execs: 0,
+            held: Vec::new(),
         };
         let config = config.clone();
         tokio::spawn(async move {

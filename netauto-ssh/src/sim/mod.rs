@@ -45,6 +45,18 @@ pub enum FailureMode {
     /// The first command on a connection runs; then the connection is closed and further
     /// channels are refused (like devices that allow one exec per login).
     CloseAfterOneExec,
+    /// The TCP connection is accepted but the SSH banner never comes (a hung SSH daemon, a
+    /// middlebox): the connect phase hangs.
+    NoBanner,
+    /// Logins succeed but a session channel is never answered.
+    HangChannelOpen,
+    /// The PTY and shell requests are never answered and no prompt ever comes (shell
+    /// platforms).
+    HangPty,
+    /// Every command prints `y` lines forever, as fast as the client reads (`yes`).
+    Endless,
+    /// Commands print their output, then the channel closes without an exit status.
+    NoExitStatus,
 }
 
 /// A canned answer to one command.

@@ -58,6 +58,8 @@ pub(crate) struct SimHandler {
     pub(crate) gate: Gate,
     pub(crate) channels: HashMap<ChannelId, Channel<Msg>>,
     pub(crate) execs: usize,
+    /// Channel opens never answered ([`FailureMode::HangChannelOpen`]).
+    pub(crate) held: Vec<server::ChannelOpenHandle>,
 }
 
 impl SimHandler {
@@ -149,6 +151,10 @@ impl server::Handler for SimHandler {
         reply: server::ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if self.spec.failure == Some(FailureMode::HangChannelOpen) {
+            self.held.push(reply);
+            return Ok(());
+        }
         if self.spec.failure == Some(FailureMode::CloseAfterOneExec) && self.execs > 0 {
             reply
                 .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
@@ -195,6 +201,9 @@ impl server::Handler for SimHandler {
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if self.spec.failure == Some(FailureMode::HangPty) {
+            return Ok(());
+        }
         session.channel_success(channel)?;
         Ok(())
     }
@@ -204,6 +213,9 @@ impl server::Handler for SimHandler {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if self.spec.failure == Some(FailureMode::HangPty) {
+            return Ok(());
+        }
         let chan = match self.channels.remove(&channel) {
             Some(chan) if self.spec.has_shell() => chan,
             _ => {
@@ -268,6 +280,10 @@ async fn run_exec(
         return;
     }
     tokio::time::sleep(spec.latency).await;
+    if spec.failure == Some(FailureMode::Endless) {
+        endless(&channel).await;
+        return;
+    }
     let CannedOutput {
         stdout,
         stderr,
@@ -286,13 +302,21 @@ async fn run_exec(
     {
         return;
     }
-    let _ = channel.exit_status(exit_code).await;
+    if spec.failure != Some(FailureMode::NoExitStatus) {
+        let _ = channel.exit_status(exit_code).await;
+    }
     let _ = channel.eof().await;
     let _ = channel.close().await;
     if spec.failure == Some(FailureMode::CloseAfterOneExec) {
         tokio::time::sleep(Duration::from_millis(20)).await;
         disconnect(handle, "one command per connection").await;
     }
+}
+
+/// `yes`: 32 KiB of `y` lines at a time until the client goes away.
+async fn endless(channel: &Channel<Msg>) {
+    let block = Bytes::from(b"y\n".repeat(16 * 1024));
+    while channel.data_bytes(block.clone()).await.is_ok() {}
 }
 
 /// Converts `\n` line endings to the `\r\n` a terminal prints.
@@ -363,6 +387,10 @@ async fn run_shell(
                     }
                     gate.pass().await;
                     tokio::time::sleep(spec.latency).await;
+                    if spec.failure == Some(FailureMode::Endless) {
+                        endless(&channel).await;
+                        return;
+                    }
                     let answer = spec.answer(command);
                     let mut text = answer.stdout.to_vec();
                     text.extend_from_slice(&answer.stderr);

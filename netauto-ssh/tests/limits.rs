@@ -1,0 +1,236 @@
+//! Issue 12 through real SSH sessions to simulated devices: the deadline covers every phase
+//! (connect, auth, channel open, PTY, output) and frees the device's session slot, the output
+//! cap closes a `yes` session with exactly the cap kept, a cancel closes a running session,
+//! and a channel closed without an exit status is not `ok`.
+
+#![cfg(feature = "sim")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use netauto_core::services::network::{ExecuteOptions, Network};
+use netauto_core::{DeviceId, ExecLimits, RunStatus, RunStore};
+use netauto_memory::{InMemoryProgressHub, InMemoryRunStore};
+use netauto_ssh::sim::{DeviceFarm, DeviceSpec, FailureMode};
+use netauto_ssh::{PacingConfig, SshNetworkClient, Timeouts};
+
+struct Setup {
+    farm: DeviceFarm,
+    store: InMemoryRunStore,
+    client: SshNetworkClient,
+    network: Network,
+    ids: Vec<DeviceId>,
+}
+
+/// One device per spec, a client whose own phase limits are long (so the command deadline is
+/// what stops a hung phase), and a network service with `limits`.
+async fn setup(specs: Vec<DeviceSpec>, limits: ExecLimits) -> Setup {
+    let farm = DeviceFarm::start(specs).await.expect("farm");
+    let (_queue, store) = netauto_memory::backend();
+    let mut ids = Vec::new();
+    for d in farm.new_devices() {
+        ids.push(store.create_device(d).await.unwrap().id);
+    }
+    let mut config = farm.client_config().with_timeouts(Timeouts {
+        connect: Duration::from_secs(60),
+        auth: Duration::from_secs(60),
+        command: None,
+        idle: Duration::from_secs(60),
+    });
+    config.pacing = PacingConfig {
+        max_sessions: 100,
+        connections_per_second: None,
+        jitter: 0.0,
+    };
+    let client = SshNetworkClient::new(config);
+    let network = Network::new(
+        Arc::new(store.clone()),
+        Arc::new(client.clone()),
+        Arc::new(InMemoryProgressHub::new()),
+    )
+    .with_limits(limits)
+    .with_cancel_poll(Duration::from_millis(100));
+    Setup {
+        farm,
+        store,
+        client,
+        network,
+        ids,
+    }
+}
+
+async fn wait_sessions_closed(client: &SshNetworkClient) -> Duration {
+    let started = Instant::now();
+    while client.active_sessions() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{} sessions still open",
+            client.active_sessions()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deadline_covers_every_phase_and_frees_the_device() {
+    let deadline = Duration::from_millis(800);
+    let specs = vec![
+        DeviceSpec::new("no-banner", "linux").with_failure(FailureMode::NoBanner),
+        DeviceSpec::new("slow-aaa", "linux").with_auth_delay(Duration::from_secs(3600)),
+        DeviceSpec::new("no-channel", "linux").with_failure(FailureMode::HangChannelOpen),
+        DeviceSpec::new("no-pty", "cisco_ios").with_failure(FailureMode::HangPty),
+        DeviceSpec::new("silent", "linux").with_failure(FailureMode::Hang),
+        DeviceSpec::new("trickle", "linux")
+            .with_output_bytes(1 << 20)
+            .with_throughput(2048),
+    ];
+    let s = setup(
+        specs,
+        ExecLimits {
+            timeout: deadline,
+            ..ExecLimits::default()
+        },
+    )
+    .await;
+    for (i, name) in [
+        "no-banner",
+        "slow-aaa",
+        "no-channel",
+        "no-pty",
+        "silent",
+        "trickle",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let started = Instant::now();
+        let run = s
+            .network
+            .execute_command(s.ids[i], "show version", ExecuteOptions::new("ops"))
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(run.status, RunStatus::Timeout, "{name}: {run:?}");
+        assert!(
+            took >= deadline && took < deadline + Duration::from_secs(2),
+            "{name}: ended after {took:?}"
+        );
+        if name == "trickle" {
+            assert!(run.bytes > 0, "trickle: the output so far is kept");
+        }
+        // The session is closed and the device's slot free: the next command on it starts
+        // (and times out the same way) instead of waiting for the first forever.
+        wait_sessions_closed(&s.client).await;
+        let again = s
+            .network
+            .execute_command(s.ids[i], "show version", ExecuteOptions::new("ops"))
+            .await
+            .unwrap();
+        assert_eq!(again.status, RunStatus::Timeout, "{name} again");
+    }
+    drop(s.farm);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_yes_device_stops_at_the_cap_with_exactly_the_cap_kept() {
+    let cap = 2 << 20;
+    let s = setup(
+        vec![
+            DeviceSpec::new("yes", "linux").with_failure(FailureMode::Endless),
+            DeviceSpec::new("yes-ios", "cisco_ios").with_failure(FailureMode::Endless),
+        ],
+        ExecLimits {
+            timeout: Duration::from_secs(60),
+            max_output: cap,
+        },
+    )
+    .await;
+    for i in 0..2 {
+        let run = s
+            .network
+            .execute_command(s.ids[i], "yes", ExecuteOptions::new("ops"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (run.status, run.error_kind.as_deref(), run.truncated),
+            (RunStatus::Error, Some("output_cap"), true),
+            "device {i}"
+        );
+        assert_eq!(run.bytes, cap, "device {i}: exactly the cap is stored");
+        let stored: u64 = s
+            .store
+            .chunks(run.id, 0, usize::MAX)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.data.len() as u64)
+            .sum();
+        assert_eq!(stored, cap);
+        wait_sessions_closed(&s.client).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_run_closes_its_session_within_two_seconds() {
+    let s = setup(
+        vec![
+            DeviceSpec::new("busy", "linux")
+                .with_output_bytes(1 << 20)
+                .with_throughput(1024),
+        ],
+        ExecLimits::default(),
+    )
+    .await;
+    let (network, id) = (s.network.clone(), s.ids[0]);
+    let task = tokio::spawn(async move {
+        network
+            .execute_command(id, "show tech", ExecuteOptions::new("ops"))
+            .await
+    });
+    let t0 = Instant::now();
+    let run_id = loop {
+        if let Some(r) = s.store.device_runs(id, 1).await.unwrap().first()
+            && r.chunks > 0
+        {
+            break r.id;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Another node (its own service over the same store) takes the cancel: the node running
+    // the command learns of it from the store.
+    let other_node = Network::new(
+        Arc::new(s.store.clone()),
+        Arc::new(s.client.clone()),
+        Arc::new(InMemoryProgressHub::new()),
+    );
+    let asked = Instant::now();
+    other_node.cancel_run(run_id).await.unwrap();
+    let run = task.await.unwrap().unwrap();
+    wait_sessions_closed(&s.client).await;
+    let closed = asked.elapsed();
+    assert_eq!(run.status, RunStatus::Cancelled);
+    assert!(run.bytes > 0, "output so far kept");
+    assert!(
+        closed < Duration::from_secs(2),
+        "closed {closed:?} after the cancel"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_closed_without_an_exit_status_is_not_ok() {
+    let s = setup(
+        vec![DeviceSpec::new("mute", "linux").with_failure(FailureMode::NoExitStatus)],
+        ExecLimits::default(),
+    )
+    .await;
+    let run = s
+        .network
+        .execute_command(s.ids[0], "show version", ExecuteOptions::new("ops"))
+        .await
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Error, "{run:?}");
+    assert_eq!(run.error_kind.as_deref(), Some("closed"));
+    assert_eq!(run.bytes, 1024, "its output is kept");
+}
