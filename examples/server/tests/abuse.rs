@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{Response, StatusCode, header};
+use axum::http::{Request, Response, StatusCode, header};
 use common::*;
 use futures_util::StreamExt;
 use netauto_core::retention::RetentionConfig;
@@ -156,23 +156,39 @@ async fn failed_logins_are_logged_with_user_and_address_but_not_the_password() {
 
 #[tokio::test]
 async fn anonymous_sessions_never_evict_logged_in_ones() {
+    // The default caps: 10,000 of each kind.
+    let t = test_app().await;
+    let a = login(&t.router).await;
+    let b = login(&t.router).await;
+    for _ in 0..10_100 {
+        let res = send(
+            &t.router,
+            Request::get("/login").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    for s in [&a, &b] {
+        assert_eq!(
+            send(&t.router, s.get("/devices")).await.status(),
+            StatusCode::OK,
+            "a flood of login forms logged a user out"
+        );
+    }
+    // A small anonymous cap holds too, without touching logins.
     let (_t, router) = app_with(limits(|l| {
         l.max_sessions = 2;
         l.max_anonymous_sessions = 3;
     }))
     .await;
     let a = login(&router).await;
-    let b = login(&router).await;
-    for _ in 0..200 {
+    for _ in 0..50 {
         login_form(&router).await;
     }
-    for s in [&a, &b] {
-        assert_eq!(
-            send(&router, s.get("/devices")).await.status(),
-            StatusCode::OK,
-            "a login form flood logged a user out"
-        );
-    }
+    assert_eq!(
+        send(&router, a.get("/devices")).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -315,6 +331,47 @@ async fn logout_ends_the_sessions_bulk_and_run_streams() {
             .is_none(),
         "another session's stream goes on"
     );
+}
+
+#[tokio::test]
+async fn a_long_run_streams_page_by_page_in_order_to_its_end() {
+    let t = test_app().await;
+    let run = running_run(&t).await;
+    for i in 0..100 {
+        t.store
+            .append_chunk(
+                run,
+                netauto_core::OutputStream::Stdout,
+                format!("line {i}\n").as_bytes(),
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+    }
+    t.store
+        .finish_run(
+            run,
+            netauto_core::RunFinish::new(netauto_core::RunStatus::Ok).with_exit_status(0),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let s = login(&t.router).await;
+    for from in [0u64, 7, 99, 100] {
+        let res = send(&t.router, s.get(&format!("/runs/{run}/events?from={from}"))).await;
+        let text = ends_within(res.into_body(), Duration::from_secs(5))
+            .await
+            .expect("a finished run's stream ends");
+        let seqs: Vec<u64> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .filter_map(|v| v["seq"].as_u64())
+            .collect();
+        assert_eq!(seqs, (from..100).collect::<Vec<_>>(), "from={from}");
+        assert!(text.ends_with("\n\n") && text.contains("event: finished"));
+        assert_eq!(text.matches("event: finished").count(), 1);
+    }
 }
 
 /// An app whose store fails every `run` read with `error`.

@@ -6,6 +6,8 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
 
+pub mod http;
+
 use std::sync::Arc;
 use std::time::Duration;
 
