@@ -269,12 +269,16 @@ async fn print_bulk(store: &dyn RunStore, bulk: &Bulk) -> anyhow::Result<()> {
     }
     print!("{}", table.render());
     let c = bulk.counters;
+    let cancelled = if c.cancelled > 0 || bulk.cancelled_at.is_some() {
+        format!("{} cancelled, ", c.cancelled)
+    } else {
+        String::new()
+    };
     println!(
-        "{} devices: {} ok, {} failed, {} cancelled, {} pending{}",
+        "{} devices: {} ok, {} failed, {cancelled}{} pending{}",
         c.total,
         c.ok,
         c.failed,
-        c.cancelled,
         c.pending,
         if bulk.cancelled_at.is_some() {
             " (bulk cancelled)"

@@ -49,6 +49,7 @@ impl Env {
             "NETAUTO_SSH_KNOWN_HOSTS",
             "NETAUTO_SSH_CREDENTIALS",
             "NETAUTO_COMMAND_TIMEOUT",
+            "NETAUTO_RUN_MAX_OUTPUT",
             "NETAUTO_REQUESTED_BY",
             "NETAUTO_LOG",
         ] {
@@ -465,4 +466,150 @@ fn worker_starts_and_stops_gracefully_on_sigterm() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}: {rest:?}");
     assert!(rest.iter().any(|l| l.contains("stopped;")), "{rest:?}");
+}
+
+/// Issue 12: `bulk run --timeout` and `--max-output` bound a bulk's devices; `bulk cancel`
+/// cancels devices not started at once and, with a worker running, closes running sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_limits_and_cancel_from_the_command_line() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let env = Env::new();
+    let farm = DeviceFarm::start(vec![
+        DeviceSpec::new("hang-01", "linux").with_failure(FailureMode::Hang),
+        DeviceSpec::new("yes-01", "linux").with_failure(FailureMode::Endless),
+    ])
+    .await
+    .unwrap();
+    farm.write_inventory(env.path("inventory.json")).unwrap();
+    write_ssh_files(&farm, env.dir.path());
+    env.ok(&["devices", "import", "inventory.json"]);
+    let ssh = [
+        "--known-hosts",
+        "known_hosts",
+        "--credentials",
+        "credentials.json",
+    ];
+
+    // A hanging device ends at the bulk's deadline.
+    let mut args = vec![
+        "bulk",
+        "run",
+        "--devices",
+        "hang-01",
+        "--command",
+        "show clock",
+        "--wait",
+        "--timeout",
+        "1s",
+    ];
+    args.extend(ssh);
+    let started = Instant::now();
+    let out = run_async(env.cmd(&args)).await;
+    let took = started.elapsed();
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}\n{stdout}", stderr(&out));
+    assert!(stdout.contains("timeout"), "{stdout}");
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    let bulk_ref = stdout.lines().next().unwrap().to_owned();
+    let shown = env.ok(&["bulk", "show", &bulk_ref]);
+    assert!(shown.contains("deadline: 1s per device"), "{shown}");
+
+    // `yes` stops at the bulk's cap; the table says truncated.
+    let mut args = vec![
+        "bulk",
+        "run",
+        "--devices",
+        "yes-01",
+        "--command",
+        "yes",
+        "--wait",
+        "--max-output",
+        "64KiB",
+    ];
+    args.extend(ssh);
+    let out = run_async(env.cmd(&args)).await;
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}\n{stdout}", stderr(&out));
+    let row = stdout.lines().find(|l| l.contains("yes-01")).unwrap();
+    assert!(row.contains("65536") && row.contains(" yes "), "{stdout}");
+
+    // Bad values are refused before anything is enqueued.
+    let out = env.run(&[
+        "bulk",
+        "run",
+        "--all",
+        "--command",
+        "x",
+        "--timeout",
+        "soon",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--timeout"), "{}", stderr(&out));
+
+    // No worker: cancelling records every device cancelled at once.
+    let queued = env.ok(&["bulk", "run", "--all", "--command", "show clock"]);
+    let queued = queued.lines().next().unwrap().to_owned();
+    let out = env.run(&["bulk", "cancel", &queued]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("2 devices that had not started are cancelled"),
+        "{}",
+        stderr(&out)
+    );
+    let shown = env.ok(&["bulk", "show", &queued]);
+    assert!(
+        shown.contains("2 devices: 0 ok, 0 failed, 2 cancelled, 0 pending (bulk cancelled)"),
+        "{shown}"
+    );
+
+    // A worker running the hanging device: `bulk cancel --wait` returns once it stopped.
+    let mut worker_args = vec!["worker", "--queues", "bulk=2"];
+    worker_args.extend(ssh);
+    let mut worker = env
+        .cmd(&worker_args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(worker.stderr.take().unwrap()).lines();
+    let _banner = lines.next().unwrap().unwrap();
+    let running = env.ok(&[
+        "bulk",
+        "run",
+        "--devices",
+        "hang-01",
+        "--command",
+        "show clock",
+    ]);
+    let running = running.lines().next().unwrap().to_owned();
+    let db = env.db().await;
+    let store = db.store();
+    let started = Instant::now();
+    loop {
+        let runs = store.device_runs(DeviceId(1), 10).await.unwrap();
+        if runs.iter().any(|r| r.status == RunStatus::Running) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the worker never started it"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let asked = Instant::now();
+    let out = run_async(env.cmd(&["bulk", "cancel", &running, "--wait"])).await;
+    let took = asked.elapsed();
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(out.status.success(), "{}\n{stdout}", stderr(&out));
+    assert!(
+        stdout.contains("1 devices: 0 ok, 0 failed, 1 cancelled, 0 pending (bulk cancelled)"),
+        "{stdout}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status();
+    let _ = worker.wait();
 }
