@@ -235,3 +235,181 @@ async fn accept_new_records_the_server_key() {
         .expect("runs");
     assert_eq!(&out.stdout[..], b"second\n");
 }
+
+/// A network service over `client` storing runs in memory (issue 12's limits and cancel).
+fn network(
+    client: &SshNetworkClient,
+    limits: netauto_core::ExecLimits,
+) -> (
+    netauto_core::services::Network,
+    netauto_memory::InMemoryRunStore,
+) {
+    let (_queue, store) = netauto_memory::backend();
+    let network = netauto_core::services::Network::new(
+        std::sync::Arc::new(store.clone()),
+        std::sync::Arc::new(client.clone()),
+        std::sync::Arc::new(netauto_memory::InMemoryProgressHub::new()),
+    )
+    .with_limits(limits)
+    .with_cancel_poll(Duration::from_millis(100));
+    (network, store)
+}
+
+async fn sessions_closed(client: &SshNetworkClient) -> Duration {
+    let started = std::time::Instant::now();
+    while client.active_sessions() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "session still open"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+/// Processes of the test user running `name`, as `pgrep` counts them.
+fn remote_processes(user: &str, name: &str) -> usize {
+    std::process::Command::new("pgrep")
+        .args(["-u", user, "-x", name])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yes_on_openssh_stops_at_the_output_cap() {
+    use netauto_core::RunStore;
+    let Some(sshd) = Sshd::from_env() else { return };
+    let client = sshd.client(Credential::password(sshd.read("password")), sshd.strict());
+    let (network, store) = network(
+        &client,
+        netauto_core::ExecLimits {
+            timeout: Duration::from_secs(60),
+            max_output: 1 << 20,
+        },
+    );
+    let device = sshd.device();
+    store
+        .create_device(
+            NewDevice::new(&device.name, &device.host, "linux", &device.username)
+                .with_port(device.port)
+                .with_credential_ref("sshd"),
+        )
+        .await
+        .expect("device");
+    let run = network
+        .execute_command(
+            DeviceId(1),
+            "yes",
+            netauto_core::services::ExecuteOptions::new("ops"),
+        )
+        .await
+        .expect("runs");
+    assert_eq!(
+        (
+            run.status,
+            run.error_kind.as_deref(),
+            run.truncated,
+            run.bytes
+        ),
+        (
+            netauto_core::RunStatus::Error,
+            Some("output_cap"),
+            true,
+            1 << 20
+        )
+    );
+    sessions_closed(&client).await;
+    // The closed channel ends `yes` on the server too.
+    let started = std::time::Instant::now();
+    while remote_processes(&sshd.user, "yes") > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "yes still runs on the server"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_command_on_openssh_times_out_and_a_cancel_closes_it() {
+    use netauto_core::RunStore;
+    let Some(sshd) = Sshd::from_env() else { return };
+    let client = sshd.client(Credential::password(sshd.read("password")), sshd.strict());
+    let (network, store) = network(
+        &client,
+        netauto_core::ExecLimits {
+            timeout: Duration::from_secs(1),
+            max_output: 1 << 20,
+        },
+    );
+    let device = sshd.device();
+    let id = store
+        .create_device(
+            NewDevice::new(&device.name, &device.host, "linux", &device.username)
+                .with_port(device.port)
+                .with_credential_ref("sshd"),
+        )
+        .await
+        .expect("device")
+        .id;
+    let started = std::time::Instant::now();
+    let run = network
+        .execute_command(
+            id,
+            "echo started; sleep 30",
+            netauto_core::services::ExecuteOptions::new("ops"),
+        )
+        .await
+        .expect("runs");
+    let took = started.elapsed();
+    assert_eq!(run.status, netauto_core::RunStatus::Timeout);
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    assert_eq!(run.bytes, "started\n".len() as u64, "output so far kept");
+    sessions_closed(&client).await;
+
+    // Cancelled from another node (its own service over the same store).
+    let task = {
+        let network = network.clone();
+        tokio::spawn(async move {
+            network
+                .execute_command(
+                    id,
+                    "echo started; sleep 30",
+                    netauto_core::services::ExecuteOptions::new("ops")
+                        .with_timeout(Duration::from_secs(60)),
+                )
+                .await
+        })
+    };
+    let run_id = loop {
+        let runs = store.device_runs(id, 1).await.expect("runs");
+        if let Some(r) = runs
+            .first()
+            .filter(|r| r.chunks > 0 && !r.status.is_finished())
+        {
+            break r.id;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let other = netauto_core::services::Network::new(
+        std::sync::Arc::new(store.clone()),
+        std::sync::Arc::new(client.clone()),
+        std::sync::Arc::new(netauto_memory::InMemoryProgressHub::new()),
+    );
+    let asked = std::time::Instant::now();
+    other.cancel_run(run_id).await.expect("cancel");
+    let run = task.await.expect("task").expect("runs");
+    let closed = asked.elapsed() + sessions_closed(&client).await;
+    assert_eq!(run.status, netauto_core::RunStatus::Cancelled);
+    assert!(
+        closed < Duration::from_secs(2),
+        "closed {closed:?} after the cancel"
+    );
+    eprintln!(
+        "FIGURES openssh: cancel to session closed {closed:?}; deadline 1 s ended the run after {took:?}"
+    );
+}
