@@ -55,10 +55,24 @@ impl Database {
             _ => Err(Error::Config(netauto_core::ConfigError {
                 var: "DATABASE_URL",
                 value: redact(url),
-                reason: format!(
-                    "unsupported scheme {scheme:?}; this build supports {}",
-                    supported().join(", ")
-                ),
+                // Only a scheme-like word is repeated: in a `key=value` connection string
+                // the text before the first `:` can hold the password.
+                reason: if !scheme.is_empty()
+                    && scheme.len() <= 16
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                {
+                    format!(
+                        "unsupported scheme {scheme:?}; this build supports {}",
+                        supported().join(", ")
+                    )
+                } else {
+                    format!(
+                        "not a database URL; this build supports {}",
+                        supported().join(", ")
+                    )
+                },
             })),
         }
     }
@@ -344,6 +358,16 @@ mod tests {
                 "{url} -> {shown}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_key_value_string_is_refused_without_repeating_its_password() {
+        let e = Database::connect("host=db user=ann password=s3cr:et dbname=x")
+            .await
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(!msg.contains("s3cr"), "{msg}");
+        assert!(msg.contains("not a database URL"), "{msg}");
     }
 
     #[tokio::test]
