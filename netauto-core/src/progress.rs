@@ -25,6 +25,9 @@ pub enum BulkEvent {
         run_id: Option<RunId>,
         /// The run's final status.
         status: RunStatus,
+        /// The run's output was cut at the output cap.
+        #[serde(default)]
+        truncated: bool,
         /// Devices done so far.
         done: u64,
         /// Devices in the bulk.

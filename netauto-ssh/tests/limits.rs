@@ -189,7 +189,6 @@ async fn a_cancelled_run_closes_its_session_within_two_seconds() {
             .execute_command(id, "show tech", ExecuteOptions::new("ops"))
             .await
     });
-    let t0 = Instant::now();
     let run_id = loop {
         if let Some(r) = s.store.device_runs(id, 1).await.unwrap().first()
             && r.chunks > 0

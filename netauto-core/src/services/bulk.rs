@@ -338,7 +338,12 @@ async fn record_and_announce(
     outcome: DeviceOutcome,
 ) -> Result<()> {
     let store = network.store();
-    let (device_id, run_id, status) = (outcome.device_id, outcome.run_id, outcome.status);
+    let (device_id, run_id, status, truncated) = (
+        outcome.device_id,
+        outcome.run_id,
+        outcome.status,
+        outcome.truncated,
+    );
     let run = run_id.map(|r| r.get());
     if status.is_ok() {
         tracing::info!(event = telemetry::BULK_OK, bulk_ref = %bulk_ref, device_id = device_id.get(), run_id = run);
@@ -363,6 +368,7 @@ async fn record_and_announce(
             device_id,
             run_id,
             status,
+            truncated,
             done: recorded.counters.done(),
             total: recorded.counters.total,
         }))
