@@ -67,23 +67,39 @@ function initBulk() {
   const done = new Map(); // device id -> final status
   let total = Number($("c-total").textContent);
 
-  function counters(ok, failed, pending) {
+  function counters(ok, failed, cancelled, pending) {
     $("c-ok").textContent = ok;
     $("c-failed").textContent = failed;
+    $("c-cancelled").textContent = cancelled;
     $("c-pending").textContent = pending;
     $("bar").max = Math.max(total, 1);
-    $("bar").value = ok + failed;
+    $("bar").value = ok + failed + cancelled;
   }
   function recount() {
-    let ok = 0, failed = 0;
-    for (const s of done.values()) { if (s === "ok") ok++; else failed++; }
-    counters(ok, failed, total - ok - failed);
+    let ok = 0, failed = 0, cancelled = 0;
+    for (const s of done.values()) {
+      if (s === "ok") ok++; else if (s === "cancelled") cancelled++; else failed++;
+    }
+    counters(ok, failed, cancelled, total - ok - failed - cancelled);
+  }
+  function cancelling() {
+    const form = $("cancel-form");
+    if (form) form.remove();
+    if (root.dataset.finished !== "true") $("live-state").textContent = "cancelling";
   }
   function apply(d) {
     const row = $("d-" + d.device_id);
     if (!row) return;
     done.set(String(d.device_id), d.status);
-    setBadge(row.querySelector("td.status"), d.status);
+    const status = row.querySelector("td.status");
+    setBadge(status, d.status);
+    if (d.truncated) {
+      const t = document.createElement("span");
+      t.className = "badge truncated";
+      t.textContent = "truncated";
+      status.appendChild(document.createTextNode(" "));
+      status.appendChild(t);
+    }
     const cell = row.querySelector("td.run");
     cell.textContent = "";
     if (d.run_id != null) {
@@ -98,13 +114,16 @@ function initBulk() {
       cell.appendChild(s);
     }
   }
-  function finish(ok, failed, all, ms) {
+  function finish(ok, failed, cancelled, all, ms) {
     const banner = $("summary");
-    banner.textContent = "Finished: " + ok + " ok, " + failed + " failed of " + all +
+    banner.textContent = "Finished: " + ok + " ok, " + failed + " failed" +
+      (cancelled > 0 ? ", " + cancelled + " cancelled" : "") + " of " + all +
       (ms != null ? " in " + seconds(ms) : "") + ".";
-    banner.className = "banner " + (failed > 0 ? "failed" : "ok");
+    banner.className = "banner " + (failed + cancelled > 0 ? "failed" : "ok");
     banner.hidden = false;
     $("live-state").textContent = "finished";
+    const form = $("cancel-form");
+    if (form) form.remove();
     const at = $("finished-at");
     if (at.textContent === "—") at.textContent = new Date().toISOString().slice(0, 19).replace("T", " ") + " UTC";
     root.dataset.finished = "true";
@@ -118,12 +137,16 @@ function initBulk() {
       total = s.counters.total;
       for (const d of s.devices) apply(d);
       recount();
-      if (s.finished) { finish(s.counters.ok, s.counters.failed, s.counters.total, s.duration_ms); es.close(); }
+      if (s.cancelled) cancelling();
+      if (s.finished) {
+        finish(s.counters.ok, s.counters.failed, s.counters.cancelled || 0, s.counters.total, s.duration_ms);
+        es.close();
+      }
     });
     es.addEventListener("progress", e => { apply(JSON.parse(e.data)); recount(); });
     es.addEventListener("summary", e => {
       const s = JSON.parse(e.data);
-      finish(s.ok, s.failed, s.total, s.duration_ms);
+      finish(s.ok, s.failed, s.cancelled || 0, s.total, s.duration_ms);
       es.close();
     });
     es.onerror = () => {
@@ -160,11 +183,14 @@ function initRun() {
     });
     es.addEventListener("finished", e => {
       const r = JSON.parse(e.data);
+      if (r.tail) out.appendChild(document.createTextNode(r.tail));
+      const form = $("cancel-form");
+      if (form) form.remove();
       setBadge($("run-status"), r.status);
       $("run-exit").textContent = r.exit_status == null ? "—" : r.exit_status;
       $("run-finished").textContent = r.finished_at ? r.finished_at.replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC") : "—";
       if (r.duration_ms != null) $("run-duration").textContent = seconds(r.duration_ms);
-      $("run-bytes").textContent = r.bytes + " B in " + r.chunks + " chunks";
+      $("run-bytes").textContent = r.bytes + " B in " + r.chunks + " chunks" + (r.truncated ? " (truncated at the output cap)" : "");
       root.dataset.live = "false";
       es.close();
     });

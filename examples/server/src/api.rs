@@ -6,7 +6,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use netauto_core::{BulkRef, DeviceId, RunId};
+use netauto_core::{BulkRef, DeviceId, LimitOverrides, RunId, ValidationError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -43,6 +43,33 @@ pub(crate) async fn devices(
 pub(crate) struct BulkBody {
     device_ids: Vec<DeviceId>,
     command: String,
+    /// This bulk's deadline per device, in seconds (default: the server's).
+    #[serde(default)]
+    timeout_secs: Option<f64>,
+    /// This bulk's output cap per run, in bytes (default: the server's).
+    #[serde(default)]
+    max_output: Option<u64>,
+}
+
+/// Per-bulk limits from seconds and bytes; an unusable deadline is a validation error
+/// naming the field (ranges are checked by the bulk service).
+pub(crate) fn limit_overrides(
+    timeout_secs: Option<f64>,
+    max_output: Option<u64>,
+) -> Result<LimitOverrides, ValidationError> {
+    let mut limits = LimitOverrides::none();
+    if let Some(secs) = timeout_secs {
+        let t =
+            std::time::Duration::try_from_secs_f64(secs).map_err(|_| ValidationError::Field {
+                field: "timeout",
+                reason: format!("{secs} is not a number of seconds from 0.1 to 604800"),
+            })?;
+        limits = limits.with_timeout(t);
+    }
+    if let Some(bytes) = max_output {
+        limits = limits.with_max_output(bytes);
+    }
+    Ok(limits)
 }
 
 /// POST /api/bulk → 201 `{"bulk_ref", "url", "devices"}`; 422 names the problem.
@@ -59,9 +86,11 @@ pub(crate) async fn create_bulk(
         StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(r.body_text()),
         _ => ApiError::BadRequest(r.body_text()),
     })?;
+    let limits =
+        limit_overrides(body.timeout_secs, body.max_output).map_err(ApiError::Validation)?;
     let bulk_ref = state
         .bulk
-        .enqueue(&body.device_ids, &body.command, &user.name)
+        .enqueue_with_limits(&body.device_ids, &body.command, &user.name, limits)
         .await?;
     let total = state.store.bulk(&bulk_ref).await?.counters.total;
     Ok((
@@ -88,8 +117,8 @@ pub(crate) async fn bulk(
         .device_ids
         .iter()
         .map(|id| match bulk.outcomes.get(id) {
-            Some(o) => json!({"device_id": id, "status": o.status, "run_id": o.run_id, "error_kind": o.error_kind}),
-            None => json!({"device_id": id, "status": "pending", "run_id": null, "error_kind": null}),
+            Some(o) => json!({"device_id": id, "status": o.status, "run_id": o.run_id, "error_kind": o.error_kind, "truncated": o.truncated}),
+            None => json!({"device_id": id, "status": "pending", "run_id": null, "error_kind": null, "truncated": false}),
         })
         .collect();
     Ok(Json(json!({
@@ -98,9 +127,61 @@ pub(crate) async fn bulk(
         "requested_by": bulk.requested_by,
         "created_at": bulk.created_at,
         "finished_at": bulk.finished_at,
+        "cancelled_at": bulk.cancelled_at,
+        "timeout_secs": bulk.limits.timeout().map(|t| t.as_secs_f64()),
+        "max_output": bulk.limits.max_output,
         "counters": bulk.counters,
         "devices": outcomes,
     })))
+}
+
+/// POST /api/bulk/{ref}/cancel → 200 `{"bulk_ref", "cancelled", "devices_cancelled",
+/// "counters"}`: devices not started are cancelled at once; running ones stop within about
+/// a second on the node running them. Cancelling a finished or cancelled bulk answers
+/// `"cancelled": false` and changes nothing.
+pub(crate) async fn cancel_bulk(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if !api_csrf_ok(&user, &headers) {
+        return Err(ApiError::Csrf);
+    }
+    let bulk_ref =
+        BulkRef::parse(&raw).map_err(|_| ApiError::NotFound(format!("bulk {raw:?} not found")))?;
+    let c = state.bulk.cancel(&bulk_ref).await?;
+    tracing::info!(user = %user.name, bulk_ref = %bulk_ref, devices_cancelled = c.devices_cancelled, "bulk cancelled");
+    Ok(Json(json!({
+        "bulk_ref": bulk_ref,
+        "cancelled": c.newly_cancelled,
+        "devices_cancelled": c.devices_cancelled,
+        "counters": c.counters,
+    })))
+}
+
+/// POST /api/runs/{id}/cancel → 202 `{"run_id", "status": "cancelling"}`: the node running
+/// it closes its session within about a second and finishes it `cancelled`; 409 when it
+/// has finished already.
+pub(crate) async fn cancel_run(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    if !api_csrf_ok(&user, &headers) {
+        return Err(ApiError::Csrf);
+    }
+    let id: RunId = raw
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("run {raw:?} not found")))?;
+    let run = state.network.cancel_run(id).await?;
+    tracing::info!(user = %user.name, run_id = id.get(), "run cancel requested");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"run_id": run.id, "status": "cancelling"})),
+    )
+        .into_response())
 }
 
 /// Query of GET /api/runs/{id}.
@@ -128,6 +209,7 @@ pub(crate) async fn run(
     let mut bytes = 0u64;
     let mut next = q.from_seq;
     let mut more = false;
+    let mut text = crate::text::Utf8Carry::default();
     'pages: loop {
         let page = state.store.chunks(id, next, CHUNK_PAGE).await?;
         if page.is_empty() {
@@ -143,9 +225,16 @@ pub(crate) async fn run(
             output.push(json!({
                 "seq": c.seq,
                 "stream": c.stream,
-                "text": String::from_utf8_lossy(&c.data),
+                "text": text.push(&c.data),
             }));
         }
+    }
+    // The output (or this page of it) ended mid-character: what is left is text too.
+    let rest = text.finish();
+    if let Some(last) = output.last_mut().filter(|_| !rest.is_empty())
+        && let Some(t) = last["text"].as_str()
+    {
+        last["text"] = Value::from(format!("{t}{rest}"));
     }
     Ok(Json(json!({
         "run": run,

@@ -13,7 +13,7 @@ use netauto_core::retention::RetentionConfig;
 use netauto_core::runner::{Runner, RunnerConfig};
 use netauto_core::services::{Bulk, BulkJob, Network, RetentionArgs, RetentionWorker};
 use netauto_core::worker::WorkerRegistry;
-use netauto_core::{JobQueue, NetworkClient, ProgressSink, RunStore};
+use netauto_core::{ExecLimits, JobQueue, NetworkClient, ProgressSink, RunStore};
 
 use crate::config::WebLimits;
 use crate::login::{self, LoginGate};
@@ -44,6 +44,9 @@ pub struct AppParts {
     pub runner: RunnerConfig,
     /// Mark the session cookie `Secure` (serve over HTTPS).
     pub secure_cookies: bool,
+    /// Deadline and output cap of every device command run here, unless a bulk sets its own
+    /// (see [`ExecLimits::from_env`]: `NETAUTO_COMMAND_TIMEOUT`, `NETAUTO_RUN_MAX_OUTPUT`).
+    pub exec_limits: ExecLimits,
 }
 
 /// Shared state of the handlers.
@@ -52,6 +55,8 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<dyn RunStore>,
     pub(crate) progress: Arc<dyn ProgressSink>,
     pub(crate) bulk: Bulk,
+    /// Runs commands (and cancels runs).
+    pub(crate) network: Network,
     pub(crate) retention: RetentionWorker,
     pub(crate) schedule: CronSchedule,
     pub(crate) last_purge: LastPurge,
@@ -77,16 +82,16 @@ impl App {
     pub fn new(parts: AppParts) -> netauto_core::Result<Self> {
         let schedule =
             CronSchedule::parse_setting("NET_AUTO_RETENTION_CRON", parts.retention.cron())?;
-        let network = Network::new(parts.store.clone(), parts.client, parts.progress.clone());
+        let network = Network::new(parts.store.clone(), parts.client, parts.progress.clone())
+            .with_limits(parts.exec_limits);
         let retention = RetentionWorker::new(parts.store.clone(), parts.retention);
         let last_purge = LastPurge::default();
-        let registry =
-            WorkerRegistry::new()
-                .with(BulkJob::new(network))
-                .with(RecordingRetention::new(
-                    retention.clone(),
-                    last_purge.clone(),
-                ));
+        let registry = WorkerRegistry::new()
+            .with(BulkJob::new(network.clone()))
+            .with(RecordingRetention::new(
+                retention.clone(),
+                last_purge.clone(),
+            ));
         let runner = Runner::new(parts.queue, registry)
             .with_config(parts.runner)
             .with_cron(CronEntry::new::<RetentionWorker>(
@@ -98,6 +103,7 @@ impl App {
             store: parts.store,
             progress: parts.progress,
             bulk,
+            network,
             retention,
             schedule,
             last_purge,
@@ -153,14 +159,18 @@ impl App {
             .route("/bulk", post(pages::devices::start_bulk))
             .route("/bulk/{bulk_ref}", get(pages::bulk::show))
             .route("/bulk/{bulk_ref}/events", get(live::bulk_events))
+            .route("/bulk/{bulk_ref}/cancel", post(pages::bulk::cancel))
             .route("/runs/{id}", get(pages::runs::show))
             .route("/runs/{id}/events", get(live::run_events))
             .route("/runs/{id}/raw", get(pages::runs::raw))
+            .route("/runs/{id}/cancel", post(pages::runs::cancel))
             .route("/retention", get(pages::retention::show))
             .route("/api/devices", get(api::devices))
             .route("/api/bulk", post(api::create_bulk))
             .route("/api/bulk/{bulk_ref}", get(api::bulk))
+            .route("/api/bulk/{bulk_ref}/cancel", post(api::cancel_bulk))
             .route("/api/runs/{id}", get(api::run))
+            .route("/api/runs/{id}/cancel", post(api::cancel_run))
             .route("/assets/app.css", get(assets::css))
             .route("/assets/app.js", get(assets::js))
             .fallback(pages::not_found)

@@ -135,6 +135,8 @@ pub(crate) enum ApiError {
     Csrf,
     /// 422: the input was read but rejected; nothing changed.
     Validation(ValidationError),
+    /// 409: the request does not fit the current state (cancelling a finished run).
+    Conflict(String),
     /// Anything else (500/503).
     Core(Error),
 }
@@ -144,6 +146,7 @@ impl From<Error> for ApiError {
         match e {
             Error::NotFound { what, id } => Self::NotFound(format!("{what} {id} not found")),
             Error::Validation(v) => Self::Validation(v),
+            Error::Conflict(c) => Self::Conflict(c.to_string()),
             other => Self::Core(other),
         }
     }
@@ -159,6 +162,10 @@ impl IntoResponse for ApiError {
             Self::BadRequest(m) => (
                 StatusCode::BAD_REQUEST,
                 json!({"error": "bad_request", "message": m}),
+            ),
+            Self::Conflict(m) => (
+                StatusCode::CONFLICT,
+                json!({"error": "conflict", "message": m}),
             ),
             Self::Unprocessable(m) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -207,6 +214,9 @@ pub(crate) fn validation_body(v: &ValidationError) -> serde_json::Value {
     let mut body = json!({"error": "validation", "kind": kind, "message": v.to_string()});
     if let Some(ids) = extra {
         body["unknown_device_ids"] = ids;
+    }
+    if let ValidationError::Field { field, .. } = v {
+        body["field"] = json!(field);
     }
     body
 }

@@ -31,6 +31,7 @@ mod pages;
 mod retention;
 pub mod serve;
 mod session;
+mod text;
 mod throttle;
 pub mod transport;
 mod users;

@@ -40,6 +40,7 @@ use crate::error::PageError;
 use crate::pages::bulk::parse_ref;
 use crate::pages::runs::parse_run_id;
 use crate::session::{StreamLease, StreamRefused};
+use crate::text::Utf8Carry;
 
 type EventStream = Sse<
     axum::response::sse::KeepAliveStream<
@@ -85,7 +86,7 @@ fn snapshot(bulk: &Bulk) -> Event {
     let devices: Vec<Value> = bulk
         .outcomes
         .values()
-        .map(|o| json!({"device_id": o.device_id, "status": o.status, "run_id": o.run_id, "error_kind": o.error_kind}))
+        .map(|o| json!({"device_id": o.device_id, "status": o.status, "run_id": o.run_id, "error_kind": o.error_kind, "truncated": o.truncated}))
         .collect();
     let duration_ms = bulk
         .finished_at
@@ -96,6 +97,7 @@ fn snapshot(bulk: &Bulk) -> Event {
         &json!({
             "counters": bulk.counters,
             "finished": bulk.finished_at.is_some(),
+            "cancelled": bulk.cancelled_at.is_some(),
             "duration_ms": duration_ms,
             "devices": devices,
         }),
@@ -129,7 +131,7 @@ impl BulkFollow {
     async fn resync(&mut self) -> bool {
         match self.store.bulk_state(&self.bulk_ref).await {
             Ok(state) => {
-                let recorded = state.counters.ok + state.counters.failed;
+                let recorded = state.counters.done();
                 if recorded == self.sent.len() as u64 && state.finished_at.is_none() {
                     return true;
                 }
@@ -195,26 +197,31 @@ pub(crate) async fn bulk_events(
                     device_id,
                     run_id,
                     status,
+                    truncated,
                     done,
                     total,
                     ..
                 })) => {
                     f.sent.insert(device_id);
-                    let data = json!({"device_id": device_id, "run_id": run_id, "status": status, "done": done, "total": total});
+                    let data = json!({"device_id": device_id, "run_id": run_id, "status": status, "truncated": truncated, "done": done, "total": total});
                     f.pending = Some(event("progress", &data));
                 }
                 FeedItem::Event(ProgressEvent::Bulk(BulkEvent::Summary {
                     ok,
                     failed,
+                    cancelled,
                     total,
                     duration,
                     ..
                 })) => {
-                    let data = json!({"ok": ok, "failed": failed, "total": total, "duration_ms": duration.as_millis() as u64});
+                    let data = json!({"ok": ok, "failed": failed, "cancelled": cancelled, "total": total, "duration_ms": duration.as_millis() as u64});
                     f.pending = Some(event("summary", &data));
                     f.done = true;
                 }
-                FeedItem::Lagged { .. } => match f.store.bulk(&f.bulk_ref).await {
+                // A cancel records every device that had not started at once, without a
+                // Progress each: the snapshot has them.
+                FeedItem::Event(ProgressEvent::Bulk(BulkEvent::Cancelled { .. }))
+                | FeedItem::Lagged { .. } => match f.store.bulk(&f.bulk_ref).await {
                     Ok(bulk) => f.snapshot(&bulk),
                     Err(e) => {
                         tracing::warn!(error = %e, "bulk snapshot after lag failed; closing the stream");
@@ -250,6 +257,8 @@ struct RunFollow {
     /// The `finished` event, sent after the last chunk.
     end: Option<Event>,
     done: bool,
+    /// Decodes chunk text across chunk boundaries.
+    text: Utf8Carry,
 }
 
 impl RunFollow {
@@ -266,7 +275,7 @@ impl RunFollow {
             self.catching_up = false;
             let run = self.store.run(self.run_id).await?;
             if run.status.is_finished() {
-                self.end = Some(finished(&run));
+                self.end = Some(finished(&run, &self.text.finish()));
                 self.done = true;
             } else if self.feed_closed {
                 self.done = true;
@@ -280,7 +289,7 @@ impl RunFollow {
         loop {
             if let Some(c) = self.page.pop_front() {
                 self.next = c.seq + 1;
-                return Some(chunk_event(c.seq, c.stream, &c.data));
+                return Some(chunk_event(c.seq, c.stream, &self.text.push(&c.data)));
             }
             if let Some(ev) = self.end.take() {
                 return Some(ev);
@@ -303,7 +312,7 @@ impl RunFollow {
                     ..
                 }))) if seq == self.next => {
                     self.next = seq + 1;
-                    return Some(chunk_event(seq, stream, &data));
+                    return Some(chunk_event(seq, stream, &self.text.push(&data)));
                 }
                 Some(FeedItem::Event(ProgressEvent::Run(RunEvent::Output { seq, .. })))
                     if seq < self.next => {}
@@ -321,12 +330,13 @@ impl RunFollow {
     }
 }
 
-fn chunk_event(seq: u64, stream: netauto_core::OutputStream, data: &[u8]) -> Event {
-    let data = json!({"seq": seq, "stream": stream, "text": String::from_utf8_lossy(data)});
+fn chunk_event(seq: u64, stream: netauto_core::OutputStream, text: &str) -> Event {
+    let data = json!({"seq": seq, "stream": stream, "text": text});
     event("chunk", &data)
 }
 
-fn finished(run: &Run) -> Event {
+/// The run's end; `tail` is text of the last chunk still undecoded (it ended mid-character).
+fn finished(run: &Run, tail: &str) -> Event {
     let duration_ms = match (run.started_at, run.finished_at) {
         (Some(s), Some(f)) => (f - s).to_std().ok().map(|d| d.as_millis() as u64),
         _ => None,
@@ -341,7 +351,9 @@ fn finished(run: &Run) -> Event {
             "finished_at": run.finished_at,
             "bytes": run.bytes,
             "chunks": run.chunks,
+            "truncated": run.truncated,
             "duration_ms": duration_ms,
+            "tail": tail,
         }),
     )
 }
@@ -368,6 +380,7 @@ pub(crate) async fn run_events(
         feed_closed: false,
         end: None,
         done: false,
+        text: Utf8Carry::default(),
     };
     let stream = futures_util::stream::unfold(follow, |mut f| async move {
         let ev = f.next_event().await?;

@@ -238,7 +238,7 @@ pub(crate) async fn login(
 #[derive(Debug, Deserialize)]
 pub(crate) struct CsrfForm {
     #[serde(default)]
-    csrf: String,
+    pub(crate) csrf: String,
 }
 
 /// POST /logout: ends the session and its event streams.

@@ -12,6 +12,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use netauto_core::ExecLimits;
 use netauto_core::retention::RetentionConfig;
 use netauto_core::runner::{QueueLimits, RunnerConfig};
 use netauto_server::serve::serve;
@@ -39,6 +40,8 @@ fn usage() -> ! {
          env: DATABASE_URL (default {DEFAULT_DATABASE_URL}), NETAUTO_USERS_FILE, NETAUTO_USERS,\n     \
          NET_AUTO_RUN_MAX_DAYS, NET_AUTO_RUN_MAX_BYTES, NET_AUTO_RETENTION_CRON, NET_AUTO_QUEUES,\n     \
          NETAUTO_SSH_CONNECTIONS_PER_SECOND, NETAUTO_SSH_MAX_SESSIONS,\n     \
+         NETAUTO_COMMAND_TIMEOUT (300) deadline of each device command, a bulk may set its own\n     \
+         NETAUTO_RUN_MAX_OUTPUT (16MiB) output kept per run; at the cap the session closes\n     \
          NETAUTO_SECURE_COOKIES=1 (behind HTTPS)\n\n\
          limits (durations: seconds, or 500ms, 90s, 15m, 2h):\n     \
          NETAUTO_LOGIN_FREE_FAILURES (5) failed logins per user name / client address before backoff\n     \
@@ -103,6 +106,7 @@ async fn run() -> Result<(), BoxError> {
     };
     // Read every knob before touching anything: a bad value stops the start with its name.
     let limits = WebLimits::from_env()?;
+    let exec_limits = ExecLimits::from_env()?;
     let serve_config = ServeConfig::from_env()?;
     // Installed before serving: a signal that arrives early drains too.
     let mut signals = Signals::new()?;
@@ -160,6 +164,7 @@ async fn run() -> Result<(), BoxError> {
         users,
         runner,
         secure_cookies: std::env::var("NETAUTO_SECURE_COOKIES").is_ok_and(|v| v == "1"),
+        exec_limits,
     })?
     .with_limits(&limits);
     let handle = app.runner().clone().start();

@@ -391,6 +391,7 @@ async fn failing_app(error: fn() -> Error) -> Router {
         users: cheap_users(),
         runner: RunnerConfig::default(),
         secure_cookies: false,
+        exec_limits: netauto_core::ExecLimits::default(),
     })
     .unwrap();
     app.router()

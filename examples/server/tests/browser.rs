@@ -171,6 +171,7 @@ async fn operator_runs_a_command_on_three_devices_in_a_real_browser() {
         users: common::cheap_users(),
         runner: netauto_core::runner::RunnerConfig::default(),
         secure_cookies: false,
+        exec_limits: netauto_core::ExecLimits::default(),
     })
     .unwrap();
     let runner = app.runner().clone().start();

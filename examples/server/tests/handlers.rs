@@ -371,7 +371,7 @@ async fn a_live_bulk_stream_follows_progress_to_the_summary() {
         .expect("the stream ends after the summary");
     assert!(events.starts_with("event: snapshot\n"));
     assert_eq!(events.matches("event: progress").count(), 2, "{events}");
-    assert!(events.contains("event: summary\ndata: {\"duration_ms\""));
+    assert!(events.contains("event: summary\ndata: {\"cancelled\":0,\"duration_ms\""));
     assert!(events.contains("\"ok\":2"));
     handle.shutdown().await;
 }

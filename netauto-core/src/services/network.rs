@@ -463,8 +463,9 @@ impl ChunkWriter<'_> {
 
 /// How many bytes at the end of `buf` start a UTF-8 character that is not complete yet
 /// (0 to 3). Bytes that cannot start a valid character count as complete: they are not
-/// UTF-8 and are stored as they came.
-fn incomplete_utf8_tail(buf: &[u8]) -> usize {
+/// UTF-8 and are stored as they came. Renderers use it to decode output across chunks that
+/// were stored before chunks were aligned on characters.
+pub fn incomplete_utf8_tail(buf: &[u8]) -> usize {
     for back in 1..=buf.len().min(3) {
         let b = buf[buf.len() - back];
         if b & 0xC0 == 0x80 {

@@ -2,15 +2,18 @@
 
 use std::collections::HashMap;
 
+use axum::Form;
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use netauto_core::{Bulk, BulkRef, DeviceId};
 
 use crate::app::AppState;
-use crate::auth::CurrentUser;
+use crate::auth::{CurrentUser, csrf_rejected};
 use crate::error::PageError;
+use crate::login::CsrfForm;
 use crate::pages::layout::{Section, page};
-use crate::pages::{badge, human_duration, time, time_opt};
+use crate::pages::{badge, human_bytes, human_duration, time, time_opt};
 
 /// Parses a reference from a URL; a malformed one is a 404 like an unknown one.
 pub(crate) fn parse_ref(raw: &str) -> Result<BulkRef, PageError> {
@@ -38,11 +41,41 @@ pub(crate) async fn show(
         Section::Bulk,
         &user,
         flash.as_deref(),
-        body(&bulk, &names),
+        body(&bulk, &names, &user),
     ))
 }
 
-fn body(bulk: &Bulk, names: &HashMap<DeviceId, String>) -> Markup {
+/// POST /bulk/{ref}/cancel (`csrf`): cancels the bulk and shows it again.
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(raw): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    if !user.csrf_ok(&form.csrf) {
+        return Ok(csrf_rejected());
+    }
+    let bulk_ref = parse_ref(&raw)?;
+    let c = state.bulk.cancel(&bulk_ref).await?;
+    tracing::info!(user = %user.name, bulk_ref = %bulk_ref, devices_cancelled = c.devices_cancelled, "bulk cancelled");
+    let message = if !c.newly_cancelled {
+        "This bulk had already finished or been cancelled.".to_owned()
+    } else if c.counters.pending == 0 {
+        format!(
+            "Cancelled: {} devices that had not started.",
+            c.devices_cancelled
+        )
+    } else {
+        format!(
+            "Cancelled: {} devices that had not started; {} running are being stopped.",
+            c.devices_cancelled, c.counters.pending
+        )
+    };
+    state.sessions.set_flash(&user.token, message);
+    Ok(Redirect::to(&format!("/bulk/{bulk_ref}")).into_response())
+}
+
+fn body(bulk: &Bulk, names: &HashMap<DeviceId, String>, user: &CurrentUser) -> Markup {
     let c = bulk.counters;
     let finished = bulk.finished_at.is_some();
     let duration = bulk
@@ -53,24 +86,45 @@ fn body(bulk: &Bulk, names: &HashMap<DeviceId, String>) -> Markup {
         section #bulk data-ref=(bulk.bulk_ref) data-finished=(finished) {
             div.page-head {
                 h1 { "Bulk " code.ref { (bulk.bulk_ref) } }
-                span #live-state .live { @if finished { "finished" } @else { "live" } }
+                span #live-state .live {
+                    @if bulk.cancelled_at.is_some() && !finished { "cancelling" }
+                    @else if finished { "finished" } @else { "live" }
+                }
+                @if !finished && bulk.cancelled_at.is_none() {
+                    form #cancel-form method="post" action={ "/bulk/" (bulk.bulk_ref) "/cancel" } {
+                        input type="hidden" name="csrf" value=(user.csrf);
+                        button #cancel-bulk-run .danger type="submit" { "Cancel bulk" }
+                    }
+                }
             }
             dl.meta {
                 dt { "Command" } dd { code { (bulk.command) } }
                 dt { "Requested by" } dd { (bulk.requested_by) }
                 dt { "Started" } dd { (time(bulk.created_at)) }
                 dt { "Finished" } dd #finished-at { (time_opt(bulk.finished_at)) }
+                @if let Some(at) = bulk.cancelled_at {
+                    dt { "Cancelled" } dd #cancelled-at { (time(at)) }
+                }
+                @if let Some(t) = bulk.limits.timeout() {
+                    dt { "Deadline" } dd { (human_duration(t)) " per device" }
+                }
+                @if let Some(b) = bulk.limits.max_output {
+                    dt { "Output cap" } dd { (human_bytes(u128::from(b))) " per run" }
+                }
             }
             div.counters {
                 div.counter.ok { span #c-ok .n { (c.ok) } span.label { "ok" } }
                 div.counter.failed { span #c-failed .n { (c.failed) } span.label { "failed" } }
+                div.counter.cancelled { span #c-cancelled .n { (c.cancelled) } span.label { "cancelled" } }
                 div.counter.pending { span #c-pending .n { (c.pending) } span.label { "pending" } }
                 div.counter.total { span #c-total .n { (c.total) } span.label { "devices" } }
             }
             progress #bar max=(c.total.max(1)) value=(c.done()) {}
-            div #summary .banner .ok[finished && c.failed == 0] .failed[finished && c.failed > 0] hidden[!finished] {
+            div #summary .banner .ok[finished && c.failed == 0 && c.cancelled == 0] .failed[finished && (c.failed > 0 || c.cancelled > 0)] hidden[!finished] {
                 @if finished {
-                    "Finished: " (c.ok) " ok, " (c.failed) " failed of " (c.total) " in " (human_duration(duration)) "."
+                    "Finished: " (c.ok) " ok, " (c.failed) " failed"
+                    @if c.cancelled > 0 { ", " (c.cancelled) " cancelled" }
+                    " of " (c.total) " in " (human_duration(duration)) "."
                 }
             }
             table.grid #bulk-devices {
@@ -80,7 +134,10 @@ fn body(bulk: &Bulk, names: &HashMap<DeviceId, String>) -> Markup {
                         @let outcome = bulk.outcomes.get(id);
                         tr id={ "d-" (id) } {
                             td.name { (names.get(id).map_or("(deleted device)", String::as_str)) }
-                            td.status { (badge(outcome.map(|o| o.status))) }
+                            td.status {
+                                (badge(outcome.map(|o| o.status)))
+                                @if outcome.is_some_and(|o| o.truncated) { " " span.badge.truncated { "truncated" } }
+                            }
                             td.run {
                                 @match outcome.and_then(|o| o.run_id) {
                                     Some(run) => a href={ "/runs/" (run) } { "run #" (run) },

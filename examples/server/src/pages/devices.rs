@@ -9,13 +9,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::StreamExt;
 use maud::{Markup, html};
-use netauto_core::{Device, DeviceId, Error, Run, RunStore};
+use netauto_core::limits::{parse_max_output, parse_timeout};
+use netauto_core::{Device, DeviceId, Error, ExecLimits, LimitOverrides, Run, RunStore};
 
 use crate::app::AppState;
 use crate::auth::{CurrentUser, csrf_rejected};
 use crate::error::PageError;
 use crate::pages::layout::{Section, page};
-use crate::pages::{badge, time};
+use crate::pages::{badge, human_bytes, human_duration, time};
 
 /// Per-device look-ups of the last run running at once.
 const LOOKUP_CONCURRENCY: usize = 16;
@@ -48,6 +49,8 @@ pub(crate) async fn last_runs(
 struct Modal {
     open: bool,
     command: String,
+    timeout: String,
+    max_output: String,
     selected: HashSet<DeviceId>,
     error: Option<String>,
 }
@@ -76,7 +79,7 @@ async fn render(
         Section::Devices,
         user,
         flash,
-        devices_body(&devices, &last, user, &modal),
+        devices_body(&devices, &last, user, &modal, state.network.limits()),
     ))
 }
 
@@ -85,6 +88,7 @@ fn devices_body(
     last: &HashMap<DeviceId, Run>,
     user: &CurrentUser,
     modal: &Modal,
+    defaults: ExecLimits,
 ) -> Markup {
     html! {
         div.page-head {
@@ -143,6 +147,21 @@ fn devices_body(
                 label for="command" { "Command" }
                 input #command name="command" type="text" value=(modal.command) maxlength="4096"
                     autocomplete="off" spellcheck="false" placeholder="show version";
+                div.limits {
+                    div {
+                        label for="timeout" { "Deadline per device" }
+                        input #timeout name="timeout" type="text" value=(modal.timeout) maxlength="32"
+                            autocomplete="off" spellcheck="false"
+                            placeholder={ (human_duration(defaults.timeout)) " (default)" };
+                    }
+                    div {
+                        label for="max_output" { "Output cap per run" }
+                        input #max_output name="max_output" type="text" value=(modal.max_output) maxlength="32"
+                            autocomplete="off" spellcheck="false"
+                            placeholder={ (human_bytes(u128::from(defaults.max_output))) " (default)" };
+                    }
+                }
+                p.muted.hint { "Deadline: seconds or 90s, 5m, 2h. Cap: bytes or 512KiB, 64MiB. At the cap the session is closed and the output kept is marked truncated." }
                 div.actions {
                     button #cancel-bulk type="button" { "Cancel" }
                     button #submit-bulk .primary type="submit" { "Run" }
@@ -168,6 +187,24 @@ pub(crate) async fn start_bulk(
         return Ok(csrf_rejected());
     }
     let command = field("command").unwrap_or_default().to_owned();
+    let timeout = field("timeout").unwrap_or_default().trim().to_owned();
+    let max_output = field("max_output").unwrap_or_default().trim().to_owned();
+    let limits = (|| {
+        let mut limits = LimitOverrides::none();
+        if !timeout.is_empty() {
+            limits = limits.with_timeout(
+                parse_timeout(&timeout)
+                    .map_err(|reason| format!("Deadline {timeout:?}: {reason}"))?,
+            );
+        }
+        if !max_output.is_empty() {
+            limits = limits.with_max_output(
+                parse_max_output(&max_output)
+                    .map_err(|reason| format!("Output cap {max_output:?}: {reason}"))?,
+            );
+        }
+        Ok::<_, String>(limits)
+    })();
     let mut ids = Vec::new();
     let mut bad = Vec::new();
     for (k, v) in &fields {
@@ -178,8 +215,15 @@ pub(crate) async fn start_bulk(
             }
         }
     }
-    let error = if bad.is_empty() {
-        match state.bulk.enqueue(&ids, &command, &user.name).await {
+    let error = if let Err(e) = &limits {
+        e.clone()
+    } else if bad.is_empty() {
+        let limits = limits.unwrap_or_default();
+        match state
+            .bulk
+            .enqueue_with_limits(&ids, &command, &user.name, limits)
+            .await
+        {
             Ok(bulk_ref) => {
                 let n = ids.iter().collect::<HashSet<_>>().len();
                 state
@@ -196,6 +240,8 @@ pub(crate) async fn start_bulk(
     let modal = Modal {
         open: true,
         command,
+        timeout,
+        max_output,
         selected: ids.into_iter().collect(),
         error: Some(error),
     };

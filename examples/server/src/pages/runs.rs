@@ -1,18 +1,21 @@
 //! `/runs/<id>`: the run workspace (meta, escaped output tailing live, device history).
 
+use axum::Form;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::StreamExt;
 use maud::{Markup, html};
 use netauto_core::{OutputStream, Run, RunChunk, RunId};
 
 use crate::app::AppState;
-use crate::auth::CurrentUser;
+use crate::auth::{CurrentUser, csrf_rejected};
 use crate::error::PageError;
+use crate::login::CsrfForm;
 use crate::pages::layout::{Section, page};
 use crate::pages::{badge, human_bytes, human_duration, time_opt};
+use crate::text::Utf8Carry;
 
 /// Most output bytes rendered into the page; the rest is at `/runs/<id>/raw`.
 pub(crate) const PAGE_OUTPUT_LIMIT: u64 = 1 << 20;
@@ -61,26 +64,38 @@ pub(crate) async fn show(
     let id = parse_run_id(&raw)?;
     let run = state.store.run(id).await?;
     let device = state.store.device(run.device_id).await.ok();
-    let (chunks, truncated) = chunks_upto(&state, id, PAGE_OUTPUT_LIMIT).await?;
+    let (chunks, more_than_page) = chunks_upto(&state, id, PAGE_OUTPUT_LIMIT).await?;
+    let texts = decode(&chunks);
+    let flash = user.take_flash(&state);
     let history = state.store.device_runs(run.device_id, HISTORY).await?;
     let device_name = device
         .as_ref()
         .map_or("(deleted device)", |d| d.name.as_str());
     let body = html! {
-        @let live = !run.status.is_finished() && !truncated;
+        @let live = !run.status.is_finished() && !more_than_page;
         @let next_seq = chunks.last().map_or(0, |c| c.seq + 1);
         section #run data-run=(run.id) data-live=(live) data-next-seq=(next_seq) {
             div.page-head {
                 h1 { "Run #" (run.id) " on " (device_name) }
                 span #run-status { (badge(Some(run.status))) }
+                @if !run.status.is_finished() {
+                    form #cancel-form method="post" action={ "/runs/" (run.id) "/cancel" } {
+                        input type="hidden" name="csrf" value=(user.csrf);
+                        button #cancel-run .danger type="submit" { "Cancel run" }
+                    }
+                }
             }
             (meta(&run, device.as_ref()))
             div.output-head {
                 h2 { "Output" }
                 a href={ "/runs/" (run.id) "/raw" } { "raw text" }
             }
-            pre #output .output { @for c in &chunks { (chunk(c)) } }
-            @if truncated {
+            @if run.truncated {
+                p.notice #run-truncated { "The output reached the output cap: the session was closed and the first "
+                    (human_bytes(u128::from(run.bytes))) " were kept." }
+            }
+            pre #output .output { @for (stream, text) in &texts { (chunk(*stream, text)) } }
+            @if more_than_page {
                 p.notice { "Output longer than " (human_bytes(u128::from(PAGE_OUTPUT_LIMIT))) "; the whole output is at "
                     a href={ "/runs/" (run.id) "/raw" } { "raw text" } "." }
             }
@@ -106,9 +121,45 @@ pub(crate) async fn show(
         &format!("Run #{}", run.id),
         Section::Runs,
         &user,
-        None,
+        flash.as_deref(),
         body,
     ))
+}
+
+/// POST /runs/{id}/cancel (`csrf`): asks the node running the run to stop it.
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(raw): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    if !user.csrf_ok(&form.csrf) {
+        return Ok(csrf_rejected());
+    }
+    let id = parse_run_id(&raw)?;
+    let message = match state.network.cancel_run(id).await {
+        Ok(_) => {
+            tracing::info!(user = %user.name, run_id = id.get(), "run cancel requested");
+            "Cancel requested: the session closes within a second; the output so far is kept."
+        }
+        Err(netauto_core::Error::Conflict(_)) => "This run had already finished.",
+        Err(e) => return Err(e.into()),
+    };
+    state.sessions.set_flash(&user.token, message.to_owned());
+    Ok(Redirect::to(&format!("/runs/{id}")).into_response())
+}
+
+/// The chunks as text, decoded across chunk boundaries.
+fn decode(chunks: &[RunChunk]) -> Vec<(OutputStream, String)> {
+    let mut carry = Utf8Carry::default();
+    let mut texts: Vec<(OutputStream, String)> = chunks
+        .iter()
+        .map(|c| (c.stream, carry.push(&c.data)))
+        .collect();
+    if let Some(last) = texts.last_mut() {
+        last.1.push_str(&carry.finish());
+    }
+    texts
 }
 
 fn meta(run: &Run, device: Option<&netauto_core::Device>) -> Markup {
@@ -134,16 +185,18 @@ fn meta(run: &Run, device: Option<&netauto_core::Device>) -> Markup {
             dt { "Started" } dd { (time_opt(run.started_at)) }
             dt { "Finished" } dd #run-finished { (time_opt(run.finished_at)) }
             dt { "Duration" } dd #run-duration { (duration.unwrap_or_else(|| "—".to_owned())) }
-            dt { "Output" } dd #run-bytes { (human_bytes(u128::from(run.bytes))) " in " (run.chunks) " chunks" }
+            dt { "Output" } dd #run-bytes {
+                (human_bytes(u128::from(run.bytes))) " in " (run.chunks) " chunks"
+                @if run.truncated { " " span.badge.truncated { "truncated" } }
+            }
         }
     }
 }
 
-/// One chunk as escaped text (stderr marked).
-fn chunk(c: &RunChunk) -> Markup {
-    let text = String::from_utf8_lossy(&c.data);
+/// One chunk's text, escaped (stderr marked).
+fn chunk(stream: OutputStream, text: &str) -> Markup {
     html! {
-        @if c.stream == OutputStream::Stderr { span.stderr { (text) } } @else { (text) }
+        @if stream == OutputStream::Stderr { span.stderr { (text) } } @else { (text) }
     }
 }
 

@@ -79,6 +79,18 @@ pub fn cheap_users() -> Users {
 
 /// An app with devices `r1`, `r2`, `<b>bold</b>` and `down-1`.
 pub async fn test_app() -> TestApp {
+    test_app_with(
+        Arc::new(FakeClient::default()),
+        netauto_core::ExecLimits::default(),
+    )
+    .await
+}
+
+/// [`test_app`] reaching devices through `client`, under `exec_limits`.
+pub async fn test_app_with(
+    client: Arc<dyn NetworkClient>,
+    exec_limits: netauto_core::ExecLimits,
+) -> TestApp {
     let db = netauto_sqlx::Database::connect("sqlite::memory:")
         .await
         .unwrap();
@@ -100,11 +112,12 @@ pub async fn test_app() -> TestApp {
         store: store.clone(),
         queue: db.queue(),
         progress: db.progress(),
-        client: Arc::new(FakeClient::default()),
+        client,
         retention: RetentionConfig::default(),
         users: cheap_users(),
         runner,
         secure_cookies: false,
+        exec_limits,
     })
     .unwrap();
     TestApp {
