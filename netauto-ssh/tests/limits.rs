@@ -233,3 +233,119 @@ async fn a_channel_closed_without_an_exit_status_is_not_ok() {
     assert_eq!(run.error_kind.as_deref(), Some("closed"));
     assert_eq!(run.bytes, 1024, "its output is kept");
 }
+
+/// The issue's figures on simulated devices: a 100-device bulk with one runaway device ends
+/// at about the deadline (not never), and cancelling a bulk with 20 sessions running closes
+/// them all well within 2 s. Prints a `FIGURES` line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runaway_device_holds_its_bulk_only_until_the_deadline_and_a_cancel_closes_all() {
+    use futures_util::StreamExt;
+    use netauto_core::runner::{QueueLimits, Runner, RunnerConfig};
+    use netauto_core::services::{Bulk, BulkJob};
+    use netauto_core::worker::WorkerRegistry;
+    use netauto_core::{BulkEvent, FeedItem, LimitOverrides, ProgressEvent, ProgressSink};
+
+    async fn summary(feed: &mut netauto_core::Subscription) -> (u64, u64, u64) {
+        loop {
+            match feed.next().await {
+                Some(FeedItem::Event(ProgressEvent::Bulk(BulkEvent::Summary {
+                    ok,
+                    failed,
+                    cancelled,
+                    ..
+                }))) => return (ok, failed, cancelled),
+                Some(_) => {}
+                None => panic!("feed ended"),
+            }
+        }
+    }
+
+    let deadline = Duration::from_secs(3);
+    let mut specs: Vec<DeviceSpec> = (0..99)
+        .map(|i| {
+            DeviceSpec::new(format!("d{i:03}"), "linux").with_latency(Duration::from_millis(50))
+        })
+        .collect();
+    specs.push(DeviceSpec::new("runaway", "linux").with_failure(FailureMode::Hang));
+    specs.extend(
+        (0..20)
+            .map(|i| DeviceSpec::new(format!("h{i:02}"), "linux").with_failure(FailureMode::Hang)),
+    );
+    let limits = ExecLimits {
+        timeout: deadline,
+        ..ExecLimits::default()
+    };
+    let s = setup(specs, limits).await;
+    let hub = InMemoryProgressHub::new();
+    let network = Network::new(
+        Arc::new(s.store.clone()),
+        Arc::new(s.client.clone()),
+        Arc::new(hub.clone()),
+    )
+    .with_limits(limits);
+    let registry = WorkerRegistry::new().with(BulkJob::new(network).with_concurrency(10));
+    let runner =
+        Runner::new(Arc::new(s.store.queue().clone()), registry).with_config(RunnerConfig {
+            queues: QueueLimits::empty().with("bulk", 2),
+            poll_interval: Duration::from_millis(20),
+            ..RunnerConfig::default()
+        });
+    let bulk = Bulk::new(Arc::new(s.store.clone()), Arc::new(hub.clone()))
+        .with_wake(runner.waker())
+        .with_chunk_size(std::num::NonZeroUsize::new(10).expect("10"));
+    let handle = runner.start();
+
+    // 99 well-behaved devices and one that never answers.
+    let started = Instant::now();
+    let r = bulk
+        .enqueue(&s.ids[..100], "show version", "ops")
+        .await
+        .unwrap();
+    let mut feed = hub.subscribe(&r.topic()).await;
+    let counts = tokio::time::timeout(deadline * 10, summary(&mut feed))
+        .await
+        .expect("the bulk ends");
+    let to_summary = started.elapsed();
+    assert_eq!(counts, (99, 1, 0));
+    assert!(
+        to_summary < deadline + Duration::from_secs(5),
+        "{to_summary:?}"
+    );
+    wait_sessions_closed(&s.client).await;
+
+    // 20 sessions that never end (2 jobs x 10 devices); a cancel closes them all.
+    let r = bulk
+        .enqueue_with_limits(
+            &s.ids[100..],
+            "monitor",
+            "ops",
+            LimitOverrides::none().with_timeout(Duration::from_secs(600)),
+        )
+        .await
+        .unwrap();
+    let mut feed = hub.subscribe(&r.topic()).await;
+    let waiting = Instant::now();
+    while s.client.active_sessions() < 20 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(20),
+            "20 sessions never opened"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked = Instant::now();
+    let c = bulk.cancel(&r).await.unwrap();
+    assert_eq!(c.counters.pending, 20, "all 20 were running");
+    let closed = asked.elapsed() + wait_sessions_closed(&s.client).await;
+    let counts = tokio::time::timeout(Duration::from_secs(10), summary(&mut feed))
+        .await
+        .expect("the cancelled bulk ends");
+    let to_summary_after_cancel = asked.elapsed();
+    assert_eq!(counts, (0, 0, 20));
+    assert!(closed < Duration::from_secs(2), "{closed:?}");
+    eprintln!(
+        "FIGURES 100-device bulk with one runaway device, deadline {deadline:?}: summary after {to_summary:?}; \
+         cancel of a bulk with 20 running sessions: all closed after {closed:?}, summary after {to_summary_after_cancel:?}"
+    );
+    handle.shutdown().await;
+}
