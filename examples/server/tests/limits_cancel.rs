@@ -3,6 +3,8 @@
 //! whose characters were split across chunks rendered whole in the page, `/raw`, the API
 //! and the event stream.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;

@@ -20,7 +20,7 @@ use crate::text::Utf8Carry;
 /// Most output bytes rendered into the page; the rest is at `/runs/<id>/raw`.
 pub(crate) const PAGE_OUTPUT_LIMIT: u64 = 1 << 20;
 /// Chunks read per store call.
-pub(crate) const CHUNK_PAGE: usize = 256;
+pub(crate) const CHUNK_PAGE: usize = 16;
 /// Runs listed in the device history.
 const HISTORY: usize = 25;
 
