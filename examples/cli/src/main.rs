@@ -407,7 +407,7 @@ async fn show_run(store: &dyn netauto_core::RunStore, id: RunId, raw: bool) -> a
     err.finish()?;
     drop(out);
     let status = format!(
-        "run {} on device {}: {}{} — {:?} by {}, {} bytes{}",
+        "run {} on device {}: {}{} — {:?} by {}, {} bytes{}{}",
         run.id,
         run.device_id,
         run.status,
@@ -417,6 +417,11 @@ async fn show_run(store: &dyn netauto_core::RunStore, id: RunId, raw: bool) -> a
         run.command,
         run.requested_by,
         run.bytes,
+        if run.truncated {
+            " (truncated at the output cap)"
+        } else {
+            ""
+        },
         run.error_message
             .map(|m| format!("; {m}"))
             .unwrap_or_default()
