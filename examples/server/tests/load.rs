@@ -22,6 +22,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -30,12 +32,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::http::{csrf_of, request, send};
 use netauto_core::DeviceId;
 use netauto_reliability::harness::{Proc, fresh_pg_schema, peak_rss_kib, pg_url, rss_kib};
 use netauto_ssh::sim::{DeviceFarm, DeviceSpec};
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_netauto-server");
 const USER: &str = "load";
@@ -68,209 +69,6 @@ fn open_files_limit() -> Option<u64> {
 
 // ---------------------------------------------------------------------------------------
 // A minimal HTTP/1.1 client: what the test needs of a browser, over a plain TcpStream.
-
-/// A response head and, for [`request`], its whole body.
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// `netauto_session=…` from `Set-Cookie`.
-    fn session_cookie(&self) -> Option<String> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-            .map(|(_, v)| v.split(';').next().unwrap_or_default().trim())
-            .find(|c| c.starts_with("netauto_session="))
-            .map(str::to_owned)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Reads a response body piece by piece: chunked, by `Content-Length`, or up to EOF. Holds
-/// the whole connection: a client that shut its side down would be taken as gone.
-struct Body {
-    reader: BufReader<TcpStream>,
-    chunked: bool,
-    remaining: Option<u64>,
-    done: bool,
-}
-
-impl Body {
-    /// Appends the next piece of the body to `out`; `false` at its end.
-    async fn next_piece(&mut self, out: &mut Vec<u8>) -> std::io::Result<bool> {
-        if self.done {
-            return Ok(false);
-        }
-        if self.chunked {
-            let mut line = String::new();
-            if self.reader.read_line(&mut line).await? == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "connection closed inside a chunked body",
-                ));
-            }
-            let size = line.trim().split(';').next().unwrap_or_default();
-            let size = u64::from_str_radix(size, 16).map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("chunk {line:?}"))
-            })?;
-            if size == 0 {
-                // Trailers up to the empty line.
-                loop {
-                    line.clear();
-                    if self.reader.read_line(&mut line).await? == 0 || line.trim().is_empty() {
-                        break;
-                    }
-                }
-                self.done = true;
-                return Ok(false);
-            }
-            let start = out.len();
-            out.resize(start + size as usize, 0);
-            self.reader.read_exact(&mut out[start..]).await?;
-            let mut crlf = [0u8; 2];
-            self.reader.read_exact(&mut crlf).await?;
-            return Ok(true);
-        }
-        let mut buf = [0u8; 16 * 1024];
-        let want = match self.remaining {
-            Some(0) => {
-                self.done = true;
-                return Ok(false);
-            }
-            Some(r) => buf.len().min(r as usize),
-            None => buf.len(),
-        };
-        let n = self.reader.read(&mut buf[..want]).await?;
-        if n == 0 {
-            self.done = true;
-            return Ok(false);
-        }
-        if let Some(r) = &mut self.remaining {
-            *r -= n as u64;
-        }
-        out.extend_from_slice(&buf[..n]);
-        Ok(true)
-    }
-}
-
-/// Sends one request on a new connection and reads the response head.
-async fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    cookie: Option<&str>,
-    form: Option<&str>,
-    accept: &str,
-) -> (Response, Body) {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .expect("connect to the server");
-    stream.set_nodelay(true).expect("nodelay");
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\nConnection: close\r\n"
-    );
-    if let Some(c) = cookie {
-        head.push_str(&format!("Cookie: {c}\r\n"));
-    }
-    if let Some(f) = form {
-        head.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-            f.len()
-        ));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.expect("send");
-    if let Some(f) = form {
-        stream.write_all(f.as_bytes()).await.expect("send body");
-    }
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).await.expect("status line");
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {line:?} for {method} {path}"));
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        reader.read_line(&mut line).await.expect("header line");
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            headers.push((k.trim().to_owned(), v.trim().to_owned()));
-        }
-    }
-    let res = Response {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    let chunked = res
-        .header("transfer-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
-    let remaining = res.header("content-length").and_then(|v| v.parse().ok());
-    let body = Body {
-        reader,
-        chunked,
-        remaining: if chunked { None } else { remaining },
-        done: false,
-    };
-    (res, body)
-}
-
-/// One request, whole response.
-async fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    cookie: Option<&str>,
-    form: Option<&str>,
-) -> Response {
-    let (mut res, mut body) = send(addr, method, path, cookie, form, "text/html").await;
-    let mut out = Vec::new();
-    while body.next_piece(&mut out).await.expect("read the body") {}
-    res.body = out;
-    res
-}
-
-/// The value of the first `name="csrf"` hidden input of a page.
-fn csrf_of(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
-    html[at..at + html[at..].find('"').expect("end of the csrf value")].to_owned()
-}
-
-/// Logs in like a browser: the login form (session cookie + CSRF token), then the post.
-/// Answers the fresh session cookie.
-async fn login(addr: SocketAddr) -> String {
-    let page = request(addr, "GET", "/login", None, None).await;
-    assert_eq!(page.status, 200, "GET /login");
-    let anon = page.session_cookie().expect("a session cookie");
-    let form = format!(
-        "username={USER}&password={}&csrf={}",
-        PASSWORD.replace(' ', "+"),
-        csrf_of(&page.text())
-    );
-    let res = request(addr, "POST", "/login", Some(&anon), Some(&form)).await;
-    assert_eq!(res.status, 303, "POST /login: {}", res.text());
-    res.session_cookie().expect("a fresh session cookie")
-}
 
 // ---------------------------------------------------------------------------------------
 // One following browser.
@@ -349,7 +147,7 @@ async fn follow(
     bulk_path: String,
     ready: tokio::sync::mpsc::UnboundedSender<()>,
 ) -> Seen {
-    let cookie = login(addr).await;
+    let cookie = common::http::login(addr, USER, PASSWORD).await;
     let page = request(addr, "GET", &bulk_path, Some(&cookie), None).await;
     assert_eq!(page.status, 200, "GET {bulk_path}");
     let events_path = format!("{bulk_path}/events");
@@ -361,7 +159,8 @@ async fn follow(
         None,
         "text/event-stream",
     )
-    .await;
+    .await
+    .expect("open the event stream");
     assert_eq!(res.status, 200, "GET {events_path}");
     assert!(
         res.header("content-type")
@@ -576,7 +375,7 @@ async fn scenario(label: &str, n: usize, clients: usize, url_in: impl FnOnce(&Pa
     let setup = t_setup.elapsed();
 
     // The operator: log in, open the devices page, submit the bulk form.
-    let cookie = login(addr).await;
+    let cookie = common::http::login(addr, USER, PASSWORD).await;
     let devices_page = request(addr, "GET", "/devices", Some(&cookie), None).await;
     assert_eq!(devices_page.status, 200);
     let csrf = csrf_of(&devices_page.text());
