@@ -1,8 +1,10 @@
 //! End-to-end in a real browser: headless Chromium driven over the DevTools protocol logs in,
 //! selects three simulated devices, submits a command in the modal, lands on the bulk page,
 //! sees all three finish without reloading, opens a run and sees its output — with a
-//! `<script>` in it shown as text. A screenshot of the bulk page is saved under the target
-//! directory (`target/tmp/bulk-page.png`).
+//! `<script>` in it shown as text. Then, with devices that never answer, a bulk with the
+//! modal's own 1 s deadline ends in three timeouts, and another is stopped with the *Cancel
+//! bulk* button. A screenshot of the bulk page is saved under the target directory
+//! (`target/tmp/bulk-page.png`).
 //!
 //! Skips (printing why) when Chromium is absent, unless `CI=true`, where that fails.
 
@@ -359,6 +361,64 @@ async fn operator_runs_a_command_on_three_devices_in_a_real_browser() {
         .eval("document.querySelector('#run-status .badge').textContent")
         .await;
     assert_eq!(status, json!("ok"));
+
+    // Devices that never answer (the simulator holds every command): a bulk with the modal's
+    // own 1 s deadline ends with three timeouts, live.
+    demo.farm.pause();
+    let select_three_and_run = |deadline: &str| {
+        format!(
+            "(() => {{ const want = ['core-sw-01', 'leaf-01', 'srv-01'];              for (const row of document.querySelectorAll('#devices tbody tr')) {{                if (want.includes(row.querySelector('td.name').textContent)) row.querySelector('input.pick').click(); }}              document.getElementById('open-bulk').click();              document.getElementById('command').value = 'monitor';              document.getElementById('timeout').value = {deadline};              document.getElementById('submit-bulk').click(); return true; }})()",
+            deadline = json!(deadline)
+        )
+    };
+    for (deadline, what) in [("1s", "timeout"), ("", "cancel")] {
+        cdp.goto(&format!("{base}/devices")).await;
+        cdp.wait_for(
+            "the devices index",
+            "document.readyState === 'complete' && !!document.getElementById('devices')",
+            Duration::from_secs(15),
+        )
+        .await;
+        cdp.eval(&select_three_and_run(deadline)).await;
+        cdp.wait_for(
+            "the bulk page",
+            "location.pathname.startsWith('/bulk/') && document.readyState === 'complete' && !!document.getElementById('bulk')",
+            Duration::from_secs(15),
+        )
+        .await;
+        if what == "timeout" {
+            cdp.wait_for(
+                "three timeouts at the bulk's 1 s deadline",
+                "!document.getElementById('summary').hidden && document.querySelectorAll('#bulk-devices .status-timeout').length === 3",
+                Duration::from_secs(20),
+            )
+            .await;
+            continue;
+        }
+        // Let the sessions open, then press Cancel bulk: the page comes back cancelling and
+        // follows the stopped devices to the summary.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cdp.eval("document.getElementById('cancel-bulk-run').click(); true")
+            .await;
+        cdp.wait_for(
+            "the cancelled bulk to end",
+            "!!document.getElementById('c-cancelled') && document.getElementById('c-cancelled').textContent === '3' \
+             && !document.getElementById('summary').hidden",
+            Duration::from_secs(20),
+        )
+        .await;
+        let banner = cdp
+            .eval("document.getElementById('summary').textContent")
+            .await;
+        assert!(banner.as_str().unwrap().contains("3 cancelled"), "{banner}");
+        assert_eq!(
+            cdp.eval("!!document.getElementById('cancel-bulk-run')")
+                .await,
+            json!(false),
+            "no cancel button once cancelled"
+        );
+    }
+    demo.farm.resume();
 
     child.kill().await.ok();
     server.abort();
