@@ -1,5 +1,6 @@
 //! [`SshNetworkClient`]: the russh implementation of [`NetworkClient`].
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,6 +42,8 @@ pub struct SshNetworkClient {
 struct Inner {
     config: SshClientConfig,
     pacer: Pacer,
+    /// Shared by every login whose host-key preference needs no reordering (see
+    /// [`Inner::connect`]).
     modern: Arc<client::Config>,
     legacy: Arc<client::Config>,
 }
@@ -48,15 +51,6 @@ struct Inner {
 impl SshNetworkClient {
     /// A client with `config`.
     pub fn new(config: SshClientConfig) -> Self {
-        let russh_config = |preferred: russh::Preferred| {
-            Arc::new(client::Config {
-                preferred,
-                keepalive_interval: config.keepalive_interval,
-                keepalive_max: config.keepalive_max,
-                nodelay: config.nodelay,
-                ..client::Config::default()
-            })
-        };
         if matches!(config.host_keys, HostKeyPolicy::AcceptAny) {
             tracing::warn!(
                 event = "netauto.ssh.host_key_unchecked",
@@ -67,8 +61,8 @@ impl SshNetworkClient {
         Self {
             inner: Arc::new(Inner {
                 pacer: Pacer::new(config.pacing.clone()),
-                modern: russh_config(algorithms::modern()),
-                legacy: russh_config(algorithms::legacy()),
+                modern: Arc::new(russh_config(&config, algorithms::modern())),
+                legacy: Arc::new(russh_config(&config, algorithms::legacy())),
                 config,
             }),
         }
@@ -165,10 +159,25 @@ impl Inner {
     ) -> Result<Handle<ClientHandler>, NetworkError> {
         let addr = device_addr(device);
         let legacy = self.config.allows_legacy(device);
-        let config = if legacy {
-            self.legacy.clone()
-        } else {
-            self.modern.clone()
+        let shared = if legacy { &self.legacy } else { &self.modern };
+        // Ask first for the host-key types known_hosts records for the device, as OpenSSH
+        // does: a device offering several types would otherwise present the one we prefer,
+        // and a host known by another type is refused. The check itself is unchanged.
+        let recorded = self
+            .config
+            .host_keys
+            .recorded_algorithms(&device.host, device.port);
+        let config = match algorithms::order_host_keys(&shared.preferred.key, &recorded) {
+            // A configuration for this login only: one small list and one `Arc` (russh's
+            // `client::Config` is not `Clone`; its other fields are borrowed or plain values).
+            Some(keys) => Arc::new(russh_config(
+                &self.config,
+                russh::Preferred {
+                    key: Cow::Owned(keys),
+                    ..shared.preferred.clone()
+                },
+            )),
+            None => Arc::clone(shared),
         };
         let timeouts = self.config.timeouts;
         let rejection = Arc::new(Mutex::new(None));
@@ -205,6 +214,18 @@ impl Inner {
         )
         .await??;
         Ok(handle)
+    }
+}
+
+/// The russh configuration of a login: `preferred` algorithms and the client's keepalive and
+/// `TCP_NODELAY` settings.
+fn russh_config(config: &SshClientConfig, preferred: russh::Preferred) -> client::Config {
+    client::Config {
+        preferred,
+        keepalive_interval: config.keepalive_interval,
+        keepalive_max: config.keepalive_max,
+        nodelay: config.nodelay,
+        ..client::Config::default()
     }
 }
 

@@ -53,7 +53,7 @@ use std::time::{Duration, Instant, SystemTime};
 use data_encoding::BASE64_MIME;
 use hmac::{Hmac, KeyInit, Mac};
 use netauto_core::NetworkError;
-use russh::keys::{HashAlg, PublicKey};
+use russh::keys::{Algorithm, HashAlg, PublicKey};
 use sha1::Sha1;
 
 /// How server host keys are checked.
@@ -243,6 +243,34 @@ impl KnownHosts {
             }
         }
         HostKeyCheck::OtherKeyType { recorded: shown }
+    }
+
+    /// The algorithms of the keys recorded for `host:port`, each once: those in memory, then
+    /// the file's in file order. A key an `@revoked` line names is not a recorded key; a file
+    /// that cannot vouch for the host adds nothing (a check refuses the host anyway). The
+    /// client asks a device for these host-key types first, as OpenSSH does, so that a device
+    /// offering several types presents the one recorded. Costs what a check costs: a `stat`
+    /// of the file (re-read only if it changed), one lookup and one HMAC per hashed entry.
+    pub fn recorded_algorithms(&self, host: &str, port: u16) -> Vec<Algorithm> {
+        let name = host_entry_name(host, port);
+        let snapshot = self.inner.file.as_ref().and_then(|f| f.snapshot().ok());
+        let index = snapshot.as_deref().and_then(|s| s.index.as_ref());
+        let mut algorithms: Vec<Algorithm> = Vec::new();
+        let mut add = |key: &PublicKey| {
+            let algorithm = key.algorithm();
+            if index.is_none_or(|i| !i.is_revoked(key)) && !algorithms.contains(&algorithm) {
+                algorithms.push(algorithm);
+            }
+        };
+        if let Ok(memory) = self.inner.memory.lock()
+            && let Some(keys) = memory.get(&name)
+        {
+            keys.iter().for_each(&mut add);
+        }
+        if let Some(keys) = index.and_then(|i| i.lookup(&name)) {
+            keys.iter().for_each(add);
+        }
+        algorithms
     }
 
     /// Records `key` for `host:port`: in memory, and appended to the file if there is one
@@ -795,6 +823,15 @@ impl Part {
 }
 
 impl HostKeyPolicy {
+    /// The algorithms of the host keys recorded for `host:port`
+    /// ([`KnownHosts::recorded_algorithms`]); none under [`AcceptAny`](Self::AcceptAny).
+    pub fn recorded_algorithms(&self, host: &str, port: u16) -> Vec<Algorithm> {
+        match self {
+            Self::Strict(known) | Self::AcceptNew(known) => known.recorded_algorithms(host, port),
+            Self::AcceptAny => Vec::new(),
+        }
+    }
+
     /// Decides on `key` presented by `host:port`; `Err` is the [`NetworkError::HostKey`] to
     /// report.
     pub fn verify(&self, host: &str, port: u16, key: &PublicKey) -> Result<(), NetworkError> {

@@ -35,7 +35,7 @@ pub struct SimDevice {
     pub username: String,
     /// Reference of its credential in [`DeviceFarm::credentials`] (`sim:<name>`).
     pub credential_ref: String,
-    /// SHA-256 fingerprint of its host key.
+    /// SHA-256 fingerprint of its (main) host key: see [`DeviceFarm::host_keys`] for all.
     pub host_key_fingerprint: String,
     /// Tags: [`LEGACY_TAG`] on legacy-only devices.
     pub tags: Vec<String>,
@@ -70,7 +70,8 @@ pub struct SimStats {
 struct Running {
     device: SimDevice,
     spec: Arc<DeviceSpec>,
-    host_key: PublicKey,
+    /// One key per type, the main one first.
+    host_keys: Vec<PublicKey>,
     counters: Arc<Counters>,
     task: JoinHandle<()>,
 }
@@ -100,8 +101,9 @@ impl Drop for DeviceFarm {
 }
 
 impl DeviceFarm {
-    /// Starts one SSH server per spec on `127.0.0.1` (a free port each), each with a fresh
-    /// host key (Ed25519; RSA for legacy-only devices). Needs a tokio runtime.
+    /// Starts one SSH server per spec on `127.0.0.1` (a free port each), each with fresh
+    /// host keys (one Ed25519 key unless [`DeviceSpec::host_key_algorithms`] lists others;
+    /// one RSA key on legacy-only devices). Needs a tokio runtime.
     pub async fn start(specs: Vec<DeviceSpec>) -> std::io::Result<Self> {
         let mut devices = Vec::with_capacity(specs.len());
         let mut by_name = HashMap::new();
@@ -194,11 +196,40 @@ impl DeviceFarm {
         creds
     }
 
-    /// A known_hosts store trusting exactly the farm's host keys.
+    /// The host keys of one device, one per type, its main key first (see
+    /// [`DeviceSpec::host_key_algorithms`]).
+    pub fn host_keys(&self, name: &str) -> Option<&[PublicKey]> {
+        self.by_name
+            .get(name)
+            .map(|i| self.devices[*i].host_keys.as_slice())
+    }
+
+    /// A known_hosts store trusting exactly the farm's main host keys (one per device, as
+    /// [`write_known_hosts`](Self::write_known_hosts) writes them).
     pub fn known_hosts(&self) -> KnownHosts {
         let known = KnownHosts::new();
         for r in &self.devices {
-            known.insert(&r.device.host, r.device.port, r.host_key.clone());
+            if let Some(key) = r.host_keys.first() {
+                known.insert(&r.device.host, r.device.port, key.clone());
+            }
+        }
+        known
+    }
+
+    /// A known_hosts store trusting, for each device, only its host key of type
+    /// `algorithm` (any RSA algorithm names a device's RSA key); a device without one has
+    /// nothing recorded. Like a file written by `ssh-keyscan -t <type>`; write it out with
+    /// [`KnownHosts::write_memory_to`].
+    pub fn known_hosts_of(&self, algorithm: &Algorithm) -> KnownHosts {
+        let known = KnownHosts::new();
+        for r in &self.devices {
+            let of_type = r
+                .host_keys
+                .iter()
+                .filter(|k| same_key_type(&k.algorithm(), algorithm));
+            for key in of_type {
+                known.insert(&r.device.host, r.device.port, key.clone());
+            }
         }
         known
     }
@@ -225,32 +256,57 @@ impl DeviceFarm {
         std::fs::write(path, json)
     }
 
-    /// Writes the farm's host keys as an OpenSSH known_hosts file.
+    /// Writes the farm's main host keys (one per device) as an OpenSSH known_hosts file.
     pub fn write_known_hosts(&self, path: impl AsRef<Path>) -> std::io::Result<()> {
         self.known_hosts().write_memory_to(path)
     }
 }
 
-fn host_key(legacy: bool) -> std::io::Result<PrivateKey> {
+/// Whether keys of types `a` and `b` are the same kind of key (every RSA signature algorithm
+/// names the one RSA key type).
+fn same_key_type(a: &Algorithm, b: &Algorithm) -> bool {
+    a == b || matches!((a, b), (Algorithm::Rsa { .. }, Algorithm::Rsa { .. }))
+}
+
+/// The types of the host keys a device gets: one per type, the main one first.
+fn host_key_types(spec: &DeviceSpec) -> Vec<Algorithm> {
+    if spec.legacy_only {
+        return vec![Algorithm::Rsa { hash: None }];
+    }
+    let mut types: Vec<Algorithm> = Vec::new();
+    for algorithm in &spec.host_key_algorithms {
+        if !types.iter().any(|t| same_key_type(t, algorithm)) {
+            types.push(algorithm.clone());
+        }
+    }
+    if types.is_empty() {
+        types.push(Algorithm::Ed25519);
+    }
+    types
+}
+
+fn host_key(algorithm: &Algorithm) -> std::io::Result<PrivateKey> {
     let mut rng = rand::rng();
-    let algorithm = if legacy {
-        Algorithm::Rsa { hash: None }
-    } else {
-        Algorithm::Ed25519
-    };
-    if legacy {
+    if matches!(algorithm, Algorithm::Rsa { .. }) {
         let pair = russh::keys::ssh_key::private::RsaKeypair::random(&mut rng, 2048)
             .map_err(std::io::Error::other)?;
         return Ok(PrivateKey::from(pair));
     }
-    PrivateKey::random(&mut rng, algorithm).map_err(std::io::Error::other)
+    PrivateKey::random(&mut rng, algorithm.clone()).map_err(std::io::Error::other)
 }
 
 async fn start_device(spec: DeviceSpec, gate: Gate) -> std::io::Result<Running> {
-    let key = host_key(spec.legacy_only)?;
-    let public = key.public_key().clone();
+    let keys = host_key_types(&spec)
+        .iter()
+        .map(host_key)
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let host_keys: Vec<PublicKey> = keys.iter().map(|k| k.public_key().clone()).collect();
+    let main = host_keys
+        .first()
+        .map(fingerprint)
+        .ok_or_else(|| std::io::Error::other("a simulated device needs a host key"))?;
     let mut config = russh::server::Config {
-        keys: vec![key],
+        keys,
         auth_rejection_time: Duration::from_millis(5),
         auth_rejection_time_initial: Some(Duration::ZERO),
         inactivity_timeout: Some(Duration::from_secs(600)),
@@ -270,7 +326,7 @@ async fn start_device(spec: DeviceSpec, gate: Gate) -> std::io::Result<Running> 
         platform: spec.platform.clone(),
         username: spec.username.clone(),
         credential_ref: format!("sim:{}", spec.name),
-        host_key_fingerprint: fingerprint(&public),
+        host_key_fingerprint: main,
         tags: if spec.legacy_only {
             vec![LEGACY_TAG.to_owned()]
         } else {
@@ -289,7 +345,7 @@ async fn start_device(spec: DeviceSpec, gate: Gate) -> std::io::Result<Running> 
     Ok(Running {
         device,
         spec,
-        host_key: public,
+        host_keys,
         counters,
         task,
     })

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use russh::keys::PublicKey;
+use russh::keys::{Algorithm, PublicKey};
 
 pub use farm::{DeviceFarm, SimDevice, SimStats};
 
@@ -120,6 +120,12 @@ pub struct DeviceSpec {
     pub keyboard_interactive_only: bool,
     /// Delay before answering each login attempt (a slow AAA server).
     pub auth_delay: Duration,
+    /// Types of the host keys the device has, one key each (any `Algorithm::Rsa { .. }`
+    /// means one RSA key, offered with every RSA signature algorithm). The first is the
+    /// device's main key: the one [`SimDevice::host_key_fingerprint`] names and
+    /// [`DeviceFarm::known_hosts`] records. Empty: one Ed25519 key. Ignored on a
+    /// legacy-only device, which has one RSA key and offers it as `ssh-rsa` only.
+    pub host_key_algorithms: Vec<Algorithm>,
 }
 
 impl DeviceSpec {
@@ -143,6 +149,7 @@ impl DeviceSpec {
             legacy_only: false,
             keyboard_interactive_only: false,
             auth_delay: Duration::ZERO,
+            host_key_algorithms: Vec::new(),
         }
     }
 
@@ -216,6 +223,13 @@ impl DeviceSpec {
     /// Delays every login answer.
     pub fn with_auth_delay(mut self, delay: Duration) -> Self {
         self.auth_delay = delay;
+        self
+    }
+
+    /// Gives the device one host key of each type in `algorithms` (like gear that offers
+    /// RSA, ECDSA and Ed25519 keys), instead of its single default key.
+    pub fn with_host_key_algorithms(mut self, algorithms: &[Algorithm]) -> Self {
+        self.host_key_algorithms = algorithms.to_vec();
         self
     }
 
