@@ -64,6 +64,7 @@ async fn measure(
         max_sessions: CONCURRENCY,
         connections_per_second: None,
         jitter: 0.0,
+        sessions_per_endpoint: None,
     });
     let client = Arc::new(SshNetworkClient::new(config));
     let network = Network::new(store, client, progress);

@@ -25,6 +25,9 @@ pub enum BulkEvent {
         run_id: Option<RunId>,
         /// The run's final status.
         status: RunStatus,
+        /// Short error kind for failures (`timeout`, `auth`, `closed`, …).
+        #[serde(default)]
+        error_kind: Option<String>,
         /// The run's output was cut at the output cap.
         #[serde(default)]
         truncated: bool,

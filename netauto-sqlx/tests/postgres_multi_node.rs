@@ -251,6 +251,7 @@ async fn progress_crosses_nodes_and_big_chunks_travel_by_reference() {
         device_id: DeviceId(7),
         run_id: None,
         status: netauto_core::RunStatus::Ok,
+        error_kind: None,
         truncated: false,
         done: 1,
         total: 2,

@@ -97,7 +97,11 @@ impl NetworkClient for SshNetworkClient {
                 length: t,
             });
         let credential = inner.credential(device).await?;
-        let slot = within(deadline, inner.pacer.acquire(&device_key(device))).await?;
+        let slot = within(
+            deadline,
+            inner.pacer.acquire(device.id, &device_addr(device)),
+        )
+        .await?;
         let span = tracing::debug_span!("netauto.ssh.execute", device = %device.name);
         let handle = inner.connect(device, &credential, deadline).await?;
         drop(credential);
@@ -271,10 +275,6 @@ async fn phase<F: Future>(
 
 fn device_addr(device: &Device) -> String {
     format!("{}:{}", device.host, device.port)
-}
-
-fn device_key(device: &Device) -> String {
-    format!("{}@{}:{}", device.username, device.host, device.port)
 }
 
 /// Logs in: private key, then password, then keyboard-interactive answering password

@@ -18,9 +18,10 @@
 //!   `ExecOptions::timeout` wins) and idle output, each reported as
 //!   `NetworkError::Timeout { phase, .. }` with its own [`TimeoutPhase`](netauto_core::TimeoutPhase).
 //!   SSH keepalives (15 s, 3 missed) and TCP nodelay are on by default.
-//! * Pacing ([`PacingConfig`]): one session per device at a time, a global cap on sessions
-//!   (200) and on new connections per second (50, with 50 % jitter) so a bulk run does not
-//!   storm the AAA server.
+//! * Pacing ([`PacingConfig`], [`PacingConfig::from_env`]): one command at a time per
+//!   device, a cap of sessions per endpoint `host:port` (4), a global cap on sessions (200)
+//!   and on new connections per second (50, with 50 % jitter) so a bulk run storms neither a
+//!   console server nor the AAA server; each can be `unlimited`.
 //! * Platform profiles ([`Profiles`]): `exec` mode (linux, arista_eos, junos, cisco_nxos,
 //!   cisco_iosxr, and unknown platforms) and `shell` mode (cisco_ios, cisco_iosxe, cisco_asa:
 //!   PTY, prompt regex, `terminal length 0`, echo and prompt stripped, `--More--` answered).
@@ -82,7 +83,10 @@ pub use credentials::{
     PrivateKeySource, Secret, StaticCredentials,
 };
 pub use known_hosts::{HostKeyCheck, HostKeyPolicy, KnownHosts};
-pub use pacing::PacingConfig;
+pub use pacing::{
+    CONNECTIONS_PER_SECOND_VAR, MAX_SESSIONS_VAR, PacingConfig, SESSIONS_PER_ENDPOINT_VAR,
+    parse_count, parse_rate,
+};
 pub use profile::{PlatformProfile, ProfileMode, Profiles, ShellProfile};
 
 #[cfg(test)]

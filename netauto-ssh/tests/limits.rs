@@ -42,6 +42,7 @@ async fn setup(specs: Vec<DeviceSpec>, limits: ExecLimits) -> Setup {
         max_sessions: 100,
         connections_per_second: None,
         jitter: 0.0,
+        sessions_per_endpoint: None,
     };
     let client = SshNetworkClient::new(config);
     let network = Network::new(

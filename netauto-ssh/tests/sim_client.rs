@@ -60,9 +60,17 @@ async fn run_with(
     Ok(out)
 }
 
+/// The farm's device `name`, with an id of its own (its position in the farm): the client
+/// runs one command at a time per device id.
 fn device(farm: &DeviceFarm, name: &str) -> Device {
     let sim = farm.device(name).expect("device in farm");
-    sim.to_new_device().into_device(DeviceId(1))
+    let id = farm
+        .devices()
+        .iter()
+        .position(|d| d.name == name)
+        .expect("position") as i64
+        + 1;
+    sim.to_new_device().into_device(DeviceId(id))
 }
 
 async fn farm(specs: Vec<DeviceSpec>) -> DeviceFarm {
@@ -538,6 +546,7 @@ async fn the_global_session_cap_and_the_connection_rate_hold() {
         max_sessions: 2,
         connections_per_second: None,
         jitter: 0.0,
+        sessions_per_endpoint: None,
     };
     let client = SshNetworkClient::new(config);
     let devices: Vec<Device> = (0..6).map(|i| device(&farm, &format!("d{i}"))).collect();
@@ -556,6 +565,7 @@ async fn the_global_session_cap_and_the_connection_rate_hold() {
         max_sessions: 100,
         connections_per_second: Some(10.0),
         jitter: 0.5,
+        sessions_per_endpoint: None,
     };
     let client = SshNetworkClient::new(config);
     let started = Instant::now();

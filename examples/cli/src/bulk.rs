@@ -1,17 +1,15 @@
 //! `netauto bulk run|show|cancel`: start a bulk, follow it live, print its per-device
 //! outcomes, cancel it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::Context;
-use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use netauto_core::runner::QueueLimits;
 use netauto_core::services::Bulk as BulkService;
-use netauto_core::{
-    Bulk, BulkEvent, BulkRef, DeviceId, FeedItem, LimitOverrides, ProgressEvent, RunStore,
-};
+use netauto_core::services::{BulkFollower, FollowUpdate};
+use netauto_core::{Bulk, BulkCounters, BulkRef, DeviceId, LimitOverrides, RunStatus, RunStore};
 use netauto_sqlx::Database;
 
 use crate::devices::{Selection, select};
@@ -19,8 +17,9 @@ use crate::ssh::SshArgs;
 use crate::table::Table;
 use crate::{terminal, worker};
 
-/// How the store snapshot is re-read while waiting (covers feeds that do not cross processes,
-/// like SQLite's in-process one when a separate `netauto worker` runs the jobs).
+/// A quiet spell after which the bulk's counters are checked in the store (covers feeds that
+/// do not cross processes, like SQLite's in-process one when a separate `netauto worker` runs
+/// the jobs).
 const POLL: Duration = Duration::from_millis(500);
 
 /// Exit code of `bulk run --wait` when some device did not finish `ok`.
@@ -69,9 +68,12 @@ pub(crate) async fn run(db: &Database, req: RunRequest<'_>) -> anyhow::Result<bo
         );
         return Ok(true);
     }
-    let feed = db.progress().subscribe(&bulk_ref.topic()).await;
+    // Subscribed (and the snapshot read) before any job runs: nothing is missed.
+    let follower = BulkFollower::start(store.clone(), db.progress().as_ref(), &bulk_ref)
+        .await?
+        .with_resync_after(POLL);
     let handle = local.map(|r| r.start());
-    let outcome = follow(store.as_ref(), &bulk_ref, feed).await;
+    let outcome = follow(follower, store.as_ref()).await;
     if let Some(handle) = handle {
         handle.shutdown().await;
     }
@@ -92,7 +94,9 @@ pub(crate) async fn run(db: &Database, req: RunRequest<'_>) -> anyhow::Result<bo
 /// are closed by whichever node runs them. With `wait`, follows the bulk to its end.
 pub(crate) async fn cancel(db: &Database, bulk_ref: &BulkRef, wait: bool) -> anyhow::Result<()> {
     let store = db.store();
-    let feed = db.progress().subscribe(&bulk_ref.topic()).await;
+    let follower = BulkFollower::start(store.clone(), db.progress().as_ref(), bulk_ref)
+        .await?
+        .with_resync_after(POLL);
     let cancelled = BulkService::new(store.clone(), db.progress())
         .cancel(bulk_ref)
         .await?;
@@ -109,7 +113,7 @@ pub(crate) async fn cancel(db: &Database, bulk_ref: &BulkRef, wait: bool) -> any
         cancelled.devices_cancelled, c.pending
     );
     if wait && c.pending > 0 {
-        let Some(bulk) = follow(store.as_ref(), bulk_ref, feed).await? else {
+        let Some(bulk) = follow(follower, store.as_ref()).await? else {
             std::process::exit(130);
         };
         print_bulk(store.as_ref(), &bulk).await?;
@@ -118,68 +122,77 @@ pub(crate) async fn cancel(db: &Database, bulk_ref: &BulkRef, wait: bool) -> any
 }
 
 /// Follows a bulk until it completes (answering its final state) or Ctrl-C (answering `None`).
-async fn follow(
-    store: &dyn RunStore,
-    bulk_ref: &BulkRef,
-    mut feed: netauto_core::Subscription,
-) -> anyhow::Result<Option<Bulk>> {
-    let mut bulk = store.bulk(bulk_ref).await?;
+///
+/// Each event costs O(1): the counters and the failures are kept from the events, and the
+/// store is re-read only when events were missed (see [`BulkFollower`]); a quiet spell of
+/// [`POLL`] checks the bulk's counters, which covers feeds that do not cross processes (SQLite
+/// while a separate `netauto worker` runs the jobs).
+async fn follow(mut follower: BulkFollower, store: &dyn RunStore) -> anyhow::Result<Option<Bulk>> {
     let names = device_names(store).await?;
-    let bar = ProgressBar::new(bulk.counters.total);
+    let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
             .context("progress bar template")?,
     );
     bar.enable_steady_tick(Duration::from_millis(120));
-    let mut announced: HashMap<DeviceId, ()> = HashMap::new();
-    let mut poll = tokio::time::interval(POLL);
+    let announce = |id: DeviceId, status: RunStatus, kind: Option<&str>| {
+        if !status.is_ok() {
+            bar.println(format!(
+                "{}: {status}{}",
+                names.get(&id).map_or_else(|| id.to_string(), Clone::clone),
+                kind.map(|k| format!(" ({k})")).unwrap_or_default()
+            ));
+        }
+    };
+    let mut counters = BulkCounters::default();
+    let mut seen: HashSet<DeviceId> = HashSet::new();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
-        for (id, outcome) in &bulk.outcomes {
-            if announced.insert(*id, ()).is_none() && !outcome.is_ok() {
-                bar.println(format!(
-                    "{}: {}{}",
-                    names.get(id).map_or_else(|| id.to_string(), Clone::clone),
-                    outcome.status,
-                    outcome
-                        .error_kind
-                        .as_deref()
-                        .map(|k| format!(" ({k})"))
-                        .unwrap_or_default()
-                ));
-            }
-        }
-        bar.set_position(bulk.counters.done());
-        bar.set_message(if bulk.counters.cancelled > 0 {
-            format!(
-                "ok {} failed {} cancelled {}",
-                bulk.counters.ok, bulk.counters.failed, bulk.counters.cancelled
-            )
-        } else {
-            format!("ok {} failed {}", bulk.counters.ok, bulk.counters.failed)
-        });
-        if bulk.counters.pending == 0 {
-            bar.finish();
-            return Ok(Some(bulk));
-        }
-        tokio::select! {
-            item = feed.next() => match item {
-                Some(FeedItem::Event(ProgressEvent::Bulk(BulkEvent::Progress { done, .. }))) => {
-                    bar.set_position(done.max(bulk.counters.done()));
-                    bulk = store.bulk(bulk_ref).await?;
-                }
-                Some(_) => bulk = store.bulk(bulk_ref).await?,
-                // The feed ended: the snapshot poll carries on alone.
-                None => feed = Box::pin(futures_util::stream::pending()),
-            },
-            _ = poll.tick() => bulk = store.bulk(bulk_ref).await?,
+        let update = tokio::select! {
+            update = follower.next() => update,
             _ = &mut ctrl_c => {
                 bar.abandon();
                 return Ok(None);
             }
+        };
+        match update {
+            None | Some(Ok(FollowUpdate::Summary { .. })) => break,
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(FollowUpdate::Snapshot(bulk))) => {
+                counters = bulk.counters;
+                bar.set_length(counters.total);
+                for (id, o) in &bulk.outcomes {
+                    if seen.insert(*id) {
+                        announce(*id, o.status, o.error_kind.as_deref());
+                    }
+                }
+            }
+            Some(Ok(FollowUpdate::Progress {
+                device_id,
+                status,
+                error_kind,
+                ..
+            })) => {
+                if seen.insert(device_id) {
+                    counters.count(status);
+                    announce(device_id, status, error_kind.as_deref());
+                }
+            }
         }
+        bar.set_position(counters.done());
+        bar.set_message(if counters.cancelled > 0 {
+            format!(
+                "ok {} failed {} cancelled {}",
+                counters.ok, counters.failed, counters.cancelled
+            )
+        } else {
+            format!("ok {} failed {}", counters.ok, counters.failed)
+        });
     }
+    bar.finish();
+    // The bulk as stored, once, for the table.
+    Ok(Some(store.bulk(follower.bulk_ref()).await?))
 }
 
 async fn device_names(store: &dyn RunStore) -> anyhow::Result<HashMap<DeviceId, String>> {

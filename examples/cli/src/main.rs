@@ -123,7 +123,7 @@ enum DevicesCommand {
 #[derive(Debug, Subcommand)]
 enum BulkCommand {
     /// Run one command on many devices. Prints the bulk reference.
-    Run(BulkRunArgs),
+    Run(Box<BulkRunArgs>),
     /// Show a bulk: counters and one row per device.
     Show {
         /// The bulk reference `bulk run` printed.

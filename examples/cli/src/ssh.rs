@@ -9,7 +9,8 @@ use anyhow::Context;
 use netauto_core::limits::{parse_max_output, parse_timeout};
 use netauto_core::{ExecLimits, NetworkClient};
 use netauto_ssh::{
-    EnvCredentials, FileCredentials, HostKeyPolicy, KnownHosts, SshClientConfig, SshNetworkClient,
+    EnvCredentials, FileCredentials, HostKeyPolicy, KnownHosts, PacingConfig, SshClientConfig,
+    SshNetworkClient,
 };
 
 /// How host keys are checked.
@@ -49,6 +50,32 @@ pub(crate) struct SshArgs {
     /// is closed and the run marked truncated. A bulk's own `--max-output` wins.
     #[arg(long, env = "NETAUTO_RUN_MAX_OUTPUT", value_name = "BYTES", default_value = "16MiB", value_parser = bytes_arg)]
     pub(crate) run_max_output: u64,
+    /// New SSH connections started per second over all devices (`unlimited` or 0: no pacing).
+    #[arg(long, env = netauto_ssh::CONNECTIONS_PER_SECOND_VAR, value_name = "N", default_value = "50", value_parser = rate_arg)]
+    pub(crate) connections_per_second: OrUnlimited<f64>,
+    /// SSH sessions open at once over all devices (or `unlimited`).
+    #[arg(long, env = netauto_ssh::MAX_SESSIONS_VAR, value_name = "N", default_value = "200", value_parser = count_arg)]
+    pub(crate) max_sessions: OrUnlimited<usize>,
+    /// SSH sessions open at once to one endpoint host:port (or `unlimited`): many devices
+    /// behind one address share it.
+    #[arg(long, env = netauto_ssh::SESSIONS_PER_ENDPOINT_VAR, value_name = "N", default_value = "4", value_parser = count_arg)]
+    pub(crate) sessions_per_endpoint: OrUnlimited<usize>,
+    /// Devices of one bulk job run at the same time (1-1000); devices in flight = this x the
+    /// bulk jobs run at once.
+    #[arg(long, env = "NETAUTO_DEVICES_PER_JOB", value_name = "N", default_value = "10", value_parser = netauto_core::services::bulk::parse_devices_per_job)]
+    pub(crate) devices_per_job: usize,
+}
+
+/// A limit that may be `unlimited` (`None`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct OrUnlimited<T>(pub(crate) Option<T>);
+
+fn rate_arg(s: &str) -> Result<OrUnlimited<f64>, String> {
+    netauto_ssh::parse_rate(s).map(OrUnlimited)
+}
+
+fn count_arg(s: &str) -> Result<OrUnlimited<usize>, String> {
+    netauto_ssh::parse_count(s).map(OrUnlimited)
 }
 
 /// Parses a deadline flag (`300`, `90s`, `5m`…).
@@ -87,7 +114,13 @@ impl SshArgs {
             }
             None => SshClientConfig::new(EnvCredentials::new()),
         }
-        .with_host_keys(host_keys);
+        .with_host_keys(host_keys)
+        .with_pacing(PacingConfig {
+            max_sessions: self.max_sessions.0.unwrap_or(usize::MAX),
+            connections_per_second: self.connections_per_second.0,
+            sessions_per_endpoint: self.sessions_per_endpoint.0,
+            ..PacingConfig::default()
+        });
         Ok(Arc::new(SshNetworkClient::new(config)))
     }
 

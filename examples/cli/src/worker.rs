@@ -29,7 +29,7 @@ pub(crate) fn runner(
 ) -> anyhow::Result<Runner> {
     let retention = RetentionConfig::from_env()?;
     let network = Network::new(db.store(), ssh.client()?, db.progress()).with_limits(ssh.limits());
-    let bulk = BulkJob::new(network);
+    let bulk = BulkJob::new(network).with_concurrency(ssh.devices_per_job);
     let schedule = CronSchedule::parse_setting("NET_AUTO_RETENTION_CRON", retention.cron())?;
     let registry = WorkerRegistry::new()
         .with(bulk)

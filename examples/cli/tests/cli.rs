@@ -50,6 +50,10 @@ impl Env {
             "NETAUTO_SSH_CREDENTIALS",
             "NETAUTO_COMMAND_TIMEOUT",
             "NETAUTO_RUN_MAX_OUTPUT",
+            "NETAUTO_SSH_CONNECTIONS_PER_SECOND",
+            "NETAUTO_SSH_MAX_SESSIONS",
+            "NETAUTO_SSH_SESSIONS_PER_ENDPOINT",
+            "NETAUTO_DEVICES_PER_JOB",
             "NETAUTO_REQUESTED_BY",
             "NETAUTO_LOG",
         ] {
@@ -612,4 +616,55 @@ async fn bulk_limits_and_cancel_from_the_command_line() {
         .args(["-TERM", &worker.id().to_string()])
         .status();
     let _ = worker.wait();
+}
+
+/// Issue 13: the SSH pacing knobs parse the same way as flags and as environment variables.
+#[test]
+fn pacing_knobs_parse_as_flags_and_variables() {
+    let env = Env::new();
+    env.ok(&["migrate"]);
+    let out = env.run(&[
+        "devices",
+        "add",
+        "r1",
+        "--host",
+        "10.0.0.1",
+        "--platform",
+        "linux",
+        "--username",
+        "ops",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.ok(&[
+        "bulk",
+        "run",
+        "--all",
+        "--command",
+        "show clock",
+        "--connections-per-second",
+        "unlimited",
+        "--max-sessions",
+        "unlimited",
+        "--sessions-per-endpoint",
+        "8",
+        "--devices-per-job",
+        "20",
+    ]);
+    let out = env
+        .cmd(&["bulk", "run", "--all", "--command", "show clock"])
+        .env("NETAUTO_SSH_SESSIONS_PER_ENDPOINT", "unlimited")
+        .env("NETAUTO_SSH_CONNECTIONS_PER_SECOND", "400")
+        .env("NETAUTO_DEVICES_PER_JOB", "50")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (flag, bad) in [
+        ("--sessions-per-endpoint", "0"),
+        ("--connections-per-second", "fast"),
+        ("--devices-per-job", "0"),
+    ] {
+        let out = env.run(&["bulk", "run", "--all", "--command", "x", flag, bad]);
+        assert_eq!(out.status.code(), Some(2), "{flag} {bad}");
+        assert!(stderr(&out).contains(flag), "{}", stderr(&out));
+    }
 }

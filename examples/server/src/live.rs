@@ -3,11 +3,12 @@
 //! Each stream subscribes to its topic *first*, then reads the durable state from the store
 //! and sends it, then follows the subscription: whatever happens between the page render, the
 //! subscription and the snapshot is in the snapshot or in the stream (the browser ignores
-//! what it already has), so nothing is missed and a reload is always safe. A subscriber that
-//! lagged re-reads the snapshot. A bulk stream that has been quiet for [`RESYNC_AFTER`] asks
-//! the store where the bulk stands and re-sends the snapshot if outcomes arrived that the
-//! stream never announced: an event the publisher never sent (a worker killed between storing
-//! an outcome and publishing it) cannot leave a page stale, or waiting forever for a summary.
+//! what it already has), so nothing is missed and a reload is always safe. A bulk stream is
+//! core's [`BulkFollower`]: a subscriber that lagged, or a cancel, re-reads the snapshot; a
+//! stream quiet for [`RESYNC_AFTER`] asks the store where the bulk stands and re-sends the
+//! snapshot if outcomes arrived that the stream never announced: an event the publisher never
+//! sent (a worker killed between storing an outcome and publishing it) cannot leave a page
+//! stale, or waiting forever for a summary.
 //!
 //! A run stream reads stored output a page of [`FOLLOW_PAGE`] chunks at a time and sends it
 //! before reading the next, so a subscriber of a 1 GiB run holds about 1 MiB, not the run.
@@ -16,7 +17,7 @@
 //! [`streams_per_session`](crate::WebLimits::streams_per_session) streams open (more are
 //! answered `429`), and its streams end when it does (logout, expiry) or the server shuts down.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,9 +28,10 @@ use futures_util::stream::BoxStream;
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::StreamExt;
+use netauto_core::services::{BulkFollower, FollowUpdate};
 use netauto_core::{
-    Bulk, BulkEvent, BulkRef, DeviceId, FeedItem, ProgressEvent, Run, RunChunk, RunEvent, RunId,
-    RunStore, Subscription, run_topic,
+    Bulk, FeedItem, ProgressEvent, Run, RunChunk, RunEvent, RunId, RunStore, Subscription,
+    run_topic,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -107,58 +109,39 @@ fn snapshot(bulk: &Bulk) -> Event {
 /// How long a bulk stream waits without an event before it checks the store.
 pub(crate) const RESYNC_AFTER: Duration = Duration::from_secs(10);
 
-struct BulkFollow {
-    sub: Subscription,
-    store: Arc<dyn RunStore>,
-    bulk_ref: BulkRef,
-    pending: Option<Event>,
-    done: bool,
-    /// Devices whose outcome this stream has sent.
-    sent: HashSet<DeviceId>,
-    resync_after: Duration,
-}
-
-impl BulkFollow {
-    /// The snapshot of `bulk`, remembering what it sends.
-    fn snapshot(&mut self, bulk: &Bulk) {
-        self.sent = bulk.outcomes.keys().copied().collect();
-        self.pending = Some(snapshot(bulk));
-        self.done = bulk.finished_at.is_some();
-    }
-
-    /// After a quiet spell: the snapshot again if the store knows outcomes (or the end) this
-    /// stream never sent. `false` if the store failed.
-    async fn resync(&mut self) -> bool {
-        match self.store.bulk_state(&self.bulk_ref).await {
-            Ok(state) => {
-                let recorded = state.counters.done();
-                if recorded == self.sent.len() as u64 && state.finished_at.is_none() {
-                    return true;
-                }
-            }
-            // Gone (deleted): nothing more will happen.
-            Err(netauto_core::Error::NotFound { .. }) => return false,
-            Err(e) => {
-                // Keep following: the feed itself may be fine.
-                tracing::warn!(error = %e, "bulk state check failed");
-                return true;
-            }
-        }
-        match self.store.bulk(&self.bulk_ref).await {
-            Ok(bulk) => {
-                tracing::info!(bulk_ref = %self.bulk_ref, "bulk stream missed events; re-sent the snapshot");
-                self.snapshot(&bulk);
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "bulk snapshot after a quiet spell failed; closing the stream");
-                false
-            }
-        }
+/// The server-sent event of one update of a followed bulk.
+fn bulk_event(update: FollowUpdate) -> Event {
+    match update {
+        FollowUpdate::Snapshot(bulk) => snapshot(&bulk),
+        FollowUpdate::Progress {
+            device_id,
+            run_id,
+            status,
+            error_kind,
+            truncated,
+            done,
+            total,
+        } => event(
+            "progress",
+            &json!({"device_id": device_id, "run_id": run_id, "status": status, "error_kind": error_kind,
+                    "truncated": truncated, "done": done, "total": total}),
+        ),
+        FollowUpdate::Summary {
+            ok,
+            failed,
+            cancelled,
+            total,
+            duration,
+        } => event(
+            "summary",
+            &json!({"ok": ok, "failed": failed, "cancelled": cancelled, "total": total,
+                    "duration_ms": duration.as_millis() as u64}),
+        ),
     }
 }
 
-/// GET /bulk/{ref}/events: `snapshot`, then `progress` per device, then one `summary`.
+/// GET /bulk/{ref}/events: `snapshot`, then `progress` per device, then one `summary` (see
+/// [`BulkFollower`]: a snapshot again whenever events were missed).
 pub(crate) async fn bulk_events(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -166,69 +149,15 @@ pub(crate) async fn bulk_events(
 ) -> Result<EventStream, PageError> {
     let bulk_ref = parse_ref(&raw)?;
     let lease = lease(&state, &user)?;
-    let sub = state.progress.subscribe(&bulk_ref.topic()).await;
-    let bulk = state.store.bulk(&bulk_ref).await?;
-    let mut follow = BulkFollow {
-        sub,
-        store: state.store.clone(),
-        bulk_ref,
-        pending: None,
-        done: false,
-        sent: HashSet::new(),
-        resync_after: state.resync_after,
-    };
-    follow.snapshot(&bulk);
-    let stream = futures_util::stream::unfold(follow, |mut f| async move {
-        loop {
-            if let Some(ev) = f.pending.take() {
-                return Some((Ok(ev), f));
-            }
-            if f.done {
-                return None;
-            }
-            let Ok(item) = tokio::time::timeout(f.resync_after, f.sub.next()).await else {
-                if f.resync().await {
-                    continue;
-                }
-                return None;
-            };
-            match item? {
-                FeedItem::Event(ProgressEvent::Bulk(BulkEvent::Progress {
-                    device_id,
-                    run_id,
-                    status,
-                    truncated,
-                    done,
-                    total,
-                    ..
-                })) => {
-                    f.sent.insert(device_id);
-                    let data = json!({"device_id": device_id, "run_id": run_id, "status": status, "truncated": truncated, "done": done, "total": total});
-                    f.pending = Some(event("progress", &data));
-                }
-                FeedItem::Event(ProgressEvent::Bulk(BulkEvent::Summary {
-                    ok,
-                    failed,
-                    cancelled,
-                    total,
-                    duration,
-                    ..
-                })) => {
-                    let data = json!({"ok": ok, "failed": failed, "cancelled": cancelled, "total": total, "duration_ms": duration.as_millis() as u64});
-                    f.pending = Some(event("summary", &data));
-                    f.done = true;
-                }
-                // A cancel records every device that had not started at once, without a
-                // Progress each: the snapshot has them.
-                FeedItem::Event(ProgressEvent::Bulk(BulkEvent::Cancelled { .. }))
-                | FeedItem::Lagged { .. } => match f.store.bulk(&f.bulk_ref).await {
-                    Ok(bulk) => f.snapshot(&bulk),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "bulk snapshot after lag failed; closing the stream");
-                        return None;
-                    }
-                },
-                FeedItem::Event(_) => {}
+    let follower = BulkFollower::start(state.store.clone(), state.progress.as_ref(), &bulk_ref)
+        .await?
+        .with_resync_after(state.resync_after);
+    let stream = futures_util::stream::unfold(follower, |mut f| async move {
+        match f.next().await? {
+            Ok(update) => Some((Ok(bulk_event(update)), f)),
+            Err(e) => {
+                tracing::warn!(error = %e, "re-reading a followed bulk failed; closing the stream");
+                None
             }
         }
     });

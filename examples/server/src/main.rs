@@ -39,7 +39,8 @@ fn usage() -> ! {
         "usage: netauto-server [--demo] [--bind ADDR]\n       netauto-server hash-password < password\n\n\
          env: DATABASE_URL (default {DEFAULT_DATABASE_URL}), NETAUTO_USERS_FILE, NETAUTO_USERS,\n     \
          NET_AUTO_RUN_MAX_DAYS, NET_AUTO_RUN_MAX_BYTES, NET_AUTO_RETENTION_CRON, NET_AUTO_QUEUES,\n     \
-         NETAUTO_SSH_CONNECTIONS_PER_SECOND, NETAUTO_SSH_MAX_SESSIONS,\n     \
+         NETAUTO_SSH_CONNECTIONS_PER_SECOND (50 or unlimited), NETAUTO_SSH_MAX_SESSIONS (200),\n     \
+         NETAUTO_SSH_SESSIONS_PER_ENDPOINT (4) sessions at once per host:port, NETAUTO_DEVICES_PER_JOB (10)\n     \
          NETAUTO_COMMAND_TIMEOUT (300) deadline of each device command, a bulk may set its own\n     \
          NETAUTO_RUN_MAX_OUTPUT (16MiB) output kept per run; at the cap the session closes\n     \
          NETAUTO_SECURE_COOKIES=1 (behind HTTPS)\n\n\
@@ -107,6 +108,7 @@ async fn run() -> Result<(), BoxError> {
     // Read every knob before touching anything: a bad value stops the start with its name.
     let limits = WebLimits::from_env()?;
     let exec_limits = ExecLimits::from_env()?;
+    let devices_per_job = netauto_core::services::bulk::devices_per_job_from_env()?;
     let serve_config = ServeConfig::from_env()?;
     // Installed before serving: a signal that arrives early drains too.
     let mut signals = Signals::new()?;
@@ -165,6 +167,7 @@ async fn run() -> Result<(), BoxError> {
         runner,
         secure_cookies: std::env::var("NETAUTO_SECURE_COOKIES").is_ok_and(|v| v == "1"),
         exec_limits,
+        devices_per_job,
     })?
     .with_limits(&limits);
     let handle = app.runner().clone().start();

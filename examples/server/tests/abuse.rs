@@ -392,6 +392,7 @@ async fn failing_app(error: fn() -> Error) -> Router {
         runner: RunnerConfig::default(),
         secure_cookies: false,
         exec_limits: netauto_core::ExecLimits::default(),
+        devices_per_job: netauto_core::services::bulk::DEFAULT_DEVICE_CONCURRENCY,
     })
     .unwrap();
     app.router()

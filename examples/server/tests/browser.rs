@@ -174,6 +174,7 @@ async fn operator_runs_a_command_on_three_devices_in_a_real_browser() {
         runner: netauto_core::runner::RunnerConfig::default(),
         secure_cookies: false,
         exec_limits: netauto_core::ExecLimits::default(),
+        devices_per_job: netauto_core::services::bulk::DEFAULT_DEVICE_CONCURRENCY,
     })
     .unwrap();
     let runner = app.runner().clone().start();

@@ -201,6 +201,29 @@ struct BulkMembers {
 
 /// Default number of devices of one job run at the same time.
 pub const DEFAULT_DEVICE_CONCURRENCY: usize = 10;
+/// `NETAUTO_DEVICES_PER_JOB`: devices of one bulk job run at the same time (1–1000, default
+/// 10). With `bulk` jobs per node (`NET_AUTO_QUEUES`), it sets the devices in flight per node.
+pub const DEVICES_PER_JOB_VAR: &str = "NETAUTO_DEVICES_PER_JOB";
+
+/// Parses a number of devices per job (1–1000).
+pub fn parse_devices_per_job(value: &str) -> std::result::Result<usize, String> {
+    match value.trim().parse::<usize>() {
+        Ok(n @ 1..=1000) => Ok(n),
+        _ => Err("not a number of devices from 1 to 1000".to_owned()),
+    }
+}
+
+/// `NETAUTO_DEVICES_PER_JOB`, or [`DEFAULT_DEVICE_CONCURRENCY`] when unset.
+pub fn devices_per_job_from_env() -> std::result::Result<usize, crate::ConfigError> {
+    match std::env::var(DEVICES_PER_JOB_VAR) {
+        Err(_) => Ok(DEFAULT_DEVICE_CONCURRENCY),
+        Ok(v) => parse_devices_per_job(&v).map_err(|reason| crate::ConfigError {
+            var: DEVICES_PER_JOB_VAR,
+            value: v,
+            reason,
+        }),
+    }
+}
 
 /// `error_kind` of a run a bulk job closed because the worker running it stopped.
 const INTERRUPTED: &str = "interrupted";
@@ -344,6 +367,7 @@ async fn record_and_announce(
         outcome.status,
         outcome.truncated,
     );
+    let error_kind = outcome.error_kind.clone();
     let run = run_id.map(|r| r.get());
     if status.is_ok() {
         tracing::info!(event = telemetry::BULK_OK, bulk_ref = %bulk_ref, device_id = device_id.get(), run_id = run);
@@ -368,6 +392,7 @@ async fn record_and_announce(
             device_id,
             run_id,
             status,
+            error_kind,
             truncated,
             done: recorded.counters.done(),
             total: recorded.counters.total,

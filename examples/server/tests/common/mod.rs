@@ -118,6 +118,7 @@ pub async fn test_app_with(
         runner,
         secure_cookies: false,
         exec_limits,
+        devices_per_job: netauto_core::services::bulk::DEFAULT_DEVICE_CONCURRENCY,
     })
     .unwrap();
     TestApp {
