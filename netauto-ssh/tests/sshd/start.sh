@@ -3,6 +3,12 @@
 # Needs root and Debian's openssh-server (installed here when missing). Idempotent: a
 # previous instance started by this script (same directory) is stopped first.
 #
+# Optional inputs (the fanout_openssh bench starts several instances with them):
+#   NETAUTO_TEST_SSHD_LOGIN   the login user to create (default netauto-sshtest)
+#   NETAUTO_TEST_SSHD_LISTEN  extra loopback addresses to listen on besides 127.0.0.1 (at most
+#                             15: sshd takes 16 listen addresses), space separated
+#   NETAUTO_TEST_SSHD_QUIET   1: LogLevel ERROR instead of VERBOSE (no log line per login)
+#
 # Source it to get the variables the tests read:
 #   NETAUTO_TEST_SSHD_ADDR  127.0.0.1:<port> (port from NETAUTO_TEST_SSHD_PORT, default 22022)
 #   NETAUTO_TEST_SSHD_USER  the login user (netauto-sshtest)
@@ -12,7 +18,9 @@ set -euo pipefail
 
 NETAUTO_TEST_SSHD_DIR=${NETAUTO_TEST_SSHD_DIR:-/tmp/netauto-sshd}
 port=${NETAUTO_TEST_SSHD_PORT:-22022}
-user=netauto-sshtest
+user=${NETAUTO_TEST_SSHD_LOGIN:-netauto-sshtest}
+loglevel=VERBOSE
+[ "${NETAUTO_TEST_SSHD_QUIET:-0}" = 1 ] && loglevel=ERROR
 dir=$NETAUTO_TEST_SSHD_DIR
 
 if [ ! -x /usr/sbin/sshd ]; then
@@ -56,8 +64,11 @@ PermitRootLogin no
 AllowUsers $user
 MaxStartups 100:30:200
 MaxSessions 50
-LogLevel VERBOSE
+LogLevel $loglevel
 CONF
+for extra in ${NETAUTO_TEST_SSHD_LISTEN:-}; do
+  echo "ListenAddress $extra" >> "$dir/sshd_config"
+done
 
 /usr/sbin/sshd -t -f "$dir/sshd_config"
 /usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log"
