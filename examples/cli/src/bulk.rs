@@ -9,7 +9,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use netauto_core::runner::QueueLimits;
 use netauto_core::services::Bulk as BulkService;
 use netauto_core::services::{BulkFollower, FollowUpdate};
-use netauto_core::{Bulk, BulkCounters, BulkRef, DeviceId, LimitOverrides, RunStatus, RunStore};
+use netauto_core::{
+    Bulk, BulkCounters, BulkRef, DeviceId, LimitOverrides, Run, RunId, RunStatus, RunStore,
+};
 use netauto_sqlx::Database;
 
 use crate::devices::{Selection, select};
@@ -249,16 +251,20 @@ async fn print_bulk(store: &dyn RunStore, bulk: &Bulk) -> anyhow::Result<()> {
         "error",
     ])
     .escaped(terminal::stdout_is_terminal());
+    // Every run of the bulk in one query (not one per device).
+    let runs: HashMap<RunId, Run> = store
+        .bulk_runs(&bulk.bulk_ref, &bulk.device_ids)
+        .await?
+        .into_iter()
+        .map(|r| (r.id, r))
+        .collect();
     for id in &bulk.device_ids {
         let name = names.get(id).cloned().unwrap_or_default();
         let Some(outcome) = bulk.outcomes.get(id) else {
             table.row(vec![id.to_string(), name, "pending".into()]);
             continue;
         };
-        let run = match outcome.run_id {
-            Some(run_id) => store.run(run_id).await.ok(),
-            None => None,
-        };
+        let run = outcome.run_id.and_then(|r| runs.get(&r));
         let error = run
             .as_ref()
             .and_then(|r| r.error_message.clone())
