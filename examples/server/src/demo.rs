@@ -57,7 +57,11 @@ pub async fn start(store: &dyn RunStore, n: usize) -> Result<Demo, DemoError> {
             Err(e) => return Err(e.into()),
         }
     }
-    let client: Arc<dyn NetworkClient> = Arc::new(SshNetworkClient::new(farm.client_config()));
+    // The same pacing knobs as outside the demo (NETAUTO_SSH_CONNECTIONS_PER_SECOND, …).
+    let pacing = netauto_ssh::PacingConfig::from_env().map_err(Error::from)?;
+    let client: Arc<dyn NetworkClient> = Arc::new(SshNetworkClient::new(
+        farm.client_config().with_pacing(pacing),
+    ));
     Ok(Demo {
         farm,
         client,

@@ -478,8 +478,8 @@ async fn scenario(label: &str, n: usize, clients: usize, url_in: impl FnOnce(&Pa
          devices/s; ok {ok} failed {failed}; events delivered {events} ({:.1} MiB, {:.0}/s); \
          lag snapshots {lag_snapshots}; progress missing {missing}, duplicated {duplicates}; \
          server RSS at start {:.1} MiB, after {clients} snapshots {:.1} MiB, max sampled {:.1} \
-         MiB ({samples} samples), peak (VmHWM) {:.1} MiB; CPU during the bulk: server {:.0} s, \
-         farm + clients {:.0} s; load average {}",
+         MiB ({samples} samples), peak (VmHWM) {:.1} MiB; CPU during the bulk: server {:.2} s \
+         ({:.3} ms/device), farm + clients {:.2} s; load average {}",
         setup.as_secs_f64(),
         submit.as_secs_f64(),
         follow_setup.as_secs_f64(),
@@ -492,6 +492,7 @@ async fn scenario(label: &str, n: usize, clients: usize, url_in: impl FnOnce(&Pa
         max_sampled as f64 / 1024.0,
         peak as f64 / 1024.0,
         cpu.0,
+        cpu.0 * 1000.0 / n as f64,
         cpu.1,
         std::fs::read_to_string("/proc/loadavg")
             .unwrap_or_default()
