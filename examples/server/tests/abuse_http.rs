@@ -37,15 +37,6 @@ const PASSWORD: &str = "abuse-test-password";
 /// Bytes per stored chunk of the big run: the most the core stores in one chunk.
 const CHUNK: usize = 64 * 1024;
 
-fn env_u64(var: &str, default: u64) -> u64 {
-    match std::env::var(var) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{var}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
 
 /// What the database holds before the server starts.
 struct Seeded {
@@ -443,10 +434,10 @@ fn mib(kib: u64) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_stays_bounded_and_one_user_under_attack_gets_few_password_checks() {
-    let big_mib = env_u64("NETAUTO_TEST_BIG_RUN_MIB", 64);
-    let idle_n = env_u64("NETAUTO_TEST_IDLE_CONNECTIONS", 1000);
-    let subscribers = env_u64("NETAUTO_TEST_SUBSCRIBERS", 20);
-    let attack_secs = env_u64("NETAUTO_TEST_ATTACK_SECS", 10);
+    let big_mib = common::env_number("NETAUTO_TEST_BIG_RUN_MIB", 64);
+    let idle_n = common::env_number("NETAUTO_TEST_IDLE_CONNECTIONS", 1000);
+    let subscribers = common::env_number("NETAUTO_TEST_SUBSCRIBERS", 20);
+    let attack_secs = common::env_number("NETAUTO_TEST_ATTACK_SECS", 10);
     let dir = tempfile::tempdir().expect("tempdir");
     let url = sqlite_url(dir.path());
     let t_seed = Instant::now();

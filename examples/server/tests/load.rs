@@ -50,15 +50,6 @@ const OUTPUT_BYTES: usize = 128;
 /// The server's resident memory must stay below this.
 const RSS_BOUND_KIB: u64 = 512 * 1024;
 
-fn env_usize(var: &str, default: usize) -> usize {
-    match std::env::var(var) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{var}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
 
 /// The soft limit of open files of this process (the farm holds one listener per device).
 fn open_files_limit() -> Option<u64> {
@@ -299,8 +290,8 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_one_bulk_of_ten_thousand_devices_followed_by_fifty_browsers() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let n = env_usize("NETAUTO_LOAD_DEVICES", 10_000);
-    let clients = env_usize("NETAUTO_LOAD_CLIENTS", 50);
+    let n = common::env_number("NETAUTO_LOAD_DEVICES", 10_000);
+    let clients = common::env_number("NETAUTO_LOAD_CLIENTS", 50);
     scenario("sqlite", n, clients, |dir| {
         format!("sqlite://{}", dir.join("load.db").display())
     })
@@ -316,8 +307,8 @@ async fn postgres_one_bulk_followed_by_fifty_browsers() {
     };
     let _one = ONE_AT_A_TIME.lock().await;
     let schema = fresh_pg_schema(&base).await;
-    let n = env_usize("NETAUTO_LOAD_PG_DEVICES", 2_000);
-    let clients = env_usize("NETAUTO_LOAD_CLIENTS", 50);
+    let n = common::env_number("NETAUTO_LOAD_PG_DEVICES", 2_000);
+    let clients = common::env_number("NETAUTO_LOAD_CLIENTS", 50);
     let sep = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{sep}options[search_path]={schema}");
     scenario("postgres", n, clients, move |_| url).await;

@@ -64,6 +64,18 @@ impl NetworkClient for FakeClient {
     }
 }
 
+/// A number from the environment (a test's size knob), or `default` when unset; a value
+/// that is not a number stops the test naming it.
+pub fn env_number<T: std::str::FromStr>(var: &str, default: T) -> T {
+    match std::env::var(var) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={v:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
 pub struct TestApp {
     pub app: App,
     pub router: Router,
