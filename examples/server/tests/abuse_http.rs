@@ -37,7 +37,6 @@ const PASSWORD: &str = "abuse-test-password";
 /// Bytes per stored chunk of the big run: the most the core stores in one chunk.
 const CHUNK: usize = 64 * 1024;
 
-
 /// What the database holds before the server starts.
 struct Seeded {
     /// A run that stays `running` with no output: its event stream stays open.

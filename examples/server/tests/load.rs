@@ -50,7 +50,6 @@ const OUTPUT_BYTES: usize = 128;
 /// The server's resident memory must stay below this.
 const RSS_BOUND_KIB: u64 = 512 * 1024;
 
-
 /// The soft limit of open files of this process (the farm holds one listener per device).
 fn open_files_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
