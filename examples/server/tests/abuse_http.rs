@@ -122,23 +122,7 @@ async fn start(dir: &Path, url: &str, env: &[(&str, &str)]) -> (Proc, SocketAddr
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut server = Proc::spawn_command("server", cmd).expect("start netauto-server");
-    let serving = "netauto is serving on http://";
-    assert!(
-        server
-            .wait_for(Duration::from_secs(60), |l| l
-                .iter()
-                .any(|x| x.starts_with(serving)))
-            .await,
-        "the server did not start"
-    );
-    let addr = server
-        .lines()
-        .iter()
-        .find_map(|l| l.strip_prefix(serving))
-        .map(|a| a.trim_end_matches('/').parse().expect("server address"))
-        .expect("address line");
-    (server, addr)
+    http::spawn_server(cmd).await
 }
 
 fn sqlite_url(dir: &Path) -> String {

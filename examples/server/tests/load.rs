@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use common::http::{csrf_of, request, send};
 use netauto_core::DeviceId;
-use netauto_reliability::harness::{Proc, fresh_pg_schema, peak_rss_kib, pg_url, rss_kib};
+use netauto_reliability::harness::{fresh_pg_schema, peak_rss_kib, pg_url, rss_kib};
 use netauto_ssh::sim::{DeviceFarm, DeviceSpec};
 use serde::Deserialize;
 
@@ -341,24 +341,8 @@ async fn scenario(label: &str, n: usize, clients: usize, url_in: impl FnOnce(&Pa
     let url = url_in(dir.path());
     let ids = register_devices(&url, &farm).await;
 
-    let mut server = Proc::spawn_command("server", server_command(dir.path(), &url))
-        .expect("start netauto-server");
+    let (mut server, addr) = common::http::spawn_server(server_command(dir.path(), &url)).await;
     let pid = server.pid();
-    let serving = "netauto is serving on http://";
-    assert!(
-        server
-            .wait_for(Duration::from_secs(60), |l| l
-                .iter()
-                .any(|x| x.starts_with(serving)))
-            .await,
-        "the server did not start"
-    );
-    let addr: SocketAddr = server
-        .lines()
-        .iter()
-        .find_map(|l| l.strip_prefix(serving))
-        .map(|a| a.trim_end_matches('/').parse().expect("server address"))
-        .expect("address line");
     let rss_start = rss_kib(pid).unwrap_or(0);
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sample_rss(pid, stop.clone());

@@ -148,24 +148,6 @@ impl Cancellations {
         }
     }
 
-    /// Runs and bulks watched right now: what the next poll asks about.
-    fn watched(&self) -> (Vec<BulkRef>, Vec<RunId>) {
-        let reg = self.lock();
-        let bulks = reg
-            .bulks
-            .iter()
-            .filter(|(_, e)| !*e.tx.borrow())
-            .map(|(b, _)| b.clone())
-            .collect();
-        let runs = reg
-            .runs
-            .iter()
-            .filter(|(_, e)| !*e.tx.borrow())
-            .map(|(r, _)| *r)
-            .collect();
-        (bulks, runs)
-    }
-
     fn release(&self, run: Option<RunId>, bulk: Option<&BulkRef>) {
         let mut reg = self.lock();
         if let Some(id) = run
@@ -215,8 +197,7 @@ async fn poll(weak: Weak<Inner>, every: Duration) {
                 reg.poller_running = false;
                 return;
             }
-            drop(reg);
-            this.watched()
+            watched(&reg)
         };
         if bulks.is_empty() && runs.is_empty() {
             continue;
@@ -233,6 +214,23 @@ async fn poll(weak: Weak<Inner>, every: Duration) {
             Err(e) => tracing::warn!(error = %e, "cannot poll the store for cancel requests"),
         }
     }
+}
+
+/// Runs and bulks watched and not cancelled yet: what the next poll asks about.
+fn watched(reg: &Registry) -> (Vec<BulkRef>, Vec<RunId>) {
+    let bulks = reg
+        .bulks
+        .iter()
+        .filter(|(_, e)| !*e.tx.borrow())
+        .map(|(b, _)| b.clone())
+        .collect();
+    let runs = reg
+        .runs
+        .iter()
+        .filter(|(_, e)| !*e.tx.borrow())
+        .map(|(r, _)| *r)
+        .collect();
+    (bulks, runs)
 }
 
 /// A registration of one run (and its bulk) or one bulk; dropping it ends the watch.

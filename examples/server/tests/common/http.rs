@@ -231,3 +231,28 @@ pub async fn login(addr: SocketAddr, user: &str, password: &str) -> String {
     assert_eq!(res.status, 303, "POST /login: {}", res.text());
     res.session_cookie().expect("a fresh session cookie")
 }
+
+/// Starts the real server binary with `cmd` (which must bind `127.0.0.1:0`) and answers it
+/// with the address it printed once serving.
+pub async fn spawn_server(
+    cmd: std::process::Command,
+) -> (netauto_reliability::harness::Proc, SocketAddr) {
+    let mut server = netauto_reliability::harness::Proc::spawn_command("server", cmd)
+        .expect("start netauto-server");
+    let serving = "netauto is serving on http://";
+    assert!(
+        server
+            .wait_for(std::time::Duration::from_secs(60), |l| l
+                .iter()
+                .any(|x| x.starts_with(serving)))
+            .await,
+        "the server did not start"
+    );
+    let addr = server
+        .lines()
+        .iter()
+        .find_map(|l| l.strip_prefix(serving))
+        .map(|a| a.trim_end_matches('/').parse().expect("server address"))
+        .expect("address line");
+    (server, addr)
+}
