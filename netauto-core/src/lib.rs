@@ -34,6 +34,7 @@ mod clock;
 pub mod cron;
 mod device;
 mod error;
+mod hub;
 mod ids;
 mod job;
 pub mod limits;
@@ -61,6 +62,7 @@ pub use bulk::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use device::{Device, NewDevice};
 pub use error::{BoxError, CommandError, ConfigError, Conflict, Error, Result, ValidationError};
+pub use hub::{DEFAULT_HUB_CAPACITY, LocalProgressHub};
 pub use ids::{BulkRef, DeviceId, InvalidBulkRef, JobId, RunId};
 pub use job::{
     ClaimRequest, DEFAULT_MAX_ATTEMPTS, Enqueued, FailAction, Job, JobFailure, JobFilter, JobState,

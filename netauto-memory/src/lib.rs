@@ -8,8 +8,9 @@
 //!   chunks, bulks, retention queries). It shares its "database" with one queue, so
 //!   [`create_bulk`](netauto_core::RunStore::create_bulk) writes the bulk and its jobs in one
 //!   atomic step.
-//! * [`InMemoryProgressHub`]: a [`ProgressSink`](netauto_core::ProgressSink) on tokio
-//!   broadcast channels, one per followed topic.
+//!
+//! The in-process progress feed is core's
+//! [`LocalProgressHub`](netauto_core::LocalProgressHub), shared with the SQLite backend.
 //!
 //! Both the queue and the store pass the backend conformance suite of `netauto-core`
 //! (`tests/conformance.rs`), so they behave as the SQL backends do: ids start at 1, times are
@@ -21,12 +22,12 @@
 //! ```
 //! use chrono::{TimeDelta, TimeZone, Utc};
 //! use netauto_core::{ClaimRequest, JobQueue, JobState, NewJob, ProgressSink};
-//! use netauto_memory::InMemoryProgressHub;
+//! use netauto_core::LocalProgressHub;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
 //! let (queue, _store) = netauto_memory::backend();
-//! let _hub = InMemoryProgressHub::new();
+//! let _hub = LocalProgressHub::new();
 //!
 //! let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
 //! let job = queue
@@ -46,11 +47,9 @@
 //! # }
 //! ```
 
-mod progress;
 mod queue;
 mod store;
 
-pub use progress::{DEFAULT_CAPACITY, InMemoryProgressHub};
 pub use queue::InMemoryJobQueue;
 pub use store::InMemoryRunStore;
 
@@ -71,6 +70,5 @@ mod tests {
     fn backends_are_send_sync_and_clone() {
         assert_send_sync::<InMemoryJobQueue>();
         assert_send_sync::<InMemoryRunStore>();
-        assert_send_sync::<InMemoryProgressHub>();
     }
 }

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use netauto_core::LocalProgressHub;
 use netauto_core::services::{BulkFollower, FollowUpdate};
 use netauto_core::{
     Bulk, BulkCounters, BulkEvent, BulkRef, BulkState, DeviceId, DeviceOutcome, LimitOverrides,
     MockRunStore, ProgressEvent, ProgressSink, RunStatus,
 };
-use netauto_memory::InMemoryProgressHub;
 
 fn bulk(bulk_ref: &BulkRef, n: u64, done: &[u64]) -> Bulk {
     let mut counters = BulkCounters::new(n);
@@ -93,7 +93,7 @@ async fn a_thousand_events_cost_one_read_of_the_bulk() {
         .expect_bulk()
         .times(1)
         .returning(move |_| Ok(initial.clone()));
-    let hub = InMemoryProgressHub::with_capacity(4096);
+    let hub = LocalProgressHub::with_capacity(4096);
     let follower = BulkFollower::start(Arc::new(store), &hub, &r)
         .await
         .unwrap();
@@ -125,7 +125,7 @@ async fn a_lag_or_a_cancel_re_reads_the_snapshot() {
         })
     });
     // A feed of 2 events: 6 published at once lag the subscriber.
-    let hub = InMemoryProgressHub::with_capacity(2);
+    let hub = LocalProgressHub::with_capacity(2);
     let mut f = BulkFollower::start(Arc::new(store), &hub, &r)
         .await
         .unwrap();
@@ -197,7 +197,7 @@ async fn a_quiet_feed_checks_the_counters_and_re_reads_only_when_something_was_m
             cancelled_at: None,
         })
     });
-    let hub = InMemoryProgressHub::new();
+    let hub = LocalProgressHub::new();
     let f = BulkFollower::start(Arc::new(store), &hub, &r)
         .await
         .unwrap()

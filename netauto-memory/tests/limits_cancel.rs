@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{TimeDelta, Utc};
 use futures_util::{FutureExt, StreamExt};
+use netauto_core::LocalProgressHub;
 use netauto_core::runner::{QueueLimits, Runner, RunnerConfig};
 use netauto_core::services::bulk::{ABANDONED, BulkArgs};
 use netauto_core::services::{Bulk, BulkJob, ExecuteOptions, Network};
@@ -24,7 +25,7 @@ use netauto_core::{
     NetworkError, NewBulk, NewDevice, OutputEvent, OutputEvents, ProgressEvent, ProgressSink,
     RunEvent, RunStatus, RunStore, Subscription, SystemClock, run_topic,
 };
-use netauto_memory::{InMemoryJobQueue, InMemoryProgressHub, InMemoryRunStore};
+use netauto_memory::{InMemoryJobQueue, InMemoryRunStore};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -33,7 +34,7 @@ const REQUESTER: &str = "ann@example.com";
 struct Fixture {
     queue: InMemoryJobQueue,
     store: InMemoryRunStore,
-    hub: InMemoryProgressHub,
+    hub: LocalProgressHub,
 }
 
 impl Fixture {
@@ -42,7 +43,7 @@ impl Fixture {
         Self {
             queue,
             store,
-            hub: InMemoryProgressHub::new(),
+            hub: LocalProgressHub::new(),
         }
     }
 

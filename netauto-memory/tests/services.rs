@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use futures_util::{FutureExt, StreamExt};
+use netauto_core::LocalProgressHub;
 use netauto_core::retention::{
     DeleteGuard, DeletedRuns, DeviceTotal, FootprintCursor, PurgeReason, RetentionConfig,
     RunFootprint,
@@ -36,7 +37,7 @@ use netauto_core::{
     ProgressEvent, ProgressSink, Result, Run, RunChunk, RunEvent, RunFinish, RunId, RunStatus,
     RunStore, Subscription, TimeoutPhase, ValidationError, run_topic,
 };
-use netauto_memory::{InMemoryJobQueue, InMemoryProgressHub, InMemoryRunStore};
+use netauto_memory::{InMemoryJobQueue, InMemoryRunStore};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -59,7 +60,7 @@ const REQUESTER: &str = "ann@example.com";
 struct Fixture {
     queue: InMemoryJobQueue,
     store: InMemoryRunStore,
-    hub: InMemoryProgressHub,
+    hub: LocalProgressHub,
     clock: ManualClock,
 }
 
@@ -69,7 +70,7 @@ impl Fixture {
         Self {
             queue,
             store,
-            hub: InMemoryProgressHub::new(),
+            hub: LocalProgressHub::new(),
             clock: ManualClock::new(t0()),
         }
     }
@@ -905,7 +906,7 @@ async fn enqueue_lists_every_unknown_id_in_one_error_and_writes_nothing() {
         .times(1)
         .returning(|_| Ok(vec![DeviceId(99)]));
     store.expect_create_bulk().never();
-    let e = Bulk::new(Arc::new(store), Arc::new(InMemoryProgressHub::new()))
+    let e = Bulk::new(Arc::new(store), Arc::new(LocalProgressHub::new()))
         .enqueue(&given, "show version", REQUESTER)
         .await
         .unwrap_err();
@@ -933,7 +934,7 @@ async fn enqueue_rejects_bad_input_before_touching_the_store() {
     // A store with no expectations panics on any call.
     let untouched = Bulk::new(
         Arc::new(MockRunStore::new()),
-        Arc::new(InMemoryProgressHub::new()),
+        Arc::new(LocalProgressHub::new()),
     );
     for (ids, command, requested_by) in bad {
         for bulk in [&fx.bulk(), &untouched] {
@@ -1343,7 +1344,7 @@ async fn a_device_whose_rerun_never_started_is_run_on_the_next_attempt() {
 /// A progress sink whose bulk events take a while to publish, and which says when one starts.
 #[derive(Debug, Clone)]
 struct SlowBulkEvents {
-    inner: InMemoryProgressHub,
+    inner: LocalProgressHub,
     started: Arc<tokio::sync::Notify>,
     delay: Duration,
 }

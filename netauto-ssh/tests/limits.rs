@@ -9,9 +9,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use netauto_core::LocalProgressHub;
 use netauto_core::services::network::{ExecuteOptions, Network};
 use netauto_core::{DeviceId, ExecLimits, RunStatus, RunStore};
-use netauto_memory::{InMemoryProgressHub, InMemoryRunStore};
+use netauto_memory::InMemoryRunStore;
 use netauto_ssh::sim::{DeviceFarm, DeviceSpec, FailureMode};
 use netauto_ssh::{PacingConfig, SshNetworkClient, Timeouts};
 
@@ -48,7 +49,7 @@ async fn setup(specs: Vec<DeviceSpec>, limits: ExecLimits) -> Setup {
     let network = Network::new(
         Arc::new(store.clone()),
         Arc::new(client.clone()),
-        Arc::new(InMemoryProgressHub::new()),
+        Arc::new(LocalProgressHub::new()),
     )
     .with_limits(limits)
     .with_cancel_poll(Duration::from_millis(100));
@@ -203,7 +204,7 @@ async fn a_cancelled_run_closes_its_session_within_two_seconds() {
     let other_node = Network::new(
         Arc::new(s.store.clone()),
         Arc::new(s.client.clone()),
-        Arc::new(InMemoryProgressHub::new()),
+        Arc::new(LocalProgressHub::new()),
     );
     let asked = Instant::now();
     other_node.cancel_run(run_id).await.unwrap();
@@ -277,7 +278,7 @@ async fn a_runaway_device_holds_its_bulk_only_until_the_deadline_and_a_cancel_cl
         ..ExecLimits::default()
     };
     let s = setup(specs, limits).await;
-    let hub = InMemoryProgressHub::new();
+    let hub = LocalProgressHub::new();
     let network = Network::new(
         Arc::new(s.store.clone()),
         Arc::new(s.client.clone()),

@@ -697,7 +697,7 @@ async fn the_demo_farm_runs_through_the_network_service_into_a_store() {
     let network = Network::new(
         store.clone(),
         client,
-        Arc::new(netauto_memory::InMemoryProgressHub::new()),
+        Arc::new(netauto_core::LocalProgressHub::new()),
     );
     let runs = futures_util::future::join_all(
         ids.iter()

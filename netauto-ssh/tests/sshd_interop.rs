@@ -248,7 +248,7 @@ fn network(
     let network = netauto_core::services::Network::new(
         std::sync::Arc::new(store.clone()),
         std::sync::Arc::new(client.clone()),
-        std::sync::Arc::new(netauto_memory::InMemoryProgressHub::new()),
+        std::sync::Arc::new(netauto_core::LocalProgressHub::new()),
     )
     .with_limits(limits)
     .with_cancel_poll(Duration::from_millis(100));
@@ -398,7 +398,7 @@ async fn a_hanging_command_on_openssh_times_out_and_a_cancel_closes_it() {
     let other = netauto_core::services::Network::new(
         std::sync::Arc::new(store.clone()),
         std::sync::Arc::new(client.clone()),
-        std::sync::Arc::new(netauto_memory::InMemoryProgressHub::new()),
+        std::sync::Arc::new(netauto_core::LocalProgressHub::new()),
     );
     let asked = std::time::Instant::now();
     other.cancel_run(run_id).await.expect("cancel");

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{Db, Fleet, wait_bulk_finished};
+use netauto_core::LocalProgressHub;
 use netauto_core::runner::{QueueLimits, Runner, RunnerConfig};
 use netauto_core::services::{Bulk, BulkJob, ExecuteOptions, Network};
 use netauto_core::worker::WorkerRegistry;
 use netauto_core::{OutputStream, RunStatus, RunStore};
-use netauto_memory::{InMemoryJobQueue, InMemoryProgressHub, InMemoryRunStore};
+use netauto_memory::{InMemoryJobQueue, InMemoryRunStore};
 use netauto_reliability::Backend;
 use netauto_reliability::backend::Kind;
 use netauto_ssh::SshNetworkClient;
@@ -187,7 +188,7 @@ async fn output_is_stored_byte_exact(store: Arc<dyn RunStore>, label: &str) {
         .await
         .expect("device");
     let client = Arc::new(SshNetworkClient::new(farm.client_config()));
-    let network = Network::new(store.clone(), client, Arc::new(InMemoryProgressHub::new()));
+    let network = Network::new(store.clone(), client, Arc::new(LocalProgressHub::new()));
     let run = tokio::time::timeout(
         Duration::from_secs(60),
         network.execute_command(device.id, "show evil", ExecuteOptions::new("reliability")),

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use netauto_core::LocalProgressHub;
 use netauto_core::{ProgressEvent, ProgressSink, RunEvent, RunId, RunStore, Subscription};
-use netauto_memory::InMemoryProgressHub;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
@@ -35,7 +35,7 @@ enum Wire {
 #[derive(Debug, Clone)]
 pub struct PgProgress {
     pool: PgPool,
-    local: InMemoryProgressHub,
+    local: LocalProgressHub,
     listener: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -43,7 +43,7 @@ impl PgProgress {
     pub(super) fn new(pool: PgPool) -> Self {
         Self {
             pool,
-            local: InMemoryProgressHub::new(),
+            local: LocalProgressHub::new(),
             listener: Arc::default(),
         }
     }
@@ -73,7 +73,7 @@ impl Drop for PgProgress {
     }
 }
 
-async fn listen(pool: PgPool, local: InMemoryProgressHub) {
+async fn listen(pool: PgPool, local: LocalProgressHub) {
     let store = PgRunStore { pool: pool.clone() };
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {

@@ -51,7 +51,7 @@ pub(crate) struct Db {
 #[derive(Debug, Clone)]
 pub struct SqliteBackend {
     db: Db,
-    progress: netauto_memory::InMemoryProgressHub,
+    progress: netauto_core::LocalProgressHub,
 }
 
 impl SqliteBackend {
@@ -148,7 +148,7 @@ impl SqliteBackend {
         }
         Ok(Self {
             db: pools,
-            progress: netauto_memory::InMemoryProgressHub::new(),
+            progress: netauto_core::LocalProgressHub::new(),
         })
     }
 
@@ -198,7 +198,7 @@ impl SqliteBackend {
     }
 
     /// The progress feed (in-process: SQLite serves one process).
-    pub fn progress(&self) -> netauto_memory::InMemoryProgressHub {
+    pub fn progress(&self) -> netauto_core::LocalProgressHub {
         self.progress.clone()
     }
 

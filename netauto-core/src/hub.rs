@@ -1,4 +1,4 @@
-//! [`InMemoryProgressHub`]: a tokio broadcast channel per topic.
+//! [`LocalProgressHub`]: an in-process [`ProgressSink`] on a tokio broadcast channel per topic (memory and SQLite backends share it).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -6,16 +6,16 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 
+use crate::{FeedItem, ProgressEvent, ProgressSink, Subscription};
 use async_trait::async_trait;
 use futures_core::Stream;
-use netauto_core::{FeedItem, ProgressEvent, ProgressSink, Subscription};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 /// Events a subscriber may fall behind by before it is told it
 /// [lagged](FeedItem::Lagged).
-pub const DEFAULT_CAPACITY: usize = 1024;
+pub const DEFAULT_HUB_CAPACITY: usize = 1024;
 
 type Topics = HashMap<String, broadcast::Sender<ProgressEvent>>;
 
@@ -28,15 +28,15 @@ type Topics = HashMap<String, broadcast::Sender<ProgressEvent>>;
 /// [`FeedItem::Lagged`] with the number it missed, then continues with the newest events.
 /// Clones share one hub.
 #[derive(Clone)]
-pub struct InMemoryProgressHub {
+pub struct LocalProgressHub {
     topics: Arc<Mutex<Topics>>,
     capacity: usize,
 }
 
-impl InMemoryProgressHub {
-    /// A hub whose topics buffer [`DEFAULT_CAPACITY`] events per subscriber.
+impl LocalProgressHub {
+    /// A hub whose topics buffer [`DEFAULT_HUB_CAPACITY`] events per subscriber.
     pub fn new() -> Self {
-        Self::with_capacity(DEFAULT_CAPACITY)
+        Self::with_capacity(DEFAULT_HUB_CAPACITY)
     }
 
     /// A hub whose topics buffer `capacity` events (at least 1) per subscriber.
@@ -58,15 +58,15 @@ impl InMemoryProgressHub {
     }
 }
 
-impl Default for InMemoryProgressHub {
+impl Default for LocalProgressHub {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl fmt::Debug for InMemoryProgressHub {
+impl fmt::Debug for LocalProgressHub {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("InMemoryProgressHub")
+        f.debug_struct("LocalProgressHub")
             .field("capacity", &self.capacity)
             .field("topics", &self.topic_count())
             .finish()
@@ -80,7 +80,7 @@ fn lock(topics: &Mutex<Topics>) -> MutexGuard<'_, Topics> {
 }
 
 #[async_trait]
-impl ProgressSink for InMemoryProgressHub {
+impl ProgressSink for LocalProgressHub {
     async fn publish(&self, event: ProgressEvent) {
         let topic = event.topic();
         let mut topics = lock(&self.topics);
@@ -146,7 +146,7 @@ impl Drop for TopicStream {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use netauto_core::{RunEvent, RunId, RunStatus, run_topic};
+    use crate::{RunEvent, RunId, RunStatus, run_topic};
     use tokio_stream::StreamExt;
 
     use super::*;
@@ -160,7 +160,7 @@ mod tests {
 
     #[tokio::test]
     async fn subscribers_get_their_topic_in_order() {
-        let hub = InMemoryProgressHub::new();
+        let hub = LocalProgressHub::new();
         let mut one = hub.subscribe(&run_topic(RunId(1))).await;
         let mut also_one = hub.subscribe(&run_topic(RunId(1))).await;
         let mut two = hub.subscribe(&run_topic(RunId(2))).await;
@@ -176,7 +176,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_subscriber_is_told_how_much_it_missed() {
-        let hub = InMemoryProgressHub::with_capacity(2);
+        let hub = LocalProgressHub::with_capacity(2);
         let mut sub = hub.subscribe(&run_topic(RunId(7))).await;
         for _ in 0..5 {
             hub.publish(finished(7)).await;
@@ -190,7 +190,7 @@ mod tests {
 
     #[tokio::test]
     async fn topics_without_subscribers_hold_nothing() {
-        let hub = InMemoryProgressHub::new();
+        let hub = LocalProgressHub::new();
         hub.publish(finished(1)).await;
         assert_eq!(hub.topic_count(), 0, "publishing must not create a topic");
         let first = hub.subscribe(&run_topic(RunId(1))).await;
