@@ -1,5 +1,5 @@
 //! `fanout`: one command on 1,000 simulated SSH devices through
-//! [`Network::execute_command`] into the SQLite store, 200 at a time.
+//! [`Executor::execute_command`] into the SQLite store, 200 at a time.
 //!
 //! Every device answers `show version` with 20 KiB after 100 ms, so the ideal wall time is
 //! 100 ms × ⌈1000 / 200⌉ = 0.5 s; the target is at most twice that. Each round creates a
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use netauto_core::services::network::{ExecuteOptions, Network};
+use netauto_core::exec::{Executor, RunOptions};
 use netauto_core::{DeviceId, ProgressSink, RunStatus, RunStore};
 use netauto_sqlx::sqlite::SqliteBackend;
 use netauto_ssh::sim::{DeviceFarm, DeviceSpec};
@@ -34,10 +34,10 @@ fn peak_rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-async fn round(network: &Network, ids: &[DeviceId]) -> Duration {
+async fn round(network: &Executor, ids: &[DeviceId]) -> Duration {
     let started = Instant::now();
     let runs: Vec<_> = futures_util::stream::iter(ids.iter().copied())
-        .map(|id| network.execute_command(id, "show version", ExecuteOptions::new("bench")))
+        .map(|id| network.execute_command(id, "show version", RunOptions::new("bench")))
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
@@ -67,7 +67,7 @@ async fn measure(
         sessions_per_endpoint: None,
     });
     let client = Arc::new(SshNetworkClient::new(config));
-    let network = Network::new(store, client, progress);
+    let network = Executor::new(store, client, progress);
     let ideal = LATENCY * DEVICES.div_ceil(CONCURRENCY) as u32;
     let mut times = Vec::with_capacity(ROUNDS);
     for i in 0..ROUNDS {

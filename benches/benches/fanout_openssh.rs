@@ -1,6 +1,6 @@
 //! `fanout_openssh`: one command on 1,000 devices served by real OpenSSH sshd on loopback,
 //! through the product path — `Bulk::enqueue`, the `Runner` with `BulkJob` (20 jobs × 10
-//! devices = 200 in flight), `Network::execute_command` into a SQLite file, progress followed
+//! devices = 200 in flight), `Executor::execute_command` into a SQLite file, progress followed
 //! with `BulkFollower` — and how close that is to the machine's floor.
 //!
 //! It starts `FANOUT_SSHD` (default 4) sshd with `netauto-ssh/tests/sshd/start.sh` (as root;
@@ -35,9 +35,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netauto_core::runner::{QueueLimits, Runner, RunnerConfig};
-use netauto_core::services::{Bulk, BulkFollower, BulkJob, FollowUpdate, Network};
-use netauto_core::worker::WorkerRegistry;
+use netauto_core::bulk::{BulkFollower, BulkJob, BulkService, FollowUpdate};
+use netauto_core::exec::Executor;
+use netauto_core::runtime::WorkerRegistry;
+use netauto_core::runtime::{QueueLimits, Runner, RunnerConfig};
 use netauto_core::{DeviceId, NewDevice, RunStore};
 use netauto_sqlx::sqlite::SqliteBackend;
 use netauto_ssh::{
@@ -307,7 +308,7 @@ async fn scenario(
             sessions_per_endpoint: per_endpoint,
             ..PacingConfig::unlimited()
         });
-    let network = Network::new(
+    let network = Executor::new(
         store.clone(),
         Arc::new(SshNetworkClient::new(config)),
         progress.clone(),
@@ -319,7 +320,7 @@ async fn scenario(
         poll_interval: Duration::from_millis(50),
         ..RunnerConfig::default()
     });
-    let bulk = Bulk::new(store.clone(), progress.clone()).with_wake(runner.waker());
+    let bulk = BulkService::new(store.clone(), progress.clone()).with_wake(runner.waker());
     let handle = runner.start();
 
     reap_all(false);

@@ -14,7 +14,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use netauto_core::RunStore;
 use netauto_core::retention::RetentionConfig;
-use netauto_core::services::RetentionWorker;
+use netauto_core::retention::RetentionWorker;
 use netauto_sqlx::postgres::PgBackend;
 use netauto_sqlx::sqlite::SqliteBackend;
 use sqlx::Connection;

@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use crate::ids::{BulkRef, DeviceId, JobId, RunId};
-use crate::network::NetworkError;
+use crate::backend::network::NetworkError;
+use crate::model::ids::{BulkRef, DeviceId, JobId, RunId};
 
 /// A boxed error from a backend (database driver, I/O) kept as the source of an [`Error`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

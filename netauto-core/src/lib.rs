@@ -29,66 +29,54 @@
 //! Every fallible call answers [`Error`], whose variants say what happened (not which backend
 //! failed) and whose [`Error::is_retryable`] says whether trying again can help.
 
-mod bulk;
-mod clock;
-pub mod cron;
-mod device;
+mod backend;
+pub mod bulk;
 mod error;
-mod hub;
-mod ids;
-mod job;
-pub mod limits;
-mod network;
-mod progress;
-mod queue;
+pub mod exec;
+mod model;
 pub mod retention;
-mod run;
-pub mod runner;
-pub mod services;
-mod store;
+pub mod runtime;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod validation;
-pub mod worker;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use bulk::{
+pub use backend::hub::{DEFAULT_HUB_CAPACITY, LocalProgressHub};
+pub use backend::network::{
+    ExecOptions, ExitStatus, NetworkClient, NetworkError, OutputEvent, OutputEvents, TimeoutPhase,
+};
+pub use backend::progress::{
+    BulkEvent, FeedItem, ProgressEvent, ProgressSink, RunEvent, Subscription, run_topic,
+};
+pub use backend::queue::JobQueue;
+pub use backend::store::RunStore;
+pub use error::{BoxError, CommandError, ConfigError, Conflict, Error, Result, ValidationError};
+pub use exec::{ExecLimits, LimitOverrides};
+pub use model::bulk::{
     Bulk, BulkCancelled, BulkCounters, BulkState, CancelRequests, DeviceOutcome, NewBulk,
     OutcomeRecorded,
 };
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use device::{Device, NewDevice};
-pub use error::{BoxError, CommandError, ConfigError, Conflict, Error, Result, ValidationError};
-pub use hub::{DEFAULT_HUB_CAPACITY, LocalProgressHub};
-pub use ids::{BulkRef, DeviceId, InvalidBulkRef, JobId, RunId};
-pub use job::{
+pub use model::device::{Device, NewDevice};
+pub use model::ids::{BulkRef, DeviceId, InvalidBulkRef, JobId, RunId};
+pub use model::job::{
     ClaimRequest, DEFAULT_MAX_ATTEMPTS, Enqueued, FailAction, Job, JobFailure, JobFilter, JobState,
     NewJob,
 };
-pub use limits::{ExecLimits, LimitOverrides};
-pub use network::{
-    ExecOptions, ExitStatus, NetworkClient, NetworkError, OutputEvent, OutputEvents, TimeoutPhase,
-};
-pub use progress::{
-    BulkEvent, FeedItem, ProgressEvent, ProgressSink, RunEvent, Subscription, run_topic,
-};
-pub use queue::JobQueue;
-pub use run::{
+pub use model::run::{
     ChunkAppended, NewRun, OutputStream, Run, RunChunk, RunFinish, RunStatus, UnknownStatus,
 };
-pub use store::RunStore;
+pub use runtime::{Clock, ManualClock, SystemClock};
 
 #[cfg(any(test, feature = "mock"))]
-pub use network::MockNetworkClient;
+pub use backend::network::MockNetworkClient;
 #[cfg(any(test, feature = "mock"))]
-pub use progress::MockProgressSink;
+pub use backend::progress::MockProgressSink;
 #[cfg(any(test, feature = "mock"))]
-pub use queue::MockJobQueue;
+pub use backend::queue::MockJobQueue;
 #[cfg(any(test, feature = "mock"))]
-pub use store::MockRunStore;
+pub use backend::store::MockRunStore;
 
 #[cfg(test)]
 mod tests {

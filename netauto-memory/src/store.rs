@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use netauto_core::bulk::dedup_ids;
 use netauto_core::retention::{
     DeleteGuard, DeletedRuns, DeviceTotal, FootprintCursor, RunFootprint,
 };
-use netauto_core::validation::dedup_ids;
 use netauto_core::{
     Bulk, BulkCancelled, BulkCounters, BulkRef, CancelRequests, ChunkAppended, Conflict, Device,
     DeviceId, DeviceOutcome, Enqueued, Error, NewBulk, NewDevice, NewJob, NewRun, OutcomeRecorded,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use netauto_core::LocalProgressHub;
-use netauto_core::services::{BulkFollower, FollowUpdate};
+use netauto_core::bulk::{BulkFollower, FollowUpdate};
 use netauto_core::{
     Bulk, BulkCounters, BulkEvent, BulkRef, BulkState, DeviceId, DeviceOutcome, LimitOverrides,
     MockRunStore, ProgressEvent, ProgressSink, RunStatus,

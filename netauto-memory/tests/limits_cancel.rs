@@ -14,11 +14,12 @@ use bytes::Bytes;
 use chrono::{TimeDelta, Utc};
 use futures_util::{FutureExt, StreamExt};
 use netauto_core::LocalProgressHub;
-use netauto_core::runner::{QueueLimits, Runner, RunnerConfig};
-use netauto_core::services::bulk::{ABANDONED, BulkArgs};
-use netauto_core::services::{Bulk, BulkJob, ExecuteOptions, Network};
+use netauto_core::bulk::{ABANDONED, BulkArgs};
+use netauto_core::bulk::{BulkJob, BulkService};
+use netauto_core::exec::{Executor, RunOptions};
+use netauto_core::runtime::{QueueLimits, Runner, RunnerConfig};
+use netauto_core::runtime::{Worker, WorkerRegistry};
 use netauto_core::testing::{DrainOptions, drain_queue};
-use netauto_core::worker::{Worker, WorkerRegistry};
 use netauto_core::{
     BulkEvent, BulkRef, ClaimRequest, Clock, Device, DeviceId, ExecLimits, ExecOptions, ExitStatus,
     FeedItem, JobFilter, JobQueue, JobState, LimitOverrides, ManualClock, NetworkClient,
@@ -56,8 +57,8 @@ impl Fixture {
     }
 
     /// A network service over `client` (cancel polls every 50 ms).
-    fn network(&self, client: impl NetworkClient) -> Network {
-        Network::new(
+    fn network(&self, client: impl NetworkClient) -> Executor {
+        Executor::new(
             self.store_dyn(),
             Arc::new(client),
             Arc::new(self.hub.clone()),
@@ -65,8 +66,8 @@ impl Fixture {
         .with_cancel_poll(Duration::from_millis(50))
     }
 
-    fn bulk(&self) -> Bulk {
-        Bulk::new(self.store_dyn(), Arc::new(self.hub.clone()))
+    fn bulk(&self) -> BulkService {
+        BulkService::new(self.store_dyn(), Arc::new(self.hub.clone()))
     }
 
     async fn devices(&self, n: usize) -> Vec<DeviceId> {
@@ -220,7 +221,7 @@ async fn an_endless_output_stops_at_the_cap_with_exactly_the_cap_kept() {
         max_output: cap,
     });
     let run = net
-        .execute_command(dev, "yes", ExecuteOptions::new(REQUESTER))
+        .execute_command(dev, "yes", RunOptions::new(REQUESTER))
         .await
         .unwrap();
     assert_eq!(run.status, RunStatus::Error);
@@ -233,11 +234,7 @@ async fn an_endless_output_stops_at_the_cap_with_exactly_the_cap_kept() {
 
     // A per-run cap wins over the service's.
     let run = net
-        .execute_command(
-            dev,
-            "yes",
-            ExecuteOptions::new(REQUESTER).with_max_output(1000),
-        )
+        .execute_command(dev, "yes", RunOptions::new(REQUESTER).with_max_output(1000))
         .await
         .unwrap();
     assert_eq!((run.bytes, run.truncated), (1000, true));
@@ -249,7 +246,7 @@ async fn output_exactly_at_the_cap_is_not_truncated() {
     let dev = fx.devices(1).await[0];
     let net = fx.network(FakeClient::new(Behaviour::Ok));
     let run = net
-        .execute_command(dev, "x", ExecuteOptions::new(REQUESTER).with_max_output(3))
+        .execute_command(dev, "x", RunOptions::new(REQUESTER).with_max_output(3))
         .await
         .unwrap();
     assert_eq!(
@@ -269,7 +266,7 @@ async fn every_command_has_a_deadline_by_default() {
     });
     let started = Instant::now();
     let run = net
-        .execute_command(dev, "show tech", ExecuteOptions::new(REQUESTER))
+        .execute_command(dev, "show tech", RunOptions::new(REQUESTER))
         .await
         .unwrap();
     let took = started.elapsed();
@@ -333,7 +330,7 @@ async fn a_utf8_character_split_across_reads_is_never_split_across_chunks() {
         .with_chunk_bytes(8);
     let mut live = fx.hub.subscribe("run:1").await;
     let run = net
-        .execute_command(dev, "show ports", ExecuteOptions::new(REQUESTER))
+        .execute_command(dev, "show ports", RunOptions::new(REQUESTER))
         .await
         .unwrap();
     assert_eq!(run_topic(run.id), "run:1");
@@ -369,7 +366,7 @@ async fn a_run_cancelled_on_another_node_is_closed_within_a_poll() {
     let node_b = fx.network(FakeClient::new(Behaviour::Ok));
     let task = tokio::spawn(async move {
         node_a
-            .execute_command(dev, "monitor", ExecuteOptions::new(REQUESTER))
+            .execute_command(dev, "monitor", RunOptions::new(REQUESTER))
             .await
     });
     let run_id = eventually("the run to start", Duration::from_secs(5), || async {
@@ -395,7 +392,7 @@ async fn a_run_cancelled_on_another_node_is_closed_within_a_poll() {
     ));
 }
 
-fn runner(fx: &Fixture, net: Network, jobs: usize) -> Runner {
+fn runner(fx: &Fixture, net: Executor, jobs: usize) -> Runner {
     let registry = WorkerRegistry::new().with(BulkJob::new(net).with_concurrency(10));
     Runner::new(fx.queue_dyn(), registry).with_config(RunnerConfig {
         queues: QueueLimits::empty().with("bulk", jobs),
@@ -677,7 +674,7 @@ async fn a_discard_hook_that_fails_leaves_the_job_to_try_again() {
     // No store behind the worker's network: its hook cannot record anything.
     let broken = netauto_memory::backend().1;
     let job = fx.queue.list(&JobFilter::all()).await.unwrap().remove(0);
-    let worker = BulkJob::new(Network::new(
+    let worker = BulkJob::new(Executor::new(
         Arc::new(broken),
         Arc::new(FakeClient::new(Behaviour::Ok)),
         Arc::new(fx.hub.clone()),
@@ -779,7 +776,7 @@ async fn a_trickling_device_is_stored_at_least_every_flush_interval() {
         net.execute_command(
             dev,
             "copy tftp: flash:",
-            ExecuteOptions::new(REQUESTER).with_timeout(Duration::from_secs(2)),
+            RunOptions::new(REQUESTER).with_timeout(Duration::from_secs(2)),
         )
         .await
     });

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use netauto_core::cron::{CronEntry, CronSchedule};
-use netauto_core::runner::{QueueLimits, Runner, RunnerConfig};
-use netauto_core::worker::{JobContext, Worker, WorkerError, WorkerRegistry};
+use netauto_core::runtime::{CronEntry, CronSchedule};
+use netauto_core::runtime::{JobContext, Worker, WorkerError, WorkerRegistry};
+use netauto_core::runtime::{QueueLimits, Runner, RunnerConfig};
 use netauto_core::{
     ClaimRequest, Clock, Conflict, Enqueued, Error, FailAction, Job, JobFilter, JobId, JobQueue,
     JobState, ManualClock, NewJob,
@@ -284,7 +284,7 @@ where
 }
 
 /// One tick, then waits for every job it started to finish.
-async fn tick_and_wait(runner: &Runner) -> netauto_core::runner::TickReport {
+async fn tick_and_wait(runner: &Runner) -> netauto_core::runtime::TickReport {
     let report = runner.tick().await.unwrap();
     assert!(runner.wait_idle(SOON).await, "jobs still running");
     report

@@ -1,4 +1,4 @@
-//! The services of netauto-core (`Network`, `Bulk`, `BulkJob`, `RetentionWorker`) run against
+//! The services of netauto-core (`Executor`, `Bulk`, `BulkJob`, `RetentionWorker`) run against
 //! the in-memory backend, with scripted or mocked network clients, a manual clock, the
 //! progress hub and the telemetry capture layer.
 
@@ -14,21 +14,21 @@ use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use futures_util::{FutureExt, StreamExt};
 use netauto_core::LocalProgressHub;
+use netauto_core::bulk::BulkArgs;
+use netauto_core::bulk::{BulkJob, BulkService};
+use netauto_core::exec::{Executor, RunOptions};
+use netauto_core::retention::{DEFAULT_BATCH_RUNS, Deleted};
 use netauto_core::retention::{
     DeleteGuard, DeletedRuns, DeviceTotal, FootprintCursor, PurgeReason, RetentionConfig,
     RunFootprint,
 };
-use netauto_core::services::bulk::BulkArgs;
-use netauto_core::services::retention::{DEFAULT_BATCH_RUNS, Deleted};
-use netauto_core::services::{
-    Bulk, BulkJob, ExecuteOptions, Network, PurgeReport, RetentionArgs, RetentionWorker,
-};
+use netauto_core::retention::{PurgeReport, RetentionArgs, RetentionWorker};
+use netauto_core::runtime::WorkerRegistry;
 use netauto_core::telemetry;
 use netauto_core::testing::{
     Capture, DrainOptions, DrainReport, EnqueuedFilter, all_enqueued, drain_queue,
     perform_job_with_clock,
 };
-use netauto_core::worker::WorkerRegistry;
 use netauto_core::{
     Bulk as BulkRecord, BulkCounters, BulkEvent, BulkRef, ChunkAppended, Clock, CommandError,
     Device, DeviceId, DeviceOutcome, Enqueued, Error, ExecOptions, ExitStatus, FeedItem, JobFilter,
@@ -87,8 +87,8 @@ impl Fixture {
         Arc::new(self.clock.clone())
     }
 
-    fn network(&self, client: impl NetworkClient) -> Network {
-        Network::new(
+    fn network(&self, client: impl NetworkClient) -> Executor {
+        Executor::new(
             self.store_dyn(),
             Arc::new(client),
             Arc::new(self.hub.clone()),
@@ -96,8 +96,8 @@ impl Fixture {
         .with_clock(self.clock_dyn())
     }
 
-    fn bulk(&self) -> Bulk {
-        Bulk::new(self.store_dyn(), Arc::new(self.hub.clone())).with_clock(self.clock_dyn())
+    fn bulk(&self) -> BulkService {
+        BulkService::new(self.store_dyn(), Arc::new(self.hub.clone())).with_clock(self.clock_dyn())
     }
 
     async fn devices(&self, n: usize) -> Vec<DeviceId> {
@@ -272,7 +272,7 @@ async fn assert_consistent(fx: &Fixture, run: &Run) -> Vec<RunChunk> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Network::execute_command
+// Executor::execute_command
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -291,7 +291,7 @@ async fn many_small_reads_are_coalesced_into_bounded_chunks() {
     let net = fx.network(client.clone()).with_chunk_bytes(256);
 
     let run = net
-        .execute_command(dev, "show logging", ExecuteOptions::new(REQUESTER))
+        .execute_command(dev, "show logging", RunOptions::new(REQUESTER))
         .await
         .unwrap();
 
@@ -328,7 +328,7 @@ async fn many_small_reads_are_coalesced_into_bounded_chunks() {
 async fn a_single_huge_read_is_split_into_chunks_of_the_default_size() {
     let fx = Fixture::new();
     let dev = fx.devices(1).await[0];
-    let size = netauto_core::services::network::DEFAULT_CHUNK_BYTES;
+    let size = netauto_core::exec::DEFAULT_CHUNK_BYTES;
     let data: Vec<u8> = (0..3 * size + 100).map(|i| (i % 251) as u8).collect();
     let client = ScriptedClient::with([Reply::Events(vec![
         Ok(OutputEvent::Stdout(Bytes::from(data.clone()))),
@@ -337,7 +337,7 @@ async fn a_single_huge_read_is_split_into_chunks_of_the_default_size() {
 
     let run = fx
         .network(client)
-        .execute_command(dev, "show tech-support", ExecuteOptions::new(REQUESTER))
+        .execute_command(dev, "show tech-support", RunOptions::new(REQUESTER))
         .await
         .unwrap();
 
@@ -364,7 +364,7 @@ async fn stdout_and_stderr_are_kept_apart_in_order() {
 
     let run = fx
         .network(client)
-        .execute_command(dev, "show version", ExecuteOptions::new(REQUESTER))
+        .execute_command(dev, "show version", RunOptions::new(REQUESTER))
         .await
         .unwrap();
 
@@ -396,7 +396,7 @@ async fn the_exit_status_decides_ok_or_failed() {
     let mut runs = Vec::new();
     for _ in 0..4 {
         let run = net
-            .execute_command(dev, "show version", ExecuteOptions::new(REQUESTER))
+            .execute_command(dev, "show version", RunOptions::new(REQUESTER))
             .await
             .unwrap();
         assert_eq!(run.finished_at, Some(t0()));
@@ -464,7 +464,7 @@ async fn a_transport_error_before_the_start_ends_the_run_with_its_kind() {
     let net = fx.network(client);
     for (error, status, kind) in cases {
         let run = net
-            .execute_command(dev, "show version", ExecuteOptions::new(REQUESTER))
+            .execute_command(dev, "show version", RunOptions::new(REQUESTER))
             .await
             .unwrap();
         assert_eq!(run.status, status, "{error}");
@@ -489,7 +489,7 @@ async fn an_error_mid_stream_keeps_what_arrived() {
 
     let run = fx
         .network(client)
-        .execute_command(dev, "show interfaces", ExecuteOptions::new(REQUESTER))
+        .execute_command(dev, "show interfaces", RunOptions::new(REQUESTER))
         .await
         .unwrap();
 
@@ -520,7 +520,7 @@ async fn a_hanging_stream_times_out_and_keeps_its_output() {
         .execute_command(
             dev,
             "show tech-support",
-            ExecuteOptions::new(REQUESTER).with_timeout(timeout),
+            RunOptions::new(REQUESTER).with_timeout(timeout),
         )
         .await
         .unwrap();
@@ -541,7 +541,7 @@ async fn a_hanging_stream_times_out_and_keeps_its_output() {
         .execute_command(
             dev,
             "show version",
-            ExecuteOptions::new(REQUESTER).with_timeout(Duration::from_millis(100)),
+            RunOptions::new(REQUESTER).with_timeout(Duration::from_millis(100)),
         )
         .await
         .unwrap();
@@ -566,7 +566,7 @@ async fn output_after_the_exit_event_is_still_stored() {
 
     let run = fx
         .network(client)
-        .execute_command(dev, "show version", ExecuteOptions::new(REQUESTER))
+        .execute_command(dev, "show version", RunOptions::new(REQUESTER))
         .await
         .unwrap();
 
@@ -590,7 +590,7 @@ async fn partial_output_is_flushed_while_the_device_is_quiet() {
         .network(ScriptedClient::with([Reply::Live(rx)]))
         .with_flush_after(Duration::from_millis(10));
     let task = tokio::spawn(async move {
-        net.execute_command(dev, "show clock", ExecuteOptions::new(REQUESTER))
+        net.execute_command(dev, "show clock", RunOptions::new(REQUESTER))
             .await
     });
 
@@ -629,7 +629,7 @@ async fn a_run_deleted_mid_stream_stops_writing_with_run_gone() {
         .with_flush_after(Duration::from_millis(10));
     let mut feed = fx.hub.subscribe(&run_topic(RunId(1))).await;
     let task = tokio::spawn(async move {
-        net.execute_command(dev, "show tech-support", ExecuteOptions::new(REQUESTER))
+        net.execute_command(dev, "show tech-support", RunOptions::new(REQUESTER))
             .await
     });
 
@@ -692,7 +692,7 @@ async fn output_and_the_finish_are_published_on_the_run_topic() {
 
     let run = fx
         .network(client)
-        .execute_command(dev, "show version", ExecuteOptions::new(REQUESTER))
+        .execute_command(dev, "show version", RunOptions::new(REQUESTER))
         .await
         .unwrap();
     assert_eq!(run.id, RunId(1));
@@ -766,17 +766,13 @@ async fn invalid_input_creates_no_run_and_reaches_no_device() {
     ];
     for (command, requested_by, expected) in cases {
         let e = net
-            .execute_command(dev, command, ExecuteOptions::new(requested_by))
+            .execute_command(dev, command, RunOptions::new(requested_by))
             .await
             .unwrap_err();
         assert!(expected(&e), "{command:?}/{requested_by:?}: {e:?}");
     }
     let e = net
-        .execute_command(
-            DeviceId(999),
-            "show version",
-            ExecuteOptions::new(REQUESTER),
-        )
+        .execute_command(DeviceId(999), "show version", RunOptions::new(REQUESTER))
         .await
         .unwrap_err();
     assert!(matches!(e, Error::NotFound { what: "device", .. }), "{e:?}");
@@ -906,7 +902,7 @@ async fn enqueue_lists_every_unknown_id_in_one_error_and_writes_nothing() {
         .times(1)
         .returning(|_| Ok(vec![DeviceId(99)]));
     store.expect_create_bulk().never();
-    let e = Bulk::new(Arc::new(store), Arc::new(LocalProgressHub::new()))
+    let e = BulkService::new(Arc::new(store), Arc::new(LocalProgressHub::new()))
         .enqueue(&given, "show version", REQUESTER)
         .await
         .unwrap_err();
@@ -932,7 +928,7 @@ async fn enqueue_rejects_bad_input_before_touching_the_store() {
         (&[], "show version", REQUESTER),
     ];
     // A store with no expectations panics on any call.
-    let untouched = Bulk::new(
+    let untouched = BulkService::new(
         Arc::new(MockRunStore::new()),
         Arc::new(LocalProgressHub::new()),
     );
@@ -1304,7 +1300,7 @@ async fn a_device_whose_rerun_never_started_is_run_on_the_next_attempt() {
     for &d in &ids {
         expect_once(&mut mock, d, "show version", false);
     }
-    let network = Network::new(store.clone(), Arc::new(mock), Arc::new(fx.hub.clone()))
+    let network = Executor::new(store.clone(), Arc::new(mock), Arc::new(fx.hub.clone()))
         .with_clock(fx.clock_dyn());
     let registry = WorkerRegistry::new().with(BulkJob::new(network));
 
@@ -1380,7 +1376,7 @@ async fn an_attempt_stopped_after_recording_an_outcome_still_announces_it() {
         started: Arc::new(tokio::sync::Notify::new()),
         delay: Duration::from_millis(200),
     };
-    let network = Network::new(fx.store_dyn(), Arc::new(mock), Arc::new(sink.clone()))
+    let network = Executor::new(fx.store_dyn(), Arc::new(mock), Arc::new(sink.clone()))
         .with_clock(fx.clock_dyn());
     let job = BulkJob::new(network);
     let mut feed = fx.hub.subscribe(&bulk_ref.topic()).await;

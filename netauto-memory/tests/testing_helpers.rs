@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use netauto_core::runtime::{JobContext, Worker, WorkerError, WorkerRegistry};
 use netauto_core::testing::{
     DrainOptions, DrainReport, EnqueuedFilter, InlineQueue, all_enqueued, assert_enqueued,
     drain_queue, perform_job, perform_job_with_clock, refute_enqueued,
 };
-use netauto_core::worker::{JobContext, Worker, WorkerError, WorkerRegistry};
 use netauto_core::{Clock, JobFilter, JobId, JobQueue, JobState, ManualClock, NewJob};
 use netauto_memory::InMemoryJobQueue;
 use serde::{Deserialize, Serialize};

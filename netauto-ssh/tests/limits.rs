@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use netauto_core::LocalProgressHub;
-use netauto_core::services::network::{ExecuteOptions, Network};
+use netauto_core::exec::{Executor, RunOptions};
 use netauto_core::{DeviceId, ExecLimits, RunStatus, RunStore};
 use netauto_memory::InMemoryRunStore;
 use netauto_ssh::sim::{DeviceFarm, DeviceSpec, FailureMode};
@@ -20,7 +20,7 @@ struct Setup {
     farm: DeviceFarm,
     store: InMemoryRunStore,
     client: SshNetworkClient,
-    network: Network,
+    network: Executor,
     ids: Vec<DeviceId>,
 }
 
@@ -46,7 +46,7 @@ async fn setup(specs: Vec<DeviceSpec>, limits: ExecLimits) -> Setup {
         sessions_per_endpoint: None,
     };
     let client = SshNetworkClient::new(config);
-    let network = Network::new(
+    let network = Executor::new(
         Arc::new(store.clone()),
         Arc::new(client.clone()),
         Arc::new(LocalProgressHub::new()),
@@ -110,7 +110,7 @@ async fn the_deadline_covers_every_phase_and_frees_the_device() {
         let started = Instant::now();
         let run = s
             .network
-            .execute_command(s.ids[i], "show version", ExecuteOptions::new("ops"))
+            .execute_command(s.ids[i], "show version", RunOptions::new("ops"))
             .await
             .unwrap();
         let took = started.elapsed();
@@ -127,7 +127,7 @@ async fn the_deadline_covers_every_phase_and_frees_the_device() {
         wait_sessions_closed(&s.client).await;
         let again = s
             .network
-            .execute_command(s.ids[i], "show version", ExecuteOptions::new("ops"))
+            .execute_command(s.ids[i], "show version", RunOptions::new("ops"))
             .await
             .unwrap();
         assert_eq!(again.status, RunStatus::Timeout, "{name} again");
@@ -152,7 +152,7 @@ async fn a_yes_device_stops_at_the_cap_with_exactly_the_cap_kept() {
     for i in 0..2 {
         let run = s
             .network
-            .execute_command(s.ids[i], "yes", ExecuteOptions::new("ops"))
+            .execute_command(s.ids[i], "yes", RunOptions::new("ops"))
             .await
             .unwrap();
         assert_eq!(
@@ -188,7 +188,7 @@ async fn a_cancelled_run_closes_its_session_within_two_seconds() {
     let (network, id) = (s.network.clone(), s.ids[0]);
     let task = tokio::spawn(async move {
         network
-            .execute_command(id, "show tech", ExecuteOptions::new("ops"))
+            .execute_command(id, "show tech", RunOptions::new("ops"))
             .await
     });
     let run_id = loop {
@@ -201,7 +201,7 @@ async fn a_cancelled_run_closes_its_session_within_two_seconds() {
     };
     // Another node (its own service over the same store) takes the cancel: the node running
     // the command learns of it from the store.
-    let other_node = Network::new(
+    let other_node = Executor::new(
         Arc::new(s.store.clone()),
         Arc::new(s.client.clone()),
         Arc::new(LocalProgressHub::new()),
@@ -228,7 +228,7 @@ async fn a_channel_closed_without_an_exit_status_is_not_ok() {
     .await;
     let run = s
         .network
-        .execute_command(s.ids[0], "show version", ExecuteOptions::new("ops"))
+        .execute_command(s.ids[0], "show version", RunOptions::new("ops"))
         .await
         .unwrap();
     assert_eq!(run.status, RunStatus::Error, "{run:?}");
@@ -242,9 +242,9 @@ async fn a_channel_closed_without_an_exit_status_is_not_ok() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runaway_device_holds_its_bulk_only_until_the_deadline_and_a_cancel_closes_all() {
     use futures_util::StreamExt;
-    use netauto_core::runner::{QueueLimits, Runner, RunnerConfig};
-    use netauto_core::services::{Bulk, BulkJob};
-    use netauto_core::worker::WorkerRegistry;
+    use netauto_core::bulk::{BulkJob, BulkService};
+    use netauto_core::runtime::WorkerRegistry;
+    use netauto_core::runtime::{QueueLimits, Runner, RunnerConfig};
     use netauto_core::{BulkEvent, FeedItem, LimitOverrides, ProgressEvent, ProgressSink};
 
     async fn summary(feed: &mut netauto_core::Subscription) -> (u64, u64, u64) {
@@ -279,7 +279,7 @@ async fn a_runaway_device_holds_its_bulk_only_until_the_deadline_and_a_cancel_cl
     };
     let s = setup(specs, limits).await;
     let hub = LocalProgressHub::new();
-    let network = Network::new(
+    let network = Executor::new(
         Arc::new(s.store.clone()),
         Arc::new(s.client.clone()),
         Arc::new(hub.clone()),
@@ -292,7 +292,7 @@ async fn a_runaway_device_holds_its_bulk_only_until_the_deadline_and_a_cancel_cl
             poll_interval: Duration::from_millis(20),
             ..RunnerConfig::default()
         });
-    let bulk = Bulk::new(Arc::new(s.store.clone()), Arc::new(hub.clone()))
+    let bulk = BulkService::new(Arc::new(s.store.clone()), Arc::new(hub.clone()))
         .with_wake(runner.waker())
         .with_chunk_size(std::num::NonZeroUsize::new(10).expect("10"));
     let handle = runner.start();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_util::StreamExt;
-use netauto_core::services::network::{ExecuteOptions, Network};
+use netauto_core::exec::{Executor, RunOptions};
 use netauto_core::{
     Device, DeviceId, ExecOptions, ExitStatus, NetworkClient, NetworkError, OutputEvent, RunStatus,
     RunStore, TimeoutPhase,
@@ -694,14 +694,14 @@ async fn the_demo_farm_runs_through_the_network_service_into_a_store() {
         ids.push(store.create_device(new).await.expect("device").id);
     }
     let client = Arc::new(SshNetworkClient::new(farm.client_config()));
-    let network = Network::new(
+    let network = Executor::new(
         store.clone(),
         client,
         Arc::new(netauto_core::LocalProgressHub::new()),
     );
     let runs = futures_util::future::join_all(
         ids.iter()
-            .map(|id| network.execute_command(*id, "show version", ExecuteOptions::new("tester"))),
+            .map(|id| network.execute_command(*id, "show version", RunOptions::new("tester"))),
     )
     .await;
     let mut statuses = std::collections::BTreeMap::new();

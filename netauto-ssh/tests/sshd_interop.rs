@@ -241,11 +241,11 @@ fn network(
     client: &SshNetworkClient,
     limits: netauto_core::ExecLimits,
 ) -> (
-    netauto_core::services::Network,
+    netauto_core::exec::Executor,
     netauto_memory::InMemoryRunStore,
 ) {
     let (_queue, store) = netauto_memory::backend();
-    let network = netauto_core::services::Network::new(
+    let network = netauto_core::exec::Executor::new(
         std::sync::Arc::new(store.clone()),
         std::sync::Arc::new(client.clone()),
         std::sync::Arc::new(netauto_core::LocalProgressHub::new()),
@@ -301,7 +301,7 @@ async fn yes_on_openssh_stops_at_the_output_cap() {
         .execute_command(
             DeviceId(1),
             "yes",
-            netauto_core::services::ExecuteOptions::new("ops"),
+            netauto_core::exec::RunOptions::new("ops"),
         )
         .await
         .expect("runs");
@@ -358,7 +358,7 @@ async fn a_hanging_command_on_openssh_times_out_and_a_cancel_closes_it() {
         .execute_command(
             id,
             "echo started; sleep 30",
-            netauto_core::services::ExecuteOptions::new("ops"),
+            netauto_core::exec::RunOptions::new("ops"),
         )
         .await
         .expect("runs");
@@ -379,7 +379,7 @@ async fn a_hanging_command_on_openssh_times_out_and_a_cancel_closes_it() {
                 .execute_command(
                     id,
                     "echo started; sleep 30",
-                    netauto_core::services::ExecuteOptions::new("ops")
+                    netauto_core::exec::RunOptions::new("ops")
                         .with_timeout(Duration::from_secs(60)),
                 )
                 .await
@@ -395,7 +395,7 @@ async fn a_hanging_command_on_openssh_times_out_and_a_cancel_closes_it() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let other = netauto_core::services::Network::new(
+    let other = netauto_core::exec::Executor::new(
         std::sync::Arc::new(store.clone()),
         std::sync::Arc::new(client.clone()),
         std::sync::Arc::new(netauto_core::LocalProgressHub::new()),

@@ -3,11 +3,12 @@
 //! never panic.
 
 use chrono::{TimeZone, Utc};
-use netauto_core::cron::CronSchedule;
+use netauto_core::bulk::BulkArgs;
+use netauto_core::bulk::{BulkRequest, MAX_COMMAND_BYTES};
+use netauto_core::retention::RetentionArgs;
 use netauto_core::retention::RetentionConfig;
-use netauto_core::runner::{QUEUES_VAR, QueueLimits};
-use netauto_core::services::{BulkArgs, RetentionArgs};
-use netauto_core::validation::{BulkRequest, MAX_COMMAND_BYTES};
+use netauto_core::runtime::CronSchedule;
+use netauto_core::runtime::{QUEUES_VAR, QueueLimits};
 use netauto_core::{BulkRef, DeviceId};
 use proptest::prelude::*;
 use serde_json::Value;

@@ -11,9 +11,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{Db, Fleet, wait_bulk_finished};
 use netauto_core::LocalProgressHub;
-use netauto_core::runner::{QueueLimits, Runner, RunnerConfig};
-use netauto_core::services::{Bulk, BulkJob, ExecuteOptions, Network};
-use netauto_core::worker::WorkerRegistry;
+use netauto_core::bulk::{BulkJob, BulkService};
+use netauto_core::exec::{Executor, RunOptions};
+use netauto_core::runtime::WorkerRegistry;
+use netauto_core::runtime::{QueueLimits, Runner, RunnerConfig};
 use netauto_core::{OutputStream, RunStatus, RunStore};
 use netauto_memory::{InMemoryJobQueue, InMemoryRunStore};
 use netauto_reliability::Backend;
@@ -53,7 +54,7 @@ async fn malformed_rows_are_discarded_once(db: Db) {
         BAD_ROWS as u64
     );
     // A good bulk queued behind the bad rows: it must still run.
-    let bulk_ref = Bulk::new(be.store.clone(), be.progress.clone())
+    let bulk_ref = BulkService::new(be.store.clone(), be.progress.clone())
         .enqueue(&fleet.ids(), "show version", "reliability")
         .await
         .expect("enqueue");
@@ -132,7 +133,7 @@ async fn malformed_rows_are_discarded_once(db: Db) {
 
 fn worker_runner(be: &Backend, fleet: &Fleet) -> Runner {
     let client = Arc::new(SshNetworkClient::new(fleet.farm.client_config()));
-    let network = Network::new(be.store.clone(), client, be.progress.clone());
+    let network = Executor::new(be.store.clone(), client, be.progress.clone());
     let config = RunnerConfig {
         node: "bad-rows".to_owned(),
         queues: QueueLimits::empty().with("bulk", 2),
@@ -188,10 +189,10 @@ async fn output_is_stored_byte_exact(store: Arc<dyn RunStore>, label: &str) {
         .await
         .expect("device");
     let client = Arc::new(SshNetworkClient::new(farm.client_config()));
-    let network = Network::new(store.clone(), client, Arc::new(LocalProgressHub::new()));
+    let network = Executor::new(store.clone(), client, Arc::new(LocalProgressHub::new()));
     let run = tokio::time::timeout(
         Duration::from_secs(60),
-        network.execute_command(device.id, "show evil", ExecuteOptions::new("reliability")),
+        network.execute_command(device.id, "show evil", RunOptions::new("reliability")),
     )
     .await
     .expect("timely")

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{BIN, Db, Fleet, subscribe, wait_bulk_finished};
-use netauto_core::services::Bulk;
+use netauto_core::bulk::BulkService;
 use netauto_reliability::harness::Proc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,7 +24,7 @@ async fn a_bulk_cancelled_on_one_node_stops_sessions_on_the_others() {
     // Every command hangs until resumed: the sessions stay open.
     fleet.farm.pause();
     let ids = fleet.ids();
-    let bulk_ref = Bulk::new(be.store.clone(), be.progress.clone())
+    let bulk_ref = BulkService::new(be.store.clone(), be.progress.clone())
         .enqueue(&ids, "show version", "reliability")
         .await
         .expect("enqueue");
@@ -67,7 +67,7 @@ async fn a_bulk_cancelled_on_one_node_stops_sessions_on_the_others() {
     }
 
     let asked = Instant::now();
-    let c = Bulk::new(be.store.clone(), be.progress.clone())
+    let c = BulkService::new(be.store.clone(), be.progress.clone())
         .cancel(&bulk_ref)
         .await
         .expect("cancel");

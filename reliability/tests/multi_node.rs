@@ -11,7 +11,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{BIN, Db, Fleet, printed_events, subscribe, wait_bulk_finished};
-use netauto_core::services::Bulk;
+use netauto_core::bulk::BulkService;
 use netauto_reliability::harness::{Proc, peak_rss_kib};
 use netauto_reliability::sink::PROGRESS;
 
@@ -30,7 +30,7 @@ async fn three_workers_drain_a_bulk_and_a_fourth_process_sees_every_event() {
     let fleet = Fleet::start(&be, n, Duration::ZERO, 128).await;
     let setup = t_setup.elapsed();
     let ids = fleet.ids();
-    let bulk_ref = Bulk::new(be.store.clone(), be.progress.clone())
+    let bulk_ref = BulkService::new(be.store.clone(), be.progress.clone())
         .enqueue(&ids, "show version", "reliability")
         .await
         .expect("enqueue");

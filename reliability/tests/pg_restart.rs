@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{BIN, Db, Fleet, printed_events, wait_bulk_finished};
-use netauto_core::services::Bulk;
+use netauto_core::bulk::BulkService;
 use netauto_core::{DeviceId, Run};
 use netauto_reliability::harness::Proc;
 use netauto_reliability::sink::PROGRESS;
@@ -74,7 +74,7 @@ async fn workers_reconnect_and_finish_after_a_postgres_restart() {
     be.migrate().await.expect("migrate");
     let fleet = Fleet::start(&be, N, Duration::from_millis(1500), 256).await;
     let ids = fleet.ids();
-    let bulk_ref = Bulk::new(be.store.clone(), be.progress.clone())
+    let bulk_ref = BulkService::new(be.store.clone(), be.progress.clone())
         .with_chunk_size(std::num::NonZeroUsize::new(25).expect("25"))
         .enqueue(&ids, "show version", "reliability")
         .await

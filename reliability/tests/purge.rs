@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use common::{BIN, Db};
 use netauto_core::RunStore;
 use netauto_core::retention::RetentionConfig;
-use netauto_core::services::RetentionWorker;
+use netauto_core::retention::RetentionWorker;
 use netauto_memory::{InMemoryJobQueue, InMemoryRunStore};
 use netauto_reliability::FaultyStore;
 use netauto_reliability::faulty::BATCH;

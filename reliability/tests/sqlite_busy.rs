@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::{BIN, Db, Fleet, printed_events, wait_bulk_finished};
-use netauto_core::services::Bulk;
+use netauto_core::bulk::BulkService;
 use netauto_reliability::harness::Proc;
 
 const N: usize = 200;
@@ -23,7 +23,7 @@ async fn three_processes_writing_one_sqlite_file_lose_no_chunks() {
     let fleet = Fleet::start(&be, N, Duration::from_millis(50), OUTPUT).await;
     let ids = fleet.ids();
     // Jobs of 10 devices, so that all three processes get work at once.
-    let bulk_ref = Bulk::new(be.store.clone(), be.progress.clone())
+    let bulk_ref = BulkService::new(be.store.clone(), be.progress.clone())
         .with_chunk_size(std::num::NonZeroUsize::new(10).expect("10"))
         .enqueue(&ids, "show tech", "reliability")
         .await

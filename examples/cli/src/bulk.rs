@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use netauto_core::runner::QueueLimits;
-use netauto_core::services::Bulk as BulkService;
-use netauto_core::services::{BulkFollower, FollowUpdate};
+use netauto_core::bulk::BulkService;
+use netauto_core::bulk::{BulkFollower, FollowUpdate};
+use netauto_core::runtime::QueueLimits;
 use netauto_core::{
     Bulk, BulkCounters, BulkRef, DeviceId, LimitOverrides, Run, RunId, RunStatus, RunStore,
 };

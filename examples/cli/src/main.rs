@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use netauto_cli::inventory::Format;
-use netauto_core::runner::QueueLimits;
+use netauto_core::runtime::QueueLimits;
 use netauto_core::{BulkRef, LimitOverrides, NewDevice, OutputStream, RunId};
 use netauto_sqlx::Database;
 

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use chrono::Utc;
+use netauto_core::retention::RetentionWorker;
 use netauto_core::retention::{PurgeReason, RetentionConfig};
-use netauto_core::services::RetentionWorker;
 use netauto_core::{Error, RunStore};
 use serde::Serialize;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use netauto_core::limits::{parse_max_output, parse_timeout};
+use netauto_core::exec::{parse_max_output, parse_timeout};
 use netauto_core::{ExecLimits, NetworkClient};
 use netauto_ssh::{
     EnvCredentials, FileCredentials, HostKeyPolicy, KnownHosts, PacingConfig, SshClientConfig,
@@ -62,7 +62,7 @@ pub(crate) struct SshArgs {
     pub(crate) sessions_per_endpoint: OrUnlimited<usize>,
     /// Devices of one bulk job run at the same time (1-1000); devices in flight = this x the
     /// bulk jobs run at once.
-    #[arg(long, env = "NETAUTO_DEVICES_PER_JOB", value_name = "N", default_value = "10", value_parser = netauto_core::services::bulk::parse_devices_per_job)]
+    #[arg(long, env = "NETAUTO_DEVICES_PER_JOB", value_name = "N", default_value = "10", value_parser = netauto_core::bulk::parse_devices_per_job)]
     pub(crate) devices_per_job: usize,
 }
 

@@ -4,11 +4,14 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use netauto_core::cron::{CronEntry, CronSchedule};
+use netauto_core::bulk::BulkJob;
+use netauto_core::exec::Executor;
 use netauto_core::retention::RetentionConfig;
-use netauto_core::runner::{QueueLimits, Runner, RunnerConfig, RunnerWaker};
-use netauto_core::services::{BulkJob, Network, RetentionArgs, RetentionWorker, Wake};
-use netauto_core::worker::WorkerRegistry;
+use netauto_core::retention::{RetentionArgs, RetentionWorker};
+use netauto_core::runtime::Wake;
+use netauto_core::runtime::WorkerRegistry;
+use netauto_core::runtime::{CronEntry, CronSchedule};
+use netauto_core::runtime::{QueueLimits, Runner, RunnerConfig, RunnerWaker};
 use netauto_sqlx::Database;
 use tokio::task::JoinHandle;
 
@@ -28,7 +31,7 @@ pub(crate) fn runner(
     cron: bool,
 ) -> anyhow::Result<Runner> {
     let retention = RetentionConfig::from_env()?;
-    let network = Network::new(db.store(), ssh.client()?, db.progress()).with_limits(ssh.limits());
+    let network = Executor::new(db.store(), ssh.client()?, db.progress()).with_limits(ssh.limits());
     let bulk = BulkJob::new(network).with_concurrency(ssh.devices_per_job);
     let schedule = CronSchedule::parse_setting("NET_AUTO_RETENTION_CRON", retention.cron())?;
     let registry = WorkerRegistry::new()

@@ -8,11 +8,13 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use netauto_core::cron::{CronEntry, CronSchedule};
+use netauto_core::bulk::{BulkJob, BulkService};
+use netauto_core::exec::Executor;
 use netauto_core::retention::RetentionConfig;
-use netauto_core::runner::{Runner, RunnerConfig};
-use netauto_core::services::{Bulk, BulkJob, Network, RetentionArgs, RetentionWorker};
-use netauto_core::worker::WorkerRegistry;
+use netauto_core::retention::{RetentionArgs, RetentionWorker};
+use netauto_core::runtime::WorkerRegistry;
+use netauto_core::runtime::{CronEntry, CronSchedule};
+use netauto_core::runtime::{Runner, RunnerConfig};
 use netauto_core::{ExecLimits, JobQueue, NetworkClient, ProgressSink, RunStore};
 
 use crate::config::WebLimits;
@@ -57,9 +59,9 @@ pub struct AppParts {
 pub(crate) struct AppState {
     pub(crate) store: Arc<dyn RunStore>,
     pub(crate) progress: Arc<dyn ProgressSink>,
-    pub(crate) bulk: Bulk,
+    pub(crate) bulk: BulkService,
     /// Runs commands (and cancels runs).
-    pub(crate) network: Network,
+    pub(crate) network: Executor,
     pub(crate) retention: RetentionWorker,
     pub(crate) schedule: CronSchedule,
     pub(crate) last_purge: LastPurge,
@@ -85,7 +87,7 @@ impl App {
     pub fn new(parts: AppParts) -> netauto_core::Result<Self> {
         let schedule =
             CronSchedule::parse_setting("NET_AUTO_RETENTION_CRON", parts.retention.cron())?;
-        let network = Network::new(parts.store.clone(), parts.client, parts.progress.clone())
+        let network = Executor::new(parts.store.clone(), parts.client, parts.progress.clone())
             .with_limits(parts.exec_limits);
         let retention = RetentionWorker::new(parts.store.clone(), parts.retention);
         let last_purge = LastPurge::default();
@@ -101,7 +103,8 @@ impl App {
                 schedule.clone(),
                 &RetentionArgs::default(),
             )?);
-        let bulk = Bulk::new(parts.store.clone(), parts.progress.clone()).with_wake(runner.waker());
+        let bulk =
+            BulkService::new(parts.store.clone(), parts.progress.clone()).with_wake(runner.waker());
         let state = AppState {
             store: parts.store,
             progress: parts.progress,

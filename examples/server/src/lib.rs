@@ -4,10 +4,10 @@
 //!
 //! # Overview
 //!
-//! * [`App`] wires the services of `netauto-core` (the [`Bulk`](netauto_core::services::Bulk)
-//!   service, the [`BulkJob`](netauto_core::services::BulkJob) and
-//!   [`RetentionWorker`](netauto_core::services::RetentionWorker) workers, a
-//!   [`Runner`](netauto_core::runner::Runner) with the retention cron) to any backend, and
+//! * [`App`] wires the services of `netauto-core` (the [`Bulk`](netauto_core::bulk::BulkService)
+//!   service, the [`BulkJob`](netauto_core::bulk::BulkJob) and
+//!   [`RetentionWorker`](netauto_core::retention::RetentionWorker) workers, a
+//!   [`Runner`](netauto_core::runtime::Runner) with the retention cron) to any backend, and
 //!   serves the pages and the JSON API from [`App::router`].
 //! * [`Users`] holds the accounts (argon2 password hashes); sessions live in memory and every
 //!   state-changing request carries a CSRF token.

@@ -28,7 +28,7 @@ use futures_util::stream::BoxStream;
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::StreamExt;
-use netauto_core::services::{BulkFollower, FollowUpdate};
+use netauto_core::bulk::{BulkFollower, FollowUpdate};
 use netauto_core::{
     Bulk, FeedItem, ProgressEvent, Run, RunChunk, RunEvent, RunId, RunStore, Subscription,
     run_topic,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use netauto_core::ExecLimits;
 use netauto_core::retention::RetentionConfig;
-use netauto_core::runner::{QueueLimits, RunnerConfig};
+use netauto_core::runtime::{QueueLimits, RunnerConfig};
 use netauto_server::serve::serve;
 use netauto_server::{App, AppParts, ServeConfig, Users, WebLimits, demo, transport};
 use netauto_sqlx::Database;
@@ -108,7 +108,7 @@ async fn run() -> Result<(), BoxError> {
     // Read every knob before touching anything: a bad value stops the start with its name.
     let limits = WebLimits::from_env()?;
     let exec_limits = ExecLimits::from_env()?;
-    let devices_per_job = netauto_core::services::bulk::devices_per_job_from_env()?;
+    let devices_per_job = netauto_core::bulk::devices_per_job_from_env()?;
     let serve_config = ServeConfig::from_env()?;
     // Installed before serving: a signal that arrives early drains too.
     let mut signals = Signals::new()?;

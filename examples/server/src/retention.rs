@@ -4,8 +4,8 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use netauto_core::services::{PurgeReport, RetentionArgs, RetentionWorker};
-use netauto_core::worker::{JobContext, Worker, WorkerError};
+use netauto_core::retention::{PurgeReport, RetentionArgs, RetentionWorker};
+use netauto_core::runtime::{JobContext, Worker, WorkerError};
 
 use crate::app::lock;
 

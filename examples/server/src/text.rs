@@ -1,6 +1,6 @@
 //! [`Utf8Carry`]: device output decoded as text across chunk boundaries.
 
-use netauto_core::services::network::incomplete_utf8_tail;
+use netauto_core::exec::incomplete_utf8_tail;
 
 /// Decodes a run's chunks, in order, as UTF-8 text. New runs never split a character across
 /// chunks, but output stored before that (or by another writer) may: the first bytes of a

@@ -22,7 +22,7 @@ use axum::http::{Request, Response, StatusCode, header};
 use common::*;
 use futures_util::StreamExt;
 use netauto_core::retention::RetentionConfig;
-use netauto_core::runner::RunnerConfig;
+use netauto_core::runtime::RunnerConfig;
 use netauto_core::testing::capture::Capture;
 use netauto_core::{Error, MockRunStore, NewRun, RunId};
 use netauto_server::{App, AppParts, WebLimits};
@@ -392,7 +392,7 @@ async fn failing_app(error: fn() -> Error) -> Router {
         runner: RunnerConfig::default(),
         secure_cookies: false,
         exec_limits: netauto_core::ExecLimits::default(),
-        devices_per_job: netauto_core::services::bulk::DEFAULT_DEVICE_CONCURRENCY,
+        devices_per_job: netauto_core::bulk::DEFAULT_DEVICE_CONCURRENCY,
     })
     .unwrap();
     app.router()

@@ -171,10 +171,10 @@ async fn operator_runs_a_command_on_three_devices_in_a_real_browser() {
         client: demo.client.clone(),
         retention: netauto_core::retention::RetentionConfig::default(),
         users: common::cheap_users(),
-        runner: netauto_core::runner::RunnerConfig::default(),
+        runner: netauto_core::runtime::RunnerConfig::default(),
         secure_cookies: false,
         exec_limits: netauto_core::ExecLimits::default(),
-        devices_per_job: netauto_core::services::bulk::DEFAULT_DEVICE_CONCURRENCY,
+        devices_per_job: netauto_core::bulk::DEFAULT_DEVICE_CONCURRENCY,
     })
     .unwrap();
     let runner = app.runner().clone().start();

@@ -214,7 +214,8 @@ fn check_cron(var: &'static str, value: &str) -> Result<String, ConfigError> {
     let expr = fields.join(" ");
     // The shape check alone let through expressions the scheduler rejects (`* , , * -`):
     // parse here, so a bad value fails where it is read, naming the variable.
-    crate::cron::CronSchedule::parse_setting(var, &expr).map_err(|e| err(var, value, e.reason))?;
+    crate::runtime::cron::CronSchedule::parse_setting(var, &expr)
+        .map_err(|e| err(var, value, e.reason))?;
     Ok(expr)
 }
 

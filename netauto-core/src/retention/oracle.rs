@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::{PlannedDeletion, PurgePlan, PurgeReason, ReasonTotals, RetentionPolicy, RunFootprint};
-use crate::ids::DeviceId;
+use crate::model::ids::DeviceId;
 
 /// Plans a purge the obvious way (for tests).
 pub fn naive_plan(

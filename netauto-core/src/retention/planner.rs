@@ -21,7 +21,7 @@ use super::{
     DeviceTotal, PlannedDeletion, PurgePlan, PurgeReason, ReasonTotals, RetentionPolicy,
     RunFootprint,
 };
-use crate::ids::{DeviceId, RunId};
+use crate::model::ids::{DeviceId, RunId};
 
 /// Plans a purge of `footprints` (all runs, any order, unique run ids).
 ///

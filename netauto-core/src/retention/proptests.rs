@@ -7,6 +7,7 @@ use proptest::prelude::*;
 
 use super::oracle::naive_plan;
 use super::*;
+use crate::{DeviceId, RunId};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()

@@ -31,13 +31,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 
-use crate::clock::{Clock, SystemClock};
+use crate::backend::queue::JobQueue;
 use crate::error::Result;
-use crate::ids::JobId;
-use crate::job::{ClaimRequest, Enqueued, FailAction, Job, JobFilter, JobState, NewJob};
-use crate::queue::JobQueue;
-use crate::runner::{AttemptOutcome, LeaseSettings, execute_job};
-use crate::worker::{JobContext, Worker, WorkerError, WorkerRegistry};
+use crate::model::ids::JobId;
+use crate::model::job::{ClaimRequest, Enqueued, FailAction, Job, JobFilter, JobState, NewJob};
+use crate::runtime::{AttemptOutcome, LeaseSettings, execute_job};
+use crate::runtime::{Clock, SystemClock};
+use crate::runtime::{JobContext, Worker, WorkerError, WorkerRegistry};
 
 /// Runs `worker` on `args` as the runner would for a first attempt (the args go through
 /// JSON, so a type that does not round-trip fails here as it would in production), with the

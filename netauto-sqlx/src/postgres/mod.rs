@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use netauto_core::services::Wake;
+use netauto_core::runtime::Wake;
 use netauto_core::{ConfigError, Error, Result};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};

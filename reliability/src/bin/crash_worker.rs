@@ -19,11 +19,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use netauto_core::ExecLimits;
-use netauto_core::cron::{CronEntry, CronSchedule};
+use netauto_core::bulk::BulkJob;
+use netauto_core::exec::Executor;
 use netauto_core::retention::RetentionConfig;
-use netauto_core::runner::{QueueLimits, Runner, RunnerConfig};
-use netauto_core::services::{BulkJob, Network, RetentionArgs, RetentionWorker};
-use netauto_core::worker::WorkerRegistry;
+use netauto_core::retention::{RetentionArgs, RetentionWorker};
+use netauto_core::runtime::WorkerRegistry;
+use netauto_core::runtime::{CronEntry, CronSchedule};
+use netauto_core::runtime::{QueueLimits, Runner, RunnerConfig};
 use netauto_reliability::{Backend, FaultyStore, PrintingSink};
 use netauto_ssh::{FileCredentials, HostKeyPolicy, KnownHosts, SshClientConfig, SshNetworkClient};
 
@@ -100,7 +102,7 @@ async fn worker(backend: Backend, args: &HashMap<String, String>) -> Result<(), 
     ssh.pacing.connections_per_second = None;
     let client = Arc::new(SshNetworkClient::new(ssh));
     let progress = Arc::new(PrintingSink::new(backend.progress.clone()));
-    let network = Network::new(backend.store.clone(), client, progress).with_limits(ExecLimits {
+    let network = Executor::new(backend.store.clone(), client, progress).with_limits(ExecLimits {
         timeout: Duration::from_secs(30),
         ..ExecLimits::default()
     });

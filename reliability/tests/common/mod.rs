@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use netauto_core::services::Bulk;
+use netauto_core::bulk::BulkService;
 use netauto_core::{BulkEvent, BulkRef, DeviceId, FeedItem, ProgressEvent, RunStatus};
 use netauto_reliability::Backend;
 use netauto_reliability::backend::Kind;
@@ -211,7 +211,7 @@ pub async fn crash_scenario(db: Db) {
     be.migrate().await.expect("migrate");
     let fleet = Fleet::start(&be, N, Duration::from_millis(250), 256).await;
     let ids = fleet.ids();
-    let bulk_ref = Bulk::new(be.store.clone(), be.progress.clone())
+    let bulk_ref = BulkService::new(be.store.clone(), be.progress.clone())
         .enqueue(&ids, "show version", "reliability")
         .await
         .expect("enqueue");

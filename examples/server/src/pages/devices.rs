@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::StreamExt;
 use maud::{Markup, html};
-use netauto_core::limits::{parse_max_output, parse_timeout};
+use netauto_core::exec::{parse_max_output, parse_timeout};
 use netauto_core::{Device, DeviceId, Error, ExecLimits, LimitOverrides, Run, RunStore};
 
 use crate::app::AppState;

@@ -17,7 +17,7 @@ use axum::body::Body;
 use axum::http::{Request, Response, StatusCode, header};
 use bytes::Bytes;
 use netauto_core::retention::RetentionConfig;
-use netauto_core::runner::RunnerConfig;
+use netauto_core::runtime::RunnerConfig;
 use netauto_core::{
     Device, DeviceId, ExecOptions, ExitStatus, NetworkClient, NetworkError, NewDevice, OutputEvent,
     OutputEvents, RunStore,
@@ -130,7 +130,7 @@ pub async fn test_app_with(
         runner,
         secure_cookies: false,
         exec_limits,
-        devices_per_job: netauto_core::services::bulk::DEFAULT_DEVICE_CONCURRENCY,
+        devices_per_job: netauto_core::bulk::DEFAULT_DEVICE_CONCURRENCY,
     })
     .unwrap();
     TestApp {

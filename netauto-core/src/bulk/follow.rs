@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use crate::bulk::Bulk;
+use crate::backend::progress::{BulkEvent, FeedItem, ProgressEvent, ProgressSink, Subscription};
+use crate::backend::store::RunStore;
 use crate::error::{Error, Result};
-use crate::ids::{BulkRef, DeviceId, RunId};
-use crate::progress::{BulkEvent, FeedItem, ProgressEvent, ProgressSink, Subscription};
-use crate::run::RunStatus;
-use crate::store::RunStore;
+use crate::model::bulk::Bulk;
+use crate::model::ids::{BulkRef, DeviceId, RunId};
+use crate::model::run::RunStatus;
 
 /// Default quiet spell after which a follower checks the store.
 pub const DEFAULT_RESYNC_AFTER: Duration = Duration::from_secs(10);

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{BulkRef, DeviceId, RunId};
-use crate::limits::LimitOverrides;
-use crate::run::RunStatus;
+use crate::exec::LimitOverrides;
+use crate::model::ids::{BulkRef, DeviceId, RunId};
+use crate::model::run::RunStatus;
 
 /// Counters of a bulk. `ok + failed + cancelled + pending == total` at all times.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::ids::{BulkRef, RunId};
-use crate::store::RunStore;
+use crate::backend::store::RunStore;
+use crate::model::ids::{BulkRef, RunId};
 
 /// Default interval between two polls of the store for cancel requests.
 pub const DEFAULT_CANCEL_POLL: Duration = Duration::from_millis(500);

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{BulkRef, DeviceId, RunId};
+use crate::model::ids::{BulkRef, DeviceId, RunId};
 
 /// The state of a [`Run`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use futures_core::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{BulkRef, DeviceId, RunId};
-use crate::run::{OutputStream, RunStatus};
+use crate::model::ids::{BulkRef, DeviceId, RunId};
+use crate::model::run::{OutputStream, RunStatus};
 
 /// Progress of a bulk, published on topic `bulk:<ref>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::clock::Clock;
+use crate::backend::queue::JobQueue;
 use crate::error::{Error, Result};
-use crate::ids::JobId;
-use crate::queue::JobQueue;
+use crate::model::ids::JobId;
+use crate::runtime::Clock;
 
 /// Most attempts completed in one call.
 const MAX_BATCH: usize = 500;

@@ -10,15 +10,15 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::clock::Clock;
 use crate::error::Error;
-use crate::job::{DEFAULT_MAX_ATTEMPTS, Job, NewJob};
+use crate::model::job::{DEFAULT_MAX_ATTEMPTS, Job, NewJob};
+use crate::runtime::Clock;
 
 /// A job handler with typed arguments.
 ///
 /// ```
 /// use async_trait::async_trait;
-/// use netauto_core::worker::{JobContext, Worker, WorkerError};
+/// use netauto_core::runtime::{JobContext, Worker, WorkerError};
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Debug)]

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
-use crate::ids::JobId;
-use crate::run::UnknownStatus;
+use crate::model::ids::JobId;
+use crate::model::run::UnknownStatus;
 
 /// Default number of attempts before a failing job is discarded.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 20;

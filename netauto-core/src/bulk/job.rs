@@ -1,9 +1,6 @@
-//! Bulk fan-out: [`Bulk::enqueue`] validates and writes a bulk with its jobs; [`BulkJob`] runs
-//! one job's devices.
+//! [`BulkJob`]: the worker that runs the devices of one bulk job.
 
 use std::collections::{HashMap, HashSet};
-use std::num::NonZeroUsize;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,169 +8,19 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use crate::bulk::{BulkCancelled, BulkCounters, DeviceOutcome, NewBulk};
-use crate::clock::{Clock, SystemClock};
-use crate::error::{Error, Result, ValidationError};
-use crate::ids::{BulkRef, DeviceId};
-use crate::job::Job;
-use crate::limits::LimitOverrides;
-use crate::progress::{BulkEvent, ProgressEvent, ProgressSink};
-use crate::run::{Run, RunFinish, RunStatus};
-use crate::services::cancel::CancelWatch;
-use crate::services::network::{CANCELLED, ExecuteOptions, Network, is_bulk_cancelled};
-use crate::store::RunStore;
+use crate::backend::progress::{BulkEvent, ProgressEvent, ProgressSink};
+use crate::backend::store::RunStore;
+use crate::error::{Error, Result};
+use crate::exec::CancelWatch;
+use crate::exec::LimitOverrides;
+use crate::exec::{CANCELLED, Executor, RunOptions, is_bulk_cancelled};
+use crate::model::bulk::{BulkCounters, DeviceOutcome};
+use crate::model::ids::{BulkRef, DeviceId};
+use crate::model::job::Job;
+use crate::model::run::{Run, RunFinish, RunStatus};
+use crate::runtime::Clock;
+use crate::runtime::{JobContext, Worker, WorkerError};
 use crate::telemetry;
-use crate::validation::{BulkRequest, DEFAULT_CHUNK_SIZE, chunk_ids};
-use crate::worker::{JobContext, Worker, WorkerError};
-
-/// Something to poke when jobs were enqueued behind the queue's back (the runner's wake-up).
-pub trait Wake: Send + Sync + std::fmt::Debug + 'static {
-    /// New jobs may be available.
-    fn wake(&self);
-}
-
-/// Starts and cancels bulk runs.
-#[derive(Debug, Clone)]
-pub struct Bulk {
-    store: Arc<dyn RunStore>,
-    progress: Arc<dyn ProgressSink>,
-    clock: Arc<dyn Clock>,
-    chunk_size: NonZeroUsize,
-    wake: Option<Arc<dyn Wake>>,
-}
-
-impl Bulk {
-    /// A service writing bulks and their jobs through `store` and announcing cancels on
-    /// `progress`.
-    pub fn new(store: Arc<dyn RunStore>, progress: Arc<dyn ProgressSink>) -> Self {
-        Self {
-            store,
-            progress,
-            clock: Arc::new(SystemClock),
-            chunk_size: DEFAULT_CHUNK_SIZE,
-            wake: None,
-        }
-    }
-
-    /// Reads time from `clock`.
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// Devices per job (default 50).
-    pub fn with_chunk_size(mut self, size: NonZeroUsize) -> Self {
-        self.chunk_size = size;
-        self
-    }
-
-    /// Wakes a local runner after enqueueing, so the jobs start without waiting for a poll.
-    pub fn with_wake(mut self, wake: Arc<dyn Wake>) -> Self {
-        self.wake = Some(wake);
-        self
-    }
-
-    /// Validates the request, then creates the bulk record and all its jobs (queue `bulk`,
-    /// worker [`BulkJob`], up to 50 devices each) in one atomic step. Bad input answers one
-    /// [`Error::Validation`] — all unknown ids listed together — and enqueues nothing. Each
-    /// device runs under the limits of the node that runs it (see
-    /// [`ExecLimits`](crate::ExecLimits)); [`enqueue_with_limits`](Self::enqueue_with_limits)
-    /// sets them for this bulk.
-    pub async fn enqueue(
-        &self,
-        device_ids: &[DeviceId],
-        command: &str,
-        requested_by: &str,
-    ) -> Result<BulkRef> {
-        self.enqueue_with_limits(device_ids, command, requested_by, LimitOverrides::none())
-            .await
-    }
-
-    /// [`enqueue`](Self::enqueue) with a deadline and output cap of this bulk's own
-    /// (validated: 100 ms to 7 days, 1 byte to 64 GiB).
-    pub async fn enqueue_with_limits(
-        &self,
-        device_ids: &[DeviceId],
-        command: &str,
-        requested_by: &str,
-        limits: LimitOverrides,
-    ) -> Result<BulkRef> {
-        let valid = BulkRequest {
-            device_ids,
-            command,
-            requested_by,
-        }
-        .validate()?;
-        limits.validate()?;
-        let unknown = self.store.unknown_devices(&valid.device_ids).await?;
-        if !unknown.is_empty() {
-            return Err(ValidationError::UnknownDevices(unknown).into());
-        }
-        let bulk_ref = BulkRef::generate();
-        let jobs = chunk_ids(&valid.device_ids, self.chunk_size)
-            .map(|ids| {
-                BulkJob::new_job(&BulkArgs {
-                    device_ids: ids.to_vec(),
-                    command: valid.command.clone(),
-                    requested_by: valid.requested_by.clone(),
-                    bulk_ref: bulk_ref.clone(),
-                    limits,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let bulk = NewBulk {
-            bulk_ref: bulk_ref.clone(),
-            command: valid.command,
-            requested_by: valid.requested_by,
-            device_ids: valid.device_ids,
-            limits,
-        };
-        self.store.create_bulk(bulk, jobs, self.clock.now()).await?;
-        if let Some(wake) = &self.wake {
-            wake.wake();
-        }
-        Ok(bulk_ref)
-    }
-
-    /// Cancels a bulk: devices not started are recorded `cancelled` at once; sessions still
-    /// running are closed by the nodes running them within about one cancel poll (see
-    /// [`Cancellations`](crate::services::cancel::Cancellations)), each then recorded
-    /// `cancelled` with its output so far. Publishes [`BulkEvent::Cancelled`], and the bulk's
-    /// one Summary when nothing was running. Cancelling a bulk that is already cancelled or
-    /// finished changes nothing (`newly_cancelled: false`).
-    pub async fn cancel(&self, bulk_ref: &BulkRef) -> Result<BulkCancelled> {
-        let cancelled = self.store.cancel_bulk(bulk_ref, self.clock.now()).await?;
-        if !cancelled.newly_cancelled {
-            return Ok(cancelled);
-        }
-        let c = cancelled.counters;
-        tracing::info!(
-            event = telemetry::BULK_CANCELLED,
-            bulk_ref = %bulk_ref,
-            devices_cancelled = cancelled.devices_cancelled,
-            pending = c.pending,
-        );
-        self.progress
-            .publish(ProgressEvent::Bulk(BulkEvent::Cancelled {
-                bulk_ref: bulk_ref.clone(),
-                cancelled: cancelled.devices_cancelled,
-                done: c.done(),
-                total: c.total,
-            }))
-            .await;
-        if cancelled.completed_now {
-            announce_summary(
-                self.store.as_ref(),
-                self.progress.as_ref(),
-                self.clock.as_ref(),
-                bulk_ref,
-                c,
-            )
-            .await;
-        }
-        Ok(cancelled)
-    }
-}
 
 /// Arguments of a [`BulkJob`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,14 +89,14 @@ pub const ABANDONED: &str = "job_discarded";
 /// an outcome is recorded `error`/`job_discarded` (or `cancelled`), so its bulk always ends.
 #[derive(Debug, Clone)]
 pub struct BulkJob {
-    network: Network,
+    network: Executor,
     concurrency: usize,
 }
 
 impl BulkJob {
     /// A worker running devices through `network` (whose [`ExecLimits`](crate::ExecLimits)
     /// apply unless the bulk sets its own).
-    pub fn new(network: Network) -> Self {
+    pub fn new(network: Executor) -> Self {
         Self {
             network,
             concurrency: DEFAULT_DEVICE_CONCURRENCY,
@@ -263,7 +110,7 @@ impl BulkJob {
     }
 
     /// The network service it runs devices with.
-    pub fn network(&self) -> &Network {
+    pub fn network(&self) -> &Executor {
         &self.network
     }
 
@@ -291,7 +138,7 @@ impl BulkJob {
                 if bulk.is_cancelled() {
                     cancelled_outcome(device_id, stale, now())
                 } else {
-                    let opts = ExecuteOptions::new(&args.requested_by)
+                    let opts = RunOptions::new(&args.requested_by)
                         .with_bulk_ref(args.bulk_ref.clone())
                         .with_limits(args.limits);
                     match self
@@ -342,7 +189,7 @@ impl BulkJob {
 /// Finishes a run a stopped worker left `running` as `error`/`interrupted`.
 async fn close_interrupted(
     store: &dyn RunStore,
-    run: crate::ids::RunId,
+    run: crate::model::ids::RunId,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<()> {
     let finish = RunFinish::new(RunStatus::Error).with_error(
@@ -356,7 +203,7 @@ async fn close_interrupted(
 }
 
 async fn record_and_announce(
-    network: &Network,
+    network: &Executor,
     bulk_ref: &BulkRef,
     outcome: DeviceOutcome,
 ) -> Result<()> {
@@ -414,7 +261,7 @@ async fn record_and_announce(
 /// Publishes the bulk's one Summary: called only by the call that completed the bulk (a
 /// failed read of the bulk must not lose it — a retry would find every device recorded and
 /// publish nothing — so its duration then says 0).
-async fn announce_summary(
+pub(super) async fn announce_summary(
     store: &dyn RunStore,
     progress: &dyn ProgressSink,
     clock: &dyn Clock,
@@ -592,7 +439,7 @@ impl Worker for BulkJob {
 
 fn cancelled_outcome(
     device_id: DeviceId,
-    run_id: Option<crate::ids::RunId>,
+    run_id: Option<crate::model::ids::RunId>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> DeviceOutcome {
     DeviceOutcome {

@@ -5,15 +5,15 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::bulk::{
+use crate::error::Result;
+use crate::model::bulk::{
     Bulk, BulkCancelled, BulkState, CancelRequests, DeviceOutcome, NewBulk, OutcomeRecorded,
 };
-use crate::device::{Device, NewDevice};
-use crate::error::Result;
-use crate::ids::{BulkRef, DeviceId, RunId};
-use crate::job::{Enqueued, NewJob};
+use crate::model::device::{Device, NewDevice};
+use crate::model::ids::{BulkRef, DeviceId, RunId};
+use crate::model::job::{Enqueued, NewJob};
+use crate::model::run::{ChunkAppended, NewRun, OutputStream, Run, RunChunk, RunFinish};
 use crate::retention::{DeleteGuard, DeletedRuns, DeviceTotal, FootprintCursor, RunFootprint};
-use crate::run::{ChunkAppended, NewRun, OutputStream, Run, RunChunk, RunFinish};
 
 /// Storage of devices, runs, their output and bulk records.
 ///

@@ -14,7 +14,7 @@ pub const QUEUES_VAR: &str = "NET_AUTO_QUEUES";
 /// listed here.
 ///
 /// ```
-/// use netauto_core::runner::QueueLimits;
+/// use netauto_core::runtime::QueueLimits;
 ///
 /// let limits = QueueLimits::parse("default:4, bulk:2").unwrap();
 /// assert_eq!(limits.limit("bulk"), Some(2));

@@ -6,11 +6,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
+use crate::backend::queue::JobQueue;
 use crate::error::Result;
-use crate::ids::JobId;
-use crate::job::{ClaimRequest, Enqueued, FailAction, Job, JobFilter, JobState, NewJob};
-use crate::queue::JobQueue;
-use crate::services::Wake;
+use crate::model::ids::JobId;
+use crate::model::job::{ClaimRequest, Enqueued, FailAction, Job, JobFilter, JobState, NewJob};
+
+/// Something to poke when jobs were enqueued behind the queue's back (the runner's wake-up).
+pub trait Wake: Send + Sync + std::fmt::Debug + 'static {
+    /// New jobs may be available.
+    fn wake(&self);
+}
 
 /// Wakes a runner's claim loop.
 #[derive(Debug, Clone)]

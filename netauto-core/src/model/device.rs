@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::DeviceId;
+use crate::model::ids::DeviceId;
 
 /// A network device known to netauto.
 ///

@@ -6,13 +6,14 @@
 //! # async fn wire(
 //! #     queue: std::sync::Arc<dyn netauto_core::JobQueue>,
 //! #     store: std::sync::Arc<dyn netauto_core::RunStore>,
-//! #     network: netauto_core::services::Network,
+//! #     network: netauto_core::exec::Executor,
 //! # ) -> Result<(), Box<dyn std::error::Error>> {
-//! use netauto_core::cron::{CronEntry, CronSchedule};
+//! use netauto_core::runtime::{CronEntry, CronSchedule};
 //! use netauto_core::retention::RetentionConfig;
-//! use netauto_core::runner::{Runner, RunnerConfig};
-//! use netauto_core::services::{BulkJob, RetentionArgs, RetentionWorker};
-//! use netauto_core::worker::WorkerRegistry;
+//! use netauto_core::runtime::{Runner, RunnerConfig};
+//! use netauto_core::bulk::BulkJob;
+//! use netauto_core::retention::{RetentionArgs, RetentionWorker};
+//! use netauto_core::runtime::WorkerRegistry;
 //!
 //! let retention = RetentionConfig::from_env()?;
 //! let schedule = CronSchedule::parse_setting("NET_AUTO_RETENTION_CRON", retention.cron())?;
@@ -29,11 +30,6 @@
 //! # Ok(()) }
 //! ```
 
-mod complete;
-mod config;
-mod execute;
-mod waking;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -42,21 +38,23 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 use tokio::task::AbortHandle;
 
-pub use config::{QUEUES_VAR, QueueLimits, RunnerConfig};
-pub use execute::AttemptOutcome;
-pub(crate) use execute::{LeaseSettings, execute_job};
-pub use waking::{RunnerWaker, WakingQueue};
+use super::attempt::{AttemptOutcome, LeaseSettings, execute_job};
+use super::complete;
+use super::config::RunnerConfig;
+use super::maintenance::due;
+use super::maintenance::periodic::PeriodicEnqueuer;
+use super::maintenance::prune::{PRUNE_EVERY, prune};
+use super::maintenance::rescue::rescue_expired;
+use super::waking::{RunnerWaker, WakingQueue};
 
-use crate::clock::{Clock, SystemClock};
-use crate::cron::CronEntry;
+use crate::backend::queue::JobQueue;
 use crate::error::Result;
-use crate::ids::JobId;
-use crate::job::{ClaimRequest, Job};
-use crate::queue::JobQueue;
-use crate::worker::WorkerRegistry;
+use crate::model::ids::JobId;
+use crate::model::job::{ClaimRequest, Job};
+use crate::runtime::WorkerRegistry;
+use crate::runtime::cron::CronEntry;
+use crate::runtime::{Clock, SystemClock};
 
-/// How often terminal jobs are pruned, and the age they are pruned at, by default.
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Default age of terminal jobs when pruned (cron slot keys are kept this long).
 pub const DEFAULT_PRUNE_AFTER: Duration = Duration::from_secs(30 * 86_400);
 
@@ -72,7 +70,7 @@ struct Inner {
     registry: WorkerRegistry,
     clock: Arc<dyn Clock>,
     config: RunnerConfig,
-    cron: Vec<CronEntry>,
+    cron: PeriodicEnqueuer,
     prune_after: Option<Duration>,
     wake: Arc<Notify>,
     finished: Notify,
@@ -85,7 +83,6 @@ struct Inner {
 struct State {
     in_flight: HashMap<String, usize>,
     running: HashMap<JobId, (u32, String, AbortHandle)>,
-    cron_last: HashMap<usize, DateTime<Utc>>,
     last_rescue: Option<DateTime<Utc>>,
     last_prune: Option<DateTime<Utc>>,
     stats: RunnerStats,
@@ -159,7 +156,7 @@ impl Runner {
                 registry,
                 clock,
                 config,
-                cron,
+                cron: PeriodicEnqueuer::new(cron),
                 prune_after,
                 wake: Arc::new(Notify::new()),
                 finished: Notify::new(),
@@ -183,7 +180,7 @@ impl Runner {
         let (mut config, mut clock, mut cron, mut prune) = (
             i.config.clone(),
             i.clock.clone(),
-            i.cron.clone(),
+            i.cron.entries().to_vec(),
             i.prune_after,
         );
         f(&mut config, &mut clock, &mut cron, &mut prune);
@@ -225,7 +222,7 @@ impl Runner {
         &self.inner.config
     }
 
-    /// A handle that wakes this runner (give it to [`Bulk::with_wake`](crate::services::Bulk::with_wake)).
+    /// A handle that wakes this runner (give it to [`Bulk::with_wake`](crate::bulk::BulkService::with_wake)).
     pub fn waker(&self) -> Arc<RunnerWaker> {
         Arc::new(RunnerWaker::new(self.inner.wake.clone()))
     }
@@ -260,7 +257,10 @@ impl Runner {
         let inner = &self.inner;
         let now = inner.clock.now();
         let mut report = TickReport {
-            cron_inserted: self.enqueue_cron(now).await?,
+            cron_inserted: inner
+                .cron
+                .enqueue_due(inner.queue.as_ref(), inner.prune_after, now)
+                .await?,
             ..TickReport::default()
         };
 
@@ -272,22 +272,11 @@ impl Runner {
             )
         };
         if rescue_due {
-            // Jobs about to be discarded by the rescue (attempts exhausted) get their worker's
-            // discard hook first; if one fails, nothing is rescued this round (the hooks run
-            // again at the next one), so no job is discarded without it.
-            if self.finalize_exhausted(now).await {
-                report.rescued = inner.queue.rescue_expired(now).await?.len();
-            }
+            report.rescued = rescue_expired(inner.queue.as_ref(), &inner.registry, now).await?;
             self.lock().last_rescue = Some(now);
         }
         if let (true, Some(after)) = (prune_due, inner.prune_after) {
-            // An age too large to subtract prunes nothing.
-            if let Some(cutoff) = chrono::Duration::from_std(after)
-                .ok()
-                .and_then(|a| now.checked_sub_signed(a))
-            {
-                inner.queue.prune(cutoff).await?;
-            }
+            prune(inner.queue.as_ref(), after, now).await?;
             self.lock().last_prune = Some(now);
         }
 
@@ -307,70 +296,6 @@ impl Runner {
             }
         }
         Ok(report)
-    }
-
-    /// Runs the discard hook of every executing job whose lease expired before `now` with no
-    /// attempt left (the rescue will discard them). Answers whether all hooks succeeded.
-    async fn finalize_exhausted(&self, now: DateTime<Utc>) -> bool {
-        let filter = crate::job::JobFilter::all().with_states([crate::job::JobState::Executing]);
-        let jobs = match self.inner.queue.list(&filter).await {
-            Ok(jobs) => jobs,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list executing jobs before the rescue");
-                return false;
-            }
-        };
-        let mut all_ok = true;
-        for job in jobs.iter().filter(|j| {
-            j.attempt >= j.max_attempts && j.lease_expires_at.is_some_and(|until| until < now)
-        }) {
-            let Some(worker) = self.inner.registry.get(&job.worker) else {
-                continue;
-            };
-            let reason =
-                "attempts exhausted: the node running the last attempt stopped renewing its lease";
-            if let Err(e) = worker.on_discard(job, reason).await {
-                tracing::warn!(job_id = job.id.get(), error = %e, "discard hook failed; rescue postponed");
-                all_ok = false;
-            }
-        }
-        all_ok
-    }
-
-    async fn enqueue_cron(&self, now: DateTime<Utc>) -> Result<usize> {
-        let mut inserted = 0;
-        for (i, entry) in self.inner.cron.iter().enumerate() {
-            let Some(slot) = entry.schedule().latest_at_or_before(now) else {
-                continue;
-            };
-            if self.lock().cron_last.get(&i) == Some(&slot) {
-                continue;
-            }
-            // A slot older than the prune age may have run and been pruned, which freed its
-            // unique key: a node starting now (e.g. weeks after an @yearly slot) must not run
-            // it again, so such a slot is not caught up.
-            let forgotten = self
-                .inner
-                .prune_after
-                .and_then(|after| chrono::Duration::from_std(after).ok())
-                .and_then(|after| now.checked_sub_signed(after))
-                .is_some_and(|cutoff| slot < cutoff);
-            if forgotten {
-                continue;
-            }
-            // Any number of runners may insert the same slot: the unique key keeps one.
-            if self
-                .inner
-                .queue
-                .enqueue(entry.job_for_slot(slot), now)
-                .await?
-                .is_inserted()
-            {
-                inserted += 1;
-            }
-            self.lock().cron_last.insert(i, slot);
-        }
-        Ok(inserted)
     }
 
     /// The completion batcher, started on first use (inside the runtime).
@@ -513,13 +438,6 @@ impl Runner {
             drained: before - stopped,
             released,
         }
-    }
-}
-
-fn due(last: Option<DateTime<Utc>>, now: DateTime<Utc>, every: Duration) -> bool {
-    match last {
-        None => true,
-        Some(t) => (now - t).to_std().map(|d| d >= every).unwrap_or(false),
     }
 }
 

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_core::stream::BoxStream;
 
-use crate::device::Device;
+use crate::model::device::Device;
 
 /// One event of a command's output, in the order the device produced it.
 #[derive(Debug, Clone, PartialEq, Eq)]

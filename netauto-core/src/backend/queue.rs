@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::Result;
-use crate::ids::JobId;
-use crate::job::{ClaimRequest, Enqueued, FailAction, Job, JobFilter, JobState, NewJob};
+use crate::model::ids::JobId;
+use crate::model::job::{ClaimRequest, Enqueued, FailAction, Job, JobFilter, JobState, NewJob};
 
 /// Persistence of jobs. Implemented by every backend; the worker runtime drives it.
 ///

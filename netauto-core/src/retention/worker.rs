@@ -7,14 +7,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::backend::store::RunStore;
 use crate::error::Result;
-use crate::ids::DeviceId;
+use crate::model::ids::DeviceId;
 use crate::retention::{
     DeleteGuard, FootprintCursor, PlanBuilder, PurgePlan, RetentionConfig, RunFootprint,
 };
-use crate::store::RunStore;
+use crate::runtime::{JobContext, Worker, WorkerError};
 use crate::telemetry;
-use crate::worker::{JobContext, Worker, WorkerError};
 
 /// Most runs deleted in one transaction.
 pub const DEFAULT_BATCH_RUNS: usize = 200;
@@ -159,7 +159,7 @@ impl RetentionWorker {
             plan,
         };
         if !dry_run {
-            let batches: Vec<(DeleteGuard, Vec<crate::ids::RunId>)> = report
+            let batches: Vec<(DeleteGuard, Vec<crate::model::ids::RunId>)> = report
                 .plan
                 .batches(self.batch_runs)
                 .map(|(guard, batch)| (guard, batch.iter().map(|d| d.run_id).collect()))

@@ -8,8 +8,8 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
 use crate::error::{ConfigError, Error};
-use crate::job::NewJob;
-use crate::worker::Worker;
+use crate::model::job::NewJob;
+use crate::runtime::Worker;
 
 /// The nicknames accepted besides 5-field expressions.
 pub const NICKNAMES: [&str; 7] = [
@@ -26,7 +26,7 @@ pub const NICKNAMES: [&str; 7] = [
 ///
 /// ```
 /// use chrono::{TimeZone, Utc};
-/// use netauto_core::cron::CronSchedule;
+/// use netauto_core::runtime::CronSchedule;
 ///
 /// let daily = CronSchedule::parse("@daily").unwrap();
 /// let t = Utc.with_ymd_and_hms(2026, 11, 25, 13, 5, 0).unwrap();

@@ -1,4 +1,4 @@
-//! [`Network::execute_command`]: one command on one device, output streamed into chunks.
+//! [`Executor::execute_command`]: one command on one device, output streamed into chunks.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,18 +7,18 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
 use tokio::time::Instant;
 
-use crate::clock::{Clock, SystemClock};
-use crate::error::{Conflict, Error, Result, ValidationError};
-use crate::ids::{BulkRef, DeviceId, RunId};
-use crate::limits::{ExecLimits, LimitOverrides};
-use crate::network::{
+use crate::backend::network::{
     ExecOptions, ExitStatus, NetworkClient, NetworkError, OutputEvent, OutputEvents, TimeoutPhase,
 };
-use crate::progress::{ProgressEvent, ProgressSink, RunEvent};
-use crate::run::{NewRun, OutputStream, Run, RunFinish, RunStatus};
-use crate::services::cancel::{CancelReason, CancelWatch, Cancellations};
-use crate::store::RunStore;
-use crate::validation::validate_command;
+use crate::backend::progress::{ProgressEvent, ProgressSink, RunEvent};
+use crate::backend::store::RunStore;
+use crate::bulk::validate_command;
+use crate::error::{Conflict, Error, Result, ValidationError};
+use crate::exec::{CancelReason, CancelWatch, Cancellations};
+use crate::exec::{ExecLimits, LimitOverrides};
+use crate::model::ids::{BulkRef, DeviceId, RunId};
+use crate::model::run::{NewRun, OutputStream, Run, RunFinish, RunStatus};
+use crate::runtime::{Clock, SystemClock};
 
 /// Largest chunk stored, in bytes: small reads are coalesced up to this, larger ones split.
 pub const DEFAULT_CHUNK_BYTES: usize = 64 * 1024;
@@ -33,9 +33,9 @@ pub const CLOSED: &str = "closed";
 /// `error_kind` of a cancelled run.
 pub const CANCELLED: &str = "cancelled";
 
-/// Options of [`Network::execute_command`].
+/// Options of [`Executor::execute_command`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecuteOptions {
+pub struct RunOptions {
     /// Who asked (stored on the run).
     pub requested_by: String,
     /// The bulk the run belongs to.
@@ -44,7 +44,7 @@ pub struct ExecuteOptions {
     pub limits: LimitOverrides,
 }
 
-impl ExecuteOptions {
+impl RunOptions {
     /// Options for a run requested by `requested_by`, outside any bulk, with the service's
     /// limits.
     pub fn new(requested_by: impl Into<String>) -> Self {
@@ -86,7 +86,7 @@ impl ExecuteOptions {
 /// unless set with [`with_limits`](Self::with_limits) or per run) and can be cancelled
 /// through [`Cancellations`].
 #[derive(Debug, Clone)]
-pub struct Network {
+pub struct Executor {
     store: Arc<dyn RunStore>,
     client: Arc<dyn NetworkClient>,
     progress: Arc<dyn ProgressSink>,
@@ -97,7 +97,7 @@ pub struct Network {
     flush_after: Duration,
 }
 
-impl Network {
+impl Executor {
     /// A service writing to `store`, reaching devices through `client` and publishing live
     /// output to `progress`, with the default [`ExecLimits`].
     pub fn new(
@@ -208,7 +208,7 @@ impl Network {
         &self,
         device_id: DeviceId,
         command: &str,
-        opts: ExecuteOptions,
+        opts: RunOptions,
     ) -> Result<Run> {
         let command = validate_command(command).map_err(ValidationError::from)?;
         let requested_by = opts.requested_by.trim();
@@ -371,7 +371,7 @@ enum Ended {
 /// Coalesces output into chunks of at most `chunk_bytes`, one stream at a time, and keeps at
 /// most `cap` bytes.
 struct ChunkWriter<'a> {
-    network: &'a Network,
+    network: &'a Executor,
     run_id: RunId,
     buf: BytesMut,
     stream: OutputStream,

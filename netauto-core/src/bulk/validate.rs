@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::num::NonZeroUsize;
 
 use crate::error::{CommandError, ValidationError};
-use crate::ids::DeviceId;
+use crate::model::ids::DeviceId;
 
 /// Longest command accepted, in bytes after trimming.
 pub const MAX_COMMAND_BYTES: usize = 4096;
@@ -20,7 +20,7 @@ pub const DEFAULT_CHUNK_SIZE: NonZeroUsize = match NonZeroUsize::new(50) {
 /// [`MAX_COMMAND_BYTES`], no NUL, no line break, no other control character.
 ///
 /// ```
-/// use netauto_core::validation::validate_command;
+/// use netauto_core::bulk::validate_command;
 /// use netauto_core::CommandError;
 ///
 /// assert_eq!(validate_command("  show version \n").unwrap(), "show version");

@@ -8,12 +8,12 @@ use futures_util::FutureExt;
 use tracing::Instrument;
 
 use super::complete::Completer;
-use crate::clock::Clock;
+use crate::backend::queue::JobQueue;
 use crate::error::{Conflict, Error};
-use crate::job::{FailAction, Job, JobState};
-use crate::queue::JobQueue;
+use crate::model::job::{FailAction, Job, JobState};
+use crate::runtime::Clock;
+use crate::runtime::{ErasedWorker, JobContext, PerformError, WorkerRegistry};
 use crate::telemetry;
-use crate::worker::{ErasedWorker, JobContext, PerformError, WorkerRegistry};
 
 /// How one attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub enum AttemptOutcome {
     /// The attempt lost its lease (rescued or cancelled elsewhere), or stopped itself because
     /// it could not renew it; nothing was recorded.
     LeaseLost,
-    /// The job ended for good but its worker's [`on_discard`](crate::worker::Worker::on_discard)
+    /// The job ended for good but its worker's [`on_discard`](crate::runtime::Worker::on_discard)
     /// failed on its last attempt: nothing was recorded, so the lease expires and the runner
     /// that rescues the job calls the hook again before discarding it.
     Deferred,

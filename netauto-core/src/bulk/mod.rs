@@ -1,0 +1,24 @@
+//! Bulks: one command on many devices.
+//!
+//! | file | holds |
+//! |---|---|
+//! | `validate.rs` | the request's checks and its chunking into jobs |
+//! | `service.rs` | [`BulkService`]: validate, write the bulk and its jobs atomically, cancel |
+//! | `job.rs` | [`BulkJob`]: the worker running one job's devices, exactly once each |
+//! | `follow.rs` | [`follow_bulk`] / [`BulkFollower`]: snapshot, then live progress, for every viewer |
+
+mod follow;
+mod job;
+mod service;
+mod validate;
+
+pub use follow::{BulkFollower, DEFAULT_RESYNC_AFTER, FollowUpdate};
+pub use job::{
+    ABANDONED, BulkArgs, BulkJob, DEFAULT_DEVICE_CONCURRENCY, DEVICES_PER_JOB_VAR,
+    devices_per_job_from_env, parse_devices_per_job,
+};
+pub use service::BulkService;
+pub use validate::{
+    BulkRequest, DEFAULT_CHUNK_SIZE, MAX_BULK_DEVICES, MAX_COMMAND_BYTES, ValidBulk, chunk_ids,
+    dedup_ids, validate_command,
+};
