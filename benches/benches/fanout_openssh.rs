@@ -35,8 +35,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netauto_core::bulk::{BulkFollower, BulkJob, BulkService, FollowUpdate};
+use netauto_core::bulk::{BulkJob, BulkService};
 use netauto_core::exec::Executor;
+use netauto_core::follow::{BulkFollower, BulkUpdate};
 use netauto_core::runtime::WorkerRegistry;
 use netauto_core::runtime::{QueueLimits, Runner, RunnerConfig};
 use netauto_core::{DeviceId, NewDevice, RunStore};
@@ -333,7 +334,7 @@ async fn scenario(
         .await
         .expect("follow");
     while let Some(update) = follower.next().await {
-        if let FollowUpdate::Summary { .. } = update.expect("follow") {
+        if let BulkUpdate::Summary { .. } = update.expect("follow") {
             break;
         }
     }

@@ -33,6 +33,7 @@ mod backend;
 pub mod bulk;
 mod error;
 pub mod exec;
+pub mod follow;
 mod model;
 pub mod retention;
 pub mod runtime;

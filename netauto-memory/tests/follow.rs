@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use netauto_core::LocalProgressHub;
-use netauto_core::bulk::{BulkFollower, FollowUpdate};
+use netauto_core::follow::{BulkFollower, BulkUpdate};
 use netauto_core::{
     Bulk, BulkCounters, BulkEvent, BulkRef, BulkState, DeviceId, DeviceOutcome, LimitOverrides,
     MockRunStore, ProgressEvent, ProgressSink, RunStatus,
@@ -71,7 +71,7 @@ fn summary(bulk_ref: &BulkRef, total: u64) -> ProgressEvent {
     })
 }
 
-async fn collect(mut f: BulkFollower) -> Vec<FollowUpdate> {
+async fn collect(mut f: BulkFollower) -> Vec<BulkUpdate> {
     let mut out = Vec::new();
     while let Some(u) = tokio::time::timeout(Duration::from_secs(5), f.next())
         .await
@@ -102,11 +102,11 @@ async fn a_thousand_events_cost_one_read_of_the_bulk() {
     }
     hub.publish(summary(&r, n)).await;
     let updates = collect(follower).await;
-    assert!(matches!(updates[0], FollowUpdate::Snapshot(_)));
+    assert!(matches!(updates[0], BulkUpdate::Snapshot(_)));
     assert_eq!(updates.len() as u64, 1 + n + 1);
     assert!(matches!(
         updates.last(),
-        Some(FollowUpdate::Summary { ok: 1000, .. })
+        Some(BulkUpdate::Summary { ok: 1000, .. })
     ));
 }
 
@@ -129,10 +129,7 @@ async fn a_lag_or_a_cancel_re_reads_the_snapshot() {
     let mut f = BulkFollower::start(Arc::new(store), &hub, &r)
         .await
         .unwrap();
-    assert!(matches!(
-        f.next().await,
-        Some(Ok(FollowUpdate::Snapshot(_)))
-    ));
+    assert!(matches!(f.next().await, Some(Ok(BulkUpdate::Snapshot(_)))));
     for d in 1..=6 {
         hub.publish(progress(&r, d, d, 10)).await;
     }
@@ -143,7 +140,7 @@ async fn a_lag_or_a_cancel_re_reads_the_snapshot() {
         .ok()
         .flatten()
     {
-        if let FollowUpdate::Snapshot(b) = &u {
+        if let BulkUpdate::Snapshot(b) = &u {
             snapshots += 1;
             assert_eq!(b.counters.done(), 6);
             break;
@@ -160,7 +157,7 @@ async fn a_lag_or_a_cancel_re_reads_the_snapshot() {
     .await;
     let rest = collect(f).await;
     assert!(
-        matches!(rest.last(), Some(FollowUpdate::Snapshot(b)) if b.finished_at.is_some()),
+        matches!(rest.last(), Some(BulkUpdate::Snapshot(b)) if b.finished_at.is_some()),
         "{rest:?}"
     );
 }
@@ -204,5 +201,5 @@ async fn a_quiet_feed_checks_the_counters_and_re_reads_only_when_something_was_m
         .with_resync_after(Duration::from_millis(20));
     let updates = collect(f).await;
     assert_eq!(updates.len(), 2, "{updates:?}");
-    assert!(matches!(&updates[1], FollowUpdate::Snapshot(b) if b.counters.done() == 3));
+    assert!(matches!(&updates[1], BulkUpdate::Snapshot(b) if b.counters.done() == 3));
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use netauto_core::bulk::BulkService;
-use netauto_core::bulk::{BulkFollower, FollowUpdate};
+use netauto_core::follow::{BulkFollower, BulkUpdate};
 use netauto_core::runtime::QueueLimits;
 use netauto_core::{
     Bulk, BulkCounters, BulkRef, DeviceId, LimitOverrides, Run, RunId, RunStatus, RunStore,
@@ -159,9 +159,9 @@ async fn follow(mut follower: BulkFollower, store: &dyn RunStore) -> anyhow::Res
             }
         };
         match update {
-            None | Some(Ok(FollowUpdate::Summary { .. })) => break,
+            None | Some(Ok(BulkUpdate::Summary { .. })) => break,
             Some(Err(e)) => return Err(e.into()),
-            Some(Ok(FollowUpdate::Snapshot(bulk))) => {
+            Some(Ok(BulkUpdate::Snapshot(bulk))) => {
                 counters = bulk.counters;
                 bar.set_length(counters.total);
                 for (id, o) in &bulk.outcomes {
@@ -170,7 +170,7 @@ async fn follow(mut follower: BulkFollower, store: &dyn RunStore) -> anyhow::Res
                     }
                 }
             }
-            Some(Ok(FollowUpdate::Progress {
+            Some(Ok(BulkUpdate::Progress {
                 device_id,
                 status,
                 error_kind,

@@ -17,9 +17,7 @@
 //! [`streams_per_session`](crate::WebLimits::streams_per_session) streams open (more are
 //! answered `429`), and its streams end when it does (logout, expiry) or the server shuts down.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::Stream;
@@ -28,11 +26,8 @@ use futures_util::stream::BoxStream;
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::StreamExt;
-use netauto_core::bulk::{BulkFollower, FollowUpdate};
-use netauto_core::{
-    Bulk, FeedItem, ProgressEvent, Run, RunChunk, RunEvent, RunId, RunStore, Subscription,
-    run_topic,
-};
+use netauto_core::follow::{BulkUpdate, RunUpdate, follow_bulk, follow_run};
+use netauto_core::{Bulk, Run};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -109,11 +104,13 @@ fn snapshot(bulk: &Bulk) -> Event {
 /// How long a bulk stream waits without an event before it checks the store.
 pub(crate) const RESYNC_AFTER: Duration = Duration::from_secs(10);
 
-/// The server-sent event of one update of a followed bulk.
-fn bulk_event(update: FollowUpdate) -> Event {
-    match update {
-        FollowUpdate::Snapshot(bulk) => snapshot(&bulk),
-        FollowUpdate::Progress {
+/// The server-sent event of one update of a followed bulk (a lag has none: the fresh
+/// snapshot that follows it says everything).
+fn bulk_event(update: BulkUpdate) -> Option<Event> {
+    Some(match update {
+        BulkUpdate::Lagged { .. } => return None,
+        BulkUpdate::Snapshot(bulk) => snapshot(&bulk),
+        BulkUpdate::Progress {
             device_id,
             run_id,
             status,
@@ -126,7 +123,7 @@ fn bulk_event(update: FollowUpdate) -> Event {
             &json!({"device_id": device_id, "run_id": run_id, "status": status, "error_kind": error_kind,
                     "truncated": truncated, "done": done, "total": total}),
         ),
-        FollowUpdate::Summary {
+        BulkUpdate::Summary {
             ok,
             failed,
             cancelled,
@@ -137,7 +134,7 @@ fn bulk_event(update: FollowUpdate) -> Event {
             &json!({"ok": ok, "failed": failed, "cancelled": cancelled, "total": total,
                     "duration_ms": duration.as_millis() as u64}),
         ),
-    }
+    })
 }
 
 /// GET /bulk/{ref}/events: `snapshot`, then `progress` per device, then one `summary` (see
@@ -149,15 +146,20 @@ pub(crate) async fn bulk_events(
 ) -> Result<EventStream, PageError> {
     let bulk_ref = parse_ref(&raw)?;
     let lease = lease(&state, &user)?;
-    let follower = BulkFollower::start(state.store.clone(), state.progress.as_ref(), &bulk_ref)
+    let follower = follow_bulk(state.store.clone(), state.progress.as_ref(), &bulk_ref)
         .await?
         .with_resync_after(state.resync_after);
     let stream = futures_util::stream::unfold(follower, |mut f| async move {
-        match f.next().await? {
-            Ok(update) => Some((Ok(bulk_event(update)), f)),
-            Err(e) => {
-                tracing::warn!(error = %e, "re-reading a followed bulk failed; closing the stream");
-                None
+        loop {
+            match f.next().await? {
+                Ok(update) => match bulk_event(update) {
+                    Some(event) => return Some((Ok(event), f)),
+                    None => continue,
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "re-reading a followed bulk failed; closing the stream");
+                    return None;
+                }
             }
         }
     });
@@ -169,94 +171,6 @@ pub(crate) async fn bulk_events(
 pub(crate) struct FromSeq {
     #[serde(default)]
     from: u64,
-}
-
-struct RunFollow {
-    sub: Subscription,
-    store: Arc<dyn RunStore>,
-    run_id: RunId,
-    /// The first seq not sent yet.
-    next: u64,
-    /// At most one page of stored chunks, not sent yet.
-    page: VecDeque<RunChunk>,
-    /// The store may hold chunks from `next` on that the stream has not read.
-    catching_up: bool,
-    /// The feed closed: read the store to its end, then stop.
-    feed_closed: bool,
-    /// The `finished` event, sent after the last chunk.
-    end: Option<Event>,
-    done: bool,
-    /// Decodes chunk text across chunk boundaries.
-    text: Utf8Carry,
-}
-
-impl RunFollow {
-    /// Reads the next page of stored chunks from `next`. A short page is the end of what is
-    /// stored: the stream then follows the feed again, or ends if the run finished.
-    async fn read_page(&mut self) -> netauto_core::Result<()> {
-        let page = self
-            .store
-            .chunks(self.run_id, self.next, FOLLOW_PAGE)
-            .await?;
-        let short = page.len() < FOLLOW_PAGE;
-        self.page = page.into();
-        if short {
-            self.catching_up = false;
-            let run = self.store.run(self.run_id).await?;
-            if run.status.is_finished() {
-                self.end = Some(finished(&run, &self.text.finish()));
-                self.done = true;
-            } else if self.feed_closed {
-                self.done = true;
-            }
-        }
-        Ok(())
-    }
-
-    /// The next event, or `None` at the end of the stream.
-    async fn next_event(&mut self) -> Option<Event> {
-        loop {
-            if let Some(c) = self.page.pop_front() {
-                self.next = c.seq + 1;
-                return Some(chunk_event(c.seq, c.stream, &self.text.push(&c.data)));
-            }
-            if let Some(ev) = self.end.take() {
-                return Some(ev);
-            }
-            if self.done {
-                return None;
-            }
-            if self.catching_up {
-                if let Err(e) = self.read_page().await {
-                    tracing::warn!(error = %e, "run output catch-up failed; closing the stream");
-                    return None;
-                }
-                continue;
-            }
-            match self.sub.next().await {
-                Some(FeedItem::Event(ProgressEvent::Run(RunEvent::Output {
-                    seq,
-                    stream,
-                    data,
-                    ..
-                }))) if seq == self.next => {
-                    self.next = seq + 1;
-                    return Some(chunk_event(seq, stream, &self.text.push(&data)));
-                }
-                Some(FeedItem::Event(ProgressEvent::Run(RunEvent::Output { seq, .. })))
-                    if seq < self.next => {}
-                // A gap, the end, a lag: the store has the truth.
-                Some(FeedItem::Event(ProgressEvent::Run(_)) | FeedItem::Lagged { .. }) => {
-                    self.catching_up = true;
-                }
-                Some(FeedItem::Event(ProgressEvent::Bulk(_))) => {}
-                None => {
-                    self.feed_closed = true;
-                    self.catching_up = true;
-                }
-            }
-        }
-    }
 }
 
 fn chunk_event(seq: u64, stream: netauto_core::OutputStream, text: &str) -> Event {
@@ -295,25 +209,25 @@ pub(crate) async fn run_events(
     Query(q): Query<FromSeq>,
 ) -> Result<EventStream, PageError> {
     let run_id = parse_run_id(&raw)?;
-    let sub = state.progress.subscribe(&run_topic(run_id)).await;
     // A missing run is a 404 before the stream starts.
-    state.store.run(run_id).await?;
+    let follower = follow_run(state.store.clone(), state.progress.as_ref(), run_id, q.from)
+        .await?
+        .with_page_size(FOLLOW_PAGE);
     let lease = lease(&state, &user)?;
-    let follow = RunFollow {
-        sub,
-        store: state.store.clone(),
-        run_id,
-        next: q.from,
-        page: VecDeque::new(),
-        catching_up: true,
-        feed_closed: false,
-        end: None,
-        done: false,
-        text: Utf8Carry::default(),
-    };
-    let stream = futures_util::stream::unfold(follow, |mut f| async move {
-        let ev = f.next_event().await?;
-        Some((Ok(ev), f))
+    // Chunk text is decoded across chunk boundaries.
+    let follow = (follower, Utf8Carry::default());
+    let stream = futures_util::stream::unfold(follow, |(mut f, mut text)| async move {
+        let ev = match f.next().await? {
+            Ok(RunUpdate::Chunk { seq, stream, data }) => {
+                chunk_event(seq, stream, &text.push(&data))
+            }
+            Ok(RunUpdate::Finished(run)) => finished(&run, &text.finish()),
+            Err(e) => {
+                tracing::warn!(error = %e, "run output catch-up failed; closing the stream");
+                return None;
+            }
+        };
+        Some((Ok(ev), (f, text)))
     });
     Ok(sse(stream, lease))
 }

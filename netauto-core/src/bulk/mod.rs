@@ -5,14 +5,13 @@
 //! | `validate.rs` | the request's checks and its chunking into jobs |
 //! | `service.rs` | [`BulkService`]: validate, write the bulk and its jobs atomically, cancel |
 //! | `job.rs` | [`BulkJob`]: the worker running one job's devices, exactly once each |
-//! | `follow.rs` | [`follow_bulk`] / [`BulkFollower`]: snapshot, then live progress, for every viewer |
+//!
+//! Following a bulk is [`crate::follow::follow_bulk`].
 
-mod follow;
 mod job;
 mod service;
 mod validate;
 
-pub use follow::{BulkFollower, DEFAULT_RESYNC_AFTER, FollowUpdate};
 pub use job::{
     ABANDONED, BulkArgs, BulkJob, DEFAULT_DEVICE_CONCURRENCY, DEVICES_PER_JOB_VAR,
     devices_per_job_from_env, parse_devices_per_job,

@@ -1,5 +1,4 @@
-//! [`BulkFollower`]: one way to follow a bulk — its durable snapshot, then its live events —
-//! for every viewer (the web app's event stream, the CLI's progress bar, an embedding host).
+//! [`BulkFollower`]: follow a bulk — its durable snapshot, then its live events.
 //!
 //! It subscribes to the bulk's topic *before* reading the snapshot, so nothing that happens
 //! in between is missed (an event the snapshot already has is harmless: a viewer keys
@@ -30,7 +29,7 @@ pub const DEFAULT_RESYNC_AFTER: Duration = Duration::from_secs(10);
 
 /// What a [`BulkFollower`] yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FollowUpdate {
+pub enum BulkUpdate {
     /// The whole bulk as stored: first, and again whenever events were missed. Replaces
     /// whatever the viewer had.
     Snapshot(Box<Bulk>),
@@ -50,6 +49,12 @@ pub enum FollowUpdate {
         done: u64,
         /// Devices in the bulk.
         total: u64,
+    },
+    /// The feed dropped `missed` events (this follower fell behind); a fresh
+    /// [`Snapshot`](Self::Snapshot) comes next.
+    Lagged {
+        /// Events dropped.
+        missed: u64,
     },
     /// The bulk ended (its one Summary). Nothing follows.
     Summary {
@@ -75,6 +80,8 @@ pub struct BulkFollower {
     /// Devices whose outcome was yielded.
     known: HashSet<DeviceId>,
     first: Option<Box<Bulk>>,
+    /// A lag was reported: re-read the store before anything else.
+    resync: bool,
     done: bool,
 }
 
@@ -107,6 +114,7 @@ impl BulkFollower {
             resync_after: DEFAULT_RESYNC_AFTER,
             known: HashSet::new(),
             first: None,
+            resync: false,
             done: false,
         };
         f.first = Some(f.snapshot(bulk));
@@ -133,11 +141,14 @@ impl BulkFollower {
     /// The next update; `None` once the bulk ended (after its Summary, or a snapshot of the
     /// finished bulk) or was deleted. A store error while re-reading the bulk is returned
     /// (a failed quiet-spell check is only logged); the follower can be polled again after it.
-    pub async fn next(&mut self) -> Option<Result<FollowUpdate>> {
+    pub async fn next(&mut self) -> Option<Result<BulkUpdate>> {
         if let Some(first) = self.first.take() {
-            return Some(Ok(FollowUpdate::Snapshot(first)));
+            return Some(Ok(BulkUpdate::Snapshot(first)));
         }
         loop {
+            if std::mem::take(&mut self.resync) {
+                return self.reread().await;
+            }
             if self.done {
                 return None;
             }
@@ -167,7 +178,10 @@ impl BulkFollower {
                         continue;
                     }
                 },
-                Some(FeedItem::Lagged { .. }) => true,
+                Some(FeedItem::Lagged { missed }) => {
+                    self.resync = true;
+                    return Some(Ok(BulkUpdate::Lagged { missed }));
+                }
                 Some(FeedItem::Event(ProgressEvent::Bulk(event))) => match event {
                     BulkEvent::Progress {
                         device_id,
@@ -180,7 +194,7 @@ impl BulkFollower {
                         ..
                     } => {
                         self.known.insert(device_id);
-                        return Some(Ok(FollowUpdate::Progress {
+                        return Some(Ok(BulkUpdate::Progress {
                             device_id,
                             run_id,
                             status,
@@ -199,7 +213,7 @@ impl BulkFollower {
                         ..
                     } => {
                         self.done = true;
-                        return Some(Ok(FollowUpdate::Summary {
+                        return Some(Ok(BulkUpdate::Summary {
                             ok,
                             failed,
                             cancelled,
@@ -213,14 +227,29 @@ impl BulkFollower {
                 Some(FeedItem::Event(ProgressEvent::Run(_))) => false,
             };
             if resync {
-                return match self.store.bulk(&self.bulk_ref).await {
-                    Ok(bulk) => Some(Ok(FollowUpdate::Snapshot(self.snapshot(bulk)))),
-                    Err(Error::NotFound { .. }) => None,
-                    Err(e) => Some(Err(e)),
-                };
+                return self.reread().await;
             }
         }
     }
+
+    /// A fresh snapshot from the store (`None`: the bulk was deleted).
+    async fn reread(&mut self) -> Option<Result<BulkUpdate>> {
+        match self.store.bulk(&self.bulk_ref).await {
+            Ok(bulk) => Some(Ok(BulkUpdate::Snapshot(self.snapshot(bulk)))),
+            Err(Error::NotFound { .. }) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+/// Follows bulk `bulk_ref`: subscribes to its topic, then reads its snapshot (the first
+/// update). An unknown bulk is [`Error::NotFound`]. Same as [`BulkFollower::start`].
+pub async fn follow_bulk(
+    store: Arc<dyn RunStore>,
+    progress: &dyn ProgressSink,
+    bulk_ref: &BulkRef,
+) -> Result<BulkFollower> {
+    BulkFollower::start(store, progress, bulk_ref).await
 }
 
 /// Whether the store knows outcomes (or the end) beyond the `known` ones a follower yielded.
