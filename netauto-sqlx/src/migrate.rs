@@ -9,8 +9,8 @@
 //! own records).
 
 use netauto_core::{Error, Result};
-use sqlx::migrate::{Migrate, MigrateError, Migrator};
 use sqlx::Executor;
+use sqlx::migrate::{Migrate, MigrateError, Migrator};
 
 use crate::error::db;
 use crate::rows::StoredRow;
@@ -29,8 +29,20 @@ where
     DB: Dialect<Connection: Migrate>,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
-    let legacy = exists(&mut *conn, DB::TABLE_EXISTS, DB::Text::from(LEGACY_TABLE.to_owned())).await?;
-    if !legacy || exists(&mut *conn, DB::TABLE_EXISTS, DB::Text::from(migrator.table_name.to_string())).await? {
+    let legacy = exists(
+        &mut *conn,
+        DB::TABLE_EXISTS,
+        DB::Text::from(LEGACY_TABLE.to_owned()),
+    )
+    .await?;
+    if !legacy
+        || exists(
+            &mut *conn,
+            DB::TABLE_EXISTS,
+            DB::Text::from(migrator.table_name.to_string()),
+        )
+        .await?
+    {
         return Ok(());
     }
     let rows = sqlx::query::<DB>("SELECT version FROM netauto_migrations")
@@ -51,7 +63,10 @@ where
                 .map_err(migrate_error)?;
         }
     }
-    tracing::info!(?applied, "adopted the migrations recorded by the legacy migrator");
+    tracing::info!(
+        ?applied,
+        "adopted the migrations recorded by the legacy migrator"
+    );
     Ok(())
 }
 
@@ -67,4 +82,3 @@ pub(crate) fn migrate_error(e: MigrateError) -> Error {
         other => Error::backend(other),
     }
 }
-

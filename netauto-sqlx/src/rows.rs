@@ -114,7 +114,11 @@ pub(crate) fn run(r: &impl StoredRow) -> Result<Run> {
         device_id: DeviceId(r.int("device_id")?),
         command: r.text("command")?,
         requested_by: r.text("requested_by")?,
-        bulk_ref: r.opt_text("bulk_ref")?.as_deref().map(bulk_ref).transpose()?,
+        bulk_ref: r
+            .opt_text("bulk_ref")?
+            .as_deref()
+            .map(bulk_ref)
+            .transpose()?,
         status: status(&r.text("status")?)?,
         exit_status: r.opt_int("exit_status")?.map(|c| c as i32),
         error_kind: r.opt_text("error_kind")?,
@@ -173,7 +177,10 @@ pub(crate) fn deleted_runs<R: StoredRow>(rows: &[R]) -> Result<DeletedRuns> {
 }
 
 /// The `id` column of each row, as `T`, ascending.
-pub(crate) fn sorted_ids<R: StoredRow, T: Ord>(rows: &[R], id: impl Fn(i64) -> T) -> Result<Vec<T>> {
+pub(crate) fn sorted_ids<R: StoredRow, T: Ord>(
+    rows: &[R],
+    id: impl Fn(i64) -> T,
+) -> Result<Vec<T>> {
     let mut ids = rows
         .iter()
         .map(|r| r.int("id").map(&id))

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use netauto_core::{
-    Bulk, BulkCancelled, BulkCounters, BulkRef, CancelRequests, ChunkAppended, Conflict,
-    DeviceId, DeviceOutcome, Error, NewBulk, NewJob, OutcomeRecorded, Result, Run, RunFinish,
-    RunId, RunStatus, ValidationError,
+    Bulk, BulkCancelled, BulkCounters, BulkRef, CancelRequests, ChunkAppended, Conflict, DeviceId,
+    DeviceOutcome, Error, NewBulk, NewJob, OutcomeRecorded, Result, Run, RunFinish, RunId,
+    RunStatus, ValidationError,
 };
 
 use crate::rows::{self, StoredRow};
@@ -83,7 +83,11 @@ pub(crate) fn cancel_requests<R: StoredRow>(bulks: &[R], runs: &[R]) -> Result<C
 }
 
 /// A new bulk as created: no outcome yet.
-pub(crate) fn new_bulk(bulk: NewBulk, device_ids: Vec<DeviceId>, created_at: DateTime<Utc>) -> Bulk {
+pub(crate) fn new_bulk(
+    bulk: NewBulk,
+    device_ids: Vec<DeviceId>,
+    created_at: DateTime<Utc>,
+) -> Bulk {
     Bulk {
         bulk_ref: bulk.bulk_ref,
         command: bulk.command,

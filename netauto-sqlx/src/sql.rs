@@ -122,7 +122,13 @@ pub(crate) async fn bulk_exists<'c, DB: Dialect>(
     exec: impl Executor<'c, Database = DB>,
     bulk_ref: &netauto_core::BulkRef,
 ) -> Result<()> {
-    if exists(exec, DB::BULK_EXISTS, DB::Text::from(bulk_ref.as_str().to_owned())).await? {
+    if exists(
+        exec,
+        DB::BULK_EXISTS,
+        DB::Text::from(bulk_ref.as_str().to_owned()),
+    )
+    .await?
+    {
         Ok(())
     } else {
         Err(Error::bulk_not_found(bulk_ref))

@@ -54,7 +54,11 @@ mod sqlite {
 
     /// What the legacy migrator ran, in order: (version, name, SQL).
     const LEGACY: &[(i64, &str, &str)] = &[
-        (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
+        (
+            1,
+            "init",
+            include_str!("../migrations/sqlite/0001_init.sql"),
+        ),
         (
             2,
             "limits_cancel",
@@ -69,17 +73,23 @@ mod sqlite {
         )
         .execute(pool)
         .await
-        .unwrap();
+        .expect("test database");
         for (version, name, sql) in LEGACY.iter().filter(|m| m.0 <= upto) {
-            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
-            sqlx::raw_sql(*sql).execute(&mut *tx).await.unwrap();
+            let mut tx = pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .expect("test database");
+            sqlx::raw_sql(*sql)
+                .execute(&mut *tx)
+                .await
+                .expect("test database");
             sqlx::query("INSERT INTO netauto_migrations (version, name) VALUES (?, ?)")
                 .bind(version)
                 .bind(name)
                 .execute(&mut *tx)
                 .await
-                .unwrap();
-            tx.commit().await.unwrap();
+                .expect("test database");
+            tx.commit().await.expect("test database");
         }
     }
 
@@ -87,19 +97,19 @@ mod sqlite {
         sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
             .fetch_all(pool)
             .await
-            .unwrap()
+            .expect("test database")
     }
 
     static N: AtomicU32 = AtomicU32::new(0);
 
     async fn fresh_file() -> SqliteBackend {
         let dir = std::env::temp_dir().join(format!("netauto-legacy-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).expect("test database");
         let path = dir.join(format!("db-{}.sqlite", N.fetch_add(1, Ordering::Relaxed)));
         let _ = std::fs::remove_file(&path);
         SqliteBackend::connect(&format!("sqlite://{}", path.display()))
             .await
-            .unwrap()
+            .expect("test database")
     }
 
     #[tokio::test]
@@ -110,7 +120,10 @@ mod sqlite {
 
         b.migrate().await.expect("migrate adopts");
         assert_eq!(applied(b.pool()).await, vec![(1, true), (2, true)]);
-        assert_eq!(b.store().list_devices().await.unwrap().len(), 1);
+        assert_eq!(
+            b.store().list_devices().await.expect("test database").len(),
+            1
+        );
         store_works(&b.store(), "after").await;
 
         // Again: nothing to do, and the legacy table is left as it was.
@@ -118,7 +131,7 @@ mod sqlite {
         let legacy: i64 = sqlx::query_scalar("SELECT count(*) FROM netauto_migrations")
             .fetch_one(b.pool())
             .await
-            .unwrap();
+            .expect("test database");
         assert_eq!(legacy, 2);
     }
 
@@ -134,7 +147,9 @@ mod sqlite {
 
     #[tokio::test]
     async fn a_new_database_migrates_from_scratch() {
-        let b = SqliteBackend::connect("sqlite::memory:").await.unwrap();
+        let b = SqliteBackend::connect("sqlite::memory:")
+            .await
+            .expect("test database");
         b.migrate().await.expect("migrate");
         b.migrate().await.expect("migrate again");
         assert_eq!(applied(b.pool()).await, vec![(1, true), (2, true)]);
@@ -166,30 +181,33 @@ mod postgres {
 
     /// Migrates `pool` as the legacy migrator did, up to `upto`.
     async fn legacy_migrate(pool: &PgPool, upto: i64) {
-        let mut tx = pool.begin().await.unwrap();
+        let mut tx = pool.begin().await.expect("test database");
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS netauto_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
         )
         .execute(&mut *tx)
         .await
-        .unwrap();
+        .expect("test database");
         for (version, name, sql) in LEGACY.iter().filter(|m| m.0 <= upto) {
-            sqlx::raw_sql(*sql).execute(&mut *tx).await.unwrap();
+            sqlx::raw_sql(*sql)
+                .execute(&mut *tx)
+                .await
+                .expect("test database");
             sqlx::query("INSERT INTO netauto_migrations (version, name) VALUES ($1, $2)")
                 .bind(version)
                 .bind(name)
                 .execute(&mut *tx)
                 .await
-                .unwrap();
+                .expect("test database");
         }
-        tx.commit().await.unwrap();
+        tx.commit().await.expect("test database");
     }
 
     async fn applied(pool: &PgPool) -> Vec<(i64, bool)> {
         sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
             .fetch_all(pool)
             .await
-            .unwrap()
+            .expect("test database")
     }
 
     async fn backend() -> Option<PgBackend> {
@@ -205,7 +223,10 @@ mod postgres {
 
         b.migrate().await.expect("migrate adopts");
         assert_eq!(applied(b.pool()).await, vec![(1, true), (2, true)]);
-        assert_eq!(b.store().list_devices().await.unwrap().len(), 1);
+        assert_eq!(
+            b.store().list_devices().await.expect("test database").len(),
+            1
+        );
         store_works(&b.store(), "after").await;
         b.migrate().await.expect("migrate again");
     }

@@ -25,8 +25,12 @@ impl StoredRow for PgRow {
     fn opt_int(&self, col: &str) -> Result<Option<i64>> {
         let width = self.try_column(col).map_err(db)?.type_info().name();
         match width {
-            "INT2" => self.try_get::<Option<i16>, _>(col).map(|v| v.map(i64::from)),
-            "INT4" => self.try_get::<Option<i32>, _>(col).map(|v| v.map(i64::from)),
+            "INT2" => self
+                .try_get::<Option<i16>, _>(col)
+                .map(|v| v.map(i64::from)),
+            "INT4" => self
+                .try_get::<Option<i32>, _>(col)
+                .map(|v| v.map(i64::from)),
             _ => self.try_get::<Option<i64>, _>(col),
         }
         .map_err(db)

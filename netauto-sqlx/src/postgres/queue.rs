@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use netauto_core::{
-    ClaimRequest, Enqueued, Error, FailAction, Job, JobFailure, JobFilter, JobId, JobState,
-    NewJob, Result,
+    ClaimRequest, Enqueued, Error, FailAction, Job, JobFailure, JobFilter, JobId, JobState, NewJob,
+    Result,
 };
 use sqlx::PgConnection;
 use sqlx::types::Json;
@@ -83,7 +83,11 @@ pub(super) async fn enqueue_all(
     Ok(out)
 }
 
-pub(super) async fn claim(q: &PgJobQueue, req: &ClaimRequest, now: DateTime<Utc>) -> Result<Vec<Job>> {
+pub(super) async fn claim(
+    q: &PgJobQueue,
+    req: &ClaimRequest,
+    now: DateTime<Utc>,
+) -> Result<Vec<Job>> {
     let picked = sqlx::query(
         "WITH picked AS (
              SELECT id FROM jobs
@@ -118,7 +122,12 @@ pub(super) async fn heartbeat(
     fenced(&q.lease_pool, &q.pool, sql, lease_until, id, attempt).await
 }
 
-pub(super) async fn complete(q: &PgJobQueue, id: JobId, attempt: u32, now: DateTime<Utc>) -> Result<()> {
+pub(super) async fn complete(
+    q: &PgJobQueue,
+    id: JobId,
+    attempt: u32,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let sql = "UPDATE jobs SET state = 'completed', finished_at = $1, lease_expires_at = NULL
          WHERE id = $2 AND attempt = $3 AND state = 'executing'";
     fenced(&q.pool, &q.pool, sql, now, id, attempt).await
@@ -187,7 +196,12 @@ pub(super) async fn fail(
     }
 }
 
-pub(super) async fn release(q: &PgJobQueue, id: JobId, attempt: u32, now: DateTime<Utc>) -> Result<()> {
+pub(super) async fn release(
+    q: &PgJobQueue,
+    id: JobId,
+    attempt: u32,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let sql = "UPDATE jobs SET state = 'available', scheduled_at = $1, lease_expires_at = NULL
          WHERE id = $2 AND attempt = $3 AND state = 'executing'";
     fenced(&q.pool, &q.pool, sql, now, id, attempt).await

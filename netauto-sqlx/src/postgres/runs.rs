@@ -175,7 +175,11 @@ pub(super) async fn chunks(
     page.iter().map(|r| rows::chunk(run_id, r)).collect()
 }
 
-pub(super) async fn device_runs(s: &PgRunStore, device_id: DeviceId, limit: usize) -> Result<Vec<Run>> {
+pub(super) async fn device_runs(
+    s: &PgRunStore,
+    device_id: DeviceId,
+    limit: usize,
+) -> Result<Vec<Run>> {
     let latest = sqlx::query(
         "SELECT * FROM runs WHERE device_id = $1 ORDER BY inserted_at DESC, id DESC LIMIT $2",
     )
@@ -192,11 +196,12 @@ pub(super) async fn bulk_runs(
     bulk_ref: &BulkRef,
     device_ids: &[DeviceId],
 ) -> Result<Vec<Run>> {
-    let of_bulk = sqlx::query("SELECT * FROM runs WHERE bulk_ref = $1 AND device_id = ANY($2) ORDER BY id")
-        .bind(bulk_ref.as_str())
-        .bind(raw(device_ids))
-        .fetch_all(&s.pool)
-        .await
-        .map_err(db)?;
+    let of_bulk =
+        sqlx::query("SELECT * FROM runs WHERE bulk_ref = $1 AND device_id = ANY($2) ORDER BY id")
+            .bind(bulk_ref.as_str())
+            .bind(raw(device_ids))
+            .fetch_all(&s.pool)
+            .await
+            .map_err(db)?;
     of_bulk.iter().map(rows::run).collect()
 }

@@ -57,7 +57,8 @@ impl Dialect for Sqlite {
     const JOB_EXISTS: &'static str = "SELECT 1 FROM jobs WHERE id = ?";
     const RUN_EXISTS: &'static str = "SELECT 1 FROM runs WHERE id = ?";
     const BULK_EXISTS: &'static str = "SELECT 1 FROM bulks WHERE ref = ?";
-    const TABLE_EXISTS: &'static str = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?";
+    const TABLE_EXISTS: &'static str =
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?";
 
     fn time(t: DateTime<Utc>) -> i64 {
         to_micros(t)

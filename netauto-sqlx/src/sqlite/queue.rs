@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use netauto_core::{
-    ClaimRequest, Enqueued, Error, FailAction, Job, JobFailure, JobFilter, JobId, JobState,
-    NewJob, Result,
+    ClaimRequest, Enqueued, Error, FailAction, Job, JobFailure, JobFilter, JobId, JobState, NewJob,
+    Result,
 };
 use sqlx::{AssertSqlSafe, SqliteConnection};
 
@@ -58,7 +58,11 @@ pub(super) async fn insert_job(
     Ok(Enqueued::Inserted(rows::job(&row)?))
 }
 
-pub(super) async fn enqueue(q: &SqliteJobQueue, job: NewJob, now: DateTime<Utc>) -> Result<Enqueued> {
+pub(super) async fn enqueue(
+    q: &SqliteJobQueue,
+    job: NewJob,
+    now: DateTime<Utc>,
+) -> Result<Enqueued> {
     enqueue_all(q, vec![job], now)
         .await?
         .pop()
@@ -115,12 +119,14 @@ pub(super) async fn heartbeat(
     attempt: u32,
     lease_until: DateTime<Utc>,
 ) -> Result<()> {
-    let sql = "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND state = 'executing'";
+    let sql =
+        "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND state = 'executing'";
     fenced(&q.db.writer, &q.db.reader, sql, lease_until, id, attempt).await
 }
 
 /// Completes one attempt (`finished_at`, the job id and the attempt bound).
-const COMPLETE: &str = "UPDATE jobs SET state = 'completed', finished_at = ?, lease_expires_at = NULL
+const COMPLETE: &str =
+    "UPDATE jobs SET state = 'completed', finished_at = ?, lease_expires_at = NULL
      WHERE id = ? AND attempt = ? AND state = 'executing'";
 
 pub(super) async fn complete(

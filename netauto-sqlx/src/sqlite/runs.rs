@@ -166,15 +166,14 @@ pub(super) async fn chunks(
     from_seq: u64,
     limit: usize,
 ) -> Result<Vec<RunChunk>> {
-    let rows = sqlx::query(
-        "SELECT * FROM run_chunks WHERE run_id = ? AND seq >= ? ORDER BY seq LIMIT ?",
-    )
-    .bind(run_id.get())
-    .bind(clamp(from_seq))
-    .bind(clamp(limit))
-    .fetch_all(&s.db.reader)
-    .await
-    .map_err(db)?;
+    let rows =
+        sqlx::query("SELECT * FROM run_chunks WHERE run_id = ? AND seq >= ? ORDER BY seq LIMIT ?")
+            .bind(run_id.get())
+            .bind(clamp(from_seq))
+            .bind(clamp(limit))
+            .fetch_all(&s.db.reader)
+            .await
+            .map_err(db)?;
     rows.iter().map(|r| rows::chunk(run_id, r)).collect()
 }
 
