@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use netauto_core::{
     Bulk, BulkCancelled, BulkCounters, BulkRef, CancelRequests, ChunkAppended, Conflict, DeviceId,
-    DeviceOutcome, Error, NewBulk, NewJob, OutcomeRecorded, Result, Run, RunFinish, RunId,
-    RunStatus, ValidationError,
+    DeviceOutcome, Enqueued, Error, NewBulk, NewJob, OutcomeRecorded, Result, Run, RunFinish,
+    RunId, RunStatus, ValidationError,
 };
 
 use crate::rows::{self, StoredRow};
@@ -151,4 +151,19 @@ pub(crate) fn not_cancelled_now(bulk: &impl StoredRow) -> Result<BulkCancelled> 
         devices_cancelled: 0,
         completed_now: false,
     })
+}
+
+/// Inserts `jobs` one after the other on `conn` (a transaction) with the backend's
+/// `insert`, stopping at the first error.
+pub(crate) async fn insert_each<C: ?Sized>(
+    conn: &mut C,
+    jobs: Vec<NewJob>,
+    now: DateTime<Utc>,
+    mut insert: impl AsyncFnMut(&mut C, NewJob, DateTime<Utc>) -> Result<Enqueued>,
+) -> Result<Vec<Enqueued>> {
+    let mut out = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        out.push(insert(&mut *conn, job, now).await?);
+    }
+    Ok(out)
 }

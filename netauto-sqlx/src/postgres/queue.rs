@@ -75,10 +75,7 @@ pub(super) async fn enqueue_all(
 ) -> Result<Vec<Enqueued>> {
     rules::validate_jobs(&jobs)?;
     let mut tx = q.pool.begin().await.map_err(db)?;
-    let mut out = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        out.push(insert_job(&mut tx, job, now).await?);
-    }
+    let out = rules::insert_each(&mut *tx, jobs, now, insert_job).await?;
     tx.commit().await.map_err(db)?;
     Ok(out)
 }

@@ -47,10 +47,7 @@ pub(super) async fn create_bulk(
     .execute(&mut *tx)
     .await
     .map_err(db)?;
-    let mut enqueued = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        enqueued.push(insert_job(&mut tx, job, now).await?);
-    }
+    let enqueued = rules::insert_each(&mut *tx, jobs, now, insert_job).await?;
     tx.commit().await.map_err(db)?;
     let created_at = from_micros(to_micros(now));
     Ok((rules::new_bulk(bulk, device_ids, created_at), enqueued))
