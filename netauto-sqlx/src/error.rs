@@ -1,6 +1,6 @@
 //! Mapping driver errors to netauto's semantic [`Error`].
 
-use netauto_core::Error;
+use netauto_core::{Conflict, Error};
 use sqlx::error::ErrorKind;
 
 /// Maps a sqlx error: connection and contention problems are retryable
@@ -22,13 +22,36 @@ pub(crate) fn db(e: sqlx::Error) -> Error {
 }
 
 /// Whether the error is a unique-constraint violation.
-pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.kind() == ErrorKind::UniqueViolation)
 }
 
 /// Whether the error is a foreign-key violation.
-pub(crate) fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.kind() == ErrorKind::ForeignKeyViolation)
+}
+
+/// Maps an insert's error: a unique-constraint violation is [`Conflict::Exists`] of `what`
+/// named `key`.
+pub(crate) fn exists_or_db(e: sqlx::Error, what: &'static str, key: impl Into<String>) -> Error {
+    if is_unique_violation(&e) {
+        Conflict::Exists {
+            what,
+            key: key.into(),
+        }
+        .into()
+    } else {
+        db(e)
+    }
+}
+
+/// Maps a write's error: a foreign-key violation is `missing()`.
+pub(crate) fn missing_or_db(e: sqlx::Error, missing: impl FnOnce() -> Error) -> Error {
+    if is_foreign_key_violation(&e) {
+        missing()
+    } else {
+        db(e)
+    }
 }
 
 /// SQLite BUSY/LOCKED (primary codes 5 and 6, any extended code) and PostgreSQL
@@ -45,7 +68,8 @@ fn transient_code(code: &str) -> bool {
     code.len() < 5 && code.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
 }
 
-/// Maps JSON (de)serialization of stored columns.
+/// Maps JSON (de)serialization of stored columns (SQLite stores JSON as TEXT).
+#[cfg(feature = "sqlite")]
 pub(crate) fn json(e: serde_json::Error) -> Error {
     Error::Serialization(e)
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use netauto_core::bulk::BulkService;
-use netauto_core::follow::{BulkFollower, BulkUpdate};
+use netauto_core::follow::{BulkFollower, BulkUpdate, follow_bulk};
 use netauto_core::runtime::QueueLimits;
 use netauto_core::{
     Bulk, BulkCounters, BulkRef, DeviceId, LimitOverrides, Run, RunId, RunStatus, RunStore,
@@ -71,7 +71,7 @@ pub(crate) async fn run(db: &Database, req: RunRequest<'_>) -> anyhow::Result<bo
         return Ok(true);
     }
     // Subscribed (and the snapshot read) before any job runs: nothing is missed.
-    let follower = BulkFollower::start(store.clone(), db.progress().as_ref(), &bulk_ref)
+    let follower = follow_bulk(store.clone(), db.progress().as_ref(), &bulk_ref)
         .await?
         .with_resync_after(POLL);
     let handle = local.map(|r| r.start());
@@ -96,7 +96,7 @@ pub(crate) async fn run(db: &Database, req: RunRequest<'_>) -> anyhow::Result<bo
 /// are closed by whichever node runs them. With `wait`, follows the bulk to its end.
 pub(crate) async fn cancel(db: &Database, bulk_ref: &BulkRef, wait: bool) -> anyhow::Result<()> {
     let store = db.store();
-    let follower = BulkFollower::start(store.clone(), db.progress().as_ref(), bulk_ref)
+    let follower = follow_bulk(store.clone(), db.progress().as_ref(), bulk_ref)
         .await?
         .with_resync_after(POLL);
     let cancelled = BulkService::new(store.clone(), db.progress())
@@ -161,6 +161,8 @@ async fn follow(mut follower: BulkFollower, store: &dyn RunStore) -> anyhow::Res
         match update {
             None | Some(Ok(BulkUpdate::Summary { .. })) => break,
             Some(Err(e)) => return Err(e.into()),
+            // A fresh snapshot comes next.
+            Some(Ok(BulkUpdate::Lagged { .. })) => continue,
             Some(Ok(BulkUpdate::Snapshot(bulk))) => {
                 counters = bulk.counters;
                 bar.set_length(counters.total);

@@ -4,9 +4,13 @@
 //! `LISTEN netauto_jobs` ([`PgBackend::wake_on_new_jobs`]); progress crosses nodes through
 //! `LISTEN netauto_progress` ([`PgProgress`]).
 
+mod bulks;
+mod columns;
+mod devices;
 mod progress;
 mod queue;
-mod store;
+mod retention;
+mod runs;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -14,29 +18,19 @@ use std::time::Duration;
 
 use netauto_core::runtime::Wake;
 use netauto_core::{ConfigError, Error, Result};
-use sqlx::PgPool;
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, Postgres};
 use tokio::task::JoinHandle;
 
 pub use progress::{PROGRESS_CHANNEL, PgProgress};
-pub use queue::PgJobQueue;
-pub use store::PgRunStore;
 
 use crate::error::db;
+use crate::forward::{job_queue_by_concern, run_store_by_concern};
+use crate::migrate::{adopt_legacy, migrate_error};
 
-/// The embedded migrations, in order: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "init",
-        include_str!("../../migrations/postgres/0001_init.sql"),
-    ),
-    (
-        2,
-        "limits_cancel",
-        include_str!("../../migrations/postgres/0002_limits_cancel.sql"),
-    ),
-];
+/// The embedded migrations (`migrations/postgres`).
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// Advisory lock key serializing migrations across nodes ("netauto" in ASCII).
 const MIGRATION_LOCK: i64 = 0x006e_6574_6175_746f;
@@ -49,6 +43,25 @@ const POOL_SIZE: u32 = 10;
 
 /// Connections of the separate pool that renews leases.
 const LEASE_POOL_SIZE: u32 = 2;
+
+/// Devices, runs, chunks and bulks in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgRunStore {
+    pool: PgPool,
+}
+
+run_store_by_concern!(PgRunStore);
+
+/// The job queue in PostgreSQL. Claims lock rows with `FOR UPDATE SKIP LOCKED`, so any
+/// number of runners on any number of machines share one queue without handing a job to two.
+#[derive(Debug, Clone)]
+pub struct PgJobQueue {
+    pool: PgPool,
+    /// Renews leases (see `PgBackend`).
+    lease_pool: PgPool,
+}
+
+job_queue_by_concern!(PgJobQueue);
 
 /// A connected PostgreSQL database.
 #[derive(Debug, Clone)]
@@ -105,38 +118,18 @@ impl PgBackend {
     }
 
     /// Applies the embedded migrations not applied yet, under an advisory lock so that nodes
-    /// starting together do not race.
+    /// starting together do not race. A database migrated by an earlier version of netauto
+    /// (which recorded its migrations in `netauto_migrations`) is adopted first: only the
+    /// migrations it lacks run.
     pub async fn migrate(&self) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(MIGRATION_LOCK)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS netauto_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        for (version, name, sql) in MIGRATIONS {
-            let done = sqlx::query("SELECT 1 FROM netauto_migrations WHERE version = $1")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-            if done.is_none() {
-                sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(db)?;
-                sqlx::query("INSERT INTO netauto_migrations (version, name) VALUES ($1, $2)")
-                    .bind(version)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                tracing::info!(version, name, "applied PostgreSQL migration");
-            }
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let migrated = migrate_on(&mut conn).await;
+        if migrated.is_err() {
+            // The session may still hold the advisory locks (sqlx's migrator does not release
+            // its own when a migration fails): closing it releases them.
+            conn.close_on_drop();
         }
-        tx.commit().await.map_err(db)
+        migrated
     }
 
     /// The job queue.
@@ -190,4 +183,25 @@ impl PgBackend {
             }
         })
     }
+}
+
+/// Migrates on one session holding [`MIGRATION_LOCK`], the key the legacy migrator locked:
+/// nodes of this version and of earlier ones never migrate at the same time. sqlx's
+/// migrator takes its own advisory lock as well.
+async fn migrate_on(conn: &mut PgConnection) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db)?;
+    adopt_legacy::<Postgres>(&mut tx, &MIGRATOR).await?;
+    tx.commit().await.map_err(db)?;
+    MIGRATOR.run(&mut *conn).await.map_err(migrate_error)?;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(())
 }

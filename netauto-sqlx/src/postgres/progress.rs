@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::task::JoinHandle;
 
-use super::store::PgRunStore;
+use super::PgRunStore;
 
 /// The NOTIFY channel of progress events.
 pub const PROGRESS_CHANNEL: &str = "netauto_progress";

@@ -5,36 +5,29 @@
 //! small pool of WAL readers. `foreign_keys` is verified on at start (chunks and outcomes
 //! cascade with their runs and bulks), and the backend refuses to run without it.
 
+mod bulks;
+mod columns;
+mod devices;
 mod queue;
-mod store;
+mod retention;
+mod runs;
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use netauto_core::{ConfigError, Error, Result};
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, SqlitePool as Pool};
-
-pub use queue::SqliteJobQueue;
-pub use store::SqliteRunStore;
+use sqlx::{Row, Sqlite, SqlitePool as Pool, Transaction};
 
 use crate::error::db;
+use crate::forward::{job_queue_by_concern, run_store_by_concern};
+use crate::migrate::{adopt_legacy, migrate_error};
 
-/// The embedded migrations, in order: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "init",
-        include_str!("../../migrations/sqlite/0001_init.sql"),
-    ),
-    (
-        2,
-        "limits_cancel",
-        include_str!("../../migrations/sqlite/0002_limits_cancel.sql"),
-    ),
-];
+/// The embedded migrations (`migrations/sqlite`).
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// Readers in the pool of a file database.
 const READERS: u32 = 4;
@@ -46,6 +39,31 @@ pub(crate) struct Db {
     pub(crate) writer: Pool,
     pub(crate) reader: Pool,
 }
+
+impl Db {
+    /// A write transaction on the writer, taking SQLite's write lock at once
+    /// (`BEGIN IMMEDIATE`): it never fails half-way on a lock upgrade.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+    }
+}
+
+/// Devices, runs, chunks and bulks in SQLite.
+#[derive(Debug, Clone)]
+pub struct SqliteRunStore {
+    db: Db,
+}
+
+run_store_by_concern!(SqliteRunStore);
+
+/// The job queue in SQLite. Every write runs in a `BEGIN IMMEDIATE` transaction on the one
+/// writer connection, so claims are exclusive and unique keys race-free.
+#[derive(Debug, Clone)]
+pub struct SqliteJobQueue {
+    db: Db,
+}
+
+job_queue_by_concern!(SqliteJobQueue);
 
 /// A connected SQLite database.
 #[derive(Debug, Clone)]
@@ -152,35 +170,15 @@ impl SqliteBackend {
         })
     }
 
-    /// Applies the embedded migrations not applied yet, each in its own transaction.
+    /// Applies the embedded migrations not applied yet, each in its own transaction. A
+    /// database migrated by an earlier version of netauto (which recorded its migrations in
+    /// `netauto_migrations`) is adopted first: only the migrations it lacks run.
     pub async fn migrate(&self) -> Result<()> {
-        let w = &self.db.writer;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS netauto_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
-        )
-        .execute(w)
-        .await
-        .map_err(db)?;
-        for (version, name, sql) in MIGRATIONS {
-            let mut tx = w.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-            let done = sqlx::query("SELECT 1 FROM netauto_migrations WHERE version = ?")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-            if done.is_none() {
-                sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(db)?;
-                sqlx::query("INSERT INTO netauto_migrations (version, name) VALUES (?, ?)")
-                    .bind(version)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                tracing::info!(version, name, "applied SQLite migration");
-            }
-            tx.commit().await.map_err(db)?;
-        }
-        Ok(())
+        // The one writer connection serializes migrators within this process.
+        let mut tx = self.db.begin_write().await?;
+        adopt_legacy::<Sqlite>(&mut tx, &MIGRATOR).await?;
+        tx.commit().await.map_err(db)?;
+        MIGRATOR.run(&self.db.writer).await.map_err(migrate_error)
     }
 
     /// The job queue.

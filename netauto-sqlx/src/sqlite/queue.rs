@@ -1,59 +1,23 @@
-//! [`SqliteJobQueue`].
+//! The job queue in SQLite ([`SqliteJobQueue`]). Every write runs on the one writer
+//! connection, most in a `BEGIN IMMEDIATE` transaction, so claims are exclusive and unique
+//! keys race-free.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use netauto_core::{
-    ClaimRequest, Conflict, Enqueued, Error, FailAction, Job, JobFailure, JobFilter, JobId,
-    JobQueue, JobState, NewJob, Result,
+    ClaimRequest, Enqueued, Error, FailAction, Job, JobFailure, JobFilter, JobId, JobState, NewJob,
+    Result,
 };
-use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, Row, SqliteConnection};
+use sqlx::{AssertSqlSafe, SqliteConnection};
 
-use super::Db;
-use crate::error::{corrupt, db, json};
-use crate::time::{from_micros, opt_from_micros, to_micros};
+use super::SqliteJobQueue;
+use super::columns::to_micros;
+use crate::error::{db, json};
+use crate::rows;
+use crate::rules::{self, clamp};
+use crate::sql::{fence_error, fenced, not_cancellable_job};
 
-/// The job queue in SQLite. Every write runs in a `BEGIN IMMEDIATE` transaction on the one
-/// writer connection, so claims are exclusive and unique keys race-free.
-#[derive(Debug, Clone)]
-pub struct SqliteJobQueue {
-    pub(super) db: Db,
-}
-
+/// A job that holds its unique key.
 const LIVE_KEY: &str = "state NOT IN ('discarded', 'cancelled')";
-
-pub(super) fn job_from_row(r: &SqliteRow) -> Result<Job> {
-    let state: String = r.try_get("state").map_err(db)?;
-    let args: String = r.try_get("args").map_err(db)?;
-    let errors: String = r.try_get("errors").map_err(db)?;
-    let id = JobId(r.try_get("id").map_err(db)?);
-    // Args that are not JSON (a row written behind the queue's back) used to fail the whole
-    // claim after it committed, stranding every job of the batch until its lease expired,
-    // again and again. The raw text goes to the worker as a JSON string instead: decoding it
-    // fails and the job is discarded as malformed on its first attempt.
-    let args = serde_json::from_str(&args).unwrap_or_else(|e| {
-        tracing::warn!(job_id = id.get(), error = %e, "job args are not JSON; the job will be discarded as malformed");
-        serde_json::Value::String(args)
-    });
-    Ok(Job {
-        id,
-        queue: r.try_get("queue").map_err(db)?,
-        worker: r.try_get("worker").map_err(db)?,
-        args,
-        state: state.parse().map_err(|_| corrupt("job state", &state))?,
-        attempt: r.try_get::<i64, _>("attempt").map_err(db)? as u32,
-        max_attempts: r.try_get::<i64, _>("max_attempts").map_err(db)? as u32,
-        priority: r.try_get::<i64, _>("priority").map_err(db)? as i16,
-        inserted_at: from_micros(r.try_get("inserted_at").map_err(db)?),
-        scheduled_at: from_micros(r.try_get("scheduled_at").map_err(db)?),
-        attempted_at: opt_from_micros(r.try_get("attempted_at").map_err(db)?),
-        finished_at: opt_from_micros(r.try_get("finished_at").map_err(db)?),
-        unique_key: r.try_get("unique_key").map_err(db)?,
-        attempted_by: r.try_get("attempted_by").map_err(db)?,
-        lease_expires_at: opt_from_micros(r.try_get("lease_expires_at").map_err(db)?),
-        errors: serde_json::from_str::<Vec<JobFailure>>(&errors).map_err(json)?,
-    })
-}
 
 /// Inserts one validated job inside the caller's transaction, or answers the job holding
 /// its unique key.
@@ -71,7 +35,7 @@ pub(super) async fn insert_job(
         .await
         .map_err(db)?;
         if let Some(row) = existing {
-            return Ok(Enqueued::Existing(job_from_row(&row)?));
+            return Ok(Enqueued::Existing(rows::job(&row)?));
         }
     }
     let state = job.initial_state(now);
@@ -91,325 +55,254 @@ pub(super) async fn insert_job(
     .fetch_one(&mut *conn)
     .await
     .map_err(db)?;
-    Ok(Enqueued::Inserted(job_from_row(&row)?))
+    Ok(Enqueued::Inserted(rows::job(&row)?))
 }
 
-impl SqliteJobQueue {
-    /// Fails with the right fencing error when `id` is not executing `attempt`.
-    async fn fence_error(&self, id: JobId, attempt: u32) -> Error {
-        match sqlx::query("SELECT 1 FROM jobs WHERE id = ?")
-            .bind(id.get())
-            .fetch_optional(&self.db.reader)
-            .await
-        {
-            Ok(Some(_)) => Conflict::StaleAttempt { job: id, attempt }.into(),
-            Ok(None) => Error::job_not_found(id),
-            Err(e) => db(e),
-        }
-    }
-
-    /// Runs a fenced single-row update; zero rows means a stale attempt (or no such job).
-    async fn fenced(
-        &self,
-        sql: &'static str,
-        id: JobId,
-        attempt: u32,
-        binds: &[Option<i64>],
-    ) -> Result<()> {
-        let mut q = sqlx::query(sql);
-        for b in binds {
-            q = q.bind(*b);
-        }
-        let done = q
-            .bind(id.get())
-            .bind(i64::from(attempt))
-            .execute(&self.db.writer)
-            .await
-            .map_err(db)?;
-        if done.rows_affected() == 0 {
-            return Err(self.fence_error(id, attempt).await);
-        }
-        Ok(())
-    }
+pub(super) async fn enqueue(
+    q: &SqliteJobQueue,
+    job: NewJob,
+    now: DateTime<Utc>,
+) -> Result<Enqueued> {
+    enqueue_all(q, vec![job], now)
+        .await?
+        .pop()
+        .ok_or_else(|| Error::backend("enqueueing one job answered none"))
 }
 
-#[async_trait]
-impl JobQueue for SqliteJobQueue {
-    async fn enqueue(&self, job: NewJob, now: DateTime<Utc>) -> Result<Enqueued> {
-        job.validate()?;
-        let mut tx = self
-            .db
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db)?;
-        let out = insert_job(&mut tx, job, now).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(out)
-    }
+pub(super) async fn enqueue_all(
+    q: &SqliteJobQueue,
+    jobs: Vec<NewJob>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Enqueued>> {
+    rules::validate_jobs(&jobs)?;
+    let mut tx = q.db.begin_write().await?;
+    let out = rules::insert_each(&mut *tx, jobs, now, insert_job).await?;
+    tx.commit().await.map_err(db)?;
+    Ok(out)
+}
 
-    async fn enqueue_all(&self, jobs: Vec<NewJob>, now: DateTime<Utc>) -> Result<Vec<Enqueued>> {
-        for job in &jobs {
-            job.validate()?;
-        }
-        let mut tx = self
-            .db
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db)?;
-        let mut out = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            out.push(insert_job(&mut tx, job, now).await?);
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(out)
-    }
+pub(super) async fn claim(
+    q: &SqliteJobQueue,
+    req: &ClaimRequest,
+    now: DateTime<Utc>,
+) -> Result<Vec<Job>> {
+    let lease_until = now + req.lease;
+    let mut tx = q.db.begin_write().await?;
+    let rows = sqlx::query(
+        "UPDATE jobs SET state = 'executing', attempt = attempt + 1, attempted_at = ?1,
+             attempted_by = ?2, lease_expires_at = ?3
+         WHERE id IN (
+             SELECT id FROM jobs
+             WHERE queue = ?4 AND state IN ('available', 'scheduled', 'retryable') AND scheduled_at <= ?1
+             ORDER BY priority, scheduled_at, id
+             LIMIT ?5)
+         RETURNING *",
+    )
+    .bind(to_micros(now))
+    .bind(&req.claimer)
+    .bind(to_micros(lease_until))
+    .bind(&req.queue)
+    .bind(clamp(req.limit))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    rows::claimed(&rows)
+}
 
-    async fn claim(&self, req: &ClaimRequest, now: DateTime<Utc>) -> Result<Vec<Job>> {
-        if req.limit == 0 {
-            return Ok(Vec::new());
-        }
-        let lease_until = now + req.lease;
-        let mut tx = self
-            .db
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db)?;
-        let rows = sqlx::query(
-            "UPDATE jobs SET state = 'executing', attempt = attempt + 1, attempted_at = ?1,
-                 attempted_by = ?2, lease_expires_at = ?3
-             WHERE id IN (
-                 SELECT id FROM jobs
-                 WHERE queue = ?4 AND state IN ('available', 'scheduled', 'retryable') AND scheduled_at <= ?1
-                 ORDER BY priority, scheduled_at, id
-                 LIMIT ?5)
-             RETURNING *",
-        )
-        .bind(to_micros(now))
-        .bind(&req.claimer)
-        .bind(to_micros(lease_until))
-        .bind(&req.queue)
-        .bind(i64::try_from(req.limit).unwrap_or(i64::MAX))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
-        jobs.sort_by_key(|j| (j.priority, j.scheduled_at, j.id));
-        Ok(jobs)
-    }
+pub(super) async fn heartbeat(
+    q: &SqliteJobQueue,
+    id: JobId,
+    attempt: u32,
+    lease_until: DateTime<Utc>,
+) -> Result<()> {
+    let sql =
+        "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND state = 'executing'";
+    fenced(&q.db.writer, &q.db.reader, sql, lease_until, id, attempt).await
+}
 
-    async fn heartbeat(&self, id: JobId, attempt: u32, lease_until: DateTime<Utc>) -> Result<()> {
-        self.fenced(
-            "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND state = 'executing'",
-            id,
-            attempt,
-            &[Some(to_micros(lease_until))],
-        )
-        .await
-    }
+/// Completes one attempt (`finished_at`, the job id and the attempt bound).
+const COMPLETE: &str =
+    "UPDATE jobs SET state = 'completed', finished_at = ?, lease_expires_at = NULL
+     WHERE id = ? AND attempt = ? AND state = 'executing'";
 
-    async fn complete(&self, id: JobId, attempt: u32, now: DateTime<Utc>) -> Result<()> {
-        self.fenced(
-            "UPDATE jobs SET state = 'completed', finished_at = ?, lease_expires_at = NULL
-             WHERE id = ? AND attempt = ? AND state = 'executing'",
-            id,
-            attempt,
-            &[Some(to_micros(now))],
-        )
-        .await
-    }
+pub(super) async fn complete(
+    q: &SqliteJobQueue,
+    id: JobId,
+    attempt: u32,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    fenced(&q.db.writer, &q.db.reader, COMPLETE, now, id, attempt).await
+}
 
-    async fn complete_many(
-        &self,
-        attempts: &[(JobId, u32)],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<JobId>> {
-        if attempts.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One transaction for the whole batch: one commit instead of one per job.
-        let mut tx = self
-            .db
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db)?;
-        let mut done = Vec::with_capacity(attempts.len());
-        for &(id, attempt) in attempts {
-            let r = sqlx::query(
-                "UPDATE jobs SET state = 'completed', finished_at = ?, lease_expires_at = NULL
-                 WHERE id = ? AND attempt = ? AND state = 'executing'",
-            )
+pub(super) async fn complete_many(
+    q: &SqliteJobQueue,
+    attempts: &[(JobId, u32)],
+    now: DateTime<Utc>,
+) -> Result<Vec<JobId>> {
+    // One transaction for the whole batch: one commit instead of one per job.
+    let mut tx = q.db.begin_write().await?;
+    let mut done = Vec::with_capacity(attempts.len());
+    for &(id, attempt) in attempts {
+        let r = sqlx::query(COMPLETE)
             .bind(to_micros(now))
             .bind(id.get())
             .bind(i64::from(attempt))
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-            if r.rows_affected() == 1 {
-                done.push(id);
-            }
+        if r.rows_affected() == 1 {
+            done.push(id);
         }
-        tx.commit().await.map_err(db)?;
-        Ok(done)
     }
+    tx.commit().await.map_err(db)?;
+    Ok(done)
+}
 
-    async fn fail(
-        &self,
-        id: JobId,
-        attempt: u32,
-        error: &str,
-        action: FailAction,
-        now: DateTime<Utc>,
-    ) -> Result<JobState> {
-        let failure = serde_json::to_string(&JobFailure {
-            attempt,
-            at: now,
-            error: error.to_owned(),
-        })
-        .map_err(json)?;
-        let retry_at = match action {
-            FailAction::RetryAt(at) => Some(to_micros(at)),
-            FailAction::Discard => None,
-        };
-        let row = sqlx::query(
-            "UPDATE jobs SET
-                 errors = json_insert(errors, '$[#]', json(?1)),
-                 lease_expires_at = NULL,
-                 state = CASE WHEN ?2 IS NOT NULL AND attempt < max_attempts THEN 'retryable' ELSE 'discarded' END,
-                 scheduled_at = CASE WHEN ?2 IS NOT NULL AND attempt < max_attempts THEN ?2 ELSE scheduled_at END,
-                 finished_at = CASE WHEN ?2 IS NOT NULL AND attempt < max_attempts THEN NULL ELSE ?3 END
-             WHERE id = ?4 AND attempt = ?5 AND state = 'executing'
-             RETURNING state",
-        )
-        .bind(failure)
-        .bind(retry_at)
-        .bind(to_micros(now))
+pub(super) async fn fail(
+    q: &SqliteJobQueue,
+    id: JobId,
+    attempt: u32,
+    error: &str,
+    action: FailAction,
+    now: DateTime<Utc>,
+) -> Result<JobState> {
+    let failure = serde_json::to_string(&JobFailure {
+        attempt,
+        at: now,
+        error: error.to_owned(),
+    })
+    .map_err(json)?;
+    let retry_at = match action {
+        FailAction::RetryAt(at) => Some(to_micros(at)),
+        FailAction::Discard => None,
+    };
+    let row = sqlx::query(
+        "UPDATE jobs SET
+             errors = json_insert(errors, '$[#]', json(?1)),
+             lease_expires_at = NULL,
+             state = CASE WHEN ?2 IS NOT NULL AND attempt < max_attempts THEN 'retryable' ELSE 'discarded' END,
+             scheduled_at = CASE WHEN ?2 IS NOT NULL AND attempt < max_attempts THEN ?2 ELSE scheduled_at END,
+             finished_at = CASE WHEN ?2 IS NOT NULL AND attempt < max_attempts THEN NULL ELSE ?3 END
+         WHERE id = ?4 AND attempt = ?5 AND state = 'executing'
+         RETURNING state",
+    )
+    .bind(failure)
+    .bind(retry_at)
+    .bind(to_micros(now))
+    .bind(id.get())
+    .bind(i64::from(attempt))
+    .fetch_optional(&q.db.writer)
+    .await
+    .map_err(db)?;
+    match row {
+        Some(r) => rows::job_state(&r),
+        None => Err(fence_error(&q.db.reader, id, attempt).await),
+    }
+}
+
+pub(super) async fn release(
+    q: &SqliteJobQueue,
+    id: JobId,
+    attempt: u32,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let sql = "UPDATE jobs SET state = 'available', scheduled_at = ?, lease_expires_at = NULL
+         WHERE id = ? AND attempt = ? AND state = 'executing'";
+    fenced(&q.db.writer, &q.db.reader, sql, now, id, attempt).await
+}
+
+pub(super) async fn cancel(q: &SqliteJobQueue, id: JobId, now: DateTime<Utc>) -> Result<Job> {
+    let row = sqlx::query(
+        "UPDATE jobs SET state = 'cancelled', finished_at = ?, lease_expires_at = NULL
+         WHERE id = ? AND state NOT IN ('completed', 'discarded', 'cancelled') RETURNING *",
+    )
+    .bind(to_micros(now))
+    .bind(id.get())
+    .fetch_optional(&q.db.writer)
+    .await
+    .map_err(db)?;
+    match row {
+        Some(r) => rows::job(&r),
+        None => Err(not_cancellable_job(&q.db.reader, id).await),
+    }
+}
+
+pub(super) async fn rescue_expired(q: &SqliteJobQueue, now: DateTime<Utc>) -> Result<Vec<JobId>> {
+    let failure = serde_json::to_string(&JobFailure {
+        attempt: 0,
+        at: now,
+        error: "lease expired and no attempts remain".into(),
+    })
+    .map_err(json)?;
+    let rows = sqlx::query(
+        "UPDATE jobs SET
+             lease_expires_at = NULL,
+             state = CASE WHEN attempt < max_attempts THEN 'available' ELSE 'discarded' END,
+             finished_at = CASE WHEN attempt < max_attempts THEN NULL ELSE ?1 END,
+             errors = CASE WHEN attempt < max_attempts THEN errors
+                      ELSE json_insert(errors, '$[#]', json_set(json(?2), '$.attempt', attempt)) END
+         WHERE state = 'executing' AND lease_expires_at < ?1
+         RETURNING id",
+    )
+    .bind(to_micros(now))
+    .bind(failure)
+    .fetch_all(&q.db.writer)
+    .await
+    .map_err(db)?;
+    rows::sorted_ids(&rows, JobId)
+}
+
+pub(super) async fn prune(q: &SqliteJobQueue, finished_before: DateTime<Utc>) -> Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM jobs WHERE state IN ('completed', 'discarded', 'cancelled') AND finished_at < ?",
+    )
+    .bind(to_micros(finished_before))
+    .execute(&q.db.writer)
+    .await
+    .map_err(db)?;
+    Ok(done.rows_affected())
+}
+
+pub(super) async fn job(q: &SqliteJobQueue, id: JobId) -> Result<Job> {
+    let row = sqlx::query("SELECT * FROM jobs WHERE id = ?")
         .bind(id.get())
-        .bind(i64::from(attempt))
-        .fetch_optional(&self.db.writer)
+        .fetch_optional(&q.db.reader)
         .await
         .map_err(db)?;
-        match row {
-            Some(r) => {
-                let state: String = r.try_get("state").map_err(db)?;
-                state.parse().map_err(|_| corrupt("job state", &state))
-            }
-            None => Err(self.fence_error(id, attempt).await),
-        }
-    }
+    row.map_or_else(|| Err(Error::job_not_found(id)), |r| rows::job(&r))
+}
 
-    async fn release(&self, id: JobId, attempt: u32, now: DateTime<Utc>) -> Result<()> {
-        self.fenced(
-            "UPDATE jobs SET state = 'available', scheduled_at = ?, lease_expires_at = NULL
-             WHERE id = ? AND attempt = ? AND state = 'executing'",
-            id,
-            attempt,
-            &[Some(to_micros(now))],
-        )
-        .await
+pub(super) async fn list(q: &SqliteJobQueue, filter: &JobFilter) -> Result<Vec<Job>> {
+    let mut sql = String::from("SELECT * FROM jobs WHERE 1 = 1");
+    if filter.queue.is_some() {
+        sql.push_str(" AND queue = ?");
     }
-
-    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<Job> {
-        let row = sqlx::query(
-            "UPDATE jobs SET state = 'cancelled', finished_at = ?, lease_expires_at = NULL
-             WHERE id = ? AND state NOT IN ('completed', 'discarded', 'cancelled') RETURNING *",
-        )
-        .bind(to_micros(now))
-        .bind(id.get())
-        .fetch_optional(&self.db.writer)
-        .await
-        .map_err(db)?;
-        match row {
-            Some(r) => job_from_row(&r),
-            None => match self.job(id).await {
-                Ok(_) => Err(Conflict::JobFinished(id).into()),
-                Err(e) => Err(e),
-            },
-        }
+    if filter.worker.is_some() {
+        sql.push_str(" AND worker = ?");
     }
-
-    async fn rescue_expired(&self, now: DateTime<Utc>) -> Result<Vec<JobId>> {
-        let failure = serde_json::to_string(&JobFailure {
-            attempt: 0,
-            at: now,
-            error: "lease expired and no attempts remain".into(),
-        })
-        .map_err(json)?;
-        let rows = sqlx::query(
-            "UPDATE jobs SET
-                 lease_expires_at = NULL,
-                 state = CASE WHEN attempt < max_attempts THEN 'available' ELSE 'discarded' END,
-                 finished_at = CASE WHEN attempt < max_attempts THEN NULL ELSE ?1 END,
-                 errors = CASE WHEN attempt < max_attempts THEN errors
-                          ELSE json_insert(errors, '$[#]', json_set(json(?2), '$.attempt', attempt)) END
-             WHERE state = 'executing' AND lease_expires_at < ?1
-             RETURNING id",
-        )
-        .bind(to_micros(now))
-        .bind(failure)
-        .fetch_all(&self.db.writer)
-        .await
-        .map_err(db)?;
-        let mut ids = rows
+    if !filter.states.is_empty() {
+        // The states are the queue's own names, not input: safe to write into the SQL.
+        let states: Vec<String> = filter
+            .states
             .iter()
-            .map(|r| r.try_get("id").map(JobId).map_err(db))
-            .collect::<Result<Vec<_>>>()?;
-        ids.sort_unstable();
-        Ok(ids)
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        sql.push_str(&format!(" AND state IN ({})", states.join(", ")));
     }
-
-    async fn prune(&self, finished_before: DateTime<Utc>) -> Result<u64> {
-        let done = sqlx::query(
-            "DELETE FROM jobs WHERE state IN ('completed', 'discarded', 'cancelled') AND finished_at < ?",
-        )
-        .bind(to_micros(finished_before))
-        .execute(&self.db.writer)
+    sql.push_str(" ORDER BY id LIMIT ?");
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    if let Some(queue) = &filter.queue {
+        query = query.bind(queue);
+    }
+    if let Some(worker) = &filter.worker {
+        query = query.bind(worker);
+    }
+    let limit = filter.limit.map_or(i64::MAX, clamp);
+    let rows = query
+        .bind(limit)
+        .fetch_all(&q.db.reader)
         .await
         .map_err(db)?;
-        Ok(done.rows_affected())
-    }
-
-    async fn job(&self, id: JobId) -> Result<Job> {
-        let row = sqlx::query("SELECT * FROM jobs WHERE id = ?")
-            .bind(id.get())
-            .fetch_optional(&self.db.reader)
-            .await
-            .map_err(db)?;
-        row.map_or_else(|| Err(Error::job_not_found(id)), |r| job_from_row(&r))
-    }
-
-    async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>> {
-        let mut sql = String::from("SELECT * FROM jobs WHERE 1 = 1");
-        if filter.queue.is_some() {
-            sql.push_str(" AND queue = ?");
-        }
-        if filter.worker.is_some() {
-            sql.push_str(" AND worker = ?");
-        }
-        if !filter.states.is_empty() {
-            let states: Vec<String> = filter
-                .states
-                .iter()
-                .map(|s| format!("'{}'", s.as_str()))
-                .collect();
-            sql.push_str(&format!(" AND state IN ({})", states.join(", ")));
-        }
-        sql.push_str(" ORDER BY id LIMIT ?");
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        if let Some(queue) = &filter.queue {
-            q = q.bind(queue);
-        }
-        if let Some(worker) = &filter.worker {
-            q = q.bind(worker);
-        }
-        let limit = filter
-            .limit
-            .map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
-        let rows = q.bind(limit).fetch_all(&self.db.reader).await.map_err(db)?;
-        rows.iter().map(job_from_row).collect()
-    }
+    rows.iter().map(rows::job).collect()
 }

@@ -1,0 +1,321 @@
+//! The trait impls of both backends, written once: each method calls the function of the
+//! same name in the backend's module for that concern, found where the macro is expanded
+//! (`devices`, `runs`, `bulks`, `retention` for the store, `queue` for the queue), with the
+//! store or queue first. So a backend is a folder of small files, one per concern, and
+//! the method signatures are not repeated in each.
+
+/// Implements `RunStore` for `$store` (see the module docs).
+macro_rules! run_store_by_concern {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl netauto_core::RunStore for $store {
+            async fn create_device(
+                &self,
+                d: netauto_core::NewDevice,
+            ) -> netauto_core::Result<netauto_core::Device> {
+                devices::create_device(self, d).await
+            }
+
+            async fn create_devices(
+                &self,
+                devices: Vec<netauto_core::NewDevice>,
+            ) -> netauto_core::Result<Vec<netauto_core::Device>> {
+                devices::create_devices(self, devices).await
+            }
+
+            async fn device(
+                &self,
+                id: netauto_core::DeviceId,
+            ) -> netauto_core::Result<netauto_core::Device> {
+                devices::device(self, id).await
+            }
+
+            async fn list_devices(&self) -> netauto_core::Result<Vec<netauto_core::Device>> {
+                devices::list_devices(self).await
+            }
+
+            async fn unknown_devices(
+                &self,
+                ids: &[netauto_core::DeviceId],
+            ) -> netauto_core::Result<Vec<netauto_core::DeviceId>> {
+                devices::unknown_devices(self, ids).await
+            }
+
+            async fn create_run(
+                &self,
+                run: netauto_core::NewRun,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<netauto_core::Run> {
+                runs::create_run(self, run, now).await
+            }
+
+            async fn append_chunk(
+                &self,
+                run_id: netauto_core::RunId,
+                stream: netauto_core::OutputStream,
+                data: &[u8],
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<netauto_core::ChunkAppended> {
+                runs::append_chunk(self, run_id, stream, data, now).await
+            }
+
+            async fn request_run_cancel(
+                &self,
+                run_id: netauto_core::RunId,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<netauto_core::Run> {
+                runs::request_run_cancel(self, run_id, now).await
+            }
+
+            async fn cancel_requests(
+                &self,
+                bulks: &[netauto_core::BulkRef],
+                runs: &[netauto_core::RunId],
+            ) -> netauto_core::Result<netauto_core::CancelRequests> {
+                runs::cancel_requests(self, bulks, runs).await
+            }
+
+            async fn finish_run(
+                &self,
+                run_id: netauto_core::RunId,
+                finish: netauto_core::RunFinish,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<netauto_core::Run> {
+                runs::finish_run(self, run_id, finish, now).await
+            }
+
+            async fn run(
+                &self,
+                id: netauto_core::RunId,
+            ) -> netauto_core::Result<netauto_core::Run> {
+                runs::run(self, id).await
+            }
+
+            async fn chunks(
+                &self,
+                run_id: netauto_core::RunId,
+                from_seq: u64,
+                limit: usize,
+            ) -> netauto_core::Result<Vec<netauto_core::RunChunk>> {
+                runs::chunks(self, run_id, from_seq, limit).await
+            }
+
+            async fn device_runs(
+                &self,
+                device_id: netauto_core::DeviceId,
+                limit: usize,
+            ) -> netauto_core::Result<Vec<netauto_core::Run>> {
+                runs::device_runs(self, device_id, limit).await
+            }
+
+            async fn bulk_runs(
+                &self,
+                bulk_ref: &netauto_core::BulkRef,
+                device_ids: &[netauto_core::DeviceId],
+            ) -> netauto_core::Result<Vec<netauto_core::Run>> {
+                runs::bulk_runs(self, bulk_ref, device_ids).await
+            }
+
+            async fn create_bulk(
+                &self,
+                bulk: netauto_core::NewBulk,
+                jobs: Vec<netauto_core::NewJob>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<(netauto_core::Bulk, Vec<netauto_core::Enqueued>)> {
+                bulks::create_bulk(self, bulk, jobs, now).await
+            }
+
+            async fn bulk(
+                &self,
+                bulk_ref: &netauto_core::BulkRef,
+            ) -> netauto_core::Result<netauto_core::Bulk> {
+                bulks::bulk(self, bulk_ref).await
+            }
+
+            async fn bulk_state(
+                &self,
+                bulk_ref: &netauto_core::BulkRef,
+            ) -> netauto_core::Result<netauto_core::BulkState> {
+                bulks::bulk_state(self, bulk_ref).await
+            }
+
+            async fn device_outcomes(
+                &self,
+                bulk_ref: &netauto_core::BulkRef,
+                device_ids: &[netauto_core::DeviceId],
+            ) -> netauto_core::Result<Vec<netauto_core::DeviceOutcome>> {
+                bulks::device_outcomes(self, bulk_ref, device_ids).await
+            }
+
+            async fn cancel_bulk(
+                &self,
+                bulk_ref: &netauto_core::BulkRef,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<netauto_core::BulkCancelled> {
+                bulks::cancel_bulk(self, bulk_ref, now).await
+            }
+
+            async fn record_outcome(
+                &self,
+                bulk_ref: &netauto_core::BulkRef,
+                outcome: netauto_core::DeviceOutcome,
+            ) -> netauto_core::Result<netauto_core::OutcomeRecorded> {
+                bulks::record_outcome(self, bulk_ref, outcome).await
+            }
+
+            async fn device_totals(
+                &self,
+            ) -> netauto_core::Result<Vec<netauto_core::retention::DeviceTotal>> {
+                retention::device_totals(self).await
+            }
+
+            async fn device_footprints(
+                &self,
+                devices: &[netauto_core::DeviceId],
+                after: Option<netauto_core::retention::FootprintCursor>,
+                limit: usize,
+            ) -> netauto_core::Result<Vec<netauto_core::retention::RunFootprint>> {
+                retention::device_footprints(self, devices, after, limit).await
+            }
+
+            async fn aged_footprints(
+                &self,
+                cutoff: chrono::DateTime<chrono::Utc>,
+                after: Option<netauto_core::retention::FootprintCursor>,
+                limit: usize,
+            ) -> netauto_core::Result<Vec<netauto_core::retention::RunFootprint>> {
+                retention::aged_footprints(self, cutoff, after, limit).await
+            }
+
+            async fn delete_runs(
+                &self,
+                ids: &[netauto_core::RunId],
+                guard: netauto_core::retention::DeleteGuard,
+            ) -> netauto_core::Result<netauto_core::retention::DeletedRuns> {
+                retention::delete_runs(self, ids, guard).await
+            }
+        }
+    };
+}
+
+/// Implements `JobQueue` for `$queue` (see the module docs).
+macro_rules! job_queue_by_concern {
+    ($queue:ty) => {
+        #[async_trait::async_trait]
+        impl netauto_core::JobQueue for $queue {
+            async fn enqueue(
+                &self,
+                job: netauto_core::NewJob,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<netauto_core::Enqueued> {
+                queue::enqueue(self, job, now).await
+            }
+
+            async fn enqueue_all(
+                &self,
+                jobs: Vec<netauto_core::NewJob>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<Vec<netauto_core::Enqueued>> {
+                queue::enqueue_all(self, jobs, now).await
+            }
+
+            async fn claim(
+                &self,
+                req: &netauto_core::ClaimRequest,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<Vec<netauto_core::Job>> {
+                if req.limit == 0 {
+                    return Ok(Vec::new());
+                }
+                queue::claim(self, req, now).await
+            }
+
+            async fn heartbeat(
+                &self,
+                id: netauto_core::JobId,
+                attempt: u32,
+                lease_until: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<()> {
+                queue::heartbeat(self, id, attempt, lease_until).await
+            }
+
+            async fn complete(
+                &self,
+                id: netauto_core::JobId,
+                attempt: u32,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<()> {
+                queue::complete(self, id, attempt, now).await
+            }
+
+            async fn complete_many(
+                &self,
+                attempts: &[(netauto_core::JobId, u32)],
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<Vec<netauto_core::JobId>> {
+                if attempts.is_empty() {
+                    return Ok(Vec::new());
+                }
+                queue::complete_many(self, attempts, now).await
+            }
+
+            async fn fail(
+                &self,
+                id: netauto_core::JobId,
+                attempt: u32,
+                error: &str,
+                action: netauto_core::FailAction,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<netauto_core::JobState> {
+                queue::fail(self, id, attempt, error, action, now).await
+            }
+
+            async fn release(
+                &self,
+                id: netauto_core::JobId,
+                attempt: u32,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<()> {
+                queue::release(self, id, attempt, now).await
+            }
+
+            async fn cancel(
+                &self,
+                id: netauto_core::JobId,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<netauto_core::Job> {
+                queue::cancel(self, id, now).await
+            }
+
+            async fn rescue_expired(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<Vec<netauto_core::JobId>> {
+                queue::rescue_expired(self, now).await
+            }
+
+            async fn prune(
+                &self,
+                finished_before: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<u64> {
+                queue::prune(self, finished_before).await
+            }
+
+            async fn job(
+                &self,
+                id: netauto_core::JobId,
+            ) -> netauto_core::Result<netauto_core::Job> {
+                queue::job(self, id).await
+            }
+
+            async fn list(
+                &self,
+                filter: &netauto_core::JobFilter,
+            ) -> netauto_core::Result<Vec<netauto_core::Job>> {
+                queue::list(self, filter).await
+            }
+        }
+    };
+}
+
+pub(crate) use {job_queue_by_concern, run_store_by_concern};

@@ -1,0 +1,74 @@
+//! How SQLite stores what the shared decoders read: timestamps as INTEGER microseconds
+//! since the Unix epoch (UTC), every integer as a 64-bit INTEGER, JSON as TEXT.
+
+use chrono::{DateTime, Utc};
+use netauto_core::Result;
+use serde::de::DeserializeOwned;
+use sqlx::Row;
+use sqlx::sqlite::{Sqlite, SqliteQueryResult, SqliteRow};
+
+use crate::error::{db, json};
+use crate::rows::{Columns, LooseJson, StoredRow};
+use crate::sql::Dialect;
+
+/// Microseconds since the epoch (sub-microsecond precision is dropped, as PostgreSQL does).
+pub(super) fn to_micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// Back from microseconds.
+pub(super) fn from_micros(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+impl StoredRow for SqliteRow {
+    fn int(&self, col: &str) -> Result<i64> {
+        self.try_get(col).map_err(db)
+    }
+
+    fn opt_int(&self, col: &str) -> Result<Option<i64>> {
+        self.try_get(col).map_err(db)
+    }
+
+    fn time(&self, col: &str) -> Result<DateTime<Utc>> {
+        self.int(col).map(from_micros)
+    }
+
+    fn opt_time(&self, col: &str) -> Result<Option<DateTime<Utc>>> {
+        Ok(self.opt_int(col)?.map(from_micros))
+    }
+
+    fn json<T: DeserializeOwned>(&self, col: &str) -> Result<T> {
+        serde_json::from_str(&self.text(col)?).map_err(json)
+    }
+
+    fn loose_json(&self, col: &str) -> Result<LooseJson> {
+        let raw = self.text(col)?;
+        Ok(serde_json::from_str(&raw).map_err(|e| (raw, e)))
+    }
+}
+
+impl Dialect for Sqlite {
+    type Time = i64;
+    type Attempt = i64;
+    type Id = i64;
+    type Text = String;
+
+    const JOB_EXISTS: &'static str = "SELECT 1 FROM jobs WHERE id = ?";
+    const RUN_EXISTS: &'static str = "SELECT 1 FROM runs WHERE id = ?";
+    const BULK_EXISTS: &'static str = "SELECT 1 FROM bulks WHERE ref = ?";
+    const TABLE_EXISTS: &'static str =
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?";
+
+    fn time(t: DateTime<Utc>) -> i64 {
+        to_micros(t)
+    }
+
+    fn attempt(attempt: u32) -> i64 {
+        i64::from(attempt)
+    }
+
+    fn rows_affected(done: &SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
+}
