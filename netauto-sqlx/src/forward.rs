@@ -8,6 +8,7 @@
 macro_rules! run_store_by_concern {
     ($store:ty) => {
         #[async_trait::async_trait]
+        #[deny(clippy::missing_trait_methods)]
         impl netauto_core::RunStore for $store {
             async fn create_device(
                 &self,
@@ -202,6 +203,7 @@ macro_rules! run_store_by_concern {
 macro_rules! job_queue_by_concern {
     ($queue:ty) => {
         #[async_trait::async_trait]
+        #[deny(clippy::missing_trait_methods)]
         impl netauto_core::JobQueue for $queue {
             async fn enqueue(
                 &self,

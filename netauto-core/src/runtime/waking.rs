@@ -47,6 +47,9 @@ impl WakingQueue {
     }
 }
 
+// A wrapper forwards every method, provided ones too (a default would silently bypass the
+// inner queue's own implementation).
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl JobQueue for WakingQueue {
     async fn enqueue(&self, job: NewJob, now: DateTime<Utc>) -> Result<Enqueued> {
