@@ -22,6 +22,10 @@
 //!   device, a cap of sessions per endpoint `host:port` (4), a global cap on sessions (200)
 //!   and on new connections per second (50, with 50 % jitter) so a bulk run storms neither a
 //!   console server nor the AAA server; each can be `unlimited`.
+//! * Settings ([`SshSettings`], [`SshSettings::from_env`]): the operator's choices — host-key
+//!   mode (`NETAUTO_SSH_HOST_KEYS`), known_hosts file (`NETAUTO_SSH_KNOWN_HOSTS`), credentials
+//!   file (`NETAUTO_SSH_CREDENTIALS`) and pacing — read in one place, overridden field by field
+//!   (`with_*`), then [`SshSettings::build`] into an [`SshClientConfig`].
 //! * Platform profiles ([`Profiles`]): `exec` mode (linux, arista_eos, junos, cisco_nxos,
 //!   cisco_iosxr, and unknown platforms) and `shell` mode (cisco_ios, cisco_iosxe, cisco_asa:
 //!   PTY, prompt regex, `terminal length 0`, echo and prompt stripped, `--More--` answered).
@@ -57,6 +61,7 @@
 //! ## Feature flags
 //!
 //! * `sim`: the device simulator ([`sim`]) and the `sim_farm` example.
+//! * `clap`: [`HostKeyMode`] implements `clap::ValueEnum`, for command-line flags.
 //!
 //! ## Errors
 //!
@@ -72,6 +77,7 @@ mod error;
 pub mod known_hosts;
 mod pacing;
 pub mod profile;
+mod settings;
 mod shell;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -88,6 +94,9 @@ pub use pacing::{
     parse_count, parse_rate,
 };
 pub use profile::{PlatformProfile, ProfileMode, Profiles, ShellProfile};
+pub use settings::{
+    CREDENTIALS_VAR, HOST_KEYS_VAR, HostKeyMode, KNOWN_HOSTS_VAR, SettingsError, SshSettings,
+};
 
 #[cfg(test)]
 mod tests {
@@ -102,5 +111,6 @@ mod tests {
         assert_send_sync::<HostKeyPolicy>();
         assert_send_sync::<FileCredentials>();
         assert_send_sync::<EnvCredentials>();
+        assert_send_sync::<SshSettings>();
     }
 }

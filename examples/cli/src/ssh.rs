@@ -5,42 +5,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use netauto_core::exec::{parse_max_output, parse_timeout};
 use netauto_core::{ExecLimits, NetworkClient};
-use netauto_ssh::{
-    EnvCredentials, FileCredentials, HostKeyPolicy, KnownHosts, PacingConfig, SshClientConfig,
-    SshNetworkClient,
-};
+use netauto_ssh::{HostKeyMode, SshNetworkClient, SshSettings};
 
-/// How host keys are checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum HostKeyMode {
-    /// Only keys already in the known_hosts file; unknown or changed keys fail the device.
-    Strict,
-    /// Trust on first use: unknown keys are recorded in the file; a changed key still fails.
-    AcceptNew,
-    /// Accept every key (labs only; every connection logs a warning).
-    AcceptAny,
-}
-
-/// SSH options, from flags or environment variables.
+/// SSH options. The host-key, known_hosts, credentials and pacing flags override the
+/// `NETAUTO_SSH_…` variables, which [`SshSettings::from_env`] reads (as the server does).
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct SshArgs {
-    /// Host-key checking.
-    #[arg(
-        long,
-        env = "NETAUTO_SSH_HOST_KEYS",
-        value_enum,
-        default_value = "strict"
-    )]
-    pub(crate) host_keys: HostKeyMode,
-    /// OpenSSH known_hosts file [default: ~/.ssh/known_hosts].
-    #[arg(long, env = "NETAUTO_SSH_KNOWN_HOSTS", value_name = "FILE")]
+    /// Host-key checking [env: NETAUTO_SSH_HOST_KEYS] [default: strict].
+    #[arg(long, value_enum)]
+    pub(crate) host_keys: Option<HostKeyMode>,
+    /// OpenSSH known_hosts file [env: NETAUTO_SSH_KNOWN_HOSTS] [default: ~/.ssh/known_hosts].
+    #[arg(long, value_name = "FILE")]
     pub(crate) known_hosts: Option<PathBuf>,
     /// JSON credentials file (`{"<credential_ref>": {"password": …} | {"private_key_file": …}}`);
-    /// without it, secrets come from NETAUTO_SSH_<REF>_PASSWORD / _KEY_FILE / _KEY / _PASSPHRASE.
-    #[arg(long, env = "NETAUTO_SSH_CREDENTIALS", value_name = "FILE")]
+    /// without it, secrets come from NETAUTO_SSH_<REF>_PASSWORD / _KEY_FILE / _KEY / _PASSPHRASE
+    /// [env: NETAUTO_SSH_CREDENTIALS].
+    #[arg(long, value_name = "FILE")]
     pub(crate) credentials: Option<PathBuf>,
     /// Deadline of each device's command, connect, login and output included: seconds, or
     /// with a unit (`500ms`, `90s`, `5m`, `2h`). A bulk's own `--timeout` wins.
@@ -50,16 +32,18 @@ pub(crate) struct SshArgs {
     /// is closed and the run marked truncated. A bulk's own `--max-output` wins.
     #[arg(long, env = "NETAUTO_RUN_MAX_OUTPUT", value_name = "BYTES", default_value = "16MiB", value_parser = bytes_arg)]
     pub(crate) run_max_output: u64,
-    /// New SSH connections started per second over all devices (`unlimited` or 0: no pacing).
-    #[arg(long, env = netauto_ssh::CONNECTIONS_PER_SECOND_VAR, value_name = "N", default_value = "50", value_parser = rate_arg)]
-    pub(crate) connections_per_second: OrUnlimited<f64>,
-    /// SSH sessions open at once over all devices (or `unlimited`).
-    #[arg(long, env = netauto_ssh::MAX_SESSIONS_VAR, value_name = "N", default_value = "200", value_parser = count_arg)]
-    pub(crate) max_sessions: OrUnlimited<usize>,
+    /// New SSH connections started per second over all devices (`unlimited` or 0: no pacing)
+    /// [env: NETAUTO_SSH_CONNECTIONS_PER_SECOND] [default: 50].
+    #[arg(long, value_name = "N", value_parser = rate_arg)]
+    pub(crate) connections_per_second: Option<OrUnlimited<f64>>,
+    /// SSH sessions open at once over all devices (or `unlimited`)
+    /// [env: NETAUTO_SSH_MAX_SESSIONS] [default: 200].
+    #[arg(long, value_name = "N", value_parser = count_arg)]
+    pub(crate) max_sessions: Option<OrUnlimited<usize>>,
     /// SSH sessions open at once to one endpoint host:port (or `unlimited`): many devices
-    /// behind one address share it.
-    #[arg(long, env = netauto_ssh::SESSIONS_PER_ENDPOINT_VAR, value_name = "N", default_value = "4", value_parser = count_arg)]
-    pub(crate) sessions_per_endpoint: OrUnlimited<usize>,
+    /// behind one address share it [env: NETAUTO_SSH_SESSIONS_PER_ENDPOINT] [default: 4].
+    #[arg(long, value_name = "N", value_parser = count_arg)]
+    pub(crate) sessions_per_endpoint: Option<OrUnlimited<usize>>,
     /// Devices of one bulk job run at the same time (1-1000); devices in flight = this x the
     /// bulk jobs run at once.
     #[arg(long, env = "NETAUTO_DEVICES_PER_JOB", value_name = "N", default_value = "10", value_parser = netauto_core::bulk::parse_devices_per_job)]
@@ -89,39 +73,37 @@ pub(crate) fn bytes_arg(s: &str) -> Result<u64, String> {
 }
 
 impl SshArgs {
+    /// The environment's SSH settings with the flags that were given applied over them.
+    pub(crate) fn settings(&self) -> anyhow::Result<SshSettings> {
+        let mut settings = SshSettings::from_env()?;
+        if let Some(mode) = self.host_keys {
+            settings = settings.with_host_keys(mode);
+        }
+        if let Some(path) = &self.known_hosts {
+            settings = settings.with_known_hosts(path);
+        }
+        if let Some(path) = &self.credentials {
+            settings = settings.with_credentials(path);
+        }
+        if let Some(OrUnlimited(rate)) = self.connections_per_second {
+            settings = settings.with_connections_per_second(rate);
+        }
+        if let Some(OrUnlimited(max)) = self.max_sessions {
+            settings = settings.with_max_sessions(max);
+        }
+        if let Some(OrUnlimited(max)) = self.sessions_per_endpoint {
+            settings = settings.with_sessions_per_endpoint(max);
+        }
+        Ok(settings)
+    }
+
     /// The SSH client these settings describe.
     pub(crate) fn client(&self) -> anyhow::Result<Arc<dyn NetworkClient>> {
-        let known = match &self.known_hosts {
-            Some(path) => KnownHosts::from_file(path),
-            None => match std::env::var_os("HOME") {
-                Some(home) => KnownHosts::from_file(PathBuf::from(home).join(".ssh/known_hosts")),
-                None => KnownHosts::new(),
-            },
-        };
-        let host_keys = match self.host_keys {
-            HostKeyMode::Strict => HostKeyPolicy::Strict(known),
-            HostKeyMode::AcceptNew => HostKeyPolicy::AcceptNew(known),
-            HostKeyMode::AcceptAny => {
-                tracing::warn!("host keys are not checked (--host-keys accept-any): labs only");
-                HostKeyPolicy::AcceptAny
-            }
-        };
-        let config = match &self.credentials {
-            Some(path) => {
-                SshClientConfig::new(FileCredentials::open(path).with_context(|| {
-                    format!("cannot load the credentials file {}", path.display())
-                })?)
-            }
-            None => SshClientConfig::new(EnvCredentials::new()),
+        let settings = self.settings()?;
+        if settings.host_keys == HostKeyMode::AcceptAny {
+            tracing::warn!("host keys are not checked (--host-keys accept-any): labs only");
         }
-        .with_host_keys(host_keys)
-        .with_pacing(PacingConfig {
-            max_sessions: self.max_sessions.0.unwrap_or(usize::MAX),
-            connections_per_second: self.connections_per_second.0,
-            sessions_per_endpoint: self.sessions_per_endpoint.0,
-            ..PacingConfig::default()
-        });
-        Ok(Arc::new(SshNetworkClient::new(config)))
+        Ok(Arc::new(SshNetworkClient::new(settings.build()?)))
     }
 
     /// The limits of every device command this process runs.

@@ -7,8 +7,9 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 
 use crate::app::AppState;
 use crate::session::SessionView;
@@ -29,25 +30,32 @@ pub(crate) fn same_token(a: &str, b: &str) -> bool {
 }
 
 /// The session token of the request's cookie.
-pub(crate) fn cookie_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_owned())
+pub(crate) fn cookie_token(jar: &CookieJar) -> Option<String> {
+    jar.get(COOKIE).map(|c| c.value().to_owned())
 }
 
-/// `Set-Cookie` for the session `token`.
-pub(crate) fn set_cookie(state: &AppState, token: &str) -> (header::HeaderName, HeaderValue) {
-    let secure = if state.secure_cookies { "; Secure" } else { "" };
-    let value = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax{secure}");
-    (
-        header::SET_COOKIE,
-        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("")),
-    )
+/// The session cookie holding `token` (empty: an expired one).
+fn session_cookie(token: String) -> Cookie<'static> {
+    Cookie::build((COOKIE, token))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .build()
+}
+
+/// `jar` with the session cookie set to `token`.
+pub(crate) fn set_cookie(state: &AppState, jar: CookieJar, token: &str) -> CookieJar {
+    let mut cookie = session_cookie(token.to_owned());
+    cookie.set_secure(state.secure_cookies.then_some(true));
+    jar.add(cookie)
+}
+
+/// `jar` with the session cookie expired (`Max-Age=0`): the browser forgets it.
+pub(crate) fn expire_cookie(jar: CookieJar) -> CookieJar {
+    let mut cookie = session_cookie(String::new());
+    // The default duration is zero.
+    cookie.set_max_age(Some(Default::default()));
+    jar.add(cookie)
 }
 
 /// The logged-in user of a request. Rejects with a redirect to `/login` (pages) or a 401 JSON
@@ -105,7 +113,8 @@ impl FromRequestParts<AppState> for CurrentUser {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let api = parts.uri.path().starts_with("/api/");
-        let token = cookie_token(&parts.headers).ok_or(Unauthenticated { api })?;
+        let token = cookie_token(&CookieJar::from_headers(&parts.headers))
+            .ok_or(Unauthenticated { api })?;
         match state.sessions.get(&token) {
             Some(SessionView {
                 user: Some(name),
@@ -144,5 +153,30 @@ mod tests {
         assert!(same_token(&a, &a.clone()));
         assert!(!same_token(&a, &b));
         assert!(!same_token("", ""));
+    }
+
+    #[test]
+    fn cookies_keep_their_attributes() {
+        let set = session_cookie("ab12".to_owned()).to_string();
+        assert_eq!(set, "netauto_session=ab12; HttpOnly; SameSite=Lax; Path=/");
+        let expired = expire_cookie(CookieJar::new());
+        assert_eq!(
+            expired.get(COOKIE).map(|c| c.to_string()).as_deref(),
+            Some("netauto_session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0")
+        );
+    }
+
+    #[test]
+    fn the_token_comes_from_the_cookie_header() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            axum::http::header::COOKIE,
+            "theme=dark; netauto_session=ab12".parse().unwrap(),
+        );
+        assert_eq!(
+            cookie_token(&CookieJar::from_headers(&headers)).as_deref(),
+            Some("ab12")
+        );
+        assert_eq!(cookie_token(&CookieJar::new()), None);
     }
 }

@@ -25,6 +25,7 @@ mod auth;
 pub mod config;
 pub mod demo;
 mod error;
+mod event_data;
 mod live;
 mod login;
 mod pages;

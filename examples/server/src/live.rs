@@ -26,14 +26,14 @@ use futures_util::stream::BoxStream;
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::StreamExt;
+use netauto_core::Run;
 use netauto_core::follow::{BulkUpdate, RunUpdate, follow_bulk, follow_run};
-use netauto_core::{Bulk, Run};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::error::PageError;
+use crate::event_data as data;
 use crate::pages::bulk::parse_ref;
 use crate::pages::runs::parse_run_id;
 use crate::session::{StreamLease, StreamRefused};
@@ -75,30 +75,12 @@ where
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-fn event(name: &str, data: &Value) -> Event {
-    Event::default().event(name).data(data.to_string())
-}
-
-fn snapshot(bulk: &Bulk) -> Event {
-    let devices: Vec<Value> = bulk
-        .outcomes
-        .values()
-        .map(|o| json!({"device_id": o.device_id, "status": o.status, "run_id": o.run_id, "error_kind": o.error_kind, "truncated": o.truncated}))
-        .collect();
-    let duration_ms = bulk
-        .finished_at
-        .and_then(|f| (f - bulk.created_at).to_std().ok())
-        .map(|d| d.as_millis() as u64);
-    event(
-        "snapshot",
-        &json!({
-            "counters": bulk.counters,
-            "finished": bulk.finished_at.is_some(),
-            "cancelled": bulk.cancelled_at.is_some(),
-            "duration_ms": duration_ms,
-            "devices": devices,
-        }),
-    )
+/// The event `name` with `data` as its JSON data.
+fn event(name: &str, data: &impl Serialize) -> Event {
+    // The views serialize plain fields only: nothing here can fail.
+    Event::default()
+        .event(name)
+        .data(serde_json::to_string(data).unwrap_or_default())
 }
 
 /// How long a bulk stream waits without an event before it checks the store.
@@ -109,7 +91,7 @@ pub(crate) const RESYNC_AFTER: Duration = Duration::from_secs(10);
 fn bulk_event(update: BulkUpdate) -> Option<Event> {
     Some(match update {
         BulkUpdate::Lagged { .. } => return None,
-        BulkUpdate::Snapshot(bulk) => snapshot(&bulk),
+        BulkUpdate::Snapshot(bulk) => event("snapshot", &data::Snapshot::of(&bulk)),
         BulkUpdate::Progress {
             device_id,
             run_id,
@@ -120,8 +102,15 @@ fn bulk_event(update: BulkUpdate) -> Option<Event> {
             total,
         } => event(
             "progress",
-            &json!({"device_id": device_id, "run_id": run_id, "status": status, "error_kind": error_kind,
-                    "truncated": truncated, "done": done, "total": total}),
+            &data::Progress {
+                device_id,
+                done,
+                error_kind,
+                run_id,
+                status,
+                total,
+                truncated,
+            },
         ),
         BulkUpdate::Summary {
             ok,
@@ -131,14 +120,19 @@ fn bulk_event(update: BulkUpdate) -> Option<Event> {
             duration,
         } => event(
             "summary",
-            &json!({"ok": ok, "failed": failed, "cancelled": cancelled, "total": total,
-                    "duration_ms": duration.as_millis() as u64}),
+            &data::Summary {
+                cancelled,
+                duration_ms: duration.as_millis() as u64,
+                failed,
+                ok,
+                total,
+            },
         ),
     })
 }
 
 /// GET /bulk/{ref}/events: `snapshot`, then `progress` per device, then one `summary` (see
-/// [`BulkFollower`]: a snapshot again whenever events were missed).
+/// [`follow_bulk`]: a snapshot again whenever events were missed).
 pub(crate) async fn bulk_events(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -174,31 +168,12 @@ pub(crate) struct FromSeq {
 }
 
 fn chunk_event(seq: u64, stream: netauto_core::OutputStream, text: &str) -> Event {
-    let data = json!({"seq": seq, "stream": stream, "text": text});
-    event("chunk", &data)
+    event("chunk", &data::Chunk { seq, stream, text })
 }
 
 /// The run's end; `tail` is text of the last chunk still undecoded (it ended mid-character).
 fn finished(run: &Run, tail: &str) -> Event {
-    let duration_ms = match (run.started_at, run.finished_at) {
-        (Some(s), Some(f)) => (f - s).to_std().ok().map(|d| d.as_millis() as u64),
-        _ => None,
-    };
-    event(
-        "finished",
-        &json!({
-            "status": run.status,
-            "exit_status": run.exit_status,
-            "error_kind": run.error_kind,
-            "error_message": run.error_message,
-            "finished_at": run.finished_at,
-            "bytes": run.bytes,
-            "chunks": run.chunks,
-            "truncated": run.truncated,
-            "duration_ms": duration_ms,
-            "tail": tail,
-        }),
-    )
+    event("finished", &data::Finished::of(run, tail))
 }
 
 /// GET /runs/{id}/events?from=N: `chunk` events from seq N on, then one `finished`.

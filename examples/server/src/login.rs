@@ -18,13 +18,16 @@ use std::time::{Duration, Instant};
 use axum::Form;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::app::AppState;
-use crate::auth::{COOKIE, CurrentUser, cookie_token, csrf_rejected, same_token, set_cookie};
+use crate::auth::{
+    CurrentUser, cookie_token, csrf_rejected, expire_cookie, same_token, set_cookie,
+};
 use crate::config::WebLimits;
 use crate::pages::layout;
 use crate::session::SessionView;
@@ -111,8 +114,8 @@ impl LoginGate {
 }
 
 /// GET /login
-pub(crate) async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let existing = cookie_token(&headers).and_then(|t| state.sessions.get(&t));
+pub(crate) async fn login_page(State(state): State<AppState>, jar: CookieJar) -> Response {
+    let existing = cookie_token(&jar).and_then(|t| state.sessions.get(&t));
     match existing {
         Some(SessionView { user: Some(_), .. }) => Redirect::to("/devices").into_response(),
         Some(s) => layout::login(&s.csrf, None).into_response(),
@@ -123,7 +126,7 @@ pub(crate) async fn login_page(State(state): State<AppState>, headers: HeaderMap
                 .get(&token)
                 .map(|s| s.csrf)
                 .unwrap_or_default();
-            ([set_cookie(&state, &token)], layout::login(&csrf, None)).into_response()
+            (set_cookie(&state, jar, &token), layout::login(&csrf, None)).into_response()
         }
     }
 }
@@ -163,11 +166,11 @@ fn refused(csrf: &str, status: StatusCode, retry_after: Duration, message: &str)
 pub(crate) async fn login(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
-    headers: HeaderMap,
+    jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let Some((token, session)) =
-        cookie_token(&headers).and_then(|t| state.sessions.get(&t).map(|s| (t, s)))
+        cookie_token(&jar).and_then(|t| state.sessions.get(&t).map(|s| (t, s)))
     else {
         return csrf_rejected();
     };
@@ -231,7 +234,7 @@ pub(crate) async fn login(
     state.sessions.remove(&token);
     let token = state.sessions.create(Some(name.clone()));
     tracing::info!(user = ?logged_name(&name), client = %client(addr), "logged in");
-    ([set_cookie(&state, &token)], Redirect::to("/devices")).into_response()
+    (set_cookie(&state, jar, &token), Redirect::to("/devices")).into_response()
 }
 
 /// The logout form.
@@ -251,15 +254,7 @@ pub(crate) async fn logout(
         return csrf_rejected();
     }
     state.sessions.remove(&user.token);
-    let expired = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
-    (
-        [(
-            header::SET_COOKIE,
-            HeaderValue::from_str(&expired).unwrap_or_else(|_| HeaderValue::from_static("")),
-        )],
-        Redirect::to("/login"),
-    )
-        .into_response()
+    (expire_cookie(CookieJar::new()), Redirect::to("/login")).into_response()
 }
 
 #[cfg(test)]

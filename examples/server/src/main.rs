@@ -12,6 +12,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use clap::{Parser, Subcommand};
 use netauto_core::ExecLimits;
 use netauto_core::retention::RetentionConfig;
 use netauto_core::runtime::{QueueLimits, RunnerConfig};
@@ -29,53 +30,53 @@ const DEFAULT_BIND: &str = "127.0.0.1:3000";
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-struct Args {
+/// Every variable the server reads, for `--help`.
+fn env_help() -> String {
+    format!(
+        "\
+env: DATABASE_URL (default {DEFAULT_DATABASE_URL}), NETAUTO_USERS_FILE, NETAUTO_USERS,
+     NET_AUTO_RUN_MAX_DAYS, NET_AUTO_RUN_MAX_BYTES, NET_AUTO_RETENTION_CRON, NET_AUTO_QUEUES,
+     NETAUTO_SSH_CONNECTIONS_PER_SECOND (50 or unlimited), NETAUTO_SSH_MAX_SESSIONS (200),
+     NETAUTO_SSH_SESSIONS_PER_ENDPOINT (4) sessions at once per host:port, NETAUTO_DEVICES_PER_JOB (10)
+     NETAUTO_COMMAND_TIMEOUT (300) deadline of each device command, a bulk may set its own
+     NETAUTO_RUN_MAX_OUTPUT (16MiB) output kept per run; at the cap the session closes
+     NETAUTO_SECURE_COOKIES=1 (behind HTTPS)
+
+limits (durations: seconds, or 500ms, 90s, 15m, 2h):
+     NETAUTO_LOGIN_FREE_FAILURES (5) failed logins per user name / client address before backoff
+     NETAUTO_LOGIN_BACKOFF_MAX (15m) longest backoff (1 s, doubling), answered 429 + Retry-After
+     NETAUTO_LOGIN_THROTTLE_ENTRIES (10000) user names and addresses remembered
+     NETAUTO_LOGIN_CONCURRENCY (2) password verifications at once
+     NETAUTO_LOGIN_QUEUE_WAIT (5s) longest wait for a verification slot, then 503
+     NETAUTO_SESSION_IDLE (2h), NETAUTO_SESSION_LIFETIME (12h, absolute)
+     NETAUTO_MAX_SESSIONS (10000 logged in), NETAUTO_MAX_ANON_SESSIONS (10000 login forms)
+     NETAUTO_STREAMS_PER_SESSION (16) open event streams per session, then 429
+     NETAUTO_HEADER_TIMEOUT (10s) to send a request head; idle connections close after it
+     NETAUTO_MAX_CONNECTIONS (1024) served at once; more wait in the listen backlog
+     NETAUTO_SHUTDOWN_GRACE (10s) for requests in flight at SIGINT/SIGTERM"
+    )
+}
+
+/// The netauto web app: pick devices, run one command on all of them, watch each finish live,
+/// read every run's output. DATABASE_URL picks the database.
+#[derive(Debug, Parser)]
+#[command(name = "netauto-server", version, after_help = env_help())]
+struct Cli {
+    /// Start simulated SSH devices on 127.0.0.1 and a demo user (printed with its password);
+    /// without DATABASE_URL, on a fresh SQLite file netauto-demo.db.
+    #[arg(long)]
     demo: bool,
+    /// Listen address.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_BIND)]
     bind: SocketAddr,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: netauto-server [--demo] [--bind ADDR]\n       netauto-server hash-password < password\n\n\
-         env: DATABASE_URL (default {DEFAULT_DATABASE_URL}), NETAUTO_USERS_FILE, NETAUTO_USERS,\n     \
-         NET_AUTO_RUN_MAX_DAYS, NET_AUTO_RUN_MAX_BYTES, NET_AUTO_RETENTION_CRON, NET_AUTO_QUEUES,\n     \
-         NETAUTO_SSH_CONNECTIONS_PER_SECOND (50 or unlimited), NETAUTO_SSH_MAX_SESSIONS (200),\n     \
-         NETAUTO_SSH_SESSIONS_PER_ENDPOINT (4) sessions at once per host:port, NETAUTO_DEVICES_PER_JOB (10)\n     \
-         NETAUTO_COMMAND_TIMEOUT (300) deadline of each device command, a bulk may set its own\n     \
-         NETAUTO_RUN_MAX_OUTPUT (16MiB) output kept per run; at the cap the session closes\n     \
-         NETAUTO_SECURE_COOKIES=1 (behind HTTPS)\n\n\
-         limits (durations: seconds, or 500ms, 90s, 15m, 2h):\n     \
-         NETAUTO_LOGIN_FREE_FAILURES (5) failed logins per user name / client address before backoff\n     \
-         NETAUTO_LOGIN_BACKOFF_MAX (15m) longest backoff (1 s, doubling), answered 429 + Retry-After\n     \
-         NETAUTO_LOGIN_THROTTLE_ENTRIES (10000) user names and addresses remembered\n     \
-         NETAUTO_LOGIN_CONCURRENCY (2) password verifications at once\n     \
-         NETAUTO_LOGIN_QUEUE_WAIT (5s) longest wait for a verification slot, then 503\n     \
-         NETAUTO_SESSION_IDLE (2h), NETAUTO_SESSION_LIFETIME (12h, absolute)\n     \
-         NETAUTO_MAX_SESSIONS (10000 logged in), NETAUTO_MAX_ANON_SESSIONS (10000 login forms)\n     \
-         NETAUTO_STREAMS_PER_SESSION (16) open event streams per session, then 429\n     \
-         NETAUTO_HEADER_TIMEOUT (10s) to send a request head; idle connections close after it\n     \
-         NETAUTO_MAX_CONNECTIONS (1024) served at once; more wait in the listen backlog\n     \
-         NETAUTO_SHUTDOWN_GRACE (10s) for requests in flight at SIGINT/SIGTERM"
-    );
-    std::process::exit(2)
-}
-
-fn parse_args() -> Result<Option<Args>, BoxError> {
-    let mut args = std::env::args().skip(1);
-    let mut out = Args {
-        demo: false,
-        bind: DEFAULT_BIND.parse()?,
-    };
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "hash-password" => return Ok(None),
-            "--demo" => out.demo = true,
-            "--bind" => out.bind = args.next().unwrap_or_else(|| usage()).parse()?,
-            "-h" | "--help" => usage(),
-            _ => usage(),
-        }
-    }
-    Ok(Some(out))
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Read a password on stdin, print its argon2 hash (for NETAUTO_USERS_FILE or NETAUTO_USERS).
+    HashPassword,
 }
 
 fn hash_password_from_stdin() -> Result<(), BoxError> {
@@ -102,9 +103,10 @@ async fn main() {
 }
 
 async fn run() -> Result<(), BoxError> {
-    let Some(args) = parse_args()? else {
+    let args = Cli::parse();
+    if let Some(Command::HashPassword) = args.command {
         return hash_password_from_stdin();
-    };
+    }
     // Read every knob before touching anything: a bad value stops the start with its name.
     let limits = WebLimits::from_env()?;
     let exec_limits = ExecLimits::from_env()?;
