@@ -31,6 +31,7 @@
 
 mod backend;
 pub mod bulk;
+mod env;
 mod error;
 pub mod exec;
 pub mod follow;

@@ -59,7 +59,7 @@ enum Command {
     /// Run jobs (bulk runs, retention cron) until SIGINT/SIGTERM. Run any number against one
     /// PostgreSQL database.
     Worker {
-        /// Per-queue concurrency of this node [default: NET_AUTO_QUEUES, else
+        /// Per-queue concurrency of this node [default: NETAUTO_QUEUES, else
         /// bulk=5,default=10,retention=5].
         #[arg(long, value_name = "QUEUE=N,…", value_parser = worker::parse_queues)]
         queues: Option<QueueLimits>,

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::ssh::SshArgs;
 
-/// Parses `bulk=20,retention=5` (or `bulk:20,…`, the `NET_AUTO_QUEUES` syntax).
+/// Parses `bulk=20,retention=5` (or `bulk:20,…`, the `NETAUTO_QUEUES` syntax).
 pub(crate) fn parse_queues(s: &str) -> Result<QueueLimits, String> {
     QueueLimits::parse(&s.replace('=', ":")).map_err(|e| e.reason)
 }

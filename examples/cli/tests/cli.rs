@@ -45,6 +45,7 @@ impl Env {
             "NET_AUTO_RUN_MAX_BYTES",
             "NET_AUTO_RETENTION_CRON",
             "NET_AUTO_QUEUES",
+            "NETAUTO_QUEUES",
             "NETAUTO_SSH_HOST_KEYS",
             "NETAUTO_SSH_KNOWN_HOSTS",
             "NETAUTO_SSH_CREDENTIALS",

@@ -50,7 +50,7 @@ pub struct AppParts {
     /// (see [`ExecLimits::from_env`]: `NETAUTO_COMMAND_TIMEOUT`, `NETAUTO_RUN_MAX_OUTPUT`).
     pub exec_limits: ExecLimits,
     /// Devices of one bulk job run at the same time (`NETAUTO_DEVICES_PER_JOB`, default 10;
-    /// with `bulk` jobs per node from `NET_AUTO_QUEUES`, the devices in flight).
+    /// with `bulk` jobs per node from `NETAUTO_QUEUES`, the devices in flight).
     pub devices_per_job: usize,
 }
 

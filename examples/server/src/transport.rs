@@ -11,5 +11,7 @@ use netauto_ssh::{SettingsError, SshNetworkClient, SshSettings};
 
 /// The SSH client configured from the environment.
 pub fn from_env() -> Result<Arc<dyn NetworkClient>, SettingsError> {
-    Ok(Arc::new(SshNetworkClient::new(SshSettings::from_env()?.build()?)))
+    Ok(Arc::new(SshNetworkClient::new(
+        SshSettings::from_env()?.build()?,
+    )))
 }

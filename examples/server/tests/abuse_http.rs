@@ -115,7 +115,8 @@ async fn start(dir: &Path, url: &str, env: &[(&str, &str)]) -> (Proc, SocketAddr
         .env("HOME", dir)
         .env("NETAUTO_USERS", format!("{USER}:{hash}"))
         .env_remove("NETAUTO_USERS_FILE")
-        .env_remove("NET_AUTO_QUEUES");
+        .env_remove("NET_AUTO_QUEUES")
+        .env_remove("NETAUTO_QUEUES");
     for var in netauto_server::config::VARS {
         cmd.env_remove(var);
     }

@@ -279,7 +279,8 @@ fn server_command(dir: &Path, url: &str) -> Command {
         // login rate, not the server, the subject of the test.
         .env("NETAUTO_SSH_CONNECTIONS_PER_SECOND", "unlimited")
         .env_remove("NETAUTO_SSH_MAX_SESSIONS")
-        .env_remove("NET_AUTO_QUEUES");
+        .env_remove("NET_AUTO_QUEUES")
+        .env_remove("NETAUTO_QUEUES");
     cmd
 }
 

@@ -49,7 +49,7 @@ struct BulkMembers {
 /// Default number of devices of one job run at the same time.
 pub const DEFAULT_DEVICE_CONCURRENCY: usize = 10;
 /// `NETAUTO_DEVICES_PER_JOB`: devices of one bulk job run at the same time (1–1000, default
-/// 10). With `bulk` jobs per node (`NET_AUTO_QUEUES`), it sets the devices in flight per node.
+/// 10). With `bulk` jobs per node (`NETAUTO_QUEUES`), it sets the devices in flight per node.
 pub const DEVICES_PER_JOB_VAR: &str = "NETAUTO_DEVICES_PER_JOB";
 
 /// Parses a number of devices per job (1–1000).

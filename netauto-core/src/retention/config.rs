@@ -2,6 +2,7 @@
 
 use super::RetentionPolicy;
 use crate::error::ConfigError;
+use crate::runtime::cron::NICKNAMES;
 
 /// Default `NET_AUTO_RUN_MAX_DAYS`.
 pub const DEFAULT_MAX_DAYS: u32 = 30;
@@ -173,16 +174,6 @@ fn parse_bytes(var: &'static str, value: &str) -> Result<u64, ConfigError> {
         Some(n) => Ok(n),
     }
 }
-
-const NICKNAMES: [&str; 7] = [
-    "@hourly",
-    "@daily",
-    "@midnight",
-    "@weekly",
-    "@monthly",
-    "@yearly",
-    "@annually",
-];
 
 /// Structural check of a cron expression: a nickname, or five fields of digits, names,
 /// `*`, `,`, `-` and `/`.

@@ -1,4 +1,4 @@
-//! Runner settings: per-node queue limits (also from `NET_AUTO_QUEUES`) and timings.
+//! Runner settings: per-node queue limits (also from `NETAUTO_QUEUES`) and timings.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -6,7 +6,9 @@ use std::time::Duration;
 use crate::error::ConfigError;
 
 /// The environment variable holding per-node queue limits, e.g. `default:10,retention:5,bulk:5`.
-pub const QUEUES_VAR: &str = "NET_AUTO_QUEUES";
+pub const QUEUES_VAR: &str = "NETAUTO_QUEUES";
+/// The name [`QUEUES_VAR`] shipped under first, still read when [`QUEUES_VAR`] is unset.
+pub const LEGACY_QUEUES_VAR: &str = "NET_AUTO_QUEUES";
 
 /// How many jobs of each queue one node runs at the same time.
 ///
@@ -40,16 +42,12 @@ impl QueueLimits {
         Self(BTreeMap::new())
     }
 
-    /// The defaults, replaced by `NET_AUTO_QUEUES` when it is set.
+    /// The defaults, replaced by `NETAUTO_QUEUES` (or, when that is unset, the older name
+    /// `NET_AUTO_QUEUES`) when it is set.
     pub fn from_env() -> Result<Self, ConfigError> {
-        match std::env::var(QUEUES_VAR) {
-            Ok(v) => Self::parse_var(QUEUES_VAR, &v),
-            Err(std::env::VarError::NotPresent) => Ok(Self::default()),
-            Err(std::env::VarError::NotUnicode(v)) => Err(ConfigError {
-                var: QUEUES_VAR,
-                value: v.to_string_lossy().into_owned(),
-                reason: "not valid UTF-8".into(),
-            }),
+        match crate::env::read_either(QUEUES_VAR, LEGACY_QUEUES_VAR)? {
+            Some((var, v)) => Self::parse_var(var, &v),
+            None => Ok(Self::default()),
         }
     }
 

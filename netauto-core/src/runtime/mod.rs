@@ -28,7 +28,7 @@ mod worker;
 pub use attempt::AttemptOutcome;
 pub(crate) use attempt::{LeaseSettings, execute_job};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{QUEUES_VAR, QueueLimits, RunnerConfig};
+pub use config::{LEGACY_QUEUES_VAR, QUEUES_VAR, QueueLimits, RunnerConfig};
 pub use cron::{CronEntry, CronSchedule};
 pub use runner::{
     DEFAULT_PRUNE_AFTER, Runner, RunnerHandle, RunnerStats, ShutdownReport, TickReport,
