@@ -9,3 +9,12 @@ async fn memory_backend() -> Option<Backend> {
 }
 
 netauto_core::conformance_tests!(memory_backend);
+
+/// The in-process progress hub (memory and SQLite backends).
+async fn local_hub() -> Option<std::sync::Arc<dyn netauto_core::ProgressSink>> {
+    Some(std::sync::Arc::new(netauto_core::LocalProgressHub::new()))
+}
+
+mod progress {
+    netauto_core::progress_conformance_tests!(super::local_hub);
+}

@@ -1,5 +1,7 @@
 //! The backend conformance suite: one function per documented rule of [`JobQueue`] and
-//! [`RunStore`], run against every backend (memory, SQLite, PostgreSQL).
+//! [`RunStore`], run against every backend (memory, SQLite, PostgreSQL), and the
+//! [`ProgressSink`](crate::ProgressSink) checks of [`progress`]
+//! ([`progress_conformance_tests!`](crate::progress_conformance_tests)).
 //!
 //! A backend crate runs the whole suite from an integration test with
 //! [`conformance_tests!`](crate::conformance_tests), giving it a constructor of a fresh
@@ -50,6 +52,7 @@ macro_rules! assert_err {
 pub mod bulk;
 pub mod cancel;
 pub mod lifecycle;
+pub mod progress;
 pub mod queue;
 pub mod retention;
 pub mod store;

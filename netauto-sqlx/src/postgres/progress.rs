@@ -10,6 +10,7 @@ use netauto_core::{ProgressEvent, ProgressSink, RunEvent, RunId, RunStore, Subsc
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::PgRunStore;
@@ -20,6 +21,8 @@ pub const PROGRESS_CHANNEL: &str = "netauto_progress";
 const MAX_INLINE: usize = 6000;
 /// Longest a publish waits for the database before dropping the event.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a subscribe waits for the LISTEN connection before answering anyway.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -37,6 +40,8 @@ pub struct PgProgress {
     pool: PgPool,
     local: LocalProgressHub,
     listener: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// `true` while the listener's LISTEN is in effect.
+    listening: Arc<watch::Sender<bool>>,
 }
 
 impl PgProgress {
@@ -45,6 +50,7 @@ impl PgProgress {
             pool,
             local: LocalProgressHub::new(),
             listener: Arc::default(),
+            listening: Arc::new(watch::Sender::new(false)),
         }
     }
 
@@ -54,7 +60,7 @@ impl PgProgress {
             return;
         }
         let (pool, local) = (self.pool.clone(), self.local.clone());
-        *slot = Some(tokio::spawn(listen(pool, local)));
+        *slot = Some(tokio::spawn(listen(pool, local, self.listening.clone())));
     }
 }
 
@@ -73,7 +79,7 @@ impl Drop for PgProgress {
     }
 }
 
-async fn listen(pool: PgPool, local: LocalProgressHub) {
+async fn listen(pool: PgPool, local: LocalProgressHub, listening: Arc<watch::Sender<bool>>) {
     let store = PgRunStore { pool: pool.clone() };
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
@@ -89,11 +95,13 @@ async fn listen(pool: PgPool, local: LocalProgressHub) {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
+        listening.send_replace(true);
         loop {
             let n = match listener.recv().await {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(error = %e, "progress listener lost its connection; reconnecting");
+                    listening.send_replace(false);
                     break;
                 }
             };
@@ -156,8 +164,21 @@ impl ProgressSink for PgProgress {
         }
     }
 
+    /// Answers once this process's LISTEN is in effect (or after 5 s without the database,
+    /// logged), so an event published after `subscribe` returns is delivered: followers
+    /// subscribe before they read the store and rely on that.
     async fn subscribe(&self, topic: &str) -> Subscription {
+        let sub = self.local.subscribe(topic).await;
         self.ensure_listening();
-        self.local.subscribe(topic).await
+        let mut listening = self.listening.subscribe();
+        if tokio::time::timeout(LISTEN_TIMEOUT, listening.wait_for(|on| *on))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "progress listener not listening yet; live events may be missed until it is"
+            );
+        }
+        sub
     }
 }
