@@ -386,7 +386,7 @@ async fn failing_app(error: fn() -> Error) -> Router {
         store: Arc::new(store),
         queue: db.queue(),
         progress: db.progress(),
-        client: Arc::new(FakeClient::default()),
+        client: Arc::new(fake_client()),
         retention: RetentionConfig::default(),
         users: cheap_users(),
         runner: RunnerConfig::default(),

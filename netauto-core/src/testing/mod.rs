@@ -7,6 +7,10 @@
 //!   successes, failures and discards.
 //! * Modes: *manual* is a plain queue (jobs wait until drained or a runner takes them);
 //!   *inline* is [`InlineQueue`], which runs each job as soon as it is enqueued.
+//! * Test doubles, one of each kind: [`ScriptedClient`] (a [`NetworkClient`](crate::NetworkClient)
+//!   answering scripted [`Reply`]s), [`FaultyStore`] (a [`RunStore`](crate::RunStore) wrapper
+//!   injecting faults), [`FaultyQueue`] (a [`JobQueue`] wrapper cut off from its database on
+//!   demand); the queue wrappers are [`HookedQueue`]s, which forward every call.
 //! * Time: [`ManualClock`](crate::ManualClock), given to the runner, cron, services and these
 //!   helpers.
 //!
@@ -22,19 +26,25 @@
 //! ```
 
 pub mod capture;
+mod client;
+mod faulty_store;
+mod queue;
+
 pub use capture::{Capture, CaptureGuard, CaptureLayer, CapturedEvent};
+pub use client::{Call, Item, Reply, ScriptedClient, Step, err, events, exit, out};
+pub use faulty_store::{BATCH, FaultyStore};
+pub use queue::{FaultyQueue, HookedQueue, Inline, InlineQueue, Outage, QueueFaults, QueueHooks};
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 
 use crate::backend::queue::JobQueue;
 use crate::error::Result;
 use crate::model::ids::JobId;
-use crate::model::job::{ClaimRequest, Enqueued, FailAction, Job, JobFilter, JobState, NewJob};
+use crate::model::job::{ClaimRequest, Job, JobFilter, JobState};
 use crate::runtime::{AttemptOutcome, LeaseSettings, execute_job};
 use crate::runtime::{Clock, SystemClock};
 use crate::runtime::{JobContext, Worker, WorkerError, WorkerRegistry};
@@ -315,128 +325,6 @@ fn claim_time(now: DateTime<Utc>, with_scheduled: bool) -> DateTime<Utc> {
         now + SCHEDULED_HORIZON
     } else {
         now
-    }
-}
-
-/// A queue in *inline* mode: each enqueued job is run at once (with recursion: jobs it
-/// enqueues run too) before `enqueue` returns. Everything else is forwarded.
-#[derive(Debug, Clone)]
-pub struct InlineQueue {
-    inner: Arc<dyn JobQueue>,
-    registry: WorkerRegistry,
-    clock: Arc<dyn Clock>,
-}
-
-impl InlineQueue {
-    /// Wraps `inner`, running jobs with `registry`'s workers.
-    pub fn new(inner: Arc<dyn JobQueue>, registry: WorkerRegistry, clock: Arc<dyn Clock>) -> Self {
-        Self {
-            inner,
-            registry,
-            clock,
-        }
-    }
-
-    async fn run(&self, queues: impl IntoIterator<Item = String>) -> Result<()> {
-        for queue in queues {
-            drain_queue(
-                &self.inner,
-                &self.registry,
-                &self.clock,
-                &DrainOptions::new(queue).with_recursion(),
-            )
-            .await?;
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl JobQueue for InlineQueue {
-    async fn enqueue(&self, job: NewJob, now: DateTime<Utc>) -> Result<Enqueued> {
-        let out = self.inner.enqueue(job, now).await?;
-        self.run([out.job().queue.clone()]).await?;
-        self.inner.job(out.job().id).await.map(|j| {
-            if out.is_inserted() {
-                Enqueued::Inserted(j)
-            } else {
-                Enqueued::Existing(j)
-            }
-        })
-    }
-
-    async fn enqueue_all(&self, jobs: Vec<NewJob>, now: DateTime<Utc>) -> Result<Vec<Enqueued>> {
-        let out = self.inner.enqueue_all(jobs, now).await?;
-        let mut queues: Vec<String> = out.iter().map(|e| e.job().queue.clone()).collect();
-        queues.sort();
-        queues.dedup();
-        self.run(queues).await?;
-        // Answer the jobs as they are after running, like `enqueue`.
-        let mut ran = Vec::with_capacity(out.len());
-        for e in out {
-            let job = self.inner.job(e.job().id).await?;
-            ran.push(if e.is_inserted() {
-                Enqueued::Inserted(job)
-            } else {
-                Enqueued::Existing(job)
-            });
-        }
-        Ok(ran)
-    }
-
-    async fn claim(&self, req: &ClaimRequest, now: DateTime<Utc>) -> Result<Vec<Job>> {
-        self.inner.claim(req, now).await
-    }
-
-    async fn heartbeat(&self, id: JobId, attempt: u32, lease_until: DateTime<Utc>) -> Result<()> {
-        self.inner.heartbeat(id, attempt, lease_until).await
-    }
-
-    async fn complete(&self, id: JobId, attempt: u32, now: DateTime<Utc>) -> Result<()> {
-        self.inner.complete(id, attempt, now).await
-    }
-
-    async fn complete_many(
-        &self,
-        attempts: &[(JobId, u32)],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<JobId>> {
-        self.inner.complete_many(attempts, now).await
-    }
-
-    async fn fail(
-        &self,
-        id: JobId,
-        attempt: u32,
-        error: &str,
-        action: FailAction,
-        now: DateTime<Utc>,
-    ) -> Result<JobState> {
-        self.inner.fail(id, attempt, error, action, now).await
-    }
-
-    async fn release(&self, id: JobId, attempt: u32, now: DateTime<Utc>) -> Result<()> {
-        self.inner.release(id, attempt, now).await
-    }
-
-    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<Job> {
-        self.inner.cancel(id, now).await
-    }
-
-    async fn rescue_expired(&self, now: DateTime<Utc>) -> Result<Vec<JobId>> {
-        self.inner.rescue_expired(now).await
-    }
-
-    async fn prune(&self, finished_before: DateTime<Utc>) -> Result<u64> {
-        self.inner.prune(finished_before).await
-    }
-
-    async fn job(&self, id: JobId) -> Result<Job> {
-        self.inner.job(id).await
-    }
-
-    async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>> {
-        self.inner.list(filter).await
     }
 }
 

@@ -1,8 +1,8 @@
 //! Test harness: an app on a private in-memory SQLite database, a logged-in client, and an
 //! in-process fake transport.
 //!
-//! `FakeClient` is a clearly-labelled test double for handler tests only: it never touches a
-//! network. The demo and the browser test use the real SSH simulator where it is available.
+//! [`fake_client`] is a clearly-labelled test double for handler tests only: it never touches
+//! a network. The demo and the browser test use the real SSH simulator where it is available.
 
 #![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
 
@@ -11,17 +11,13 @@ pub mod http;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode, header};
-use bytes::Bytes;
 use netauto_core::retention::RetentionConfig;
 use netauto_core::runtime::RunnerConfig;
-use netauto_core::{
-    Device, DeviceId, ExecOptions, ExitStatus, NetworkClient, NetworkError, NewDevice, OutputEvent,
-    OutputEvents, RunStore,
-};
+use netauto_core::testing::{Reply, ScriptedClient, exit, out};
+use netauto_core::{DeviceId, NetworkClient, NetworkError, NewDevice, RunStore};
 use netauto_server::{App, AppParts, Users, hash_password_with};
 use tower::ServiceExt;
 
@@ -30,38 +26,20 @@ pub const PASSWORD: &str = "correct horse";
 
 /// Test double transport: echoes `<device>: <command>`; devices named `down-*` fail to connect;
 /// commands containing `exit1` end with exit code 1.
-#[derive(Debug, Default)]
-pub struct FakeClient {
-    pub delay: Duration,
-}
-
-#[async_trait]
-impl NetworkClient for FakeClient {
-    async fn execute(
-        &self,
-        device: &Device,
-        command: &str,
-        _options: &ExecOptions,
-    ) -> Result<OutputEvents, NetworkError> {
+pub fn fake_client() -> ScriptedClient {
+    ScriptedClient::from_fn(|device, command| {
         if device.name.starts_with("down-") {
-            return Err(NetworkError::Connect {
+            return Reply::Refuse(NetworkError::Connect {
                 host: format!("{}:{}", device.host, device.port),
                 message: "connection refused".into(),
             });
         }
-        let text = format!("{}: {}\nline two\n", device.name, command);
         let code = if command.contains("exit1") { 1 } else { 0 };
-        let delay = self.delay;
-        let events = futures_util::stream::iter([
-            Ok(OutputEvent::Stdout(Bytes::from(text))),
-            Ok(OutputEvent::Exit(ExitStatus::Code(code))),
-        ]);
-        let stream = futures_util::StreamExt::then(events, move |e| async move {
-            tokio::time::sleep(delay).await;
-            e
-        });
-        Ok(Box::pin(stream))
-    }
+        Reply::Events(vec![
+            out(&format!("{}: {}\nline two\n", device.name, command)),
+            exit(code),
+        ])
+    })
 }
 
 /// A number from the environment (a test's size knob), or `default` when unset; a value
@@ -91,11 +69,7 @@ pub fn cheap_users() -> Users {
 
 /// An app with devices `r1`, `r2`, `<b>bold</b>` and `down-1`.
 pub async fn test_app() -> TestApp {
-    test_app_with(
-        Arc::new(FakeClient::default()),
-        netauto_core::ExecLimits::default(),
-    )
-    .await
+    test_app_with(Arc::new(fake_client()), netauto_core::ExecLimits::default()).await
 }
 
 /// [`test_app`] reaching devices through `client`, under `exec_limits`.

@@ -1,369 +1,36 @@
-//! Issue 12 against the in-memory backend: every command has a deadline and an output cap,
-//! runs and bulks can be cancelled (also from another "node" sharing the store), chunks never
-//! split a UTF-8 character, and a bulk always ends, whatever ends its jobs.
+//! Issue 12 against the in-memory backend, cancel: runs and bulks can be cancelled (also from
+//! another "node" sharing the store), and a bulk always ends, whatever ends its jobs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use chrono::{TimeDelta, Utc};
-use futures_util::{FutureExt, StreamExt};
-use netauto_core::LocalProgressHub;
-use netauto_core::bulk::{ABANDONED, BulkArgs};
-use netauto_core::bulk::{BulkJob, BulkService};
+use common::{Behaviour, Fixture, REQUESTER, eventually, fake_client, published, summaries};
+use netauto_core::bulk::{ABANDONED, BulkArgs, BulkJob};
 use netauto_core::exec::{Executor, RunOptions};
-use netauto_core::runtime::{QueueLimits, Runner, RunnerConfig};
-use netauto_core::runtime::{Worker, WorkerRegistry};
+use netauto_core::runtime::{QueueLimits, Runner, RunnerConfig, Worker, WorkerRegistry};
 use netauto_core::testing::{DrainOptions, drain_queue};
 use netauto_core::{
-    BulkEvent, BulkRef, ClaimRequest, Clock, Device, DeviceId, ExecLimits, ExecOptions, ExitStatus,
-    FeedItem, JobFilter, JobQueue, JobState, LimitOverrides, ManualClock, NetworkClient,
-    NetworkError, NewBulk, NewDevice, OutputEvent, OutputEvents, ProgressEvent, ProgressSink,
-    RunEvent, RunStatus, RunStore, Subscription, SystemClock, run_topic,
+    BulkEvent, BulkRef, ClaimRequest, Clock, DeviceId, JobFilter, JobQueue, JobState,
+    LimitOverrides, ManualClock, NewBulk, ProgressEvent, ProgressSink, RunStatus, RunStore,
+    Subscription, SystemClock,
 };
-use netauto_memory::{InMemoryJobQueue, InMemoryRunStore};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-const REQUESTER: &str = "ann@example.com";
-
-struct Fixture {
-    queue: InMemoryJobQueue,
-    store: InMemoryRunStore,
-    hub: LocalProgressHub,
-}
-
-impl Fixture {
-    fn new() -> Self {
-        let (queue, store) = netauto_memory::backend();
-        Self {
-            queue,
-            store,
-            hub: LocalProgressHub::new(),
-        }
-    }
-
-    fn store_dyn(&self) -> Arc<dyn RunStore> {
-        Arc::new(self.store.clone())
-    }
-
-    fn queue_dyn(&self) -> Arc<dyn JobQueue> {
-        Arc::new(self.queue.clone())
-    }
-
-    /// A network service over `client` (cancel polls every 50 ms).
-    fn network(&self, client: impl NetworkClient) -> Executor {
-        Executor::new(
-            self.store_dyn(),
-            Arc::new(client),
-            Arc::new(self.hub.clone()),
-        )
-        .with_cancel_poll(Duration::from_millis(50))
-    }
-
-    fn bulk(&self) -> BulkService {
-        BulkService::new(self.store_dyn(), Arc::new(self.hub.clone()))
-    }
-
-    async fn devices(&self, n: usize) -> Vec<DeviceId> {
-        let mut ids = Vec::with_capacity(n);
-        for i in 0..n {
-            let d = NewDevice::new(format!("d{i:03}"), "10.0.0.1", "linux", "ops");
-            ids.push(self.store.create_device(d).await.unwrap().id);
-        }
-        ids
-    }
-}
-
-/// What each `execute` answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Behaviour {
-    /// `yes`: the same line forever, as fast as it is read.
-    Endless,
-    /// A line of output, then silence forever (a command that never ends).
-    Silent,
-    /// `ok\n` and exit 0.
-    Ok,
-    /// The worker panics.
-    Panic,
-}
-
-/// A client whose sessions are counted: a session is open from `execute` until its output
-/// stream is dropped (that is how the service closes a session).
-#[derive(Debug, Clone)]
-struct FakeClient {
-    behaviour: Behaviour,
-    open: Arc<AtomicUsize>,
-    started: Arc<AtomicUsize>,
-}
-
-impl FakeClient {
-    fn new(behaviour: Behaviour) -> Self {
-        Self {
-            behaviour,
-            open: Arc::default(),
-            started: Arc::default(),
-        }
-    }
-
-    fn open(&self) -> usize {
-        self.open.load(Ordering::SeqCst)
-    }
-}
-
-struct Session(Arc<AtomicUsize>);
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-#[async_trait]
-impl NetworkClient for FakeClient {
-    async fn execute(
-        &self,
-        _device: &Device,
-        _command: &str,
-        _options: &ExecOptions,
-    ) -> Result<OutputEvents, NetworkError> {
-        self.started.fetch_add(1, Ordering::SeqCst);
-        self.open.fetch_add(1, Ordering::SeqCst);
-        let session = Session(self.open.clone());
-        let line = Bytes::from_static(b"y\n");
-        Ok(match self.behaviour {
-            Behaviour::Endless => futures_util::stream::unfold(session, move |s| {
-                let line = line.clone();
-                async move {
-                    tokio::task::yield_now().await;
-                    Some((Ok(OutputEvent::Stdout(line.repeat(512).into())), s))
-                }
-            })
-            .boxed(),
-            Behaviour::Silent => futures_util::stream::once(async move {
-                Ok(OutputEvent::Stdout(Bytes::from_static(b"started\n")))
-            })
-            .chain(futures_util::stream::unfold(session, |s| async move {
-                std::future::pending::<()>().await;
-                Some((Ok(OutputEvent::Stdout(Bytes::new())), s))
-            }))
-            .boxed(),
-            Behaviour::Ok => {
-                drop(session);
-                futures_util::stream::iter([
-                    Ok(OutputEvent::Stdout(Bytes::from_static(b"ok\n"))),
-                    Ok(OutputEvent::Exit(ExitStatus::Code(0))),
-                ])
-                .boxed()
-            }
-            Behaviour::Panic => panic!("simulated worker bug"),
-        })
-    }
-}
-
-/// Every event published so far on a subscription.
-fn published(sub: &mut Subscription) -> Vec<ProgressEvent> {
-    let mut seen = Vec::new();
-    while let Some(Some(item)) = sub.next().now_or_never() {
-        match item {
-            FeedItem::Event(e) => seen.push(e),
-            FeedItem::Lagged { missed } => panic!("lagged by {missed}"),
-        }
-    }
-    seen
-}
-
-fn summaries(seen: &[ProgressEvent]) -> Vec<(u64, u64, u64, u64)> {
-    seen.iter()
-        .filter_map(|e| match e {
-            ProgressEvent::Bulk(BulkEvent::Summary {
-                ok,
-                failed,
-                cancelled,
-                total,
-                ..
-            }) => Some((*ok, *failed, *cancelled, *total)),
-            _ => None,
-        })
-        .collect()
-}
-
-async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let until = Instant::now() + within;
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-// ---- output cap, deadline, UTF-8 -------------------------------------------------------------
-
-#[tokio::test]
-async fn an_endless_output_stops_at_the_cap_with_exactly_the_cap_kept() {
-    let fx = Fixture::new();
-    let dev = fx.devices(1).await[0];
-    let client = FakeClient::new(Behaviour::Endless);
-    let cap = 300_000;
-    let net = fx.network(client.clone()).with_limits(ExecLimits {
-        timeout: Duration::from_secs(60),
-        max_output: cap,
-    });
-    let run = net
-        .execute_command(dev, "yes", RunOptions::new(REQUESTER))
-        .await
-        .unwrap();
-    assert_eq!(run.status, RunStatus::Error);
-    assert_eq!(run.error_kind.as_deref(), Some("output_cap"));
-    assert!(run.truncated);
-    assert_eq!(run.bytes, cap, "exactly the cap is kept");
-    let chunks = fx.store.chunks(run.id, 0, usize::MAX).await.unwrap();
-    assert_eq!(chunks.iter().map(|c| c.data.len() as u64).sum::<u64>(), cap);
-    assert_eq!(client.open(), 0, "the session was closed at the cap");
-
-    // A per-run cap wins over the service's.
-    let run = net
-        .execute_command(dev, "yes", RunOptions::new(REQUESTER).with_max_output(1000))
-        .await
-        .unwrap();
-    assert_eq!((run.bytes, run.truncated), (1000, true));
-}
-
-#[tokio::test]
-async fn output_exactly_at_the_cap_is_not_truncated() {
-    let fx = Fixture::new();
-    let dev = fx.devices(1).await[0];
-    let net = fx.network(FakeClient::new(Behaviour::Ok));
-    let run = net
-        .execute_command(dev, "x", RunOptions::new(REQUESTER).with_max_output(3))
-        .await
-        .unwrap();
-    assert_eq!(
-        (run.status, run.bytes, run.truncated),
-        (RunStatus::Ok, 3, false)
-    );
-}
-
-#[tokio::test]
-async fn every_command_has_a_deadline_by_default() {
-    let fx = Fixture::new();
-    let dev = fx.devices(1).await[0];
-    let client = FakeClient::new(Behaviour::Silent);
-    let net = fx.network(client.clone()).with_limits(ExecLimits {
-        timeout: Duration::from_millis(300),
-        max_output: 1 << 20,
-    });
-    let started = Instant::now();
-    let run = net
-        .execute_command(dev, "show tech", RunOptions::new(REQUESTER))
-        .await
-        .unwrap();
-    let took = started.elapsed();
-    assert_eq!(run.status, RunStatus::Timeout);
-    assert!(
-        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
-        "{took:?}"
-    );
-    let chunks = fx.store.chunks(run.id, 0, usize::MAX).await.unwrap();
-    assert_eq!(chunks.len(), 1, "the output before the deadline is kept");
-    assert_eq!(client.open(), 0, "the session was closed at the deadline");
-    assert_eq!(ExecLimits::default().timeout, Duration::from_secs(300));
-    assert_eq!(ExecLimits::default().max_output, 16 << 20);
-}
-
-/// Sends its items with a pause after each, so the service flushes between them.
-#[derive(Debug, Clone)]
-struct Paced(Arc<Mutex<VecDeque<Vec<Bytes>>>>);
-
-#[async_trait]
-impl NetworkClient for Paced {
-    async fn execute(
-        &self,
-        _: &Device,
-        _: &str,
-        _: &ExecOptions,
-    ) -> Result<OutputEvents, NetworkError> {
-        let items = self.0.lock().unwrap().pop_front().unwrap();
-        Ok(futures_util::stream::iter(items)
-            .then(|b| async move {
-                tokio::time::sleep(Duration::from_millis(60)).await;
-                Ok(OutputEvent::Stdout(b))
-            })
-            .chain(futures_util::stream::iter([Ok(OutputEvent::Exit(
-                ExitStatus::Code(0),
-            ))]))
-            .boxed())
-    }
-}
-
-#[tokio::test]
-async fn a_utf8_character_split_across_reads_is_never_split_across_chunks() {
-    let fx = Fixture::new();
-    let dev = fx.devices(1).await[0];
-    let text = "Ports: 1/1 ✓ — 1/2 ✗ 😀 état\n";
-    let bytes = text.as_bytes();
-    // Split inside "✓" (3 bytes), inside "😀" (4 bytes), and inside "é".
-    let cut = |c: &str, at: usize| text.find(c).unwrap() + at;
-    let cuts = [cut("✓", 1), cut("😀", 2), cut("😀", 3), cut("é", 1)];
-    let mut pieces = Vec::new();
-    let mut from = 0;
-    for c in cuts {
-        pieces.push(Bytes::copy_from_slice(&bytes[from..c]));
-        from = c;
-    }
-    pieces.push(Bytes::copy_from_slice(&bytes[from..]));
-    let client = Paced(Arc::new(Mutex::new(VecDeque::from([pieces]))));
-    let net = fx
-        .network(client)
-        .with_flush_after(Duration::from_millis(10))
-        .with_chunk_bytes(8);
-    let mut live = fx.hub.subscribe("run:1").await;
-    let run = net
-        .execute_command(dev, "show ports", RunOptions::new(REQUESTER))
-        .await
-        .unwrap();
-    assert_eq!(run_topic(run.id), "run:1");
-    let chunks = fx.store.chunks(run.id, 0, usize::MAX).await.unwrap();
-    assert!(chunks.len() > 4, "flushed while quiet: {}", chunks.len());
-    let mut all = Vec::new();
-    for c in &chunks {
-        assert!(
-            std::str::from_utf8(&c.data).is_ok(),
-            "chunk {} is not valid UTF-8 on its own: {:?}",
-            c.seq,
-            c.data
-        );
-        all.extend_from_slice(&c.data);
-    }
-    assert_eq!(all, bytes);
-    for e in published(&mut live) {
-        if let ProgressEvent::Run(RunEvent::Output { data, .. }) = e {
-            assert!(std::str::from_utf8(&data).is_ok(), "live event {data:?}");
-        }
-    }
-}
-
-// ---- cancel --------------------------------------------------------------------------------
-
 #[tokio::test]
 async fn a_run_cancelled_on_another_node_is_closed_within_a_poll() {
-    let fx = Fixture::new();
+    let fx = Fixture::live();
     let dev = fx.devices(1).await[0];
-    let client = FakeClient::new(Behaviour::Silent);
+    let client = fake_client(Behaviour::Silent);
     // Node A runs the command; node B (its own service, sharing only the store) cancels.
     let node_a = fx.network(client.clone());
-    let node_b = fx.network(FakeClient::new(Behaviour::Ok));
+    let node_b = fx.network(fake_client(Behaviour::Ok));
     let task = tokio::spawn(async move {
         node_a
             .execute_command(dev, "monitor", RunOptions::new(REQUESTER))
@@ -403,9 +70,9 @@ fn runner(fx: &Fixture, net: Executor, jobs: usize) -> Runner {
 
 #[tokio::test]
 async fn a_cancelled_bulk_closes_running_sessions_and_ends_with_one_summary() {
-    let fx = Fixture::new();
+    let fx = Fixture::live();
     let ids = fx.devices(120).await;
-    let client = FakeClient::new(Behaviour::Silent);
+    let client = fake_client(Behaviour::Silent);
     // 2 jobs of 50 run at a time, 10 devices each: 20 sessions open, 100 devices never start.
     let runner = runner(&fx, fx.network(client.clone()), 2);
     let bulk = fx.bulk().with_wake(runner.waker());
@@ -442,11 +109,7 @@ async fn a_cancelled_bulk_closes_running_sessions_and_ends_with_one_summary() {
     assert_eq!(state.counters.cancelled, 120);
     assert_eq!(state.counters.done(), 120);
     assert!(state.cancelled_at.is_some());
-    assert_eq!(
-        client.started.load(Ordering::SeqCst),
-        20,
-        "nothing started after the cancel"
-    );
+    assert_eq!(client.started(), 20, "nothing started after the cancel");
     let b = fx.store.bulk(&bulk_ref).await.unwrap();
     let with_runs = b.outcomes.values().filter(|o| o.run_id.is_some()).count();
     assert_eq!(with_runs, 20, "the stopped devices keep their run");
@@ -468,7 +131,7 @@ async fn a_cancelled_bulk_closes_running_sessions_and_ends_with_one_summary() {
     // The remaining jobs complete without starting anything.
     assert!(runner_idle(&fx).await);
     handle.shutdown().await;
-    assert_eq!(client.started.load(Ordering::SeqCst), 20);
+    assert_eq!(client.started(), 20);
 }
 
 async fn runner_idle(fx: &Fixture) -> bool {
@@ -537,13 +200,13 @@ async fn every_terminal_path_of_a_bulk_job_ends_its_bulk() {
         Ending::RescuedAfterLastAttempt,
         Ending::Cancelled,
     ] {
-        let fx = Fixture::new();
+        let fx = Fixture::live();
         let ids = fx.devices(7).await;
         let behaviour = match why {
             Ending::AttemptsExhausted => Behaviour::Panic,
             _ => Behaviour::Ok,
         };
-        let net = fx.network(FakeClient::new(behaviour));
+        let net = fx.network(fake_client(behaviour));
         let registry = WorkerRegistry::new().with(BulkJob::new(net));
         let bulk_ref = BulkRef::generate();
         let args = |ids: &[DeviceId]| BulkArgs {
@@ -664,7 +327,7 @@ async fn every_terminal_path_of_a_bulk_job_ends_its_bulk() {
 /// down), the job is not discarded but retried, so the bulk still ends once the store is back.
 #[tokio::test]
 async fn a_discard_hook_that_fails_leaves_the_job_to_try_again() {
-    let fx = Fixture::new();
+    let fx = Fixture::live();
     let ids = fx.devices(2).await;
     let bulk_ref = fx
         .bulk()
@@ -676,13 +339,13 @@ async fn a_discard_hook_that_fails_leaves_the_job_to_try_again() {
     let job = fx.queue.list(&JobFilter::all()).await.unwrap().remove(0);
     let worker = BulkJob::new(Executor::new(
         Arc::new(broken),
-        Arc::new(FakeClient::new(Behaviour::Ok)),
+        Arc::new(fake_client(Behaviour::Ok)),
         Arc::new(fx.hub.clone()),
     ));
     // Its bulk is unknown to that store: the hook has nothing to do and says so.
     worker.on_discard(&job, "test").await.unwrap();
     // The real one records both devices.
-    let worker = BulkJob::new(fx.network(FakeClient::new(Behaviour::Ok)));
+    let worker = BulkJob::new(fx.network(fake_client(Behaviour::Ok)));
     worker.on_discard(&job, "test").await.unwrap();
     let bulk = fx.store.bulk(&bulk_ref).await.unwrap();
     assert_eq!((bulk.counters.failed, bulk.counters.pending), (2, 0));
@@ -693,9 +356,9 @@ async fn a_discard_hook_that_fails_leaves_the_job_to_try_again() {
 
 #[tokio::test]
 async fn a_bulk_deadline_override_reaches_every_device() {
-    let fx = Fixture::new();
+    let fx = Fixture::live();
     let ids = fx.devices(3).await;
-    let client = FakeClient::new(Behaviour::Silent);
+    let client = fake_client(Behaviour::Silent);
     let net = fx.network(client.clone());
     let registry = WorkerRegistry::new().with(BulkJob::new(net));
     let bulk_ref = fx
@@ -743,50 +406,4 @@ async fn a_bulk_deadline_override_reaches_every_device() {
         .unwrap_err();
     assert!(matches!(e, netauto_core::Error::Validation(_)), "{e}");
     let _ = mpsc::unbounded_channel::<()>();
-}
-
-/// A byte every 20 ms forever: never quiet for long.
-#[derive(Debug, Clone)]
-struct Trickle;
-
-#[async_trait]
-impl NetworkClient for Trickle {
-    async fn execute(
-        &self,
-        _: &Device,
-        _: &str,
-        _: &ExecOptions,
-    ) -> Result<OutputEvents, NetworkError> {
-        Ok(futures_util::stream::unfold((), |()| async {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            Some((Ok(OutputEvent::Stdout(Bytes::from_static(b"!"))), ()))
-        })
-        .boxed())
-    }
-}
-
-#[tokio::test]
-async fn a_trickling_device_is_stored_at_least_every_flush_interval() {
-    let fx = Fixture::new();
-    let dev = fx.devices(1).await[0];
-    let net = fx
-        .network(Trickle)
-        .with_flush_after(Duration::from_millis(100));
-    let task = tokio::spawn(async move {
-        net.execute_command(
-            dev,
-            "copy tftp: flash:",
-            RunOptions::new(REQUESTER).with_timeout(Duration::from_secs(2)),
-        )
-        .await
-    });
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let run = fx.store.device_runs(dev, 1).await.unwrap().remove(0);
-    assert_eq!(run.status, RunStatus::Running);
-    assert!(
-        run.chunks >= 3,
-        "a partial chunk waited for a quiet spell that never came: {} chunks after 700 ms",
-        run.chunks
-    );
-    assert_eq!(task.await.unwrap().unwrap().status, RunStatus::Timeout);
 }

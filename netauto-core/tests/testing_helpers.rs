@@ -1,13 +1,17 @@
 //! The `testing` helpers of netauto-core (drain, assert/refute enqueued, inline mode,
 //! perform), checked against the in-memory queue.
+
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use common::workers::{AlwaysRetry, CountArgs, Counter, Discards, NoArgs};
 use netauto_core::runtime::{JobContext, Worker, WorkerError, WorkerRegistry};
 use netauto_core::testing::{
     DrainOptions, DrainReport, EnqueuedFilter, InlineQueue, all_enqueued, assert_enqueued,
@@ -17,58 +21,6 @@ use netauto_core::{Clock, JobFilter, JobId, JobQueue, JobState, ManualClock, New
 use netauto_memory::InMemoryJobQueue;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct NoArgs {}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct CountArgs {
-    n: u32,
-}
-
-/// Adds `n` to its total.
-#[derive(Debug, Clone, Default)]
-struct Counter(Arc<AtomicUsize>);
-
-#[async_trait]
-impl Worker for Counter {
-    const NAME: &'static str = "test.counter";
-    type Args = CountArgs;
-
-    async fn perform(&self, _ctx: &JobContext, args: CountArgs) -> Result<(), WorkerError> {
-        self.0.fetch_add(args.n as usize, Ordering::SeqCst);
-        Ok(())
-    }
-}
-
-/// Always fails with a retryable error.
-#[derive(Debug)]
-struct AlwaysRetry;
-
-#[async_trait]
-impl Worker for AlwaysRetry {
-    const NAME: &'static str = "test.always_retry";
-    const MAX_ATTEMPTS: u32 = 3;
-    type Args = NoArgs;
-
-    async fn perform(&self, _ctx: &JobContext, _args: NoArgs) -> Result<(), WorkerError> {
-        Err(WorkerError::retry("try later"))
-    }
-}
-
-/// Fails for good.
-#[derive(Debug)]
-struct Discards;
-
-#[async_trait]
-impl Worker for Discards {
-    const NAME: &'static str = "test.discards";
-    type Args = NoArgs;
-
-    async fn perform(&self, _ctx: &JobContext, _args: NoArgs) -> Result<(), WorkerError> {
-        Err(WorkerError::discard("bad input"))
-    }
-}
 
 /// Enqueues the next number down until 0: jobs enqueued by jobs.
 #[derive(Debug, Clone)]

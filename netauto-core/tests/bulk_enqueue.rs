@@ -1,0 +1,171 @@
+//! [`BulkService::enqueue`] against the in-memory backend: chunking into jobs, duplicates,
+//! unknown devices and bad input refused before anything is written.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use common::{Fixture, REQUESTER, bulk_jobs_filter, nothing_enqueued, t0};
+use netauto_core::bulk::{BulkArgs, BulkService};
+use netauto_core::testing::all_enqueued;
+use netauto_core::{
+    BulkCounters, CommandError, DeviceId, Error, JobFilter, JobQueue, LocalProgressHub,
+    MockRunStore, RunStore, ValidationError,
+};
+use serde_json::json;
+
+#[tokio::test]
+async fn enqueue_splits_120_devices_into_jobs_of_50_50_20() {
+    let fx = Fixture::new();
+    let ids = fx.devices(120).await;
+
+    let bulk_ref = fx
+        .bulk()
+        .enqueue(&ids, "  show version ", " ann@example.com ")
+        .await
+        .unwrap();
+
+    let jobs = all_enqueued(&fx.queue, &bulk_jobs_filter()).await.unwrap();
+    let all = fx.queue.list(&JobFilter::all()).await.unwrap();
+    assert_eq!(all.len(), jobs.len(), "nothing else is enqueued");
+    let sizes: Vec<usize> = jobs
+        .iter()
+        .map(|j| j.args["device_ids"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [50, 50, 20]);
+    for (job, ids) in jobs.iter().zip(ids.chunks(50)) {
+        assert_eq!(
+            (job.queue.as_str(), job.worker.as_str()),
+            ("bulk", "netauto.bulk")
+        );
+        assert_eq!(
+            job.args,
+            json!({
+                "device_ids": ids,
+                "command": "show version",
+                "requested_by": REQUESTER,
+                "bulk_ref": bulk_ref.as_str(),
+            })
+        );
+        let args: BulkArgs = serde_json::from_value(job.args.clone()).unwrap();
+        assert_eq!(args.bulk_ref, bulk_ref);
+    }
+
+    let bulk = fx.store.bulk(&bulk_ref).await.unwrap();
+    assert_eq!(bulk.device_ids, ids);
+    assert_eq!(bulk.counters, BulkCounters::new(120));
+    assert_eq!(
+        (bulk.command.as_str(), bulk.requested_by.as_str()),
+        ("show version", REQUESTER)
+    );
+    assert_eq!((bulk.created_at, bulk.finished_at), (t0(), None));
+    assert!(bulk.outcomes.is_empty());
+}
+
+#[tokio::test]
+async fn enqueue_removes_duplicates_keeping_the_first_order() {
+    let fx = Fixture::new();
+    let d = fx.devices(3).await;
+    let given = [d[2], d[0], d[2], d[1], d[0], d[2]];
+
+    let bulk_ref = fx
+        .bulk()
+        .with_chunk_size(NonZeroUsize::new(2).unwrap())
+        .enqueue(&given, "show clock", REQUESTER)
+        .await
+        .unwrap();
+
+    let jobs = all_enqueued(&fx.queue, &bulk_jobs_filter()).await.unwrap();
+    let per_job: Vec<serde_json::Value> =
+        jobs.iter().map(|j| j.args["device_ids"].clone()).collect();
+    assert_eq!(per_job, [json!([d[2], d[0]]), json!([d[1]])]);
+    let bulk = fx.store.bulk(&bulk_ref).await.unwrap();
+    assert_eq!(bulk.device_ids, [d[2], d[0], d[1]]);
+    assert_eq!(bulk.counters.total, 3);
+}
+
+#[tokio::test]
+async fn enqueue_lists_every_unknown_id_in_one_error_and_writes_nothing() {
+    let fx = Fixture::new();
+    let d = fx.devices(5).await;
+    let given = [
+        d[0],
+        DeviceId(99),
+        d[1],
+        DeviceId(77),
+        DeviceId(99),
+        DeviceId(1000),
+    ];
+
+    let e = fx
+        .bulk()
+        .enqueue(&given, "show version", REQUESTER)
+        .await
+        .unwrap_err();
+
+    match &e {
+        Error::Validation(ValidationError::UnknownDevices(unknown)) => {
+            assert_eq!(unknown, &[DeviceId(99), DeviceId(77), DeviceId(1000)]);
+        }
+        other => panic!("expected unknown devices, got {other:?}"),
+    }
+    assert_eq!(e.to_string(), "unknown device ids: 99, 77, 1000");
+    nothing_enqueued(&fx.queue).await;
+
+    // No bulk either: the store is never asked to create one.
+    let mut store = MockRunStore::new();
+    store
+        .expect_unknown_devices()
+        .times(1)
+        .returning(|_| Ok(vec![DeviceId(99)]));
+    store.expect_create_bulk().never();
+    let e = BulkService::new(Arc::new(store), Arc::new(LocalProgressHub::new()))
+        .enqueue(&given, "show version", REQUESTER)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        Error::Validation(ValidationError::UnknownDevices(_))
+    ));
+}
+
+#[tokio::test]
+async fn enqueue_rejects_bad_input_before_touching_the_store() {
+    let fx = Fixture::new();
+    let d = fx.devices(2).await;
+    let long = "x".repeat(4097);
+    let bad: [(&[DeviceId], &str, &str); 8] = [
+        (&d, "", REQUESTER),
+        (&d, "   ", REQUESTER),
+        (&d, "show run\nreload", REQUESTER),
+        (&d, "show run\rreload", REQUESTER),
+        (&d, "show\0run", REQUESTER),
+        (&d, &long, REQUESTER),
+        (&d, "show version", " "),
+        (&[], "show version", REQUESTER),
+    ];
+    // A store with no expectations panics on any call.
+    let untouched = BulkService::new(
+        Arc::new(MockRunStore::new()),
+        Arc::new(LocalProgressHub::new()),
+    );
+    for (ids, command, requested_by) in bad {
+        for bulk in [&fx.bulk(), &untouched] {
+            let e = bulk.enqueue(ids, command, requested_by).await.unwrap_err();
+            assert!(matches!(e, Error::Validation(_)), "{command:?}: {e:?}");
+        }
+    }
+    let e = fx
+        .bulk()
+        .enqueue(&d, "show run\nreload", REQUESTER)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        Error::Validation(ValidationError::Command(CommandError::Newline { at: 8 }))
+    ));
+    nothing_enqueued(&fx.queue).await;
+}
