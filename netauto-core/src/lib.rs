@@ -4,10 +4,18 @@
 //!
 //! ## Overview
 //!
-//! * Domain types: [`Device`], [`Run`], [`RunChunk`], [`Bulk`], [`Job`].
-//! * The four backend traits: [`JobQueue`], [`RunStore`], [`NetworkClient`], [`ProgressSink`].
-//! * Pure policies: the purge planner ([`retention`]) and bulk validation/chunking
-//!   ([`validation`]).
+//! One module per concept:
+//!
+//! * Domain types: [`Device`], [`Run`], [`RunChunk`], [`Bulk`], [`Job`] (plain data).
+//! * The four backend traits: [`JobQueue`], [`RunStore`], [`NetworkClient`], [`ProgressSink`],
+//!   and the in-process feed [`LocalProgressHub`].
+//! * [`exec`]: one command on one device into stored chunks ([`exec::Executor`]), under
+//!   [`ExecLimits`] and cancellable.
+//! * [`bulk`]: validation, [`bulk::BulkService`] (enqueue, cancel) and [`bulk::BulkJob`].
+//! * [`follow`]: [`follow::follow_bulk`] and [`follow::follow_run`], the one way to watch a
+//!   bulk or a run.
+//! * [`runtime`]: the [`runtime::Runner`] and its maintenance tasks, workers, cron, clock.
+//! * [`retention`]: the policy, its configuration, the pure purge planner and the worker.
 //!
 //! ## Backends
 //!

@@ -59,7 +59,7 @@ impl BulkService {
 
     /// Validates the request, then creates the bulk record and all its jobs (queue `bulk`,
     /// worker [`BulkJob`], up to 50 devices each) in one atomic step. Bad input answers one
-    /// [`Error::Validation`] — all unknown ids listed together — and enqueues nothing. Each
+    /// [`Error::Validation`](crate::Error::Validation) — all unknown ids listed together — and enqueues nothing. Each
     /// device runs under the limits of the node that runs it (see
     /// [`ExecLimits`](crate::ExecLimits)); [`enqueue_with_limits`](Self::enqueue_with_limits)
     /// sets them for this bulk.

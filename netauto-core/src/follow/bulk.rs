@@ -71,7 +71,7 @@ pub enum BulkUpdate {
     },
 }
 
-/// Follows one bulk; see the [module docs](self).
+/// Follows one bulk; see [`follow_bulk`] and the [`follow`](crate::follow) module.
 pub struct BulkFollower {
     store: Arc<dyn RunStore>,
     bulk_ref: BulkRef,

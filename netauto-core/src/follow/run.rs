@@ -40,7 +40,7 @@ pub enum RunUpdate {
     Finished(Box<Run>),
 }
 
-/// Follows one run's output; see the [module docs](self).
+/// Follows one run's output; see [`follow_run`] and the [`follow`](crate::follow) module.
 pub struct RunFollower {
     sub: Subscription,
     store: Arc<dyn RunStore>,

@@ -1,6 +1,6 @@
 //! The worker runtime: the [`Runner`]'s claim loop runs jobs with the [`Worker`]s of a
 //! [`WorkerRegistry`], renews their leases and records their outcomes; beside it run the
-//! [`maintenance`] tasks (rescue, prune, periodic cron jobs). Time comes from a [`Clock`];
+//! maintenance tasks (rescue, prune, periodic cron jobs). Time comes from a [`Clock`];
 //! [`Wake`] lets an enqueue start the loop at once.
 //!
 //! | file | holds |
