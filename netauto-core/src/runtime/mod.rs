@@ -13,6 +13,7 @@
 //! | `cron.rs` | [`CronSchedule`], [`CronEntry`] |
 //! | `clock.rs` | [`Clock`], [`SystemClock`], [`ManualClock`] |
 //! | `waking.rs` | [`Wake`], [`RunnerWaker`], [`WakingQueue`] |
+//! | `hooked.rs` | [`HookedQueue`]: a queue wrapper forwarding every call through [`QueueHooks`] |
 //! | `maintenance/` | rescue, prune, periodic enqueue |
 
 mod attempt;
@@ -20,6 +21,7 @@ mod clock;
 mod complete;
 mod config;
 pub mod cron;
+mod hooked;
 mod maintenance;
 mod runner;
 mod waking;
@@ -30,9 +32,10 @@ pub(crate) use attempt::{LeaseSettings, execute_job};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{LEGACY_QUEUES_VAR, QUEUES_VAR, QueueLimits, RunnerConfig};
 pub use cron::{CronEntry, CronSchedule};
+pub use hooked::{HookedQueue, QueueHooks};
 pub use runner::{
     DEFAULT_PRUNE_AFTER, Runner, RunnerHandle, RunnerStats, ShutdownReport, TickReport,
 };
-pub use waking::{RunnerWaker, Wake, WakingQueue};
+pub use waking::{RunnerWaker, Wake, WakeAfterEnqueue, WakingQueue};
 pub(crate) use worker::{ErasedWorker, PerformError};
 pub use worker::{JobContext, Worker, WorkerError, WorkerRegistry, default_backoff};

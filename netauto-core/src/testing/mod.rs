@@ -33,7 +33,7 @@ mod queue;
 pub use capture::{Capture, CaptureGuard, CaptureLayer, CapturedEvent};
 pub use client::{Call, Item, Reply, ScriptedClient, Step, err, events, exit, out};
 pub use faulty_store::{BATCH, FaultyStore};
-pub use queue::{FaultyQueue, HookedQueue, Inline, InlineQueue, Outage, QueueFaults, QueueHooks};
+pub use queue::{FaultyQueue, Inline, InlineQueue, Outage, QueueFaults};
 
 use std::sync::Arc;
 use std::time::Duration;

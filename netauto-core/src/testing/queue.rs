@@ -1,11 +1,10 @@
-//! Test [`JobQueue`] wrappers, all one type: [`HookedQueue`] forwards every call to the
-//! wrapped queue and lets its [`QueueHooks`] step in where a test needs it.
+//! Test [`JobQueue`] wrappers, all the runtime's [`HookedQueue`], which forwards every call to
+//! the wrapped queue and lets its [`QueueHooks`] step in where a test needs it.
 //!
 //! * [`InlineQueue`]: *inline* mode, each enqueued job runs before `enqueue` returns.
 //! * [`FaultyQueue`]: the queue as a node whose database connection is down sees it:
 //!   heartbeats that fail or hang, claims that answer already expired leases.
 
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -15,128 +14,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::{DrainOptions, drain_queue};
 use crate::backend::queue::JobQueue;
 use crate::error::{Error, Result};
-use crate::model::ids::JobId;
-use crate::model::job::{ClaimRequest, Enqueued, FailAction, Job, JobFilter, JobState, NewJob};
-use crate::runtime::{Clock, WorkerRegistry};
-
-/// Where a [`HookedQueue`] lets a test step in. Every hook defaults to passing through.
-#[async_trait]
-pub trait QueueHooks: Send + Sync + fmt::Debug + 'static {
-    /// After `enqueue` / `enqueue_all` wrote `out` to `inner`: what the caller gets (one
-    /// entry per job, in order).
-    async fn enqueued(
-        &self,
-        inner: &Arc<dyn JobQueue>,
-        out: Vec<Enqueued>,
-    ) -> Result<Vec<Enqueued>> {
-        let _ = inner;
-        Ok(out)
-    }
-
-    /// After `claim`: the claimed jobs as the caller sees them.
-    fn claimed(&self, jobs: Vec<Job>, now: DateTime<Utc>) -> Vec<Job> {
-        let _ = now;
-        jobs
-    }
-
-    /// Before `heartbeat`: an error stops the call before it reaches the queue.
-    async fn before_heartbeat(&self) -> Result<()> {
-        Ok(())
-    }
-}
-
-/// A [`JobQueue`] that forwards every call to `inner`, through `hooks`.
-#[derive(Debug, Clone)]
-pub struct HookedQueue<H> {
-    inner: Arc<dyn JobQueue>,
-    hooks: H,
-}
-
-impl<H> HookedQueue<H> {
-    /// Wraps `inner`.
-    pub fn with_hooks(inner: Arc<dyn JobQueue>, hooks: H) -> Self {
-        Self { inner, hooks }
-    }
-
-    /// The hooks.
-    pub fn hooks(&self) -> &H {
-        &self.hooks
-    }
-}
-
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl<H: QueueHooks> JobQueue for HookedQueue<H> {
-    async fn enqueue(&self, job: NewJob, now: DateTime<Utc>) -> Result<Enqueued> {
-        let out = self.inner.enqueue(job, now).await?;
-        let mut out = self.hooks.enqueued(&self.inner, vec![out]).await?;
-        Ok(out
-            .pop()
-            .expect("the enqueued hook answers one entry per job"))
-    }
-
-    async fn enqueue_all(&self, jobs: Vec<NewJob>, now: DateTime<Utc>) -> Result<Vec<Enqueued>> {
-        let out = self.inner.enqueue_all(jobs, now).await?;
-        self.hooks.enqueued(&self.inner, out).await
-    }
-
-    async fn claim(&self, req: &ClaimRequest, now: DateTime<Utc>) -> Result<Vec<Job>> {
-        let jobs = self.inner.claim(req, now).await?;
-        Ok(self.hooks.claimed(jobs, now))
-    }
-
-    async fn heartbeat(&self, id: JobId, attempt: u32, lease_until: DateTime<Utc>) -> Result<()> {
-        self.hooks.before_heartbeat().await?;
-        self.inner.heartbeat(id, attempt, lease_until).await
-    }
-
-    async fn complete(&self, id: JobId, attempt: u32, now: DateTime<Utc>) -> Result<()> {
-        self.inner.complete(id, attempt, now).await
-    }
-
-    async fn complete_many(
-        &self,
-        attempts: &[(JobId, u32)],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<JobId>> {
-        self.inner.complete_many(attempts, now).await
-    }
-
-    async fn fail(
-        &self,
-        id: JobId,
-        attempt: u32,
-        error: &str,
-        action: FailAction,
-        now: DateTime<Utc>,
-    ) -> Result<JobState> {
-        self.inner.fail(id, attempt, error, action, now).await
-    }
-
-    async fn release(&self, id: JobId, attempt: u32, now: DateTime<Utc>) -> Result<()> {
-        self.inner.release(id, attempt, now).await
-    }
-
-    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<Job> {
-        self.inner.cancel(id, now).await
-    }
-
-    async fn rescue_expired(&self, now: DateTime<Utc>) -> Result<Vec<JobId>> {
-        self.inner.rescue_expired(now).await
-    }
-
-    async fn prune(&self, finished_before: DateTime<Utc>) -> Result<u64> {
-        self.inner.prune(finished_before).await
-    }
-
-    async fn job(&self, id: JobId) -> Result<Job> {
-        self.inner.job(id).await
-    }
-
-    async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>> {
-        self.inner.list(filter).await
-    }
-}
+use crate::model::job::{Enqueued, Job};
+use crate::runtime::{Clock, HookedQueue, QueueHooks, WorkerRegistry};
 
 // ---- inline mode ----------------------------------------------------------------------------
 
@@ -231,19 +110,19 @@ impl FaultyQueue {
 
     /// How heartbeats fail while cut off.
     pub fn with_outage(mut self, outage: Outage) -> Self {
-        self.hooks.outage = outage;
+        self.hooks_mut().outage = outage;
         self
     }
 
     /// Claims answer leases that expired a second before the claim.
     pub fn with_stale_claims(mut self) -> Self {
-        self.hooks.stale_claims = true;
+        self.hooks_mut().stale_claims = true;
         self
     }
 
     /// Cuts the connection off (`true`) or restores it.
     pub fn cut_off(&self, down: bool) {
-        self.hooks.down.store(down, Ordering::SeqCst);
+        self.hooks().down.store(down, Ordering::SeqCst);
     }
 }
 
