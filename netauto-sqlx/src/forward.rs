@@ -1,7 +1,7 @@
 //! The trait impls of both backends, written once: each method calls the function of the
 //! same name in the backend's module for that concern, found where the macro is expanded
 //! (`devices`, `runs`, `bulks`, `retention` for the store, `queue` for the queue), with the
-//! store or queue first. So a backend is a folder of small files, one per concern, and
+//! store's or queue's pools (its `db` field) first. So a backend is a folder of small files, one per concern, and
 //! the method signatures are not repeated in each.
 
 /// Implements `RunStore` for `$store` (see the module docs).
@@ -14,32 +14,32 @@ macro_rules! run_store_by_concern {
                 &self,
                 d: netauto_core::NewDevice,
             ) -> netauto_core::Result<netauto_core::Device> {
-                devices::create_device(self, d).await
+                devices::create_device(&self.db, d).await
             }
 
             async fn create_devices(
                 &self,
                 devices: Vec<netauto_core::NewDevice>,
             ) -> netauto_core::Result<Vec<netauto_core::Device>> {
-                devices::create_devices(self, devices).await
+                devices::create_devices(&self.db, devices).await
             }
 
             async fn device(
                 &self,
                 id: netauto_core::DeviceId,
             ) -> netauto_core::Result<netauto_core::Device> {
-                devices::device(self, id).await
+                devices::device(&self.db, id).await
             }
 
             async fn list_devices(&self) -> netauto_core::Result<Vec<netauto_core::Device>> {
-                devices::list_devices(self).await
+                devices::list_devices(&self.db).await
             }
 
             async fn unknown_devices(
                 &self,
                 ids: &[netauto_core::DeviceId],
             ) -> netauto_core::Result<Vec<netauto_core::DeviceId>> {
-                devices::unknown_devices(self, ids).await
+                devices::unknown_devices(&self.db, ids).await
             }
 
             async fn create_run(
@@ -47,7 +47,7 @@ macro_rules! run_store_by_concern {
                 run: netauto_core::NewRun,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> netauto_core::Result<netauto_core::Run> {
-                runs::create_run(self, run, now).await
+                runs::create_run(&self.db, run, now).await
             }
 
             async fn append_chunk(
@@ -57,7 +57,7 @@ macro_rules! run_store_by_concern {
                 data: &[u8],
                 now: chrono::DateTime<chrono::Utc>,
             ) -> netauto_core::Result<netauto_core::ChunkAppended> {
-                runs::append_chunk(self, run_id, stream, data, now).await
+                runs::append_chunk(&self.db, run_id, stream, data, now).await
             }
 
             async fn request_run_cancel(
@@ -65,7 +65,7 @@ macro_rules! run_store_by_concern {
                 run_id: netauto_core::RunId,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> netauto_core::Result<netauto_core::Run> {
-                runs::request_run_cancel(self, run_id, now).await
+                runs::request_run_cancel(&self.db, run_id, now).await
             }
 
             async fn cancel_requests(
@@ -73,7 +73,7 @@ macro_rules! run_store_by_concern {
                 bulks: &[netauto_core::BulkRef],
                 runs: &[netauto_core::RunId],
             ) -> netauto_core::Result<netauto_core::CancelRequests> {
-                runs::cancel_requests(self, bulks, runs).await
+                runs::cancel_requests(&self.db, bulks, runs).await
             }
 
             async fn finish_run(
@@ -82,14 +82,14 @@ macro_rules! run_store_by_concern {
                 finish: netauto_core::RunFinish,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> netauto_core::Result<netauto_core::Run> {
-                runs::finish_run(self, run_id, finish, now).await
+                runs::finish_run(&self.db, run_id, finish, now).await
             }
 
             async fn run(
                 &self,
                 id: netauto_core::RunId,
             ) -> netauto_core::Result<netauto_core::Run> {
-                runs::run(self, id).await
+                runs::run(&self.db, id).await
             }
 
             async fn chunks(
@@ -98,7 +98,7 @@ macro_rules! run_store_by_concern {
                 from_seq: u64,
                 limit: usize,
             ) -> netauto_core::Result<Vec<netauto_core::RunChunk>> {
-                runs::chunks(self, run_id, from_seq, limit).await
+                runs::chunks(&self.db, run_id, from_seq, limit).await
             }
 
             async fn device_runs(
@@ -106,7 +106,7 @@ macro_rules! run_store_by_concern {
                 device_id: netauto_core::DeviceId,
                 limit: usize,
             ) -> netauto_core::Result<Vec<netauto_core::Run>> {
-                runs::device_runs(self, device_id, limit).await
+                runs::device_runs(&self.db, device_id, limit).await
             }
 
             async fn bulk_runs(
@@ -114,7 +114,7 @@ macro_rules! run_store_by_concern {
                 bulk_ref: &netauto_core::BulkRef,
                 device_ids: &[netauto_core::DeviceId],
             ) -> netauto_core::Result<Vec<netauto_core::Run>> {
-                runs::bulk_runs(self, bulk_ref, device_ids).await
+                runs::bulk_runs(&self.db, bulk_ref, device_ids).await
             }
 
             async fn create_bulk(
@@ -123,21 +123,21 @@ macro_rules! run_store_by_concern {
                 jobs: Vec<netauto_core::NewJob>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> netauto_core::Result<(netauto_core::Bulk, Vec<netauto_core::Enqueued>)> {
-                bulks::create_bulk(self, bulk, jobs, now).await
+                bulks::create_bulk(&self.db, bulk, jobs, now).await
             }
 
             async fn bulk(
                 &self,
                 bulk_ref: &netauto_core::BulkRef,
             ) -> netauto_core::Result<netauto_core::Bulk> {
-                bulks::bulk(self, bulk_ref).await
+                bulks::bulk(&self.db, bulk_ref).await
             }
 
             async fn bulk_state(
                 &self,
                 bulk_ref: &netauto_core::BulkRef,
             ) -> netauto_core::Result<netauto_core::BulkState> {
-                bulks::bulk_state(self, bulk_ref).await
+                bulks::bulk_state(&self.db, bulk_ref).await
             }
 
             async fn device_outcomes(
@@ -145,7 +145,7 @@ macro_rules! run_store_by_concern {
                 bulk_ref: &netauto_core::BulkRef,
                 device_ids: &[netauto_core::DeviceId],
             ) -> netauto_core::Result<Vec<netauto_core::DeviceOutcome>> {
-                bulks::device_outcomes(self, bulk_ref, device_ids).await
+                bulks::device_outcomes(&self.db, bulk_ref, device_ids).await
             }
 
             async fn cancel_bulk(
@@ -153,7 +153,7 @@ macro_rules! run_store_by_concern {
                 bulk_ref: &netauto_core::BulkRef,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> netauto_core::Result<netauto_core::BulkCancelled> {
-                bulks::cancel_bulk(self, bulk_ref, now).await
+                bulks::cancel_bulk(&self.db, bulk_ref, now).await
             }
 
             async fn record_outcome(
@@ -161,13 +161,13 @@ macro_rules! run_store_by_concern {
                 bulk_ref: &netauto_core::BulkRef,
                 outcome: netauto_core::DeviceOutcome,
             ) -> netauto_core::Result<netauto_core::OutcomeRecorded> {
-                bulks::record_outcome(self, bulk_ref, outcome).await
+                bulks::record_outcome(&self.db, bulk_ref, outcome).await
             }
 
             async fn device_totals(
                 &self,
             ) -> netauto_core::Result<Vec<netauto_core::retention::DeviceTotal>> {
-                retention::device_totals(self).await
+                retention::device_totals(&self.db).await
             }
 
             async fn device_footprints(
@@ -176,7 +176,7 @@ macro_rules! run_store_by_concern {
                 after: Option<netauto_core::retention::FootprintCursor>,
                 limit: usize,
             ) -> netauto_core::Result<Vec<netauto_core::retention::RunFootprint>> {
-                retention::device_footprints(self, devices, after, limit).await
+                retention::device_footprints(&self.db, devices, after, limit).await
             }
 
             async fn aged_footprints(
@@ -185,7 +185,7 @@ macro_rules! run_store_by_concern {
                 after: Option<netauto_core::retention::FootprintCursor>,
                 limit: usize,
             ) -> netauto_core::Result<Vec<netauto_core::retention::RunFootprint>> {
-                retention::aged_footprints(self, cutoff, after, limit).await
+                retention::aged_footprints(&self.db, cutoff, after, limit).await
             }
 
             async fn delete_runs(
@@ -193,7 +193,7 @@ macro_rules! run_store_by_concern {
                 ids: &[netauto_core::RunId],
                 guard: netauto_core::retention::DeleteGuard,
             ) -> netauto_core::Result<netauto_core::retention::DeletedRuns> {
-                retention::delete_runs(self, ids, guard).await
+                retention::delete_runs(&self.db, ids, guard).await
             }
         }
     };
@@ -210,7 +210,7 @@ macro_rules! job_queue_by_concern {
                 job: netauto_core::NewJob,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> netauto_core::Result<netauto_core::Enqueued> {
-                queue::enqueue(self, job, now).await
+                queue::enqueue(&self.db, job, now).await
             }
 
             async fn enqueue_all(
@@ -218,7 +218,7 @@ macro_rules! job_queue_by_concern {
                 jobs: Vec<netauto_core::NewJob>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> netauto_core::Result<Vec<netauto_core::Enqueued>> {
-                queue::enqueue_all(self, jobs, now).await
+                queue::enqueue_all(&self.db, jobs, now).await
             }
 
             async fn claim(
@@ -229,7 +229,7 @@ macro_rules! job_queue_by_concern {
                 if req.limit == 0 {
                     return Ok(Vec::new());
                 }
-                queue::claim(self, req, now).await
+                queue::claim(&self.db, req, now).await
             }
 
             async fn heartbeat(
@@ -238,7 +238,7 @@ macro_rules! job_queue_by_concern {
                 attempt: u32,
                 lease_until: chrono::DateTime<chrono::Utc>,
             ) -> netauto_core::Result<()> {
-                queue::heartbeat(self, id, attempt, lease_until).await
+                queue::heartbeat(&self.db, id, attempt, lease_until).await
             }
 
             async fn complete(
@@ -247,7 +247,7 @@ macro_rules! job_queue_by_concern {
                 attempt: u32,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> netauto_core::Result<()> {
-                queue::complete(self, id, attempt, now).await
+                queue::complete(&self.db, id, attempt, now).await
             }
 
             async fn complete_many(
@@ -258,7 +258,7 @@ macro_rules! job_queue_by_concern {
                 if attempts.is_empty() {
                     return Ok(Vec::new());
                 }
-                queue::complete_many(self, attempts, now).await
+                queue::complete_many(&self.db, attempts, now).await
             }
 
             async fn fail(
@@ -269,7 +269,7 @@ macro_rules! job_queue_by_concern {
                 action: netauto_core::FailAction,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> netauto_core::Result<netauto_core::JobState> {
-                queue::fail(self, id, attempt, error, action, now).await
+                queue::fail(&self.db, id, attempt, error, action, now).await
             }
 
             async fn release(
@@ -278,7 +278,7 @@ macro_rules! job_queue_by_concern {
                 attempt: u32,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> netauto_core::Result<()> {
-                queue::release(self, id, attempt, now).await
+                queue::release(&self.db, id, attempt, now).await
             }
 
             async fn cancel(
@@ -286,35 +286,35 @@ macro_rules! job_queue_by_concern {
                 id: netauto_core::JobId,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> netauto_core::Result<netauto_core::Job> {
-                queue::cancel(self, id, now).await
+                queue::cancel(&self.db, id, now).await
             }
 
             async fn rescue_expired(
                 &self,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> netauto_core::Result<Vec<netauto_core::JobId>> {
-                queue::rescue_expired(self, now).await
+                queue::rescue_expired(&self.db, now).await
             }
 
             async fn prune(
                 &self,
                 finished_before: chrono::DateTime<chrono::Utc>,
             ) -> netauto_core::Result<u64> {
-                queue::prune(self, finished_before).await
+                queue::prune(&self.db, finished_before).await
             }
 
             async fn job(
                 &self,
                 id: netauto_core::JobId,
             ) -> netauto_core::Result<netauto_core::Job> {
-                queue::job(self, id).await
+                queue::job(&self.db, id).await
             }
 
             async fn list(
                 &self,
                 filter: &netauto_core::JobFilter,
             ) -> netauto_core::Result<Vec<netauto_core::Job>> {
-                queue::list(self, filter).await
+                queue::list(&self.db, filter).await
             }
         }
     };

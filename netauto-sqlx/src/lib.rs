@@ -25,6 +25,8 @@ mod rows;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod rules;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod shared;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

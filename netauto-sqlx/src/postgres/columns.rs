@@ -2,15 +2,16 @@
 //! width each column needs (SMALLINT, INTEGER, BIGINT), JSONB.
 
 use chrono::{DateTime, Utc};
-use netauto_core::Result;
+use netauto_core::{Enqueued, NewJob, Result};
 use serde::de::DeserializeOwned;
+use sqlx::PgConnection;
 use sqlx::postgres::{PgQueryResult, PgRow, Postgres};
 use sqlx::types::Json;
 use sqlx::{Column, Row, TypeInfo};
 
 use crate::error::db;
 use crate::rows::{LooseJson, StoredRow};
-use crate::sql::Dialect;
+use crate::sql::{Dialect, Kind};
 
 impl StoredRow for PgRow {
     fn int(&self, col: &str) -> Result<i64> {
@@ -59,10 +60,9 @@ impl Dialect for Postgres {
     type Attempt = i32;
     type Id = i64;
     type Text = String;
+    type Ids = Vec<i64>;
 
-    const JOB_EXISTS: &'static str = "SELECT 1 FROM jobs WHERE id = $1";
-    const RUN_EXISTS: &'static str = "SELECT 1 FROM runs WHERE id = $1";
-    const BULK_EXISTS: &'static str = "SELECT 1 FROM bulks WHERE ref = $1";
+    const KIND: Kind = Kind::Postgres;
     const TABLE_EXISTS: &'static str = "SELECT 1 WHERE to_regclass($1) IS NOT NULL";
 
     fn time(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -71,6 +71,18 @@ impl Dialect for Postgres {
 
     fn attempt(attempt: u32) -> i32 {
         int(attempt)
+    }
+
+    fn ids(ids: &[i64]) -> Vec<i64> {
+        ids.to_vec()
+    }
+
+    fn insert_job(
+        conn: &mut PgConnection,
+        job: NewJob,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Enqueued>> + Send {
+        super::queue::insert_job(conn, job, now)
     }
 
     fn rows_affected(done: &PgQueryResult) -> u64 {

@@ -7,7 +7,7 @@ use netauto_core::{Device, DeviceId, Error, NewDevice, Result};
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
-use super::PgRunStore;
+use super::PgPools;
 use crate::error::{db, exists_or_db};
 use crate::rows::{self, StoredRow};
 
@@ -36,12 +36,12 @@ async fn insert_device(conn: &mut PgConnection, d: &NewDevice) -> Result<Device>
     rows::device(&row)
 }
 
-pub(super) async fn create_device(s: &PgRunStore, d: NewDevice) -> Result<Device> {
+pub(super) async fn create_device(s: &PgPools, d: NewDevice) -> Result<Device> {
     let mut conn = s.pool.acquire().await.map_err(db)?;
     insert_device(&mut conn, &d).await
 }
 
-pub(super) async fn create_devices(s: &PgRunStore, devices: Vec<NewDevice>) -> Result<Vec<Device>> {
+pub(super) async fn create_devices(s: &PgPools, devices: Vec<NewDevice>) -> Result<Vec<Device>> {
     let mut tx = s.pool.begin().await.map_err(db)?;
     let mut created = Vec::with_capacity(devices.len());
     for d in &devices {
@@ -51,7 +51,7 @@ pub(super) async fn create_devices(s: &PgRunStore, devices: Vec<NewDevice>) -> R
     Ok(created)
 }
 
-pub(super) async fn device(s: &PgRunStore, id: DeviceId) -> Result<Device> {
+pub(super) async fn device(s: &PgPools, id: DeviceId) -> Result<Device> {
     sqlx::query("SELECT * FROM devices WHERE id = $1")
         .bind(id.get())
         .fetch_optional(&s.pool)
@@ -60,7 +60,7 @@ pub(super) async fn device(s: &PgRunStore, id: DeviceId) -> Result<Device> {
         .map_or_else(|| Err(Error::device_not_found(id)), |r| rows::device(&r))
 }
 
-pub(super) async fn list_devices(s: &PgRunStore) -> Result<Vec<Device>> {
+pub(super) async fn list_devices(s: &PgPools) -> Result<Vec<Device>> {
     let all = sqlx::query("SELECT * FROM devices ORDER BY id")
         .fetch_all(&s.pool)
         .await
@@ -68,7 +68,7 @@ pub(super) async fn list_devices(s: &PgRunStore) -> Result<Vec<Device>> {
     all.iter().map(rows::device).collect()
 }
 
-pub(super) async fn unknown_devices(s: &PgRunStore, ids: &[DeviceId]) -> Result<Vec<DeviceId>> {
+pub(super) async fn unknown_devices(s: &PgPools, ids: &[DeviceId]) -> Result<Vec<DeviceId>> {
     let ids = dedup_ids(ids);
     let known: HashSet<DeviceId> = sqlx::query("SELECT id FROM devices WHERE id = ANY($1)")
         .bind(raw(&ids))

@@ -16,11 +16,12 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::TryFutureExt;
 use netauto_core::runtime::Wake;
 use netauto_core::{ConfigError, Error, Result};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tokio::task::JoinHandle;
 
 pub use progress::{PROGRESS_CHANNEL, PgProgress};
@@ -28,6 +29,7 @@ pub use progress::{PROGRESS_CHANNEL, PgProgress};
 use crate::error::db;
 use crate::forward::{job_queue_by_concern, run_store_by_concern};
 use crate::migrate::{adopt_legacy, migrate_error};
+use crate::sql::Pools;
 
 /// The embedded migrations (`migrations/postgres`).
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
@@ -44,21 +46,59 @@ const POOL_SIZE: u32 = 10;
 /// Connections of the separate pool that renews leases.
 const LEASE_POOL_SIZE: u32 = 2;
 
+/// The pools of a PostgreSQL database: `pool` for every statement but lease renewals,
+/// which go to `lease_pool` (see `PgBackend`).
+#[derive(Debug, Clone)]
+pub(crate) struct PgPools {
+    pool: PgPool,
+    lease_pool: PgPool,
+}
+
+impl Pools for PgPools {
+    type DB = Postgres;
+
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn lease_writer(&self) -> &PgPool {
+        &self.lease_pool
+    }
+
+    fn begin_write(&self) -> impl Future<Output = Result<Transaction<'static, Postgres>>> + Send {
+        self.pool.begin().map_err(db)
+    }
+}
+
 /// Devices, runs, chunks and bulks in PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PgRunStore {
-    pool: PgPool,
+    db: PgPools,
 }
 
 run_store_by_concern!(PgRunStore);
+
+impl PgRunStore {
+    /// The store on `pool` alone (a store renews no lease).
+    fn on(pool: PgPool) -> Self {
+        Self {
+            db: PgPools {
+                lease_pool: pool.clone(),
+                pool,
+            },
+        }
+    }
+}
 
 /// The job queue in PostgreSQL. Claims lock rows with `FOR UPDATE SKIP LOCKED`, so any
 /// number of runners on any number of machines share one queue without handing a job to two.
 #[derive(Debug, Clone)]
 pub struct PgJobQueue {
-    pool: PgPool,
-    /// Renews leases (see `PgBackend`).
-    lease_pool: PgPool,
+    db: PgPools,
 }
 
 job_queue_by_concern!(PgJobQueue);
@@ -66,11 +106,10 @@ job_queue_by_concern!(PgJobQueue);
 /// A connected PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PgBackend {
-    pool: PgPool,
-    /// Heartbeats only: a busy bulk can hold every connection of `pool` for seconds, and a
-    /// heartbeat queued behind it lets the lease lapse, which stops the job (see
-    /// `RunnerConfig::lease`).
-    lease_pool: PgPool,
+    /// Its `lease_pool` serves heartbeats only: a busy bulk can hold every connection of
+    /// `pool` for seconds, and a heartbeat queued behind it lets the lease lapse, which
+    /// stops the job (see `RunnerConfig::lease`).
+    db: PgPools,
     progress: PgProgress,
 }
 
@@ -112,8 +151,7 @@ impl PgBackend {
             .connect_lazy_with((*pool.connect_options()).clone());
         Self {
             progress: PgProgress::new(pool.clone()),
-            lease_pool,
-            pool,
+            db: PgPools { pool, lease_pool },
         }
     }
 
@@ -122,7 +160,7 @@ impl PgBackend {
     /// (which recorded its migrations in `netauto_migrations`) is adopted first: only the
     /// migrations it lacks run.
     pub async fn migrate(&self) -> Result<()> {
-        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut conn = self.db.pool.acquire().await.map_err(db)?;
         let migrated = migrate_on(&mut conn).await;
         if migrated.is_err() {
             // The session may still hold the advisory locks (sqlx's migrator does not release
@@ -135,16 +173,13 @@ impl PgBackend {
     /// The job queue.
     pub fn queue(&self) -> PgJobQueue {
         PgJobQueue {
-            pool: self.pool.clone(),
-            lease_pool: self.lease_pool.clone(),
+            db: self.db.clone(),
         }
     }
 
     /// The run store.
     pub fn store(&self) -> PgRunStore {
-        PgRunStore {
-            pool: self.pool.clone(),
-        }
+        PgRunStore::on(self.db.pool.clone())
     }
 
     /// The cross-node progress feed.
@@ -154,13 +189,13 @@ impl PgBackend {
 
     /// The pool.
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        &self.db.pool
     }
 
     /// Wakes `waker` (a runner's) whenever any node enqueues an available job. The task
     /// reconnects on its own; abort the handle to stop it.
     pub fn wake_on_new_jobs(&self, waker: Arc<dyn Wake>) -> JoinHandle<()> {
-        let pool = self.pool.clone();
+        let pool = self.db.pool.clone();
         tokio::spawn(async move {
             loop {
                 let mut listener = match PgListener::connect_with(&pool).await {

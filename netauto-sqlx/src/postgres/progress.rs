@@ -80,7 +80,7 @@ impl Drop for PgProgress {
 }
 
 async fn listen(pool: PgPool, local: LocalProgressHub, listening: Arc<watch::Sender<bool>>) {
-    let store = PgRunStore { pool: pool.clone() };
+    let store = PgRunStore::on(pool.clone());
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(l) => l,

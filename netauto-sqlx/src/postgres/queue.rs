@@ -4,18 +4,21 @@
 
 use chrono::{DateTime, Utc};
 use netauto_core::{
-    ClaimRequest, Enqueued, Error, FailAction, Job, JobFailure, JobFilter, JobId, JobState, NewJob,
-    Result,
+    ClaimRequest, Enqueued, FailAction, Job, JobFailure, JobFilter, JobId, JobState, NewJob, Result,
 };
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
-use super::PgJobQueue;
+use super::PgPools;
 use super::columns::int;
 use crate::error::db;
 use crate::rows::{self, StoredRow};
-use crate::rules::{self, clamp};
-use crate::sql::{fence_error, fenced, not_cancellable_job};
+use crate::rules::clamp;
+use crate::sql::fence_error;
+
+pub(super) use crate::shared::queue::{
+    cancel, complete, enqueue_all, heartbeat, job, prune, release,
+};
 
 /// Inserts one validated job inside the caller's transaction, or answers the job holding
 /// its unique key.
@@ -61,30 +64,14 @@ pub(super) async fn insert_job(
     }
 }
 
-pub(super) async fn enqueue(q: &PgJobQueue, job: NewJob, now: DateTime<Utc>) -> Result<Enqueued> {
+pub(super) async fn enqueue(q: &PgPools, job: NewJob, now: DateTime<Utc>) -> Result<Enqueued> {
     job.validate()?;
     // No transaction: the insert is one statement.
     let mut conn = q.pool.acquire().await.map_err(db)?;
     insert_job(&mut conn, job, now).await
 }
 
-pub(super) async fn enqueue_all(
-    q: &PgJobQueue,
-    jobs: Vec<NewJob>,
-    now: DateTime<Utc>,
-) -> Result<Vec<Enqueued>> {
-    rules::validate_jobs(&jobs)?;
-    let mut tx = q.pool.begin().await.map_err(db)?;
-    let out = rules::insert_each(&mut *tx, jobs, now, insert_job).await?;
-    tx.commit().await.map_err(db)?;
-    Ok(out)
-}
-
-pub(super) async fn claim(
-    q: &PgJobQueue,
-    req: &ClaimRequest,
-    now: DateTime<Utc>,
-) -> Result<Vec<Job>> {
+pub(super) async fn claim(q: &PgPools, req: &ClaimRequest, now: DateTime<Utc>) -> Result<Vec<Job>> {
     let picked = sqlx::query(
         "WITH picked AS (
              SELECT id FROM jobs
@@ -108,30 +95,8 @@ pub(super) async fn claim(
     rows::claimed(&picked)
 }
 
-pub(super) async fn heartbeat(
-    q: &PgJobQueue,
-    id: JobId,
-    attempt: u32,
-    lease_until: DateTime<Utc>,
-) -> Result<()> {
-    // On the lease pool: a heartbeat must not queue behind a busy bulk's statements.
-    let sql = "UPDATE jobs SET lease_expires_at = $1 WHERE id = $2 AND attempt = $3 AND state = 'executing'";
-    fenced(&q.lease_pool, &q.pool, sql, lease_until, id, attempt).await
-}
-
-pub(super) async fn complete(
-    q: &PgJobQueue,
-    id: JobId,
-    attempt: u32,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let sql = "UPDATE jobs SET state = 'completed', finished_at = $1, lease_expires_at = NULL
-         WHERE id = $2 AND attempt = $3 AND state = 'executing'";
-    fenced(&q.pool, &q.pool, sql, now, id, attempt).await
-}
-
 pub(super) async fn complete_many(
-    q: &PgJobQueue,
+    q: &PgPools,
     attempts: &[(JobId, u32)],
     now: DateTime<Utc>,
 ) -> Result<Vec<JobId>> {
@@ -153,7 +118,7 @@ pub(super) async fn complete_many(
 }
 
 pub(super) async fn fail(
-    q: &PgJobQueue,
+    q: &PgPools,
     id: JobId,
     attempt: u32,
     error: &str,
@@ -193,34 +158,7 @@ pub(super) async fn fail(
     }
 }
 
-pub(super) async fn release(
-    q: &PgJobQueue,
-    id: JobId,
-    attempt: u32,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let sql = "UPDATE jobs SET state = 'available', scheduled_at = $1, lease_expires_at = NULL
-         WHERE id = $2 AND attempt = $3 AND state = 'executing'";
-    fenced(&q.pool, &q.pool, sql, now, id, attempt).await
-}
-
-pub(super) async fn cancel(q: &PgJobQueue, id: JobId, now: DateTime<Utc>) -> Result<Job> {
-    let cancelled = sqlx::query(
-        "UPDATE jobs SET state = 'cancelled', finished_at = $1, lease_expires_at = NULL
-         WHERE id = $2 AND state NOT IN ('completed', 'discarded', 'cancelled') RETURNING *",
-    )
-    .bind(now)
-    .bind(id.get())
-    .fetch_optional(&q.pool)
-    .await
-    .map_err(db)?;
-    match cancelled {
-        Some(r) => rows::job(&r),
-        None => Err(not_cancellable_job(&q.pool, id).await),
-    }
-}
-
-pub(super) async fn rescue_expired(q: &PgJobQueue, now: DateTime<Utc>) -> Result<Vec<JobId>> {
+pub(super) async fn rescue_expired(q: &PgPools, now: DateTime<Utc>) -> Result<Vec<JobId>> {
     let rescued = sqlx::query(
         "UPDATE jobs SET
              lease_expires_at = NULL,
@@ -239,27 +177,7 @@ pub(super) async fn rescue_expired(q: &PgJobQueue, now: DateTime<Utc>) -> Result
     rows::sorted_ids(&rescued, JobId)
 }
 
-pub(super) async fn prune(q: &PgJobQueue, finished_before: DateTime<Utc>) -> Result<u64> {
-    sqlx::query(
-        "DELETE FROM jobs WHERE state IN ('completed', 'discarded', 'cancelled') AND finished_at < $1",
-    )
-    .bind(finished_before)
-    .execute(&q.pool)
-    .await
-    .map(|done| done.rows_affected())
-    .map_err(db)
-}
-
-pub(super) async fn job(q: &PgJobQueue, id: JobId) -> Result<Job> {
-    sqlx::query("SELECT * FROM jobs WHERE id = $1")
-        .bind(id.get())
-        .fetch_optional(&q.pool)
-        .await
-        .map_err(db)?
-        .map_or_else(|| Err(Error::job_not_found(id)), |r| rows::job(&r))
-}
-
-pub(super) async fn list(q: &PgJobQueue, filter: &JobFilter) -> Result<Vec<Job>> {
+pub(super) async fn list(q: &PgPools, filter: &JobFilter) -> Result<Vec<Job>> {
     let states: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
     let limit = filter.limit.map_or(i64::MAX, clamp);
     let listed = sqlx::query(

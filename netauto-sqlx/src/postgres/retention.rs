@@ -7,14 +7,14 @@ use netauto_core::retention::{
 };
 use netauto_core::{DeviceId, Result, RunId};
 
-use super::PgRunStore;
+use super::PgPools;
 use super::columns::pg_min;
 use super::devices::raw;
 use crate::error::db;
 use crate::rows;
 use crate::rules::clamp;
 
-pub(super) async fn device_totals(s: &PgRunStore) -> Result<Vec<DeviceTotal>> {
+pub(super) async fn device_totals(s: &PgPools) -> Result<Vec<DeviceTotal>> {
     // The sum is NUMERIC: clamped into a BIGINT.
     let totals = sqlx::query(
         "SELECT device_id, LEAST(SUM(bytes), 9223372036854775807)::bigint AS bytes, COUNT(*) AS runs
@@ -27,7 +27,7 @@ pub(super) async fn device_totals(s: &PgRunStore) -> Result<Vec<DeviceTotal>> {
 }
 
 pub(super) async fn device_footprints(
-    s: &PgRunStore,
+    s: &PgPools,
     devices: &[DeviceId],
     after: Option<FootprintCursor>,
     limit: usize,
@@ -53,7 +53,7 @@ pub(super) async fn device_footprints(
 }
 
 pub(super) async fn aged_footprints(
-    s: &PgRunStore,
+    s: &PgPools,
     cutoff: DateTime<Utc>,
     after: Option<FootprintCursor>,
     limit: usize,
@@ -78,7 +78,7 @@ pub(super) async fn aged_footprints(
 }
 
 pub(super) async fn delete_runs(
-    s: &PgRunStore,
+    s: &PgPools,
     ids: &[RunId],
     guard: DeleteGuard,
 ) -> Result<DeletedRuns> {

@@ -6,14 +6,14 @@ use netauto_core::{
     RunChunk, RunFinish, RunId,
 };
 
-use super::PgRunStore;
+use super::PgPools;
 use super::devices::raw;
 use crate::error::{db, missing_or_db};
 use crate::rows;
 use crate::rules::{self, clamp};
 use crate::sql::{not_cancellable, not_running};
 
-pub(super) async fn create_run(s: &PgRunStore, run: NewRun, now: DateTime<Utc>) -> Result<Run> {
+pub(super) async fn create_run(s: &PgPools, run: NewRun, now: DateTime<Utc>) -> Result<Run> {
     // The bulk's row is share-locked: a concurrent `cancel_bulk` (which updates it first)
     // either commits before this reads it (the run is refused) or waits for this insert
     // to commit (and then sees the run as running).
@@ -36,7 +36,7 @@ pub(super) async fn create_run(s: &PgRunStore, run: NewRun, now: DateTime<Utc>) 
 }
 
 pub(super) async fn append_chunk(
-    s: &PgRunStore,
+    s: &PgPools,
     run_id: RunId,
     stream: OutputStream,
     data: &[u8],
@@ -73,7 +73,7 @@ pub(super) async fn append_chunk(
 }
 
 pub(super) async fn finish_run(
-    s: &PgRunStore,
+    s: &PgPools,
     run_id: RunId,
     finish: RunFinish,
     now: DateTime<Utc>,
@@ -101,7 +101,7 @@ pub(super) async fn finish_run(
 }
 
 pub(super) async fn request_run_cancel(
-    s: &PgRunStore,
+    s: &PgPools,
     run_id: RunId,
     now: DateTime<Utc>,
 ) -> Result<Run> {
@@ -121,7 +121,7 @@ pub(super) async fn request_run_cancel(
 }
 
 pub(super) async fn cancel_requests(
-    s: &PgRunStore,
+    s: &PgPools,
     bulks: &[BulkRef],
     runs: &[RunId],
 ) -> Result<CancelRequests> {
@@ -148,7 +148,7 @@ pub(super) async fn cancel_requests(
     rules::cancel_requests(&cancelled_bulks, &cancelled_runs)
 }
 
-pub(super) async fn run(s: &PgRunStore, id: RunId) -> Result<Run> {
+pub(super) async fn run(s: &PgPools, id: RunId) -> Result<Run> {
     sqlx::query("SELECT * FROM runs WHERE id = $1")
         .bind(id.get())
         .fetch_optional(&s.pool)
@@ -158,7 +158,7 @@ pub(super) async fn run(s: &PgRunStore, id: RunId) -> Result<Run> {
 }
 
 pub(super) async fn chunks(
-    s: &PgRunStore,
+    s: &PgPools,
     run_id: RunId,
     from_seq: u64,
     limit: usize,
@@ -176,7 +176,7 @@ pub(super) async fn chunks(
 }
 
 pub(super) async fn device_runs(
-    s: &PgRunStore,
+    s: &PgPools,
     device_id: DeviceId,
     limit: usize,
 ) -> Result<Vec<Run>> {
@@ -192,7 +192,7 @@ pub(super) async fn device_runs(
 }
 
 pub(super) async fn bulk_runs(
-    s: &PgRunStore,
+    s: &PgPools,
     bulk_ref: &BulkRef,
     device_ids: &[DeviceId],
 ) -> Result<Vec<Run>> {

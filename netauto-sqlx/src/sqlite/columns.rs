@@ -2,14 +2,14 @@
 //! since the Unix epoch (UTC), every integer as a 64-bit INTEGER, JSON as TEXT.
 
 use chrono::{DateTime, Utc};
-use netauto_core::Result;
+use netauto_core::{Enqueued, NewJob, Result};
 use serde::de::DeserializeOwned;
-use sqlx::Row;
 use sqlx::sqlite::{Sqlite, SqliteQueryResult, SqliteRow};
+use sqlx::{Row, SqliteConnection};
 
 use crate::error::{db, json};
 use crate::rows::{Columns, LooseJson, StoredRow};
-use crate::sql::Dialect;
+use crate::sql::{Dialect, Kind};
 
 /// Microseconds since the epoch (sub-microsecond precision is dropped, as PostgreSQL does).
 pub(super) fn to_micros(t: DateTime<Utc>) -> i64 {
@@ -53,10 +53,9 @@ impl Dialect for Sqlite {
     type Attempt = i64;
     type Id = i64;
     type Text = String;
+    type Ids = String;
 
-    const JOB_EXISTS: &'static str = "SELECT 1 FROM jobs WHERE id = ?";
-    const RUN_EXISTS: &'static str = "SELECT 1 FROM runs WHERE id = ?";
-    const BULK_EXISTS: &'static str = "SELECT 1 FROM bulks WHERE ref = ?";
+    const KIND: Kind = Kind::Sqlite;
     const TABLE_EXISTS: &'static str =
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?";
 
@@ -66,6 +65,18 @@ impl Dialect for Sqlite {
 
     fn attempt(attempt: u32) -> i64 {
         i64::from(attempt)
+    }
+
+    fn ids(ids: &[i64]) -> String {
+        serde_json::Value::from(ids).to_string()
+    }
+
+    fn insert_job(
+        conn: &mut SqliteConnection,
+        job: NewJob,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Enqueued>> + Send {
+        super::queue::insert_job(conn, job, now)
     }
 
     fn rows_affected(done: &SqliteQueryResult) -> u64 {

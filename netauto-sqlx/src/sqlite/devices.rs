@@ -6,7 +6,7 @@ use netauto_core::bulk::dedup_ids;
 use netauto_core::{Device, DeviceId, Error, NewDevice, Result};
 use sqlx::SqliteConnection;
 
-use super::SqliteRunStore;
+use super::Db;
 use crate::error::{db, exists_or_db, json};
 use crate::rows::{self, StoredRow};
 
@@ -36,16 +36,13 @@ async fn insert_device(conn: &mut SqliteConnection, d: &NewDevice) -> Result<Dev
     rows::device(&row)
 }
 
-pub(super) async fn create_device(s: &SqliteRunStore, d: NewDevice) -> Result<Device> {
-    let mut conn = s.db.writer.acquire().await.map_err(db)?;
+pub(super) async fn create_device(s: &Db, d: NewDevice) -> Result<Device> {
+    let mut conn = s.writer.acquire().await.map_err(db)?;
     insert_device(&mut conn, &d).await
 }
 
-pub(super) async fn create_devices(
-    s: &SqliteRunStore,
-    devices: Vec<NewDevice>,
-) -> Result<Vec<Device>> {
-    let mut tx = s.db.begin_write().await?;
+pub(super) async fn create_devices(s: &Db, devices: Vec<NewDevice>) -> Result<Vec<Device>> {
+    let mut tx = s.begin_write().await?;
     let mut created = Vec::with_capacity(devices.len());
     for d in &devices {
         created.push(insert_device(&mut tx, d).await?);
@@ -54,24 +51,24 @@ pub(super) async fn create_devices(
     Ok(created)
 }
 
-pub(super) async fn device(s: &SqliteRunStore, id: DeviceId) -> Result<Device> {
+pub(super) async fn device(s: &Db, id: DeviceId) -> Result<Device> {
     let row = sqlx::query("SELECT * FROM devices WHERE id = ?")
         .bind(id.get())
-        .fetch_optional(&s.db.reader)
+        .fetch_optional(&s.reader)
         .await
         .map_err(db)?;
     row.map_or_else(|| Err(Error::device_not_found(id)), |r| rows::device(&r))
 }
 
-pub(super) async fn list_devices(s: &SqliteRunStore) -> Result<Vec<Device>> {
+pub(super) async fn list_devices(s: &Db) -> Result<Vec<Device>> {
     let rows = sqlx::query("SELECT * FROM devices ORDER BY id")
-        .fetch_all(&s.db.reader)
+        .fetch_all(&s.reader)
         .await
         .map_err(db)?;
     rows.iter().map(rows::device).collect()
 }
 
-pub(super) async fn unknown_devices(s: &SqliteRunStore, ids: &[DeviceId]) -> Result<Vec<DeviceId>> {
+pub(super) async fn unknown_devices(s: &Db, ids: &[DeviceId]) -> Result<Vec<DeviceId>> {
     let ids = dedup_ids(ids);
     let mut known = HashSet::new();
     // Batches keep each JSON argument, and SQLite's work per statement, bounded.
@@ -79,7 +76,7 @@ pub(super) async fn unknown_devices(s: &SqliteRunStore, ids: &[DeviceId]) -> Res
         let rows =
             sqlx::query("SELECT id FROM devices WHERE id IN (SELECT value FROM json_each(?))")
                 .bind(ids_json(batch))
-                .fetch_all(&s.db.reader)
+                .fetch_all(&s.reader)
                 .await
                 .map_err(db)?;
         for r in rows {

@@ -25,6 +25,7 @@ use sqlx::{Row, Sqlite, SqlitePool as Pool, Transaction};
 use crate::error::db;
 use crate::forward::{job_queue_by_concern, run_store_by_concern};
 use crate::migrate::{adopt_legacy, migrate_error};
+use crate::sql::Pools;
 
 /// The embedded migrations (`migrations/sqlite`).
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -45,6 +46,22 @@ impl Db {
     /// (`BEGIN IMMEDIATE`): it never fails half-way on a lock upgrade.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
         self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+    }
+}
+
+impl Pools for Db {
+    type DB = Sqlite;
+
+    fn reader(&self) -> &Pool {
+        &self.reader
+    }
+
+    fn writer(&self) -> &Pool {
+        &self.writer
+    }
+
+    fn begin_write(&self) -> impl Future<Output = Result<Transaction<'static, Sqlite>>> + Send {
+        Db::begin_write(self)
     }
 }
 

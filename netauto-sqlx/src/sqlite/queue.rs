@@ -9,12 +9,17 @@ use netauto_core::{
 };
 use sqlx::{AssertSqlSafe, SqliteConnection};
 
-use super::SqliteJobQueue;
+use super::Db;
 use super::columns::to_micros;
 use crate::error::{db, json};
 use crate::rows;
-use crate::rules::{self, clamp};
-use crate::sql::{fence_error, fenced, not_cancellable_job};
+use crate::rules::clamp;
+use crate::shared::queue::COMPLETE;
+use crate::sql::fence_error;
+
+pub(super) use crate::shared::queue::{
+    cancel, complete, enqueue_all, heartbeat, job, prune, release,
+};
 
 /// A job that holds its unique key.
 const LIVE_KEY: &str = "state NOT IN ('discarded', 'cancelled')";
@@ -58,36 +63,16 @@ pub(super) async fn insert_job(
     Ok(Enqueued::Inserted(rows::job(&row)?))
 }
 
-pub(super) async fn enqueue(
-    q: &SqliteJobQueue,
-    job: NewJob,
-    now: DateTime<Utc>,
-) -> Result<Enqueued> {
+pub(super) async fn enqueue(q: &Db, job: NewJob, now: DateTime<Utc>) -> Result<Enqueued> {
     enqueue_all(q, vec![job], now)
         .await?
         .pop()
         .ok_or_else(|| Error::backend("enqueueing one job answered none"))
 }
 
-pub(super) async fn enqueue_all(
-    q: &SqliteJobQueue,
-    jobs: Vec<NewJob>,
-    now: DateTime<Utc>,
-) -> Result<Vec<Enqueued>> {
-    rules::validate_jobs(&jobs)?;
-    let mut tx = q.db.begin_write().await?;
-    let out = rules::insert_each(&mut *tx, jobs, now, insert_job).await?;
-    tx.commit().await.map_err(db)?;
-    Ok(out)
-}
-
-pub(super) async fn claim(
-    q: &SqliteJobQueue,
-    req: &ClaimRequest,
-    now: DateTime<Utc>,
-) -> Result<Vec<Job>> {
+pub(super) async fn claim(q: &Db, req: &ClaimRequest, now: DateTime<Utc>) -> Result<Vec<Job>> {
     let lease_until = now + req.lease;
-    let mut tx = q.db.begin_write().await?;
+    let mut tx = q.begin_write().await?;
     let rows = sqlx::query(
         "UPDATE jobs SET state = 'executing', attempt = attempt + 1, attempted_at = ?1,
              attempted_by = ?2, lease_expires_at = ?3
@@ -110,38 +95,13 @@ pub(super) async fn claim(
     rows::claimed(&rows)
 }
 
-pub(super) async fn heartbeat(
-    q: &SqliteJobQueue,
-    id: JobId,
-    attempt: u32,
-    lease_until: DateTime<Utc>,
-) -> Result<()> {
-    let sql =
-        "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND state = 'executing'";
-    fenced(&q.db.writer, &q.db.reader, sql, lease_until, id, attempt).await
-}
-
-/// Completes one attempt (`finished_at`, the job id and the attempt bound).
-const COMPLETE: &str =
-    "UPDATE jobs SET state = 'completed', finished_at = ?, lease_expires_at = NULL
-     WHERE id = ? AND attempt = ? AND state = 'executing'";
-
-pub(super) async fn complete(
-    q: &SqliteJobQueue,
-    id: JobId,
-    attempt: u32,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    fenced(&q.db.writer, &q.db.reader, COMPLETE, now, id, attempt).await
-}
-
 pub(super) async fn complete_many(
-    q: &SqliteJobQueue,
+    q: &Db,
     attempts: &[(JobId, u32)],
     now: DateTime<Utc>,
 ) -> Result<Vec<JobId>> {
     // One transaction for the whole batch: one commit instead of one per job.
-    let mut tx = q.db.begin_write().await?;
+    let mut tx = q.begin_write().await?;
     let mut done = Vec::with_capacity(attempts.len());
     for &(id, attempt) in attempts {
         let r = sqlx::query(COMPLETE)
@@ -160,7 +120,7 @@ pub(super) async fn complete_many(
 }
 
 pub(super) async fn fail(
-    q: &SqliteJobQueue,
+    q: &Db,
     id: JobId,
     attempt: u32,
     error: &str,
@@ -192,43 +152,16 @@ pub(super) async fn fail(
     .bind(to_micros(now))
     .bind(id.get())
     .bind(i64::from(attempt))
-    .fetch_optional(&q.db.writer)
+    .fetch_optional(&q.writer)
     .await
     .map_err(db)?;
     match row {
         Some(r) => rows::job_state(&r),
-        None => Err(fence_error(&q.db.reader, id, attempt).await),
+        None => Err(fence_error(&q.reader, id, attempt).await),
     }
 }
 
-pub(super) async fn release(
-    q: &SqliteJobQueue,
-    id: JobId,
-    attempt: u32,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let sql = "UPDATE jobs SET state = 'available', scheduled_at = ?, lease_expires_at = NULL
-         WHERE id = ? AND attempt = ? AND state = 'executing'";
-    fenced(&q.db.writer, &q.db.reader, sql, now, id, attempt).await
-}
-
-pub(super) async fn cancel(q: &SqliteJobQueue, id: JobId, now: DateTime<Utc>) -> Result<Job> {
-    let row = sqlx::query(
-        "UPDATE jobs SET state = 'cancelled', finished_at = ?, lease_expires_at = NULL
-         WHERE id = ? AND state NOT IN ('completed', 'discarded', 'cancelled') RETURNING *",
-    )
-    .bind(to_micros(now))
-    .bind(id.get())
-    .fetch_optional(&q.db.writer)
-    .await
-    .map_err(db)?;
-    match row {
-        Some(r) => rows::job(&r),
-        None => Err(not_cancellable_job(&q.db.reader, id).await),
-    }
-}
-
-pub(super) async fn rescue_expired(q: &SqliteJobQueue, now: DateTime<Utc>) -> Result<Vec<JobId>> {
+pub(super) async fn rescue_expired(q: &Db, now: DateTime<Utc>) -> Result<Vec<JobId>> {
     let failure = serde_json::to_string(&JobFailure {
         attempt: 0,
         at: now,
@@ -247,33 +180,13 @@ pub(super) async fn rescue_expired(q: &SqliteJobQueue, now: DateTime<Utc>) -> Re
     )
     .bind(to_micros(now))
     .bind(failure)
-    .fetch_all(&q.db.writer)
+    .fetch_all(&q.writer)
     .await
     .map_err(db)?;
     rows::sorted_ids(&rows, JobId)
 }
 
-pub(super) async fn prune(q: &SqliteJobQueue, finished_before: DateTime<Utc>) -> Result<u64> {
-    let done = sqlx::query(
-        "DELETE FROM jobs WHERE state IN ('completed', 'discarded', 'cancelled') AND finished_at < ?",
-    )
-    .bind(to_micros(finished_before))
-    .execute(&q.db.writer)
-    .await
-    .map_err(db)?;
-    Ok(done.rows_affected())
-}
-
-pub(super) async fn job(q: &SqliteJobQueue, id: JobId) -> Result<Job> {
-    let row = sqlx::query("SELECT * FROM jobs WHERE id = ?")
-        .bind(id.get())
-        .fetch_optional(&q.db.reader)
-        .await
-        .map_err(db)?;
-    row.map_or_else(|| Err(Error::job_not_found(id)), |r| rows::job(&r))
-}
-
-pub(super) async fn list(q: &SqliteJobQueue, filter: &JobFilter) -> Result<Vec<Job>> {
+pub(super) async fn list(q: &Db, filter: &JobFilter) -> Result<Vec<Job>> {
     let mut sql = String::from("SELECT * FROM jobs WHERE 1 = 1");
     if filter.queue.is_some() {
         sql.push_str(" AND queue = ?");
@@ -299,10 +212,6 @@ pub(super) async fn list(q: &SqliteJobQueue, filter: &JobFilter) -> Result<Vec<J
         query = query.bind(worker);
     }
     let limit = filter.limit.map_or(i64::MAX, clamp);
-    let rows = query
-        .bind(limit)
-        .fetch_all(&q.db.reader)
-        .await
-        .map_err(db)?;
+    let rows = query.bind(limit).fetch_all(&q.reader).await.map_err(db)?;
     rows.iter().map(rows::job).collect()
 }

@@ -7,25 +7,25 @@ use netauto_core::retention::{
 };
 use netauto_core::{DeviceId, Result, RunId};
 
-use super::SqliteRunStore;
+use super::Db;
 use super::columns::to_micros;
 use super::devices::ids_json;
 use crate::error::db;
 use crate::rows;
 use crate::rules::clamp;
 
-pub(super) async fn device_totals(s: &SqliteRunStore) -> Result<Vec<DeviceTotal>> {
+pub(super) async fn device_totals(s: &Db) -> Result<Vec<DeviceTotal>> {
     let rows = sqlx::query(
         "SELECT device_id, SUM(bytes) AS bytes, COUNT(*) AS runs FROM runs GROUP BY device_id ORDER BY device_id",
     )
-    .fetch_all(&s.db.reader)
+    .fetch_all(&s.reader)
     .await
     .map_err(db)?;
     rows.iter().map(rows::device_total).collect()
 }
 
 pub(super) async fn device_footprints(
-    s: &SqliteRunStore,
+    s: &Db,
     devices: &[DeviceId],
     after: Option<FootprintCursor>,
     limit: usize,
@@ -43,14 +43,14 @@ pub(super) async fn device_footprints(
     .bind(ts)
     .bind(id)
     .bind(clamp(limit))
-    .fetch_all(&s.db.reader)
+    .fetch_all(&s.reader)
     .await
     .map_err(db)?;
     rows.iter().map(rows::footprint).collect()
 }
 
 pub(super) async fn aged_footprints(
-    s: &SqliteRunStore,
+    s: &Db,
     cutoff: DateTime<Utc>,
     after: Option<FootprintCursor>,
     limit: usize,
@@ -65,17 +65,13 @@ pub(super) async fn aged_footprints(
     .bind(ts)
     .bind(id)
     .bind(clamp(limit))
-    .fetch_all(&s.db.reader)
+    .fetch_all(&s.reader)
     .await
     .map_err(db)?;
     rows.iter().map(rows::footprint).collect()
 }
 
-pub(super) async fn delete_runs(
-    s: &SqliteRunStore,
-    ids: &[RunId],
-    guard: DeleteGuard,
-) -> Result<DeletedRuns> {
+pub(super) async fn delete_runs(s: &Db, ids: &[RunId], guard: DeleteGuard) -> Result<DeletedRuns> {
     if ids.is_empty() {
         return Ok(DeletedRuns::default());
     }
@@ -96,7 +92,7 @@ pub(super) async fn delete_runs(
         )
         .bind(ids_json),
     };
-    let mut tx = s.db.begin_write().await?;
+    let mut tx = s.begin_write().await?;
     let rows = query.fetch_all(&mut *tx).await.map_err(db)?;
     tx.commit().await.map_err(db)?;
     rows::deleted_runs(&rows)

@@ -6,7 +6,7 @@ use netauto_core::{
     RunChunk, RunFinish, RunId,
 };
 
-use super::SqliteRunStore;
+use super::Db;
 use super::columns::to_micros;
 use super::devices::ids_json;
 use crate::error::{db, missing_or_db};
@@ -14,7 +14,7 @@ use crate::rows;
 use crate::rules::{self, clamp};
 use crate::sql::{not_cancellable, not_running};
 
-pub(super) async fn create_run(s: &SqliteRunStore, run: NewRun, now: DateTime<Utc>) -> Result<Run> {
+pub(super) async fn create_run(s: &Db, run: NewRun, now: DateTime<Utc>) -> Result<Run> {
     // One writer: the check that the bulk is not cancelled and the insert are atomic with
     // respect to `cancel_bulk`.
     let row = sqlx::query(
@@ -28,20 +28,20 @@ pub(super) async fn create_run(s: &SqliteRunStore, run: NewRun, now: DateTime<Ut
     .bind(&run.requested_by)
     .bind(run.bulk_ref.as_ref().map(BulkRef::as_str))
     .bind(to_micros(now))
-    .fetch_optional(&s.db.writer)
+    .fetch_optional(&s.writer)
     .await
     .map_err(|e| missing_or_db(e, || Error::device_not_found(run.device_id)))?;
     rules::inserted_run(row, run.bulk_ref)
 }
 
 pub(super) async fn append_chunk(
-    s: &SqliteRunStore,
+    s: &Db,
     run_id: RunId,
     stream: OutputStream,
     data: &[u8],
     now: DateTime<Utc>,
 ) -> Result<ChunkAppended> {
-    let mut tx = s.db.begin_write().await?;
+    let mut tx = s.begin_write().await?;
     let row = sqlx::query(
         "UPDATE runs SET bytes = bytes + ?, chunks = chunks + 1 WHERE id = ? AND status = 'running'
          RETURNING chunks, bytes",
@@ -53,7 +53,7 @@ pub(super) async fn append_chunk(
     .map_err(db)?;
     let Some(row) = row else {
         drop(tx);
-        return Err(not_running(&s.db.writer, run_id).await);
+        return Err(not_running(&s.writer, run_id).await);
     };
     let (seq, appended) = rules::chunk_appended(&row)?;
     sqlx::query(
@@ -72,7 +72,7 @@ pub(super) async fn append_chunk(
 }
 
 pub(super) async fn finish_run(
-    s: &SqliteRunStore,
+    s: &Db,
     run_id: RunId,
     finish: RunFinish,
     now: DateTime<Utc>,
@@ -92,37 +92,33 @@ pub(super) async fn finish_run(
     .bind(t)
     .bind(t)
     .bind(run_id.get())
-    .fetch_optional(&s.db.writer)
+    .fetch_optional(&s.writer)
     .await
     .map_err(db)?;
     match row {
         Some(r) => rows::run(&r),
-        None => Err(not_running(&s.db.writer, run_id).await),
+        None => Err(not_running(&s.writer, run_id).await),
     }
 }
 
-pub(super) async fn request_run_cancel(
-    s: &SqliteRunStore,
-    run_id: RunId,
-    now: DateTime<Utc>,
-) -> Result<Run> {
+pub(super) async fn request_run_cancel(s: &Db, run_id: RunId, now: DateTime<Utc>) -> Result<Run> {
     let row = sqlx::query(
         "UPDATE runs SET cancel_requested_at = coalesce(cancel_requested_at, ?)
          WHERE id = ? AND status = 'running' RETURNING *",
     )
     .bind(to_micros(now))
     .bind(run_id.get())
-    .fetch_optional(&s.db.writer)
+    .fetch_optional(&s.writer)
     .await
     .map_err(db)?;
     match row {
         Some(r) => rows::run(&r),
-        None => Err(not_cancellable(&s.db.writer, run_id).await),
+        None => Err(not_cancellable(&s.writer, run_id).await),
     }
 }
 
 pub(super) async fn cancel_requests(
-    s: &SqliteRunStore,
+    s: &Db,
     bulks: &[BulkRef],
     runs: &[RunId],
 ) -> Result<CancelRequests> {
@@ -133,7 +129,7 @@ pub(super) async fn cancel_requests(
             "SELECT ref FROM bulks WHERE ref IN (SELECT value FROM json_each(?)) AND cancelled_at IS NOT NULL",
         )
         .bind(serde_json::Value::from(refs).to_string())
-        .fetch_all(&s.db.reader)
+        .fetch_all(&s.reader)
         .await
         .map_err(db)?;
     }
@@ -144,24 +140,24 @@ pub(super) async fn cancel_requests(
             "SELECT id FROM runs WHERE id IN (SELECT value FROM json_each(?)) AND cancel_requested_at IS NOT NULL",
         )
         .bind(serde_json::Value::from(ids).to_string())
-        .fetch_all(&s.db.reader)
+        .fetch_all(&s.reader)
         .await
         .map_err(db)?;
     }
     rules::cancel_requests(&cancelled_bulks, &cancelled_runs)
 }
 
-pub(super) async fn run(s: &SqliteRunStore, id: RunId) -> Result<Run> {
+pub(super) async fn run(s: &Db, id: RunId) -> Result<Run> {
     let row = sqlx::query("SELECT * FROM runs WHERE id = ?")
         .bind(id.get())
-        .fetch_optional(&s.db.reader)
+        .fetch_optional(&s.reader)
         .await
         .map_err(db)?;
     row.map_or_else(|| Err(Error::run_not_found(id)), |r| rows::run(&r))
 }
 
 pub(super) async fn chunks(
-    s: &SqliteRunStore,
+    s: &Db,
     run_id: RunId,
     from_seq: u64,
     limit: usize,
@@ -171,30 +167,26 @@ pub(super) async fn chunks(
             .bind(run_id.get())
             .bind(clamp(from_seq))
             .bind(clamp(limit))
-            .fetch_all(&s.db.reader)
+            .fetch_all(&s.reader)
             .await
             .map_err(db)?;
     rows.iter().map(|r| rows::chunk(run_id, r)).collect()
 }
 
-pub(super) async fn device_runs(
-    s: &SqliteRunStore,
-    device_id: DeviceId,
-    limit: usize,
-) -> Result<Vec<Run>> {
+pub(super) async fn device_runs(s: &Db, device_id: DeviceId, limit: usize) -> Result<Vec<Run>> {
     let rows = sqlx::query(
         "SELECT * FROM runs WHERE device_id = ? ORDER BY inserted_at DESC, id DESC LIMIT ?",
     )
     .bind(device_id.get())
     .bind(clamp(limit))
-    .fetch_all(&s.db.reader)
+    .fetch_all(&s.reader)
     .await
     .map_err(db)?;
     rows.iter().map(rows::run).collect()
 }
 
 pub(super) async fn bulk_runs(
-    s: &SqliteRunStore,
+    s: &Db,
     bulk_ref: &BulkRef,
     device_ids: &[DeviceId],
 ) -> Result<Vec<Run>> {
@@ -203,7 +195,7 @@ pub(super) async fn bulk_runs(
     )
     .bind(bulk_ref.as_str())
     .bind(ids_json(device_ids))
-    .fetch_all(&s.db.reader)
+    .fetch_all(&s.reader)
     .await
     .map_err(db)?;
     rows.iter().map(rows::run).collect()

@@ -1,0 +1,7 @@
+//! The concerns' statements written once for both backends, generic over the backend's
+//! [`Pools`](crate::sql::Pools): where a statement's SQL differs, both texts stand side by
+//! side ([`Dialect::pick`](crate::sql::Dialect::pick)). A backend's module for a concern
+//! re-exports these and adds what it does its own way.
+
+pub(crate) mod bulks;
+pub(crate) mod queue;
