@@ -28,6 +28,7 @@ mod waking;
 mod worker;
 
 pub use attempt::AttemptOutcome;
+#[cfg(feature = "testing")]
 pub(crate) use attempt::{LeaseSettings, execute_job};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{LEGACY_QUEUES_VAR, QUEUES_VAR, QueueLimits, RunnerConfig};
