@@ -11,7 +11,7 @@ use sqlx::postgres::PgConnectOptions;
 
 /// A connected database: its queue, store and progress feed.
 #[derive(Debug, Clone)]
-pub struct Backend {
+pub struct TestDb {
     /// The job queue.
     pub queue: Arc<dyn JobQueue>,
     /// The run store.
@@ -31,7 +31,7 @@ pub enum Kind {
     Postgres(PgBackend),
 }
 
-impl Backend {
+impl TestDb {
     /// Connects to `url` (`sqlite:` or `postgres:`); on PostgreSQL `schema` is the search path.
     /// Does not migrate.
     pub async fn connect(url: &str, schema: Option<&str>, pool_size: u32) -> Result<Self> {

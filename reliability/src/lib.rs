@@ -8,6 +8,6 @@ pub mod faulty;
 pub mod harness;
 pub mod sink;
 
-pub use backend::Backend;
+pub use backend::TestDb;
 pub use faulty::FaultyStore;
 pub use sink::PrintingSink;

@@ -17,7 +17,7 @@ use netauto_core::runtime::WorkerRegistry;
 use netauto_core::runtime::{QueueLimits, Runner, RunnerConfig};
 use netauto_core::{OutputStream, RunStatus, RunStore};
 use netauto_memory::{InMemoryJobQueue, InMemoryRunStore};
-use netauto_reliability::Backend;
+use netauto_reliability::TestDb;
 use netauto_reliability::backend::Kind;
 use netauto_ssh::SshNetworkClient;
 use netauto_ssh::sim::{CannedOutput, DeviceFarm, DeviceSpec};
@@ -131,7 +131,7 @@ async fn malformed_rows_are_discarded_once(db: Db) {
     );
 }
 
-fn worker_runner(be: &Backend, fleet: &Fleet) -> Runner {
+fn worker_runner(be: &TestDb, fleet: &Fleet) -> Runner {
     let client = Arc::new(SshNetworkClient::new(fleet.farm.client_config()));
     let network = Executor::new(be.store.clone(), client, be.progress.clone());
     let config = RunnerConfig {

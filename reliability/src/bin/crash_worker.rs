@@ -26,7 +26,7 @@ use netauto_core::retention::{RetentionArgs, RetentionWorker};
 use netauto_core::runtime::WorkerRegistry;
 use netauto_core::runtime::{CronEntry, CronSchedule};
 use netauto_core::runtime::{QueueLimits, Runner, RunnerConfig};
-use netauto_reliability::{Backend, FaultyStore, PrintingSink};
+use netauto_reliability::{FaultyStore, PrintingSink, TestDb};
 use netauto_ssh::{FileCredentials, HostKeyPolicy, KnownHosts, SshClientConfig, SshNetworkClient};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -82,7 +82,7 @@ async fn main() -> Result<(), BoxError> {
             .with_max_level(tracing::Level::DEBUG)
             .init();
     }
-    let backend = Backend::connect(
+    let backend = TestDb::connect(
         get(&args, "db")?,
         args.get("schema").map(String::as_str),
         10,
@@ -95,7 +95,7 @@ async fn main() -> Result<(), BoxError> {
     }
 }
 
-async fn worker(backend: Backend, args: &HashMap<String, String>) -> Result<(), BoxError> {
+async fn worker(backend: TestDb, args: &HashMap<String, String>) -> Result<(), BoxError> {
     let mut ssh = SshClientConfig::new(FileCredentials::open(get(args, "creds")?)?).with_host_keys(
         HostKeyPolicy::Strict(KnownHosts::from_file(get(args, "known-hosts")?)),
     );
@@ -154,7 +154,7 @@ async fn worker(backend: Backend, args: &HashMap<String, String>) -> Result<(), 
     Ok(())
 }
 
-async fn purge(backend: Backend, args: &HashMap<String, String>) -> Result<(), BoxError> {
+async fn purge(backend: TestDb, args: &HashMap<String, String>) -> Result<(), BoxError> {
     let now = DateTime::<Utc>::from_timestamp_micros(num(args, "now-micros", 0i64)?)
         .ok_or("--now-micros out of range")?;
     let config = RetentionConfig::default()

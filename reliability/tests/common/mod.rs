@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use netauto_core::bulk::BulkService;
 use netauto_core::{BulkEvent, BulkRef, DeviceId, FeedItem, ProgressEvent, RunStatus};
-use netauto_reliability::Backend;
+use netauto_reliability::TestDb;
 use netauto_reliability::backend::Kind;
 use netauto_reliability::harness::{
     self, Proc, Rng, fresh_pg_schema, pg_url, sim_specs, write_farm_files,
@@ -58,8 +58,8 @@ impl Db {
         v
     }
 
-    pub async fn connect(&self) -> Backend {
-        Backend::connect(&self.url, self.schema.as_deref(), 10)
+    pub async fn connect(&self) -> TestDb {
+        TestDb::connect(&self.url, self.schema.as_deref(), 10)
             .await
             .expect("connect")
     }
@@ -75,7 +75,7 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    pub async fn start(be: &Backend, n: usize, latency: Duration, output: usize) -> Self {
+    pub async fn start(be: &TestDb, n: usize, latency: Duration, output: usize) -> Self {
         let farm = DeviceFarm::start(sim_specs(n, latency, output))
             .await
             .expect("start the simulator farm");
@@ -160,7 +160,7 @@ pub struct Seen {
     pub lagged: Arc<Mutex<u64>>,
 }
 
-pub async fn subscribe(be: &Backend, bulk_ref: &BulkRef) -> Seen {
+pub async fn subscribe(be: &TestDb, bulk_ref: &BulkRef) -> Seen {
     let seen = Seen::default();
     let mut sub = be.progress.subscribe(&bulk_ref.topic()).await;
     let s = seen.clone();
@@ -186,7 +186,7 @@ pub async fn subscribe(be: &Backend, bulk_ref: &BulkRef) -> Seen {
 }
 
 /// Polls until the bulk has finished (`finished_at` set) or `timeout` passes.
-pub async fn wait_bulk_finished(be: &Backend, bulk_ref: &BulkRef, timeout: Duration) -> bool {
+pub async fn wait_bulk_finished(be: &TestDb, bulk_ref: &BulkRef, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     while tokio::time::Instant::now() < deadline {
         match be.store.bulk(bulk_ref).await {
