@@ -35,8 +35,6 @@ pub(crate) trait Portable: Database {
     fn bind_opt_text<'q>(q: Statement<'q, Self>, v: Option<&str>) -> Statement<'q, Self>;
     /// Binds a boolean.
     fn bind_flag(q: Statement<'_, Self>, v: bool) -> Statement<'_, Self>;
-    /// Binds bytes.
-    fn bind_bytes<'q>(q: Statement<'q, Self>, v: &[u8]) -> Statement<'q, Self>;
 }
 
 impl<DB> Portable for DB
@@ -48,7 +46,6 @@ where
     for<'a> &'a str: Encode<'a, DB> + Type<DB>,
     for<'a> Option<&'a str>: Encode<'a, DB> + Type<DB>,
     for<'t> bool: Encode<'t, DB> + Type<DB>,
-    for<'a> &'a [u8]: Encode<'a, DB> + Type<DB>,
 {
     fn pool(pool: &Pool<Self>) -> impl Executor<'_, Database = Self> {
         pool
@@ -77,10 +74,6 @@ where
     fn bind_flag(q: Statement<'_, Self>, v: bool) -> Statement<'_, Self> {
         q.bind(v)
     }
-
-    fn bind_bytes<'q>(q: Statement<'q, Self>, v: &[u8]) -> Statement<'q, Self> {
-        q.bind(v)
-    }
 }
 
 /// Binds of a [`Dialect`]'s statements, as methods.
@@ -95,12 +88,8 @@ pub(crate) trait Bind: Sized {
     fn opt_text(self, v: Option<&str>) -> Self;
     /// Binds a boolean.
     fn flag(self, v: bool) -> Self;
-    /// Binds bytes.
-    fn bytes(self, v: &[u8]) -> Self;
     /// Binds a timestamp as the backend stores it.
     fn time(self, t: DateTime<Utc>) -> Self;
-    /// Binds an attempt number as the backend stores it.
-    fn attempt(self, attempt: u32) -> Self;
     /// Binds a list of ids, as the backend's list statements read it.
     fn ids(self, ids: &[i64]) -> Self;
 }
@@ -126,16 +115,8 @@ impl<DB: Dialect> Bind for Statement<'_, DB> {
         DB::bind_flag(self, v)
     }
 
-    fn bytes(self, v: &[u8]) -> Self {
-        DB::bind_bytes(self, v)
-    }
-
     fn time(self, t: DateTime<Utc>) -> Self {
         self.bind(DB::time(t))
-    }
-
-    fn attempt(self, attempt: u32) -> Self {
-        self.bind(DB::attempt(attempt))
     }
 
     fn ids(self, ids: &[i64]) -> Self {
@@ -145,6 +126,8 @@ impl<DB: Dialect> Bind for Statement<'_, DB> {
 
 /// Which backend a [`Dialect`] is, for the statements whose SQL differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// A build with one backend constructs one variant.
+#[cfg_attr(not(all(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(crate) enum Kind {
     /// PostgreSQL.
     Postgres,
