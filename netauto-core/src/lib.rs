@@ -44,6 +44,7 @@ mod error;
 pub mod exec;
 pub mod follow;
 mod model;
+pub mod prelude;
 pub mod retention;
 pub mod runtime;
 pub mod telemetry;
@@ -61,7 +62,7 @@ pub use backend::progress::{
     BulkEvent, FeedItem, ProgressEvent, ProgressSink, RunEvent, Subscription, run_topic,
 };
 pub use backend::queue::JobQueue;
-pub use backend::store::RunStore;
+pub use backend::store::{BulkStore, DeviceStore, RetentionStore, RunLog, RunStore};
 pub use error::{BoxError, CommandError, ConfigError, Conflict, Error, Result, ValidationError};
 pub use exec::{ExecLimits, LimitOverrides};
 pub use model::bulk::{

@@ -13,12 +13,13 @@ use chrono::{TimeDelta, Utc};
 use common::{Behaviour, Fixture, REQUESTER, eventually, fake_client, published, summaries};
 use netauto_core::bulk::{ABANDONED, BulkArgs, BulkJob};
 use netauto_core::exec::{Executor, RunOptions};
+use netauto_core::prelude::*;
 use netauto_core::runtime::{QueueLimits, Runner, RunnerConfig, Worker, WorkerRegistry};
 use netauto_core::testing::{DrainOptions, drain_queue};
 use netauto_core::{
     BulkEvent, BulkRef, ClaimRequest, Clock, DeviceId, JobFilter, JobQueue, JobState,
-    LimitOverrides, ManualClock, NewBulk, ProgressEvent, ProgressSink, RunStatus, RunStore,
-    Subscription, SystemClock,
+    LimitOverrides, ManualClock, NewBulk, ProgressEvent, ProgressSink, RunStatus, Subscription,
+    SystemClock,
 };
 use serde_json::json;
 use tokio::sync::mpsc;

@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use common::{Fixture, REQUESTER, bulk_jobs_filter, nothing_enqueued, t0};
 use netauto_core::bulk::{BulkArgs, BulkService};
+use netauto_core::prelude::*;
 use netauto_core::testing::all_enqueued;
 use netauto_core::{
     BulkCounters, CommandError, DeviceId, Error, JobFilter, JobQueue, LocalProgressHub,
-    MockRunStore, RunStore, ValidationError,
+    MockRunStore, ValidationError,
 };
 use serde_json::json;
 

@@ -15,6 +15,7 @@ use common::{Fixture, REQUESTER, auth_error, bulk_jobs_filter, published, t0};
 use futures_util::StreamExt;
 use netauto_core::bulk::{BulkArgs, BulkJob};
 use netauto_core::exec::Executor;
+use netauto_core::prelude::*;
 use netauto_core::runtime::WorkerRegistry;
 use netauto_core::telemetry;
 use netauto_core::testing::{
@@ -24,7 +25,7 @@ use netauto_core::testing::{
 use netauto_core::{
     BulkCounters, BulkEvent, Device, DeviceId, DeviceOutcome, FeedItem, LocalProgressHub,
     MockNetworkClient, NewRun, OutputEvents, OutputStream, ProgressEvent, ProgressSink, Run,
-    RunFinish, RunStatus, RunStore, Subscription,
+    RunFinish, RunStatus, Subscription,
 };
 
 fn ok_reply(device: &Device) -> OutputEvents {

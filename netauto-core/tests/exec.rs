@@ -12,12 +12,13 @@ use bytes::Bytes;
 use chrono::TimeDelta;
 use common::{Fixture, REQUESTER, SOON, auth_error, concat, eventually, published, t0};
 use netauto_core::exec::RunOptions;
+use netauto_core::prelude::*;
 use netauto_core::retention::{DeleteGuard, DeviceTotal};
 use netauto_core::testing::{Reply, ScriptedClient, err, exit, out};
 use netauto_core::{
     CommandError, DeviceId, Error, ExecOptions, ExitStatus, MockNetworkClient, NetworkError,
     OutputEvent, OutputStream, ProgressEvent, ProgressSink, Run, RunChunk, RunEvent, RunId,
-    RunStatus, RunStore, TimeoutPhase, ValidationError, run_topic,
+    RunStatus, TimeoutPhase, ValidationError, run_topic,
 };
 use tokio::sync::mpsc;
 

@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::{Behaviour, Fixture, REQUESTER, fake_client, published};
 use netauto_core::exec::RunOptions;
+use netauto_core::prelude::*;
 use netauto_core::testing::{Reply, ScriptedClient};
-use netauto_core::{
-    ExecLimits, ProgressEvent, ProgressSink, RunEvent, RunStatus, RunStore, run_topic,
-};
+use netauto_core::{ExecLimits, ProgressEvent, ProgressSink, RunEvent, RunStatus, run_topic};
 
 #[tokio::test]
 async fn an_endless_output_stops_at_the_cap_with_exactly_the_cap_kept() {

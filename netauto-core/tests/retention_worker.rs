@@ -10,13 +10,14 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::{Fixture, concat, days_ago, t0};
+use netauto_core::prelude::*;
 use netauto_core::retention::{
     DEFAULT_BATCH_RUNS, Deleted, DeviceTotal, PurgeReason, PurgeReport, RetentionArgs,
     RetentionConfig, RetentionWorker,
 };
 use netauto_core::telemetry;
 use netauto_core::testing::{Capture, FaultyStore, perform_job_with_clock};
-use netauto_core::{DeviceId, Error, NewRun, OutputStream, RunFinish, RunId, RunStatus, RunStore};
+use netauto_core::{DeviceId, Error, NewRun, OutputStream, RunFinish, RunId, RunStatus};
 use netauto_memory::InMemoryRunStore;
 
 /// Creates a run of `device` inserted at `inserted` with chunks of the given sizes, finished

@@ -6,7 +6,7 @@
 //!   leases, fencing by attempt, live unique keys, rescue, prune).
 //! * [`InMemoryRunStore`]: the [`RunStore`](netauto_core::RunStore) contract (devices, runs,
 //!   chunks, bulks, retention queries). It shares its "database" with one queue, so
-//!   [`create_bulk`](netauto_core::RunStore::create_bulk) writes the bulk and its jobs in one
+//!   [`create_bulk`](netauto_core::BulkStore::create_bulk) writes the bulk and its jobs in one
 //!   atomic step.
 //!
 //! The in-process progress feed is core's

@@ -14,14 +14,15 @@ use netauto_core::retention::{
 use netauto_core::{
     Bulk, BulkCancelled, BulkCounters, BulkRef, CancelRequests, ChunkAppended, Conflict, Device,
     DeviceId, DeviceOutcome, Enqueued, Error, NewBulk, NewDevice, NewJob, NewRun, OutcomeRecorded,
-    OutputStream, Result, Run, RunChunk, RunFinish, RunId, RunStatus, RunStore, ValidationError,
+    OutputStream, Result, Run, RunChunk, RunFinish, RunId, RunStatus, ValidationError,
 };
+use netauto_core::{BulkStore, DeviceStore, RetentionStore, RunLog};
 
 use crate::queue::InMemoryJobQueue;
 
-/// An in-process [`RunStore`] sharing its "database" with an [`InMemoryJobQueue`].
+/// An in-process [`RunStore`](netauto_core::RunStore) sharing its "database" with an [`InMemoryJobQueue`].
 ///
-/// [`create_bulk`](RunStore::create_bulk) holds the store's lock and the queue's lock together
+/// [`create_bulk`](netauto_core::BulkStore::create_bulk) holds the store's lock and the queue's lock together
 /// (always in that order) while it validates the jobs, inserts them and inserts the bulk, so
 /// no observer ever sees one without the other. Clones share one store.
 #[derive(Debug, Clone)]
@@ -75,7 +76,7 @@ struct StoreState {
     by_device: BTreeSet<(DeviceId, DateTime<Utc>, RunId)>,
     /// Retention order over all runs: `(retention_ts, id)`.
     by_ts: BTreeSet<(DateTime<Utc>, RunId)>,
-    /// Creation order per device, for [`RunStore::device_runs`].
+    /// Creation order per device, for [`netauto_core::RunLog::device_runs`].
     by_inserted: BTreeSet<(DeviceId, DateTime<Utc>, RunId)>,
     /// Bytes and run count per device with runs.
     totals: BTreeMap<DeviceId, (u128, u64)>,
@@ -140,7 +141,7 @@ fn device_end(device: DeviceId) -> (DeviceId, DateTime<Utc>, RunId) {
 }
 
 #[async_trait]
-impl RunStore for InMemoryRunStore {
+impl DeviceStore for InMemoryRunStore {
     async fn create_device(&self, device: NewDevice) -> Result<Device> {
         let mut state = self.lock()?;
         if state.device_names.contains_key(&device.name) {
@@ -156,7 +157,6 @@ impl RunStore for InMemoryRunStore {
         state.devices.insert(device.id, device.clone());
         Ok(device)
     }
-
     async fn create_devices(&self, devices: Vec<NewDevice>) -> Result<Vec<Device>> {
         let mut state = self.lock()?;
         let mut names = HashSet::with_capacity(devices.len());
@@ -179,7 +179,6 @@ impl RunStore for InMemoryRunStore {
         }
         Ok(created)
     }
-
     async fn device(&self, id: DeviceId) -> Result<Device> {
         self.lock()?
             .devices
@@ -187,18 +186,19 @@ impl RunStore for InMemoryRunStore {
             .cloned()
             .ok_or_else(|| Error::device_not_found(id))
     }
-
     async fn list_devices(&self) -> Result<Vec<Device>> {
         Ok(self.lock()?.devices.values().cloned().collect())
     }
-
     async fn unknown_devices(&self, ids: &[DeviceId]) -> Result<Vec<DeviceId>> {
         let state = self.lock()?;
         let mut unknown = dedup_ids(ids);
         unknown.retain(|id| !state.devices.contains_key(id));
         Ok(unknown)
     }
+}
 
+#[async_trait]
+impl RunLog for InMemoryRunStore {
     async fn create_run(&self, run: NewRun, now: DateTime<Utc>) -> Result<Run> {
         let mut state = self.lock()?;
         if !state.devices.contains_key(&run.device_id) {
@@ -245,7 +245,6 @@ impl RunStore for InMemoryRunStore {
         );
         Ok(run)
     }
-
     async fn append_chunk(
         &self,
         run_id: RunId,
@@ -275,7 +274,6 @@ impl RunStore for InMemoryRunStore {
         state.totals.entry(device).or_default().0 += u128::from(len);
         Ok(ChunkAppended { seq, run_bytes })
     }
-
     async fn finish_run(
         &self,
         run_id: RunId,
@@ -303,7 +301,6 @@ impl RunStore for InMemoryRunStore {
         state.index_run(&run);
         Ok(run)
     }
-
     async fn request_run_cancel(&self, run_id: RunId, _now: DateTime<Utc>) -> Result<Run> {
         let mut state = self.lock()?;
         let stored = state
@@ -316,7 +313,6 @@ impl RunStore for InMemoryRunStore {
         stored.cancel_requested = true;
         Ok(stored.run.clone())
     }
-
     async fn cancel_requests(&self, bulks: &[BulkRef], runs: &[RunId]) -> Result<CancelRequests> {
         let state = self.lock()?;
         Ok(CancelRequests {
@@ -337,7 +333,6 @@ impl RunStore for InMemoryRunStore {
                 .collect(),
         })
     }
-
     async fn run(&self, id: RunId) -> Result<Run> {
         self.lock()?
             .runs
@@ -345,7 +340,6 @@ impl RunStore for InMemoryRunStore {
             .map(|s| s.run.clone())
             .ok_or_else(|| Error::run_not_found(id))
     }
-
     async fn chunks(&self, run_id: RunId, from_seq: u64, limit: usize) -> Result<Vec<RunChunk>> {
         let state = self.lock()?;
         let Some(stored) = state.runs.get(&run_id) else {
@@ -360,7 +354,6 @@ impl RunStore for InMemoryRunStore {
             .cloned()
             .collect())
     }
-
     async fn device_runs(&self, device_id: DeviceId, limit: usize) -> Result<Vec<Run>> {
         let state = self.lock()?;
         Ok(state
@@ -371,7 +364,10 @@ impl RunStore for InMemoryRunStore {
             .filter_map(|(_, _, id)| state.runs.get(id).map(|s| s.run.clone()))
             .collect())
     }
+}
 
+#[async_trait]
+impl BulkStore for InMemoryRunStore {
     async fn bulk_runs(&self, bulk_ref: &BulkRef, device_ids: &[DeviceId]) -> Result<Vec<Run>> {
         let state = self.lock()?;
         let mut runs: Vec<Run> = dedup_ids(device_ids)
@@ -384,7 +380,6 @@ impl RunStore for InMemoryRunStore {
         runs.sort_unstable_by_key(|r| r.id);
         Ok(runs)
     }
-
     async fn create_bulk(
         &self,
         bulk: NewBulk,
@@ -423,7 +418,6 @@ impl RunStore for InMemoryRunStore {
         );
         Ok((bulk, enqueued))
     }
-
     async fn bulk(&self, bulk_ref: &BulkRef) -> Result<Bulk> {
         self.lock()?
             .bulks
@@ -431,7 +425,6 @@ impl RunStore for InMemoryRunStore {
             .map(|s| s.bulk.clone())
             .ok_or_else(|| Error::bulk_not_found(bulk_ref))
     }
-
     async fn device_outcomes(
         &self,
         bulk_ref: &BulkRef,
@@ -447,7 +440,6 @@ impl RunStore for InMemoryRunStore {
             .filter_map(|id| stored.bulk.outcomes.get(id).cloned())
             .collect())
     }
-
     async fn record_outcome(
         &self,
         bulk_ref: &BulkRef,
@@ -495,7 +487,6 @@ impl RunStore for InMemoryRunStore {
             completed_now,
         })
     }
-
     async fn cancel_bulk(&self, bulk_ref: &BulkRef, now: DateTime<Utc>) -> Result<BulkCancelled> {
         let mut state = self.lock()?;
         let state = &mut *state;
@@ -563,7 +554,10 @@ impl RunStore for InMemoryRunStore {
             completed_now,
         })
     }
+}
 
+#[async_trait]
+impl RetentionStore for InMemoryRunStore {
     async fn device_totals(&self) -> Result<Vec<DeviceTotal>> {
         let state = self.lock()?;
         Ok(state
@@ -576,7 +570,6 @@ impl RunStore for InMemoryRunStore {
             })
             .collect())
     }
-
     async fn device_footprints(
         &self,
         devices: &[DeviceId],
@@ -605,7 +598,6 @@ impl RunStore for InMemoryRunStore {
         }
         Ok(page)
     }
-
     async fn aged_footprints(
         &self,
         cutoff: DateTime<Utc>,
@@ -622,7 +614,6 @@ impl RunStore for InMemoryRunStore {
             .filter_map(|(_, id)| state.footprint(*id))
             .collect())
     }
-
     async fn delete_runs(&self, ids: &[RunId], guard: DeleteGuard) -> Result<DeletedRuns> {
         let mut ids = ids.to_vec();
         ids.sort_unstable();

@@ -4,44 +4,44 @@
 //! store's or queue's pools (its `db` field) first. So a backend is a folder of small files, one per concern, and
 //! the method signatures are not repeated in each.
 
-/// Implements `RunStore` for `$store` (see the module docs).
+/// Implements the four store traits (and so `RunStore`) for `$store` (see the module docs).
 macro_rules! run_store_by_concern {
     ($store:ty) => {
         #[async_trait::async_trait]
         #[deny(clippy::missing_trait_methods)]
-        impl netauto_core::RunStore for $store {
+        impl netauto_core::DeviceStore for $store {
             async fn create_device(
                 &self,
                 d: netauto_core::NewDevice,
             ) -> netauto_core::Result<netauto_core::Device> {
                 devices::create_device(&self.db, d).await
             }
-
             async fn create_devices(
                 &self,
                 devices: Vec<netauto_core::NewDevice>,
             ) -> netauto_core::Result<Vec<netauto_core::Device>> {
                 devices::create_devices(&self.db, devices).await
             }
-
             async fn device(
                 &self,
                 id: netauto_core::DeviceId,
             ) -> netauto_core::Result<netauto_core::Device> {
                 devices::device(&self.db, id).await
             }
-
             async fn list_devices(&self) -> netauto_core::Result<Vec<netauto_core::Device>> {
                 devices::list_devices(&self.db).await
             }
-
             async fn unknown_devices(
                 &self,
                 ids: &[netauto_core::DeviceId],
             ) -> netauto_core::Result<Vec<netauto_core::DeviceId>> {
                 devices::unknown_devices(&self.db, ids).await
             }
+        }
 
+        #[async_trait::async_trait]
+        #[deny(clippy::missing_trait_methods)]
+        impl netauto_core::RunLog for $store {
             async fn create_run(
                 &self,
                 run: netauto_core::NewRun,
@@ -49,7 +49,6 @@ macro_rules! run_store_by_concern {
             ) -> netauto_core::Result<netauto_core::Run> {
                 runs::create_run(&self.db, run, now).await
             }
-
             async fn append_chunk(
                 &self,
                 run_id: netauto_core::RunId,
@@ -59,7 +58,6 @@ macro_rules! run_store_by_concern {
             ) -> netauto_core::Result<netauto_core::ChunkAppended> {
                 runs::append_chunk(&self.db, run_id, stream, data, now).await
             }
-
             async fn request_run_cancel(
                 &self,
                 run_id: netauto_core::RunId,
@@ -67,7 +65,6 @@ macro_rules! run_store_by_concern {
             ) -> netauto_core::Result<netauto_core::Run> {
                 runs::request_run_cancel(&self.db, run_id, now).await
             }
-
             async fn cancel_requests(
                 &self,
                 bulks: &[netauto_core::BulkRef],
@@ -75,7 +72,6 @@ macro_rules! run_store_by_concern {
             ) -> netauto_core::Result<netauto_core::CancelRequests> {
                 runs::cancel_requests(&self.db, bulks, runs).await
             }
-
             async fn finish_run(
                 &self,
                 run_id: netauto_core::RunId,
@@ -84,14 +80,12 @@ macro_rules! run_store_by_concern {
             ) -> netauto_core::Result<netauto_core::Run> {
                 runs::finish_run(&self.db, run_id, finish, now).await
             }
-
             async fn run(
                 &self,
                 id: netauto_core::RunId,
             ) -> netauto_core::Result<netauto_core::Run> {
                 runs::run(&self.db, id).await
             }
-
             async fn chunks(
                 &self,
                 run_id: netauto_core::RunId,
@@ -100,7 +94,6 @@ macro_rules! run_store_by_concern {
             ) -> netauto_core::Result<Vec<netauto_core::RunChunk>> {
                 runs::chunks(&self.db, run_id, from_seq, limit).await
             }
-
             async fn device_runs(
                 &self,
                 device_id: netauto_core::DeviceId,
@@ -108,7 +101,11 @@ macro_rules! run_store_by_concern {
             ) -> netauto_core::Result<Vec<netauto_core::Run>> {
                 runs::device_runs(&self.db, device_id, limit).await
             }
+        }
 
+        #[async_trait::async_trait]
+        #[deny(clippy::missing_trait_methods)]
+        impl netauto_core::BulkStore for $store {
             async fn bulk_runs(
                 &self,
                 bulk_ref: &netauto_core::BulkRef,
@@ -116,7 +113,6 @@ macro_rules! run_store_by_concern {
             ) -> netauto_core::Result<Vec<netauto_core::Run>> {
                 runs::bulk_runs(&self.db, bulk_ref, device_ids).await
             }
-
             async fn create_bulk(
                 &self,
                 bulk: netauto_core::NewBulk,
@@ -125,21 +121,18 @@ macro_rules! run_store_by_concern {
             ) -> netauto_core::Result<(netauto_core::Bulk, Vec<netauto_core::Enqueued>)> {
                 bulks::create_bulk(&self.db, bulk, jobs, now).await
             }
-
             async fn bulk(
                 &self,
                 bulk_ref: &netauto_core::BulkRef,
             ) -> netauto_core::Result<netauto_core::Bulk> {
                 bulks::bulk(&self.db, bulk_ref).await
             }
-
             async fn bulk_state(
                 &self,
                 bulk_ref: &netauto_core::BulkRef,
             ) -> netauto_core::Result<netauto_core::BulkState> {
                 bulks::bulk_state(&self.db, bulk_ref).await
             }
-
             async fn device_outcomes(
                 &self,
                 bulk_ref: &netauto_core::BulkRef,
@@ -147,7 +140,6 @@ macro_rules! run_store_by_concern {
             ) -> netauto_core::Result<Vec<netauto_core::DeviceOutcome>> {
                 bulks::device_outcomes(&self.db, bulk_ref, device_ids).await
             }
-
             async fn cancel_bulk(
                 &self,
                 bulk_ref: &netauto_core::BulkRef,
@@ -155,7 +147,6 @@ macro_rules! run_store_by_concern {
             ) -> netauto_core::Result<netauto_core::BulkCancelled> {
                 bulks::cancel_bulk(&self.db, bulk_ref, now).await
             }
-
             async fn record_outcome(
                 &self,
                 bulk_ref: &netauto_core::BulkRef,
@@ -163,13 +154,16 @@ macro_rules! run_store_by_concern {
             ) -> netauto_core::Result<netauto_core::OutcomeRecorded> {
                 bulks::record_outcome(&self.db, bulk_ref, outcome).await
             }
+        }
 
+        #[async_trait::async_trait]
+        #[deny(clippy::missing_trait_methods)]
+        impl netauto_core::RetentionStore for $store {
             async fn device_totals(
                 &self,
             ) -> netauto_core::Result<Vec<netauto_core::retention::DeviceTotal>> {
                 retention::device_totals(&self.db).await
             }
-
             async fn device_footprints(
                 &self,
                 devices: &[netauto_core::DeviceId],
@@ -178,7 +172,6 @@ macro_rules! run_store_by_concern {
             ) -> netauto_core::Result<Vec<netauto_core::retention::RunFootprint>> {
                 retention::device_footprints(&self.db, devices, after, limit).await
             }
-
             async fn aged_footprints(
                 &self,
                 cutoff: chrono::DateTime<chrono::Utc>,
@@ -187,7 +180,6 @@ macro_rules! run_store_by_concern {
             ) -> netauto_core::Result<Vec<netauto_core::retention::RunFootprint>> {
                 retention::aged_footprints(&self.db, cutoff, after, limit).await
             }
-
             async fn delete_runs(
                 &self,
                 ids: &[netauto_core::RunId],

@@ -3,6 +3,7 @@
 //! `sqlx::migrate!`: the versions they have are adopted, only the missing ones run.
 
 use chrono::Utc;
+use netauto_core::prelude::*;
 use netauto_core::{NewDevice, NewRun, RunFinish, RunStatus, RunStore};
 
 #[cfg(feature = "postgres")]

@@ -11,12 +11,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{TimeDelta, TimeZone, Utc};
 use futures_util::StreamExt;
+use netauto_core::prelude::*;
 use netauto_core::runtime::{CronEntry, CronSchedule};
 use netauto_core::runtime::{JobContext, Worker, WorkerError, WorkerRegistry};
 use netauto_core::runtime::{QueueLimits, Runner, RunnerConfig};
 use netauto_core::{
     BulkEvent, BulkRef, DeviceId, FeedItem, JobFilter, JobId, JobQueue, JobState, ManualClock,
-    NewDevice, NewRun, OutputStream, ProgressEvent, ProgressSink, RunEvent, RunStore,
+    NewDevice, NewRun, OutputStream, ProgressEvent, ProgressSink, RunEvent,
 };
 use netauto_sqlx::postgres::PgBackend;
 use serde::{Deserialize, Serialize};

@@ -105,8 +105,8 @@ pub struct SshSettings {
 }
 
 impl SshSettings {
-    /// The defaults, replaced by the `NETAUTO_SSH_…` variables that are set (see the
-    /// [module documentation](self)).
+    /// The defaults, replaced by the `NETAUTO_SSH_…` variables that are set (see
+    /// [`SshSettings`]).
     pub fn from_env() -> Result<Self, SettingsError> {
         Self::from_lookup(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
     }

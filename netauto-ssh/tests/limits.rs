@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use netauto_core::LocalProgressHub;
 use netauto_core::exec::{Executor, RunOptions};
-use netauto_core::{DeviceId, ExecLimits, RunStatus, RunStore};
+use netauto_core::prelude::*;
+use netauto_core::{DeviceId, ExecLimits, RunStatus};
 use netauto_memory::InMemoryRunStore;
 use netauto_ssh::sim::{DeviceFarm, DeviceSpec, FailureMode};
 use netauto_ssh::{PacingConfig, SshNetworkClient, Timeouts};

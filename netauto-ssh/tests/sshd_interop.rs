@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::StreamExt;
+use netauto_core::prelude::*;
 use netauto_core::{
     Device, DeviceId, ExecOptions, ExitStatus, NetworkClient, NetworkError, NewDevice, OutputEvent,
 };
@@ -278,7 +279,6 @@ fn remote_processes(user: &str, name: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn yes_on_openssh_stops_at_the_output_cap() {
-    use netauto_core::RunStore;
     let Some(sshd) = Sshd::from_env() else { return };
     let client = sshd.client(Credential::password(sshd.read("password")), sshd.strict());
     let (network, store) = network(
@@ -333,7 +333,6 @@ async fn yes_on_openssh_stops_at_the_output_cap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_command_on_openssh_times_out_and_a_cancel_closes_it() {
-    use netauto_core::RunStore;
     let Some(sshd) = Sshd::from_env() else { return };
     let client = sshd.client(Credential::password(sshd.read("password")), sshd.strict());
     let (network, store) = network(

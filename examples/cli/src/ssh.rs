@@ -11,6 +11,8 @@ use netauto_ssh::{HostKeyMode, SshNetworkClient, SshSettings};
 
 /// SSH options. The host-key, known_hosts, credentials and pacing flags override the
 /// `NETAUTO_SSH_…` variables, which [`SshSettings::from_env`] reads (as the server does).
+// The field docs are `--help` text, which names variables like NETAUTO_SSH_<REF>_PASSWORD.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct SshArgs {
     /// Host-key checking [env: NETAUTO_SSH_HOST_KEYS] [default: strict].

@@ -83,7 +83,7 @@ pub struct App {
 
 impl App {
     /// Wires the services: a runner with [`BulkJob`] and [`RetentionWorker`] (cron from
-    /// `NET_AUTO_RETENTION_CRON`), and a [`Bulk`] service that wakes it on enqueue.
+    /// `NET_AUTO_RETENTION_CRON`), and a [`BulkService`](netauto_core::bulk::BulkService) that wakes it on enqueue.
     pub fn new(parts: AppParts) -> netauto_core::Result<Self> {
         let schedule =
             CronSchedule::parse_setting("NET_AUTO_RETENTION_CRON", parts.retention.cron())?;

@@ -1,4 +1,7 @@
-//! The [`RunStore`] trait: devices, runs, output chunks, bulk records, retention queries.
+//! The store: [`RunStore`] is every capability a backend's store has — [`DeviceStore`]
+//! (devices), [`RunLog`] (runs and their output), [`BulkStore`] (bulk records and outcomes)
+//! and [`RetentionStore`] (the queries and deletes of a purge). Code that needs the whole
+//! store takes `Arc<dyn RunStore>`; supertrait methods are callable on it directly.
 
 use std::fmt::Debug;
 
@@ -15,17 +18,9 @@ use crate::model::job::{Enqueued, NewJob};
 use crate::model::run::{ChunkAppended, NewRun, OutputStream, Run, RunChunk, RunFinish};
 use crate::retention::{DeleteGuard, DeletedRuns, DeviceTotal, FootprintCursor, RunFootprint};
 
-/// Storage of devices, runs, their output and bulk records.
-///
-/// A backend's `RunStore` shares its database with the backend's [`JobQueue`](crate::JobQueue)
-/// so that [`create_bulk`](Self::create_bulk) can write the bulk and its jobs in one
-/// transaction. The semantics are checked for every backend by
-/// [`conformance`](crate::conformance) (feature `conformance`).
-#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+/// Devices: what commands run on. Part of [`RunStore`].
 #[async_trait]
-pub trait RunStore: Send + Sync + Debug + 'static {
-    // ---- devices ----
-
+pub trait DeviceStore: Send + Sync + Debug + 'static {
     /// Creates a device. A duplicate name is [`Conflict::Exists`](crate::Conflict::Exists).
     async fn create_device(&self, device: NewDevice) -> Result<Device>;
 
@@ -51,13 +46,15 @@ pub trait RunStore: Send + Sync + Debug + 'static {
 
     /// The ids of `ids` that are not devices, in the order given (duplicates kept once).
     async fn unknown_devices(&self, ids: &[DeviceId]) -> Result<Vec<DeviceId>>;
+}
 
-    // ---- runs and output ----
-
+/// Runs and their output chunks, and run cancel requests. Part of [`RunStore`].
+#[async_trait]
+pub trait RunLog: Send + Sync + Debug + 'static {
     /// Creates a `running` run with `inserted_at = started_at = now`, `bytes = 0`.
     /// An unknown device is [`Error::NotFound`](crate::Error::NotFound). A run of a bulk that
     /// was cancelled is refused with [`Conflict::BulkCancelled`](crate::Conflict::BulkCancelled),
-    /// atomically with [`cancel_bulk`](Self::cancel_bulk): a run is either created before
+    /// atomically with [`cancel_bulk`](crate::BulkStore::cancel_bulk): a run is either created before
     /// the cancel (and seen by it as running) or refused.
     async fn create_run(&self, run: NewRun, now: DateTime<Utc>) -> Result<Run>;
 
@@ -73,7 +70,7 @@ pub trait RunStore: Send + Sync + Debug + 'static {
     ) -> Result<ChunkAppended>;
 
     /// Asks the node running a run to stop it: the run keeps running until that node sees the
-    /// request (see [`cancel_requests`](Self::cancel_requests)) and finishes it `cancelled`.
+    /// request (see [`cancel_requests`](crate::RunLog::cancel_requests)) and finishes it `cancelled`.
     /// Answers the run. A finished run is
     /// [`Conflict::RunFinished`](crate::Conflict::RunFinished); an unknown one
     /// [`Error::NotFound`](crate::Error::NotFound). Asking twice is harmless.
@@ -98,9 +95,11 @@ pub trait RunStore: Send + Sync + Debug + 'static {
 
     /// The newest runs of a device, newest first, at most `limit`.
     async fn device_runs(&self, device_id: DeviceId, limit: usize) -> Result<Vec<Run>>;
+}
 
-    // ---- bulks ----
-
+/// Bulk records: their devices, outcomes, counters and cancels. Part of [`RunStore`].
+#[async_trait]
+pub trait BulkStore: Send + Sync + Debug + 'static {
     /// The runs of a bulk on the given devices, whatever their status, ascending id. A bulk
     /// job uses this to recognise devices a previous attempt already ran.
     async fn bulk_runs(&self, bulk_ref: &BulkRef, device_ids: &[DeviceId]) -> Result<Vec<Run>>;
@@ -140,7 +139,7 @@ pub trait RunStore: Send + Sync + Debug + 'static {
     /// Cancels a bulk, atomically: sets `cancelled_at = now` and records a `cancelled` outcome
     /// (with the device's latest run of this bulk, if any) for every device that has no
     /// outcome and no `running` run of this bulk. Devices with a running run are left to the
-    /// node running them, which sees the cancel through [`cancel_requests`](Self::cancel_requests).
+    /// node running them, which sees the cancel through [`cancel_requests`](crate::RunLog::cancel_requests).
     /// A bulk already cancelled or finished changes nothing (`newly_cancelled: false`). An
     /// unknown bulk is [`Error::NotFound`](crate::Error::NotFound).
     async fn cancel_bulk(&self, bulk_ref: &BulkRef, now: DateTime<Utc>) -> Result<BulkCancelled>;
@@ -155,9 +154,11 @@ pub trait RunStore: Send + Sync + Debug + 'static {
         bulk_ref: &BulkRef,
         outcome: DeviceOutcome,
     ) -> Result<OutcomeRecorded>;
+}
 
-    // ---- retention ----
-
+/// What a purge reads and deletes. Part of [`RunStore`].
+#[async_trait]
+pub trait RetentionStore: Send + Sync + Debug + 'static {
     /// Per-device byte totals and run counts over all runs (running ones included), ascending
     /// device id; devices without runs are left out. Totals beyond `u64::MAX` saturate.
     async fn device_totals(&self) -> Result<Vec<DeviceTotal>>;
@@ -185,4 +186,99 @@ pub trait RunStore: Send + Sync + Debug + 'static {
     /// passes `guard` (runs that changed since planning, or are already gone, are kept or
     /// skipped). Answers what was deleted.
     async fn delete_runs(&self, ids: &[RunId], guard: DeleteGuard) -> Result<DeletedRuns>;
+}
+
+/// Storage of devices, runs, their output and bulk records: every store capability.
+///
+/// A backend's store shares its database with the backend's [`JobQueue`](crate::JobQueue)
+/// so that [`create_bulk`](BulkStore::create_bulk) can write the bulk and its jobs in one
+/// transaction. The semantics are checked for every backend by
+/// [`conformance`](crate::conformance) (feature `conformance`). A backend implements the four
+/// capability traits; `RunStore` comes with them. A wrapper forwards every method of each
+/// (`#[deny(clippy::missing_trait_methods)]` on its impls), provided ones included.
+pub trait RunStore: DeviceStore + RunLog + BulkStore + RetentionStore {}
+
+impl<T: DeviceStore + RunLog + BulkStore + RetentionStore> RunStore for T {}
+
+#[cfg(any(test, feature = "mock"))]
+mockall::mock! {
+    /// A mockall mock of the whole store (every capability trait).
+    pub RunStore {}
+
+    #[async_trait]
+    impl DeviceStore for RunStore {
+        async fn create_device(&self, device: NewDevice) -> Result<Device>;
+        async fn create_devices(&self, devices: Vec<NewDevice>) -> Result<Vec<Device>>;
+        async fn device(&self, id: DeviceId) -> Result<Device>;
+        async fn list_devices(&self) -> Result<Vec<Device>>;
+        async fn unknown_devices(&self, ids: &[DeviceId]) -> Result<Vec<DeviceId>>;
+    }
+
+    #[async_trait]
+    impl RunLog for RunStore {
+        async fn create_run(&self, run: NewRun, now: DateTime<Utc>) -> Result<Run>;
+        async fn append_chunk(
+            &self,
+            run_id: RunId,
+            stream: OutputStream,
+            data: &[u8],
+            now: DateTime<Utc>,
+        ) -> Result<ChunkAppended>;
+        async fn request_run_cancel(&self, run_id: RunId, now: DateTime<Utc>) -> Result<Run>;
+        async fn cancel_requests(&self, bulks: &[BulkRef], runs: &[RunId]) -> Result<CancelRequests>;
+        async fn finish_run(&self, run_id: RunId, finish: RunFinish, now: DateTime<Utc>)
+        -> Result<Run>;
+        async fn run(&self, id: RunId) -> Result<Run>;
+        async fn chunks(&self, run_id: RunId, from_seq: u64, limit: usize) -> Result<Vec<RunChunk>>;
+        async fn device_runs(&self, device_id: DeviceId, limit: usize) -> Result<Vec<Run>>;
+    }
+
+    #[async_trait]
+    impl BulkStore for RunStore {
+        async fn bulk_runs(&self, bulk_ref: &BulkRef, device_ids: &[DeviceId]) -> Result<Vec<Run>>;
+        async fn create_bulk(
+            &self,
+            bulk: NewBulk,
+            jobs: Vec<NewJob>,
+            now: DateTime<Utc>,
+        ) -> Result<(Bulk, Vec<Enqueued>)>;
+        async fn bulk(&self, bulk_ref: &BulkRef) -> Result<Bulk>;
+        async fn bulk_state(&self, bulk_ref: &BulkRef) -> Result<BulkState>;
+        async fn device_outcomes(
+            &self,
+            bulk_ref: &BulkRef,
+            device_ids: &[DeviceId],
+        ) -> Result<Vec<DeviceOutcome>>;
+        async fn cancel_bulk(&self, bulk_ref: &BulkRef, now: DateTime<Utc>) -> Result<BulkCancelled>;
+        async fn record_outcome(
+            &self,
+            bulk_ref: &BulkRef,
+            outcome: DeviceOutcome,
+        ) -> Result<OutcomeRecorded>;
+    }
+
+    #[async_trait]
+    impl RetentionStore for RunStore {
+        async fn device_totals(&self) -> Result<Vec<DeviceTotal>>;
+        async fn device_footprints(
+            &self,
+            devices: &[DeviceId],
+            after: Option<FootprintCursor>,
+            limit: usize,
+        ) -> Result<Vec<RunFootprint>>;
+        async fn aged_footprints(
+            &self,
+            cutoff: DateTime<Utc>,
+            after: Option<FootprintCursor>,
+            limit: usize,
+        ) -> Result<Vec<RunFootprint>>;
+        async fn delete_runs(&self, ids: &[RunId], guard: DeleteGuard) -> Result<DeletedRuns>;
+    }
+}
+
+#[cfg(any(test, feature = "mock"))]
+impl Debug for MockRunStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MockRunStore")
+    }
 }

@@ -21,7 +21,7 @@
 //! time ([`base_time`]) and explicit `now` values; none of them sleeps. Every check expects an
 //! empty backend of its own (its constructor is called once per check, and checks run in
 //! parallel), and the store and queue of a [`Backend`] must share one database so that
-//! [`RunStore::create_bulk`] enqueues into that queue.
+//! [`crate::BulkStore::create_bulk`] enqueues into that queue.
 //!
 //! The checks are listed in [`CHECKS`] (as `module::name`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -62,7 +62,7 @@ pub mod store;
 pub struct Backend {
     /// The job queue.
     pub queue: Arc<dyn JobQueue>,
-    /// The run store; its [`RunStore::create_bulk`] enqueues into `queue`.
+    /// The run store; its [`crate::BulkStore::create_bulk`] enqueues into `queue`.
     pub store: Arc<dyn RunStore>,
 }
 

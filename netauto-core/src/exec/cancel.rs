@@ -1,9 +1,9 @@
 //! [`Cancellations`]: how a node learns that a run or bulk it is running was cancelled.
 //!
-//! A cancel is recorded in the store ([`RunStore::cancel_bulk`],
-//! [`RunStore::request_run_cancel`]) by whichever process takes the request: the web app, the
+//! A cancel is recorded in the store ([`crate::BulkStore::cancel_bulk`],
+//! [`crate::RunLog::request_run_cancel`]) by whichever process takes the request: the web app, the
 //! CLI, another node. Every node that runs devices polls the store for the runs and bulks it
-//! is running right now — one [`RunStore::cancel_requests`] call per interval (500 ms by
+//! is running right now — one [`crate::RunLog::cancel_requests`] call per interval (500 ms by
 //! default) however many it runs, and none while it runs nothing — and fires the matching
 //! watches, so a running session is closed within about one interval on whichever node runs
 //! it, on PostgreSQL as on SQLite. A cancel made through the same [`Cancellations`] fires at

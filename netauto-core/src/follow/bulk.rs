@@ -8,7 +8,7 @@
 //! knows outcomes (or the end) no event announced (a worker killed between storing an
 //! outcome and publishing it, or a feed that does not cross processes, like SQLite's
 //! in-process one while a separate `netauto worker` runs the jobs). The quiet check reads
-//! only the bulk's counters ([`RunStore::bulk_state`]); the whole bulk is read only when
+//! only the bulk's counters ([`crate::BulkStore::bulk_state`]); the whole bulk is read only when
 //! they show something was missed.
 
 use std::collections::HashSet;

@@ -123,7 +123,7 @@ pub struct Bulk {
 }
 
 /// Where a bulk stands, without its per-device outcomes (see
-/// [`RunStore::bulk_state`](crate::RunStore::bulk_state)).
+/// [`crate::BulkStore::bulk_state`](crate::BulkStore::bulk_state)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BulkState {
     /// When it was created.
@@ -152,7 +152,7 @@ pub struct NewBulk {
     pub limits: LimitOverrides,
 }
 
-/// What [`RunStore::record_outcome`](crate::RunStore::record_outcome) answers.
+/// What [`crate::BulkStore::record_outcome`](crate::BulkStore::record_outcome) answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutcomeRecorded {
     /// Counters after this call.
@@ -163,7 +163,7 @@ pub struct OutcomeRecorded {
     pub completed_now: bool,
 }
 
-/// What [`RunStore::cancel_bulk`](crate::RunStore::cancel_bulk) answers.
+/// What [`crate::BulkStore::cancel_bulk`](crate::BulkStore::cancel_bulk) answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BulkCancelled {
     /// Counters after this call.
@@ -178,7 +178,7 @@ pub struct BulkCancelled {
 }
 
 /// Which of the runs and bulks asked about have a cancel request (see
-/// [`RunStore::cancel_requests`](crate::RunStore::cancel_requests)).
+/// [`crate::RunLog::cancel_requests`](crate::RunLog::cancel_requests)).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CancelRequests {
     /// Cancelled bulks.

@@ -141,7 +141,7 @@ pub struct NewRun {
     pub bulk_ref: Option<BulkRef>,
 }
 
-/// How a run finished, given to [`RunStore::finish_run`](crate::RunStore::finish_run).
+/// How a run finished, given to [`crate::RunLog::finish_run`](crate::RunLog::finish_run).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunFinish {
     /// Final status; must not be `Running`.
@@ -236,7 +236,7 @@ pub struct RunChunk {
     pub inserted_at: DateTime<Utc>,
 }
 
-/// What [`RunStore::append_chunk`](crate::RunStore::append_chunk) answers.
+/// What [`crate::RunLog::append_chunk`](crate::RunLog::append_chunk) answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkAppended {
     /// The new chunk's sequence number.

@@ -135,10 +135,10 @@ struct Kept {
 ///
 /// 1. [`totals`](Self::totals) with every device's total: answers the devices whose
 ///    footprints must be read (total over the cap).
-/// 2. [`aged`](Self::aged) with each footprint of [`RunStore::aged_footprints`](crate::RunStore::aged_footprints)
+/// 2. [`aged`](Self::aged) with each footprint of [`crate::RetentionStore::aged_footprints`](crate::RetentionStore::aged_footprints)
 ///    (`ts < cutoff`), in any order.
 /// 3. [`device`](Self::device) with all footprints of each device from step 1
-///    ([`RunStore::device_footprints`](crate::RunStore::device_footprints)).
+///    ([`crate::RetentionStore::device_footprints`](crate::RetentionStore::device_footprints)).
 /// 4. [`finish`](Self::finish).
 ///
 /// Footprints of step-1 devices passed to [`aged`](Self::aged) are ignored (their age

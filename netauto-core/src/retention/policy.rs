@@ -52,7 +52,7 @@ pub struct DeviceTotal {
     pub runs: u64,
 }
 
-/// The re-check [`RunStore::delete_runs`](crate::RunStore::delete_runs) applies to each run
+/// The re-check [`crate::RetentionStore::delete_runs`](crate::RetentionStore::delete_runs) applies to each run
 /// inside its transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteGuard {
@@ -73,7 +73,7 @@ impl DeleteGuard {
     }
 }
 
-/// What one [`RunStore::delete_runs`](crate::RunStore::delete_runs) call deleted.
+/// What one [`crate::RetentionStore::delete_runs`](crate::RetentionStore::delete_runs) call deleted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeletedRuns {
     /// The runs deleted, ascending id.

@@ -2,7 +2,7 @@
 //! of the trait, so that a wrapped backend keeps its atomic `create_devices` and its cheap
 //! `bulk_state` — and injects the faults a test asks for:
 //!
-//! * purge batches ([`RunStore::delete_runs`]) that fail after a number of calls (an
+//! * purge batches ([`crate::RetentionStore::delete_runs`]) that fail after a number of calls (an
 //!   interrupted purge, a node dying between transactions), recorded by size;
 //! * batches announced on stdout and slowed down, so that a test can kill a purge process
 //!   between or inside batches;
@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::backend::store::RunStore;
+use crate::backend::store::{BulkStore, DeviceStore, RetentionStore, RunLog, RunStore};
 use crate::error::{Error, Result};
 use crate::model::bulk::{
     Bulk, BulkCancelled, BulkState, CancelRequests, DeviceOutcome, NewBulk, OutcomeRecorded,
@@ -99,7 +99,7 @@ impl FaultyStore {
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
-impl RunStore for FaultyStore {
+impl DeviceStore for FaultyStore {
     async fn create_device(&self, device: NewDevice) -> Result<Device> {
         self.inner.create_device(device).await
     }
@@ -115,6 +115,11 @@ impl RunStore for FaultyStore {
     async fn unknown_devices(&self, ids: &[DeviceId]) -> Result<Vec<DeviceId>> {
         self.inner.unknown_devices(ids).await
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl RunLog for FaultyStore {
     async fn create_run(&self, run: NewRun, now: DateTime<Utc>) -> Result<Run> {
         if self.refuse_runs.load(Ordering::SeqCst) {
             return Err(Error::unavailable("database restarting"));
@@ -153,6 +158,11 @@ impl RunStore for FaultyStore {
     async fn device_runs(&self, device_id: DeviceId, limit: usize) -> Result<Vec<Run>> {
         self.inner.device_runs(device_id, limit).await
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl BulkStore for FaultyStore {
     async fn bulk_runs(&self, bulk_ref: &BulkRef, device_ids: &[DeviceId]) -> Result<Vec<Run>> {
         self.inner.bulk_runs(bulk_ref, device_ids).await
     }
@@ -187,6 +197,11 @@ impl RunStore for FaultyStore {
     ) -> Result<OutcomeRecorded> {
         self.inner.record_outcome(bulk_ref, outcome).await
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl RetentionStore for FaultyStore {
     async fn device_totals(&self) -> Result<Vec<DeviceTotal>> {
         self.inner.device_totals().await
     }

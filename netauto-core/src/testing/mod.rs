@@ -10,7 +10,7 @@
 //! * Test doubles, one of each kind: [`ScriptedClient`] (a [`NetworkClient`](crate::NetworkClient)
 //!   answering scripted [`Reply`]s), [`FaultyStore`] (a [`RunStore`](crate::RunStore) wrapper
 //!   injecting faults), [`FaultyQueue`] (a [`JobQueue`] wrapper cut off from its database on
-//!   demand); the queue wrappers are [`HookedQueue`]s, which forward every call.
+//!   demand); the queue wrappers are [`HookedQueue`](crate::runtime::HookedQueue)s, which forward every call.
 //! * Time: [`ManualClock`](crate::ManualClock), given to the runner, cron, services and these
 //!   helpers.
 //!

@@ -16,6 +16,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use futures_util::{FutureExt, StreamExt};
 use netauto_core::bulk::{BulkJob, BulkService};
 use netauto_core::exec::Executor;
+use netauto_core::prelude::*;
 use netauto_core::testing::{EnqueuedFilter, Reply, ScriptedClient};
 use netauto_core::{
     BulkEvent, Clock, Device, DeviceId, FeedItem, JobQueue, LocalProgressHub, ManualClock,

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use netauto_core::LocalProgressHub;
-use netauto_core::{ProgressEvent, ProgressSink, RunEvent, RunId, RunStore, Subscription};
+use netauto_core::prelude::*;
+use netauto_core::{ProgressEvent, ProgressSink, RunEvent, RunId, Subscription};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
