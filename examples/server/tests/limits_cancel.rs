@@ -10,69 +10,34 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use common::{TestApp, body_text, ids_form, login, send, test_app, test_app_with, wait_bulk};
-use futures_util::StreamExt;
-use netauto_core::{
-    BulkRef, Device, ExecLimits, ExecOptions, ExitStatus, NetworkClient, NetworkError, NewRun,
-    OutputEvent, OutputEvents, OutputStream, RunId, RunStatus,
-};
+use netauto_core::testing::{Reply, ScriptedClient, Step, exit, out};
+use netauto_core::{BulkRef, ExecLimits, NewRun, OutputEvent, OutputStream, RunId, RunStatus};
 use serde_json::Value;
 
 /// `r1` prints `started` then hangs; `r2` prints `y` lines forever; the others answer at
-/// once. A multi-byte character is split across two reads, 300 ms apart, on `r1`'s
-/// `show ports`.
-#[derive(Debug)]
-struct Misbehaving;
-
-#[async_trait]
-impl NetworkClient for Misbehaving {
-    async fn execute(
-        &self,
-        device: &Device,
-        command: &str,
-        _: &ExecOptions,
-    ) -> Result<OutputEvents, NetworkError> {
-        let out = |b: &'static [u8]| Ok(OutputEvent::Stdout(Bytes::from_static(b)));
-        Ok(match (device.name.as_str(), command) {
-            (_, "show ports") => {
-                futures_util::stream::iter([out("1/1 ✓ up\n1/2 ".as_bytes()), out(&[0xE2, 0x9C])])
-                    .chain(
-                        futures_util::stream::once(tokio::time::sleep(Duration::from_millis(300)))
-                            .filter_map(|()| async { None }),
-                    )
-                    .chain(futures_util::stream::iter([
-                        out(&[0x97]),
-                        out(" down\n".as_bytes()),
-                        Ok(OutputEvent::Exit(ExitStatus::Code(0))),
-                    ]))
-                    .boxed()
-            }
-            ("r1", _) => futures_util::stream::iter([out(b"started\n")])
-                .chain(futures_util::stream::pending())
-                .boxed(),
-            ("r2", _) => futures_util::stream::unfold((), |()| async {
-                tokio::task::yield_now().await;
-                Some((
-                    Ok(OutputEvent::Stdout(Bytes::from(b"y\n".repeat(4096)))),
-                    (),
-                ))
-            })
-            .boxed(),
-            _ => futures_util::stream::iter([
-                out(b"ok\n"),
-                Ok(OutputEvent::Exit(ExitStatus::Code(0))),
-            ])
-            .boxed(),
-        })
-    }
+/// once. A multi-byte character is split across two reads, 300 ms apart, on `show ports`.
+fn misbehaving() -> ScriptedClient {
+    ScriptedClient::from_fn(|device, command| match (device.name.as_str(), command) {
+        (_, "show ports") => Reply::Steps(vec![
+            Step::Emit(out("1/1 ✓ up\n1/2 ")),
+            Step::Emit(Ok(OutputEvent::Stdout(Bytes::from_static(&[0xE2, 0x9C])))),
+            Step::Sleep(Duration::from_millis(300)),
+            Step::Emit(Ok(OutputEvent::Stdout(Bytes::from_static(&[0x97])))),
+            Step::Emit(out(" down\n")),
+            Step::Emit(exit(0)),
+        ]),
+        ("r1", _) => Reply::silent_after("started\n"),
+        ("r2", _) => Reply::endless(&"y\n".repeat(4096)),
+        _ => Reply::ok("ok\n"),
+    })
 }
 
 async fn app(limits: ExecLimits) -> TestApp {
-    test_app_with(Arc::new(Misbehaving), limits).await
+    test_app_with(Arc::new(misbehaving()), limits).await
 }
 
 fn location(res: &axum::http::Response<Body>) -> String {
