@@ -35,6 +35,10 @@ pub(crate) trait Portable: Database {
     fn bind_opt_text<'q>(q: Statement<'q, Self>, v: Option<&str>) -> Statement<'q, Self>;
     /// Binds a boolean.
     fn bind_flag(q: Statement<'_, Self>, v: bool) -> Statement<'_, Self>;
+    /// Binds a nullable 32-bit integer (an INTEGER column of PostgreSQL).
+    fn bind_opt_int32(q: Statement<'_, Self>, v: Option<i32>) -> Statement<'_, Self>;
+    /// Binds bytes.
+    fn bind_bytes<'q>(q: Statement<'q, Self>, v: &[u8]) -> Statement<'q, Self>;
 }
 
 impl<DB> Portable for DB
@@ -46,6 +50,8 @@ where
     for<'a> &'a str: Encode<'a, DB> + Type<DB>,
     for<'a> Option<&'a str>: Encode<'a, DB> + Type<DB>,
     for<'t> bool: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<i32>: Encode<'t, DB> + Type<DB>,
+    for<'a> &'a [u8]: Encode<'a, DB> + Type<DB>,
 {
     fn pool(pool: &Pool<Self>) -> impl Executor<'_, Database = Self> {
         pool
@@ -74,6 +80,14 @@ where
     fn bind_flag(q: Statement<'_, Self>, v: bool) -> Statement<'_, Self> {
         q.bind(v)
     }
+
+    fn bind_opt_int32(q: Statement<'_, Self>, v: Option<i32>) -> Statement<'_, Self> {
+        q.bind(v)
+    }
+
+    fn bind_bytes<'q>(q: Statement<'q, Self>, v: &[u8]) -> Statement<'q, Self> {
+        q.bind(v)
+    }
 }
 
 /// Binds of a [`Dialect`]'s statements, as methods.
@@ -92,6 +106,14 @@ pub(crate) trait Bind: Sized {
     fn time(self, t: DateTime<Utc>) -> Self;
     /// Binds a list of ids, as the backend's list statements read it.
     fn ids(self, ids: &[i64]) -> Self;
+    /// Binds a list of texts, as the backend's list statements read it.
+    fn texts(self, texts: &[&str]) -> Self;
+    /// Binds a nullable 32-bit integer.
+    fn opt_int32(self, v: Option<i32>) -> Self;
+    /// Binds bytes.
+    fn bytes(self, v: &[u8]) -> Self;
+    /// Binds a value as the backend stores JSON.
+    fn json<T: serde::Serialize + ?Sized>(self, v: &T) -> Result<Self>;
 }
 
 impl<DB: Dialect> Bind for Statement<'_, DB> {
@@ -121,6 +143,22 @@ impl<DB: Dialect> Bind for Statement<'_, DB> {
 
     fn ids(self, ids: &[i64]) -> Self {
         self.bind(DB::ids(ids))
+    }
+
+    fn texts(self, texts: &[&str]) -> Self {
+        self.bind(DB::texts(texts))
+    }
+
+    fn opt_int32(self, v: Option<i32>) -> Self {
+        DB::bind_opt_int32(self, v)
+    }
+
+    fn bytes(self, v: &[u8]) -> Self {
+        DB::bind_bytes(self, v)
+    }
+
+    fn json<T: serde::Serialize + ?Sized>(self, v: &T) -> Result<Self> {
+        Ok(self.bind(DB::json(v)?))
     }
 }
 
@@ -154,6 +192,10 @@ pub(crate) trait Dialect:
     /// A list of ids as bound (a BIGINT[] in PostgreSQL, the JSON array `json_each` reads
     /// in SQLite).
     type Ids: for<'q> Encode<'q, Self> + Type<Self> + Send;
+    /// A list of texts as bound (a TEXT[] in PostgreSQL, a JSON array in SQLite).
+    type Texts: for<'q> Encode<'q, Self> + Type<Self> + Send;
+    /// A JSON value as bound (JSONB in PostgreSQL, TEXT in SQLite).
+    type Json: for<'q> Encode<'q, Self> + Type<Self> + Send;
 
     /// `SELECT 1` if a table of the name bound exists (in the schema searched first).
     const TABLE_EXISTS: &'static str;
@@ -172,6 +214,15 @@ pub(crate) trait Dialect:
     fn attempt(attempt: u32) -> Self::Attempt;
     /// Binds a list of ids.
     fn ids(ids: &[i64]) -> Self::Ids;
+    /// Binds a list of texts.
+    fn texts(texts: &[&str]) -> Self::Texts;
+    /// Binds a value as JSON.
+    fn json<T: serde::Serialize + ?Sized>(v: &T) -> Result<Self::Json>;
+    /// A timestamp brought into the range the backend stores (PostgreSQL's starts in
+    /// 4713 BC), for comparisons with stored ones.
+    fn stored_range(t: DateTime<Utc>) -> DateTime<Utc> {
+        t
+    }
     /// Inserts one validated job inside the caller's transaction, or answers the job
     /// holding its unique key.
     fn insert_job(

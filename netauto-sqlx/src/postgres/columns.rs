@@ -9,7 +9,7 @@ use sqlx::postgres::{PgQueryResult, PgRow, Postgres};
 use sqlx::types::Json;
 use sqlx::{Column, Row, TypeInfo};
 
-use crate::error::db;
+use crate::error::{db, json};
 use crate::rows::{LooseJson, StoredRow};
 use crate::sql::{Dialect, Kind};
 
@@ -61,6 +61,8 @@ impl Dialect for Postgres {
     type Id = i64;
     type Text = String;
     type Ids = Vec<i64>;
+    type Texts = Vec<String>;
+    type Json = Json<serde_json::Value>;
 
     const KIND: Kind = Kind::Postgres;
     const TABLE_EXISTS: &'static str = "SELECT 1 WHERE to_regclass($1) IS NOT NULL";
@@ -75,6 +77,18 @@ impl Dialect for Postgres {
 
     fn ids(ids: &[i64]) -> Vec<i64> {
         ids.to_vec()
+    }
+
+    fn texts(texts: &[&str]) -> Vec<String> {
+        texts.iter().map(|t| (*t).to_owned()).collect()
+    }
+
+    fn json<T: serde::Serialize + ?Sized>(v: &T) -> Result<Json<serde_json::Value>> {
+        serde_json::to_value(v).map(Json).map_err(json)
+    }
+
+    fn stored_range(t: DateTime<Utc>) -> DateTime<Utc> {
+        t.max(pg_min())
     }
 
     fn insert_job(

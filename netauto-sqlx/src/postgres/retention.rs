@@ -9,10 +9,10 @@ use netauto_core::{DeviceId, Result, RunId};
 
 use super::PgPools;
 use super::columns::pg_min;
-use super::devices::raw;
 use crate::error::db;
 use crate::rows;
 use crate::rules::clamp;
+use crate::shared::bulks::raw;
 
 pub(super) async fn device_totals(s: &PgPools) -> Result<Vec<DeviceTotal>> {
     // The sum is NUMERIC: clamped into a BIGINT.

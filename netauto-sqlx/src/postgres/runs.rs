@@ -7,10 +7,10 @@ use netauto_core::{
 };
 
 use super::PgPools;
-use super::devices::raw;
 use crate::error::{db, missing_or_db};
 use crate::rows;
 use crate::rules::{self, clamp};
+use crate::shared::bulks::raw;
 use crate::sql::{not_cancellable, not_running};
 
 pub(super) async fn create_run(s: &PgPools, run: NewRun, now: DateTime<Utc>) -> Result<Run> {

@@ -4,4 +4,5 @@
 //! re-exports these and adds what it does its own way.
 
 pub(crate) mod bulks;
+pub(crate) mod devices;
 pub(crate) mod queue;

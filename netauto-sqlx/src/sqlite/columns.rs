@@ -54,6 +54,8 @@ impl Dialect for Sqlite {
     type Id = i64;
     type Text = String;
     type Ids = String;
+    type Texts = String;
+    type Json = String;
 
     const KIND: Kind = Kind::Sqlite;
     const TABLE_EXISTS: &'static str =
@@ -69,6 +71,14 @@ impl Dialect for Sqlite {
 
     fn ids(ids: &[i64]) -> String {
         serde_json::Value::from(ids).to_string()
+    }
+
+    fn texts(texts: &[&str]) -> String {
+        serde_json::Value::from(texts).to_string()
+    }
+
+    fn json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
+        serde_json::to_string(v).map_err(json)
     }
 
     fn insert_job(

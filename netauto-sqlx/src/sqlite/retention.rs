@@ -9,10 +9,12 @@ use netauto_core::{DeviceId, Result, RunId};
 
 use super::Db;
 use super::columns::to_micros;
-use super::devices::ids_json;
 use crate::error::db;
 use crate::rows;
 use crate::rules::clamp;
+use crate::shared::bulks::raw;
+use crate::sql::Dialect;
+use sqlx::Sqlite;
 
 pub(super) async fn device_totals(s: &Db) -> Result<Vec<DeviceTotal>> {
     let rows = sqlx::query(
@@ -38,7 +40,7 @@ pub(super) async fn device_footprints(
          WHERE device_id IN (SELECT value FROM json_each(?)) AND (device_id, retention_ts, id) > (?, ?, ?)
          ORDER BY device_id, retention_ts, id LIMIT ?",
     )
-    .bind(ids_json(devices))
+    .bind(Sqlite::ids(&raw(devices)))
     .bind(d)
     .bind(ts)
     .bind(id)

@@ -8,11 +8,13 @@ use netauto_core::{
 
 use super::Db;
 use super::columns::to_micros;
-use super::devices::ids_json;
 use crate::error::{db, missing_or_db};
 use crate::rows;
 use crate::rules::{self, clamp};
+use crate::shared::bulks::raw;
+use crate::sql::Dialect;
 use crate::sql::{not_cancellable, not_running};
+use sqlx::Sqlite;
 
 pub(super) async fn create_run(s: &Db, run: NewRun, now: DateTime<Utc>) -> Result<Run> {
     // One writer: the check that the bulk is not cancelled and the insert are atomic with
@@ -194,7 +196,7 @@ pub(super) async fn bulk_runs(
         "SELECT * FROM runs WHERE bulk_ref = ? AND device_id IN (SELECT value FROM json_each(?)) ORDER BY id",
     )
     .bind(bulk_ref.as_str())
-    .bind(ids_json(device_ids))
+    .bind(Sqlite::ids(&raw(device_ids)))
     .fetch_all(&s.reader)
     .await
     .map_err(db)?;
