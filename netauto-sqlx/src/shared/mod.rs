@@ -6,3 +6,4 @@
 pub(crate) mod bulks;
 pub(crate) mod devices;
 pub(crate) mod queue;
+pub(crate) mod runs;
