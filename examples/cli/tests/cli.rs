@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use chrono::{TimeDelta, Utc};
@@ -11,79 +11,8 @@ use netauto_sqlx::Database;
 use netauto_ssh::sim::{DeviceFarm, DeviceSpec, FailureMode};
 use serde_json::Value;
 
-/// A temporary directory with a database in it.
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn url(&self) -> String {
-        format!("sqlite://{}", self.path("netauto.db").display())
-    }
-
-    /// The binary with this database and nothing from the caller's environment that could
-    /// change its behaviour.
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_netauto"));
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env("DATABASE_URL", self.url())
-            .env("HOME", self.dir.path())
-            .env("USER", "tester");
-        for var in [
-            "NET_AUTO_RUN_MAX_DAYS",
-            "NET_AUTO_RUN_MAX_BYTES",
-            "NET_AUTO_RETENTION_CRON",
-            "NET_AUTO_QUEUES",
-            "NETAUTO_QUEUES",
-            "NETAUTO_SSH_HOST_KEYS",
-            "NETAUTO_SSH_KNOWN_HOSTS",
-            "NETAUTO_SSH_CREDENTIALS",
-            "NETAUTO_COMMAND_TIMEOUT",
-            "NETAUTO_RUN_MAX_OUTPUT",
-            "NETAUTO_SSH_CONNECTIONS_PER_SECOND",
-            "NETAUTO_SSH_MAX_SESSIONS",
-            "NETAUTO_SSH_SESSIONS_PER_ENDPOINT",
-            "NETAUTO_DEVICES_PER_JOB",
-            "NETAUTO_REQUESTED_BY",
-            "NETAUTO_LOG",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "netauto {args:?} failed: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    async fn db(&self) -> Database {
-        let db = Database::connect(&self.url()).await.unwrap();
-        db.migrate().await.unwrap();
-        db
-    }
-}
+mod common;
+use common::Env;
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

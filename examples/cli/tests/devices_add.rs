@@ -2,38 +2,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+mod common;
+use common::Env;
 
-impl Env {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_netauto"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}", self.dir.path().join("netauto.db").display()),
-            )
-            .env("HOME", self.dir.path())
-            .env_remove("NETAUTO_LOG")
-            .output()
-            .unwrap()
-    }
-
-    fn devices(&self) -> serde_json::Value {
-        let out = self.run(&["devices", "list", "--json"]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
+/// `devices list --json` of `env`'s database.
+fn devices(env: &Env) -> serde_json::Value {
+    let out = env.run(&["devices", "list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn stderr(out: &Output) -> String {
@@ -97,7 +75,7 @@ fn devices_add_refuses_what_an_import_refuses_naming_the_field() {
         assert_eq!(err.lines().count(), 1, "one readable line: {err}");
         assert!(!err.contains('\x1b'), "{err}");
     }
-    assert_eq!(env.devices(), serde_json::json!([]));
+    assert_eq!(devices(&env), serde_json::json!([]));
 
     // Good values are stored trimmed, blank optional ones dropped, as an import stores them.
     let out = env.run(&add_args(
@@ -114,7 +92,7 @@ fn devices_add_refuses_what_an_import_refuses_naming_the_field() {
         ],
     ));
     assert!(out.status.success(), "{}", stderr(&out));
-    let devices = env.devices();
+    let devices = devices(&env);
     let d = &devices[0];
     assert_eq!(d["name"], "r1");
     assert_eq!(d["host"], "10.0.0.1");

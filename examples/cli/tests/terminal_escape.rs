@@ -4,7 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+use common::Env;
 
 use chrono::Utc;
 use netauto_core::{BulkRef, NewDevice, NewRun, OutputStream, RunFinish, RunId, RunStatus};
@@ -20,103 +23,83 @@ const STDOUT_CHUNKS: [&[u8]; 2] = [
 const STDERR_CHUNK: &[u8] = b"warning\x1b[31m red\n";
 const ERROR_MESSAGE: &str = "protocol error: banner \x1b]0;owned\x07\x1b[2J";
 
-struct Env {
-    dir: tempfile::TempDir,
+/// The binary in `env`, as a terminal (`tty`) or a pipe; it must succeed.
+fn run(env: &Env, args: &[&str], tty: bool) -> Output {
+    let mut cmd = env.cmd(args);
+    if tty {
+        cmd.env("NETAUTO_FORCE_TTY", "1");
+    } else {
+        cmd.env_remove("NETAUTO_FORCE_TTY");
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "netauto {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
-impl Env {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("sqlite://{}", self.dir.path().join("netauto.db").display())
-    }
-
-    fn run(&self, args: &[&str], tty: bool) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_netauto"));
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env("DATABASE_URL", self.url())
-            .env("HOME", self.dir.path())
-            .env_remove("NETAUTO_LOG");
-        if tty {
-            cmd.env("NETAUTO_FORCE_TTY", "1");
-        } else {
-            cmd.env_remove("NETAUTO_FORCE_TTY");
-        }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "netauto {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    /// A device, a failed run with the hostile output, and a bulk whose outcome is that run.
-    async fn seed(&self) -> (RunId, BulkRef) {
-        let db = Database::connect(&self.url()).await.unwrap();
-        db.migrate().await.unwrap();
-        let store = db.store();
-        let now = Utc::now();
-        let device = store
-            .create_device(NewDevice::new("r1", "10.0.0.1", "linux", "root"))
-            .await
-            .unwrap();
-        let bulk_ref = BulkRef::generate();
-        // Through serde, so fields other work adds (with their defaults) need no change here.
-        let bulk = serde_json::from_value(serde_json::json!({
-            "bulk_ref": bulk_ref,
-            "command": "show version",
-            "requested_by": "tester",
-            "device_ids": [device.id],
-        }))
+/// A device, a failed run with the hostile output, and a bulk whose outcome is that run.
+async fn seed(env: &Env) -> (RunId, BulkRef) {
+    let db = Database::connect(&env.url()).await.unwrap();
+    db.migrate().await.unwrap();
+    let store = db.store();
+    let now = Utc::now();
+    let device = store
+        .create_device(NewDevice::new("r1", "10.0.0.1", "linux", "root"))
+        .await
         .unwrap();
-        store.create_bulk(bulk, Vec::new(), now).await.unwrap();
-        let run = store
-            .create_run(
-                NewRun {
-                    device_id: device.id,
-                    command: "show version".into(),
-                    requested_by: "tester".into(),
-                    bulk_ref: Some(bulk_ref.clone()),
-                },
-                now,
-            )
-            .await
-            .unwrap();
-        for chunk in STDOUT_CHUNKS {
-            store
-                .append_chunk(run.id, OutputStream::Stdout, chunk, now)
-                .await
-                .unwrap();
-        }
-        store
-            .append_chunk(run.id, OutputStream::Stderr, STDERR_CHUNK, now)
-            .await
-            .unwrap();
-        store
-            .finish_run(
-                run.id,
-                RunFinish::new(RunStatus::Error).with_error("protocol", ERROR_MESSAGE),
-                now,
-            )
-            .await
-            .unwrap();
-        let outcome = serde_json::from_value(serde_json::json!({
-            "device_id": device.id,
-            "run_id": run.id,
-            "status": "error",
-            "error_kind": "protocol",
-            "recorded_at": now,
-        }))
+    let bulk_ref = BulkRef::generate();
+    // Through serde, so fields other work adds (with their defaults) need no change here.
+    let bulk = serde_json::from_value(serde_json::json!({
+        "bulk_ref": bulk_ref,
+        "command": "show version",
+        "requested_by": "tester",
+        "device_ids": [device.id],
+    }))
+    .unwrap();
+    store.create_bulk(bulk, Vec::new(), now).await.unwrap();
+    let run = store
+        .create_run(
+            NewRun {
+                device_id: device.id,
+                command: "show version".into(),
+                requested_by: "tester".into(),
+                bulk_ref: Some(bulk_ref.clone()),
+            },
+            now,
+        )
+        .await
         .unwrap();
-        store.record_outcome(&bulk_ref, outcome).await.unwrap();
-        (run.id, bulk_ref)
+    for chunk in STDOUT_CHUNKS {
+        store
+            .append_chunk(run.id, OutputStream::Stdout, chunk, now)
+            .await
+            .unwrap();
     }
+    store
+        .append_chunk(run.id, OutputStream::Stderr, STDERR_CHUNK, now)
+        .await
+        .unwrap();
+    store
+        .finish_run(
+            run.id,
+            RunFinish::new(RunStatus::Error).with_error("protocol", ERROR_MESSAGE),
+            now,
+        )
+        .await
+        .unwrap();
+    let outcome = serde_json::from_value(serde_json::json!({
+        "device_id": device.id,
+        "run_id": run.id,
+        "status": "error",
+        "error_kind": "protocol",
+        "recorded_at": now,
+    }))
+    .unwrap();
+    store.record_outcome(&bulk_ref, outcome).await.unwrap();
+    (run.id, bulk_ref)
 }
 
 /// Whether `bytes` hold a byte a terminal would act on: C0 controls but `\n`, `\t` and the
@@ -134,17 +117,17 @@ fn has_terminal_controls(bytes: &[u8]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_show_escapes_device_control_characters_on_a_terminal_only() {
     let env = Env::new();
-    let (run_id, _) = env.seed().await;
+    let (run_id, _) = seed(&env).await;
     let id = run_id.to_string();
     let stored: Vec<u8> = STDOUT_CHUNKS.concat();
 
     // A pipe: the bytes as stored.
-    let piped = env.run(&["runs", "show", &id], false);
+    let piped = run(&env, &["runs", "show", &id], false);
     assert_eq!(piped.stdout, stored);
     assert!(piped.stderr.starts_with(STDERR_CHUNK));
 
     // A terminal: nothing it would act on, everything readable.
-    let tty = env.run(&["runs", "show", &id], true);
+    let tty = run(&env, &["runs", "show", &id], true);
     assert!(
         !has_terminal_controls(&tty.stdout),
         "{:?}",
@@ -169,7 +152,7 @@ async fn runs_show_escapes_device_control_characters_on_a_terminal_only() {
     );
 
     // A terminal with --raw: the bytes as stored.
-    let raw = env.run(&["runs", "show", &id, "--raw"], true);
+    let raw = run(&env, &["runs", "show", &id, "--raw"], true);
     assert_eq!(raw.stdout, stored);
     assert!(raw.stderr.starts_with(STDERR_CHUNK));
 }
@@ -177,8 +160,8 @@ async fn runs_show_escapes_device_control_characters_on_a_terminal_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_show_escapes_error_messages_on_a_terminal() {
     let env = Env::new();
-    let (_, bulk_ref) = env.seed().await;
-    let tty = env.run(&["bulk", "show", bulk_ref.as_str()], true);
+    let (_, bulk_ref) = seed(&env).await;
+    let tty = run(&env, &["bulk", "show", bulk_ref.as_str()], true);
     assert!(
         !has_terminal_controls(&tty.stdout),
         "{:?}",
@@ -190,7 +173,7 @@ async fn bulk_show_escapes_error_messages_on_a_terminal() {
         "{table}"
     );
     // A pipe gets the message as stored.
-    let piped = env.run(&["bulk", "show", bulk_ref.as_str()], false);
+    let piped = run(&env, &["bulk", "show", bulk_ref.as_str()], false);
     let table = String::from_utf8(piped.stdout).unwrap();
     assert!(table.contains(ERROR_MESSAGE), "{table}");
 }
