@@ -6,4 +6,5 @@
 pub(crate) mod bulks;
 pub(crate) mod devices;
 pub(crate) mod queue;
+pub(crate) mod retention;
 pub(crate) mod runs;
