@@ -13,25 +13,7 @@ use netauto_core::{NewDevice, NewRun, OutputStream, Result, RunFinish, RunStatus
 use netauto_ssh::sim::{DeviceFarm, DeviceSpec};
 use sqlx::Connection;
 
-/// The environment variable naming the PostgreSQL test server.
-pub const PG_URL_VAR: &str = "NETAUTO_TEST_POSTGRES_URL";
-
-/// The PostgreSQL test server's URL, or `None` after printing why the test is skipped. Under
-/// `CI=true` a missing URL is a failure.
-pub fn pg_url() -> Option<String> {
-    match std::env::var(PG_URL_VAR) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{PG_URL_VAR} is not set, but CI=true: the PostgreSQL tests must run in CI")
-        }
-        _ => {
-            eprintln!(
-                "skipped: {PG_URL_VAR} is not set (e.g. postgres://postgres@127.0.0.1:5432/netauto_test)"
-            );
-            None
-        }
-    }
-}
+pub use netauto_core::testing::postgres_url as pg_url;
 
 /// Creates a new empty schema on the server at `url` and answers its name.
 pub async fn fresh_pg_schema(url: &str) -> String {

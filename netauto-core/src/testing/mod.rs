@@ -29,11 +29,13 @@ pub mod capture;
 mod client;
 mod faulty_store;
 mod queue;
+mod services;
 
 pub use capture::{Capture, CaptureGuard, CaptureLayer, CapturedEvent};
 pub use client::{Call, Item, Reply, ScriptedClient, Step, err, events, exit, out};
 pub use faulty_store::{BATCH, FaultyStore};
 pub use queue::{FaultyQueue, Inline, InlineQueue, Outage, QueueFaults};
+pub use services::{POSTGRES_URL_VAR, postgres_url};
 
 use std::sync::Arc;
 use std::time::Duration;

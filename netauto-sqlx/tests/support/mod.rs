@@ -7,28 +7,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 
-/// The environment variable naming the PostgreSQL server the tests use, e.g.
-/// `postgres://postgres@127.0.0.1:5432/netauto_test`. Unset: the PostgreSQL tests are skipped
-/// (with a printed reason), except under `CI=true`, where that is a failure.
-pub(crate) const PG_URL_VAR: &str = "NETAUTO_TEST_POSTGRES_URL";
+pub(crate) use netauto_core::testing::postgres_url as pg_url;
 
 static N: AtomicU32 = AtomicU32::new(0);
-
-/// The test server's URL, or `None` (after printing why) when the tests should skip.
-pub(crate) fn pg_url() -> Option<String> {
-    match std::env::var(PG_URL_VAR) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{PG_URL_VAR} is not set, but CI=true: the PostgreSQL tests must run in CI")
-        }
-        _ => {
-            eprintln!(
-                "skipped: {PG_URL_VAR} is not set (e.g. postgres://postgres@127.0.0.1:5432/netauto_test)"
-            );
-            None
-        }
-    }
-}
 
 /// Connect options for a new, empty, migrated-on-demand schema of its own.
 pub(crate) async fn fresh_schema() -> Option<PgConnectOptions> {
