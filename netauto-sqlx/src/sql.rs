@@ -104,6 +104,10 @@ pub(crate) trait Bind: Sized {
     fn flag(self, v: bool) -> Self;
     /// Binds a timestamp as the backend stores it.
     fn time(self, t: DateTime<Utc>) -> Self;
+    /// Binds a nullable timestamp as the backend stores it.
+    fn opt_time(self, t: Option<DateTime<Utc>>) -> Self;
+    /// Binds an attempt number as the backend stores it.
+    fn attempt(self, attempt: u32) -> Self;
     /// Binds a list of ids, as the backend's list statements read it.
     fn ids(self, ids: &[i64]) -> Self;
     /// Binds a list of texts, as the backend's list statements read it.
@@ -139,6 +143,14 @@ impl<DB: Dialect> Bind for Statement<'_, DB> {
 
     fn time(self, t: DateTime<Utc>) -> Self {
         self.bind(DB::time(t))
+    }
+
+    fn opt_time(self, t: Option<DateTime<Utc>>) -> Self {
+        self.bind(DB::opt_time(t))
+    }
+
+    fn attempt(self, attempt: u32) -> Self {
+        self.bind(DB::attempt(attempt))
     }
 
     fn ids(self, ids: &[i64]) -> Self {
@@ -182,6 +194,8 @@ pub(crate) trait Dialect:
 
     /// A timestamp as bound.
     type Time: for<'q> Encode<'q, Self> + Type<Self> + Send;
+    /// A nullable timestamp as bound.
+    type OptTime: for<'q> Encode<'q, Self> + Type<Self> + Send;
     /// An attempt number as bound.
     type Attempt: for<'q> Encode<'q, Self> + Type<Self> + Send;
     /// An id as bound (`i64` in both backends).
@@ -210,6 +224,8 @@ pub(crate) trait Dialect:
 
     /// Binds a timestamp.
     fn time(t: DateTime<Utc>) -> Self::Time;
+    /// Binds a nullable timestamp.
+    fn opt_time(t: Option<DateTime<Utc>>) -> Self::OptTime;
     /// Binds an attempt number.
     fn attempt(attempt: u32) -> Self::Attempt;
     /// Binds a list of ids.

@@ -57,6 +57,7 @@ impl StoredRow for PgRow {
 
 impl Dialect for Postgres {
     type Time = DateTime<Utc>;
+    type OptTime = Option<DateTime<Utc>>;
     type Attempt = i32;
     type Id = i64;
     type Text = String;
@@ -68,6 +69,10 @@ impl Dialect for Postgres {
     const TABLE_EXISTS: &'static str = "SELECT 1 WHERE to_regclass($1) IS NOT NULL";
 
     fn time(t: DateTime<Utc>) -> DateTime<Utc> {
+        t
+    }
+
+    fn opt_time(t: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
         t
     }
 

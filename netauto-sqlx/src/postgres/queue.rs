@@ -3,9 +3,7 @@
 //! queue without handing a job to two.
 
 use chrono::{DateTime, Utc};
-use netauto_core::{
-    ClaimRequest, Enqueued, FailAction, Job, JobFailure, JobFilter, JobId, JobState, NewJob, Result,
-};
+use netauto_core::{ClaimRequest, Enqueued, Job, JobFilter, JobId, NewJob, Result};
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
@@ -14,10 +12,9 @@ use super::columns::int;
 use crate::error::db;
 use crate::rows::{self, StoredRow};
 use crate::rules::clamp;
-use crate::sql::fence_error;
 
 pub(super) use crate::shared::queue::{
-    cancel, complete, enqueue_all, heartbeat, job, prune, release,
+    cancel, complete, enqueue_all, fail, heartbeat, job, prune, release, rescue_expired,
 };
 
 /// Inserts one validated job inside the caller's transaction, or answers the job holding
@@ -115,66 +112,6 @@ pub(super) async fn complete_many(
     .await
     .map_err(db)?;
     completed.iter().map(|r| r.int("id").map(JobId)).collect()
-}
-
-pub(super) async fn fail(
-    q: &PgPools,
-    id: JobId,
-    attempt: u32,
-    error: &str,
-    action: FailAction,
-    now: DateTime<Utc>,
-) -> Result<JobState> {
-    let failure = Json(vec![JobFailure {
-        attempt,
-        at: now,
-        error: error.to_owned(),
-    }]);
-    let retry_at = match action {
-        FailAction::RetryAt(at) => Some(at),
-        FailAction::Discard => None,
-    };
-    let failed = sqlx::query(
-        "UPDATE jobs SET
-             errors = errors || $1,
-             lease_expires_at = NULL,
-             state = CASE WHEN $2::timestamptz IS NOT NULL AND attempt < max_attempts THEN 'retryable' ELSE 'discarded' END,
-             scheduled_at = CASE WHEN $2::timestamptz IS NOT NULL AND attempt < max_attempts THEN $2 ELSE scheduled_at END,
-             finished_at = CASE WHEN $2::timestamptz IS NOT NULL AND attempt < max_attempts THEN NULL ELSE $3 END
-         WHERE id = $4 AND attempt = $5 AND state = 'executing'
-         RETURNING state",
-    )
-    .bind(failure)
-    .bind(retry_at)
-    .bind(now)
-    .bind(id.get())
-    .bind(int(attempt))
-    .fetch_optional(&q.pool)
-    .await
-    .map_err(db)?;
-    match failed {
-        Some(r) => rows::job_state(&r),
-        None => Err(fence_error(&q.pool, id, attempt).await),
-    }
-}
-
-pub(super) async fn rescue_expired(q: &PgPools, now: DateTime<Utc>) -> Result<Vec<JobId>> {
-    let rescued = sqlx::query(
-        "UPDATE jobs SET
-             lease_expires_at = NULL,
-             state = CASE WHEN attempt < max_attempts THEN 'available' ELSE 'discarded' END,
-             finished_at = CASE WHEN attempt < max_attempts THEN NULL ELSE $1 END,
-             errors = CASE WHEN attempt < max_attempts THEN errors
-                      ELSE errors || jsonb_build_array(jsonb_build_object(
-                          'attempt', attempt, 'at', $1, 'error', 'lease expired and no attempts remain')) END
-         WHERE id IN (SELECT id FROM jobs WHERE state = 'executing' AND lease_expires_at < $1 FOR UPDATE SKIP LOCKED)
-         RETURNING id",
-    )
-    .bind(now)
-    .fetch_all(&q.pool)
-    .await
-    .map_err(db)?;
-    rows::sorted_ids(&rescued, JobId)
 }
 
 pub(super) async fn list(q: &PgPools, filter: &JobFilter) -> Result<Vec<Job>> {

@@ -1,12 +1,12 @@
 //! The job queue's statements that both backends run alike.
 
 use chrono::{DateTime, Utc};
-use netauto_core::{Enqueued, Error, Job, JobId, NewJob, Result};
+use netauto_core::{Enqueued, Error, FailAction, Job, JobFailure, JobId, JobState, NewJob, Result};
 
 use crate::error::db;
 use crate::rows;
 use crate::rules;
-use crate::sql::{Bind, Dialect, Pools, Portable, fenced, not_cancellable_job};
+use crate::sql::{Bind, Dialect, Kind, Pools, Portable, fence_error, fenced, not_cancellable_job};
 
 /// Completes one attempt (`finished_at`, the job id and the attempt bound).
 pub(crate) const COMPLETE: &str =
@@ -94,4 +94,91 @@ pub(crate) async fn job<P: Pools>(q: &P, id: JobId) -> Result<Job> {
         .await
         .map_err(db)?
         .map_or_else(|| Err(Error::job_not_found(id)), |r| rows::job(&r))
+}
+
+pub(crate) async fn fail<P: Pools>(
+    q: &P,
+    id: JobId,
+    attempt: u32,
+    error: &str,
+    action: FailAction,
+    now: DateTime<Utc>,
+) -> Result<JobState> {
+    let failure = JobFailure {
+        attempt,
+        at: now,
+        error: error.to_owned(),
+    };
+    let retry_at = match action {
+        FailAction::RetryAt(at) => Some(at),
+        FailAction::Discard => None,
+    };
+    let failed = sqlx::query::<P::DB>(P::DB::pick(
+        "UPDATE jobs SET
+             errors = errors || jsonb_build_array($1::jsonb),
+             lease_expires_at = NULL,
+             state = CASE WHEN $2::timestamptz IS NOT NULL AND attempt < max_attempts THEN 'retryable' ELSE 'discarded' END,
+             scheduled_at = CASE WHEN $2::timestamptz IS NOT NULL AND attempt < max_attempts THEN $2 ELSE scheduled_at END,
+             finished_at = CASE WHEN $2::timestamptz IS NOT NULL AND attempt < max_attempts THEN NULL ELSE $3 END
+         WHERE id = $4 AND attempt = $5 AND state = 'executing'
+         RETURNING state",
+        "UPDATE jobs SET
+             errors = json_insert(errors, '$[#]', json($1)),
+             lease_expires_at = NULL,
+             state = CASE WHEN $2 IS NOT NULL AND attempt < max_attempts THEN 'retryable' ELSE 'discarded' END,
+             scheduled_at = CASE WHEN $2 IS NOT NULL AND attempt < max_attempts THEN $2 ELSE scheduled_at END,
+             finished_at = CASE WHEN $2 IS NOT NULL AND attempt < max_attempts THEN NULL ELSE $3 END
+         WHERE id = $4 AND attempt = $5 AND state = 'executing'
+         RETURNING state",
+    ))
+    .json(&failure)?
+    .opt_time(retry_at)
+    .time(now)
+    .int(id.get())
+    .attempt(attempt)
+    .fetch_optional(P::DB::pool(q.writer()))
+    .await
+    .map_err(db)?;
+    match failed {
+        Some(r) => rows::job_state(&r),
+        None => Err(fence_error(P::DB::pool(q.reader()), id, attempt).await),
+    }
+}
+
+pub(crate) async fn rescue_expired<P: Pools>(q: &P, now: DateTime<Utc>) -> Result<Vec<JobId>> {
+    // PostgreSQL skips the rows other nodes hold and writes the failure in SQL; SQLite's
+    // one writer holds them all, and it is given the failure with its attempt left to set.
+    let rescue = sqlx::query::<P::DB>(P::DB::pick(
+        "UPDATE jobs SET
+             lease_expires_at = NULL,
+             state = CASE WHEN attempt < max_attempts THEN 'available' ELSE 'discarded' END,
+             finished_at = CASE WHEN attempt < max_attempts THEN NULL ELSE $1 END,
+             errors = CASE WHEN attempt < max_attempts THEN errors
+                      ELSE errors || jsonb_build_array(jsonb_build_object(
+                          'attempt', attempt, 'at', $1, 'error', 'lease expired and no attempts remain')) END
+         WHERE id IN (SELECT id FROM jobs WHERE state = 'executing' AND lease_expires_at < $1 FOR UPDATE SKIP LOCKED)
+         RETURNING id",
+        "UPDATE jobs SET
+             lease_expires_at = NULL,
+             state = CASE WHEN attempt < max_attempts THEN 'available' ELSE 'discarded' END,
+             finished_at = CASE WHEN attempt < max_attempts THEN NULL ELSE $1 END,
+             errors = CASE WHEN attempt < max_attempts THEN errors
+                      ELSE json_insert(errors, '$[#]', json_set(json($2), '$.attempt', attempt)) END
+         WHERE state = 'executing' AND lease_expires_at < $1
+         RETURNING id",
+    ))
+    .time(now);
+    let rescue = match P::DB::KIND {
+        Kind::Postgres => rescue,
+        Kind::Sqlite => rescue.json(&JobFailure {
+            attempt: 0,
+            at: now,
+            error: "lease expired and no attempts remain".into(),
+        })?,
+    };
+    let rescued = rescue
+        .fetch_all(P::DB::pool(q.writer()))
+        .await
+        .map_err(db)?;
+    rows::sorted_ids(&rescued, JobId)
 }

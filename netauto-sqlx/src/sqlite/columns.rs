@@ -50,6 +50,7 @@ impl StoredRow for SqliteRow {
 
 impl Dialect for Sqlite {
     type Time = i64;
+    type OptTime = Option<i64>;
     type Attempt = i64;
     type Id = i64;
     type Text = String;
@@ -63,6 +64,10 @@ impl Dialect for Sqlite {
 
     fn time(t: DateTime<Utc>) -> i64 {
         to_micros(t)
+    }
+
+    fn opt_time(t: Option<DateTime<Utc>>) -> Option<i64> {
+        t.map(to_micros)
     }
 
     fn attempt(attempt: u32) -> i64 {

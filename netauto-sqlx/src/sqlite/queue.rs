@@ -3,10 +3,7 @@
 //! keys race-free.
 
 use chrono::{DateTime, Utc};
-use netauto_core::{
-    ClaimRequest, Enqueued, Error, FailAction, Job, JobFailure, JobFilter, JobId, JobState, NewJob,
-    Result,
-};
+use netauto_core::{ClaimRequest, Enqueued, Error, Job, JobFilter, JobId, NewJob, Result};
 use sqlx::{AssertSqlSafe, SqliteConnection};
 
 use super::Db;
@@ -15,10 +12,9 @@ use crate::error::{db, json};
 use crate::rows;
 use crate::rules::clamp;
 use crate::shared::queue::COMPLETE;
-use crate::sql::fence_error;
 
 pub(super) use crate::shared::queue::{
-    cancel, complete, enqueue_all, heartbeat, job, prune, release,
+    cancel, complete, enqueue_all, fail, heartbeat, job, prune, release, rescue_expired,
 };
 
 /// A job that holds its unique key.
@@ -117,73 +113,6 @@ pub(super) async fn complete_many(
     }
     tx.commit().await.map_err(db)?;
     Ok(done)
-}
-
-pub(super) async fn fail(
-    q: &Db,
-    id: JobId,
-    attempt: u32,
-    error: &str,
-    action: FailAction,
-    now: DateTime<Utc>,
-) -> Result<JobState> {
-    let failure = serde_json::to_string(&JobFailure {
-        attempt,
-        at: now,
-        error: error.to_owned(),
-    })
-    .map_err(json)?;
-    let retry_at = match action {
-        FailAction::RetryAt(at) => Some(to_micros(at)),
-        FailAction::Discard => None,
-    };
-    let row = sqlx::query(
-        "UPDATE jobs SET
-             errors = json_insert(errors, '$[#]', json(?1)),
-             lease_expires_at = NULL,
-             state = CASE WHEN ?2 IS NOT NULL AND attempt < max_attempts THEN 'retryable' ELSE 'discarded' END,
-             scheduled_at = CASE WHEN ?2 IS NOT NULL AND attempt < max_attempts THEN ?2 ELSE scheduled_at END,
-             finished_at = CASE WHEN ?2 IS NOT NULL AND attempt < max_attempts THEN NULL ELSE ?3 END
-         WHERE id = ?4 AND attempt = ?5 AND state = 'executing'
-         RETURNING state",
-    )
-    .bind(failure)
-    .bind(retry_at)
-    .bind(to_micros(now))
-    .bind(id.get())
-    .bind(i64::from(attempt))
-    .fetch_optional(&q.writer)
-    .await
-    .map_err(db)?;
-    match row {
-        Some(r) => rows::job_state(&r),
-        None => Err(fence_error(&q.reader, id, attempt).await),
-    }
-}
-
-pub(super) async fn rescue_expired(q: &Db, now: DateTime<Utc>) -> Result<Vec<JobId>> {
-    let failure = serde_json::to_string(&JobFailure {
-        attempt: 0,
-        at: now,
-        error: "lease expired and no attempts remain".into(),
-    })
-    .map_err(json)?;
-    let rows = sqlx::query(
-        "UPDATE jobs SET
-             lease_expires_at = NULL,
-             state = CASE WHEN attempt < max_attempts THEN 'available' ELSE 'discarded' END,
-             finished_at = CASE WHEN attempt < max_attempts THEN NULL ELSE ?1 END,
-             errors = CASE WHEN attempt < max_attempts THEN errors
-                      ELSE json_insert(errors, '$[#]', json_set(json(?2), '$.attempt', attempt)) END
-         WHERE state = 'executing' AND lease_expires_at < ?1
-         RETURNING id",
-    )
-    .bind(to_micros(now))
-    .bind(failure)
-    .fetch_all(&q.writer)
-    .await
-    .map_err(db)?;
-    rows::sorted_ids(&rows, JobId)
 }
 
 pub(super) async fn list(q: &Db, filter: &JobFilter) -> Result<Vec<Job>> {
