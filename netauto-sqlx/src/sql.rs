@@ -185,9 +185,20 @@ pub(crate) enum Kind {
     Sqlite,
 }
 
+/// How a backend enqueues one job (its own SQL: unique keys are kept in different ways).
+pub(crate) trait InsertJob: Database {
+    /// Inserts one validated job inside the caller's transaction, or answers the job
+    /// holding its unique key.
+    fn insert_job(
+        conn: &mut Self::Connection,
+        job: NewJob,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Enqueued>> + Send;
+}
+
 /// What the statements of this module need to know of a backend.
 pub(crate) trait Dialect:
-    Portable + Database<Arguments: IntoArguments<Self>, Row: StoredRow>
+    Portable + InsertJob + Database<Arguments: IntoArguments<Self>, Row: StoredRow>
 {
     /// The backend.
     const KIND: Kind;
@@ -239,13 +250,6 @@ pub(crate) trait Dialect:
     fn stored_range(t: DateTime<Utc>) -> DateTime<Utc> {
         t
     }
-    /// Inserts one validated job inside the caller's transaction, or answers the job
-    /// holding its unique key.
-    fn insert_job(
-        conn: &mut Self::Connection,
-        job: NewJob,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Enqueued>> + Send;
     /// The rows a statement changed.
     fn rows_affected(done: &Self::QueryResult) -> u64;
 }

@@ -2,9 +2,8 @@
 //! width each column needs (SMALLINT, INTEGER, BIGINT), JSONB.
 
 use chrono::{DateTime, Utc};
-use netauto_core::{Enqueued, NewJob, Result};
+use netauto_core::Result;
 use serde::de::DeserializeOwned;
-use sqlx::PgConnection;
 use sqlx::postgres::{PgQueryResult, PgRow, Postgres};
 use sqlx::types::Json;
 use sqlx::{Column, Row, TypeInfo};
@@ -94,14 +93,6 @@ impl Dialect for Postgres {
 
     fn stored_range(t: DateTime<Utc>) -> DateTime<Utc> {
         t.max(pg_min())
-    }
-
-    fn insert_job(
-        conn: &mut PgConnection,
-        job: NewJob,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Enqueued>> + Send {
-        super::queue::insert_job(conn, job, now)
     }
 
     fn rows_affected(done: &PgQueryResult) -> u64 {

@@ -4,60 +4,63 @@
 
 use chrono::{DateTime, Utc};
 use netauto_core::{ClaimRequest, Enqueued, Job, JobFilter, JobId, NewJob, Result};
-use sqlx::PgConnection;
 use sqlx::types::Json;
+use sqlx::{PgConnection, Postgres};
 
 use super::PgPools;
 use super::columns::int;
 use crate::error::db;
 use crate::rows::{self, StoredRow};
 use crate::rules::clamp;
+use crate::sql::InsertJob;
 
 pub(super) use crate::shared::queue::{
     cancel, complete, enqueue_all, fail, heartbeat, job, prune, release, rescue_expired,
 };
 
-/// Inserts one validated job inside the caller's transaction, or answers the job holding
-/// its unique key.
-pub(super) async fn insert_job(
-    conn: &mut PgConnection,
-    job: NewJob,
-    now: DateTime<Utc>,
-) -> Result<Enqueued> {
-    let state = job.initial_state(now);
-    loop {
-        let inserted = sqlx::query(
-            "INSERT INTO jobs (queue, worker, args, state, max_attempts, priority, inserted_at, scheduled_at, unique_key)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state NOT IN ('discarded', 'cancelled')
-             DO NOTHING RETURNING *",
-        )
-        .bind(&job.queue)
-        .bind(&job.worker)
-        .bind(Json(&job.args))
-        .bind(state.as_str())
-        .bind(int(job.max_attempts))
-        .bind(job.priority)
-        .bind(now)
-        .bind(job.scheduled_at.unwrap_or(now))
-        .bind(&job.unique_key)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db)?;
-        if let Some(row) = inserted {
-            return Ok(Enqueued::Inserted(rows::job(&row)?));
+impl InsertJob for Postgres {
+    /// Inserts one validated job inside the caller's transaction, or answers the job holding
+    /// its unique key.
+    async fn insert_job(
+        conn: &mut PgConnection,
+        job: NewJob,
+        now: DateTime<Utc>,
+    ) -> Result<Enqueued> {
+        let state = job.initial_state(now);
+        loop {
+            let inserted = sqlx::query(
+                "INSERT INTO jobs (queue, worker, args, state, max_attempts, priority, inserted_at, scheduled_at, unique_key)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state NOT IN ('discarded', 'cancelled')
+                 DO NOTHING RETURNING *",
+            )
+            .bind(&job.queue)
+            .bind(&job.worker)
+            .bind(Json(&job.args))
+            .bind(state.as_str())
+            .bind(int(job.max_attempts))
+            .bind(job.priority)
+            .bind(now)
+            .bind(job.scheduled_at.unwrap_or(now))
+            .bind(&job.unique_key)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+            if let Some(row) = inserted {
+                return Ok(Enqueued::Inserted(rows::job(&row)?));
+            }
+            let existing = sqlx::query(
+                "SELECT * FROM jobs WHERE unique_key = $1 AND state NOT IN ('discarded', 'cancelled')",
+            )
+            .bind(&job.unique_key)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+            if let Some(row) = existing {
+                return Ok(Enqueued::Existing(rows::job(&row)?));
+            }
+            // The holder was discarded or cancelled in between: try the insert again.
         }
-        let existing = sqlx::query(
-            "SELECT * FROM jobs WHERE unique_key = $1 AND state NOT IN ('discarded', 'cancelled')",
-        )
-        .bind(&job.unique_key)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db)?;
-        if let Some(row) = existing {
-            return Ok(Enqueued::Existing(rows::job(&row)?));
-        }
-        // The holder was discarded or cancelled in between: try the insert again.
     }
 }
 
@@ -65,7 +68,7 @@ pub(super) async fn enqueue(q: &PgPools, job: NewJob, now: DateTime<Utc>) -> Res
     job.validate()?;
     // No transaction: the insert is one statement.
     let mut conn = q.pool.acquire().await.map_err(db)?;
-    insert_job(&mut conn, job, now).await
+    Postgres::insert_job(&mut conn, job, now).await
 }
 
 pub(super) async fn claim(q: &PgPools, req: &ClaimRequest, now: DateTime<Utc>) -> Result<Vec<Job>> {

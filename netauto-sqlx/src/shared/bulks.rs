@@ -10,7 +10,7 @@ use netauto_core::{
 use crate::error::{db, exists_or_db};
 use crate::rows::{self, StoredRow};
 use crate::rules::{self, clamp};
-use crate::sql::{Bind, Dialect, Kind, Pools, Portable, bulk_exists};
+use crate::sql::{Bind, Dialect, InsertJob, Kind, Pools, Portable, bulk_exists};
 
 /// `ids` as bound.
 pub(crate) fn raw(ids: &[DeviceId]) -> Vec<i64> {

@@ -6,7 +6,9 @@ use netauto_core::{Enqueued, Error, FailAction, Job, JobFailure, JobId, JobState
 use crate::error::db;
 use crate::rows;
 use crate::rules;
-use crate::sql::{Bind, Dialect, Kind, Pools, Portable, fence_error, fenced, not_cancellable_job};
+use crate::sql::{
+    Bind, Dialect, InsertJob, Kind, Pools, Portable, fence_error, fenced, not_cancellable_job,
+};
 
 /// Completes one attempt (`finished_at`, the job id and the attempt bound).
 pub(crate) const COMPLETE: &str =

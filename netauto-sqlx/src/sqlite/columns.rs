@@ -2,10 +2,10 @@
 //! since the Unix epoch (UTC), every integer as a 64-bit INTEGER, JSON as TEXT.
 
 use chrono::{DateTime, Utc};
-use netauto_core::{Enqueued, NewJob, Result};
+use netauto_core::Result;
 use serde::de::DeserializeOwned;
+use sqlx::Row;
 use sqlx::sqlite::{Sqlite, SqliteQueryResult, SqliteRow};
-use sqlx::{Row, SqliteConnection};
 
 use crate::error::{db, json};
 use crate::rows::{Columns, LooseJson, StoredRow};
@@ -84,14 +84,6 @@ impl Dialect for Sqlite {
 
     fn json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
         serde_json::to_string(v).map_err(json)
-    }
-
-    fn insert_job(
-        conn: &mut SqliteConnection,
-        job: NewJob,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Enqueued>> + Send {
-        super::queue::insert_job(conn, job, now)
     }
 
     fn rows_affected(done: &SqliteQueryResult) -> u64 {

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use netauto_core::{ClaimRequest, Enqueued, Error, Job, JobFilter, JobId, NewJob, Result};
-use sqlx::{AssertSqlSafe, SqliteConnection};
+use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection};
 
 use super::Db;
 use super::columns::to_micros;
@@ -12,6 +12,7 @@ use crate::error::{db, json};
 use crate::rows;
 use crate::rules::clamp;
 use crate::shared::queue::COMPLETE;
+use crate::sql::InsertJob;
 
 pub(super) use crate::shared::queue::{
     cancel, complete, enqueue_all, fail, heartbeat, job, prune, release, rescue_expired,
@@ -20,43 +21,45 @@ pub(super) use crate::shared::queue::{
 /// A job that holds its unique key.
 const LIVE_KEY: &str = "state NOT IN ('discarded', 'cancelled')";
 
-/// Inserts one validated job inside the caller's transaction, or answers the job holding
-/// its unique key.
-pub(super) async fn insert_job(
-    conn: &mut SqliteConnection,
-    job: NewJob,
-    now: DateTime<Utc>,
-) -> Result<Enqueued> {
-    if let Some(key) = &job.unique_key {
-        let existing = sqlx::query(AssertSqlSafe(format!(
-            "SELECT * FROM jobs WHERE unique_key = ? AND {LIVE_KEY}"
-        )))
-        .bind(key)
-        .fetch_optional(&mut *conn)
+impl InsertJob for Sqlite {
+    /// Inserts one validated job inside the caller's transaction, or answers the job holding
+    /// its unique key.
+    async fn insert_job(
+        conn: &mut SqliteConnection,
+        job: NewJob,
+        now: DateTime<Utc>,
+    ) -> Result<Enqueued> {
+        if let Some(key) = &job.unique_key {
+            let existing = sqlx::query(AssertSqlSafe(format!(
+                "SELECT * FROM jobs WHERE unique_key = ? AND {LIVE_KEY}"
+            )))
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+            if let Some(row) = existing {
+                return Ok(Enqueued::Existing(rows::job(&row)?));
+            }
+        }
+        let state = job.initial_state(now);
+        let row = sqlx::query(
+            "INSERT INTO jobs (queue, worker, args, state, max_attempts, priority, inserted_at, scheduled_at, unique_key)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+        )
+        .bind(&job.queue)
+        .bind(&job.worker)
+        .bind(serde_json::to_string(&job.args).map_err(json)?)
+        .bind(state.as_str())
+        .bind(i64::from(job.max_attempts))
+        .bind(i64::from(job.priority))
+        .bind(to_micros(now))
+        .bind(to_micros(job.scheduled_at.unwrap_or(now)))
+        .bind(&job.unique_key)
+        .fetch_one(&mut *conn)
         .await
         .map_err(db)?;
-        if let Some(row) = existing {
-            return Ok(Enqueued::Existing(rows::job(&row)?));
-        }
+        Ok(Enqueued::Inserted(rows::job(&row)?))
     }
-    let state = job.initial_state(now);
-    let row = sqlx::query(
-        "INSERT INTO jobs (queue, worker, args, state, max_attempts, priority, inserted_at, scheduled_at, unique_key)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-    )
-    .bind(&job.queue)
-    .bind(&job.worker)
-    .bind(serde_json::to_string(&job.args).map_err(json)?)
-    .bind(state.as_str())
-    .bind(i64::from(job.max_attempts))
-    .bind(i64::from(job.priority))
-    .bind(to_micros(now))
-    .bind(to_micros(job.scheduled_at.unwrap_or(now)))
-    .bind(&job.unique_key)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db)?;
-    Ok(Enqueued::Inserted(rows::job(&row)?))
 }
 
 pub(super) async fn enqueue(q: &Db, job: NewJob, now: DateTime<Utc>) -> Result<Enqueued> {
