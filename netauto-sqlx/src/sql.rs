@@ -7,6 +7,7 @@
 //! differs in nothing else is written once.
 
 use chrono::{DateTime, Utc};
+use futures_util::TryFutureExt;
 use netauto_core::{Conflict, Enqueued, Error, JobId, NewJob, Result, RunId};
 use sqlx::query::Query;
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Transaction, Type};
@@ -222,6 +223,9 @@ pub(crate) trait Dialect:
     /// A JSON value as bound (JSONB in PostgreSQL, TEXT in SQLite).
     type Json: for<'q> Encode<'q, Self> + Type<Self> + Send;
 
+    /// The statement that begins a write transaction.
+    const BEGIN_WRITE: &'static str;
+
     /// `SELECT 1` if a table of the name bound exists (in the schema searched first).
     const TABLE_EXISTS: &'static str;
 
@@ -269,6 +273,46 @@ pub(crate) trait Pools: Sync {
     }
     /// A write transaction.
     fn begin_write(&self) -> impl Future<Output = Result<Transaction<'static, Self::DB>>> + Send;
+}
+
+/// The pools of a database: `reader` for reads, `writer` for writes (the same pool in
+/// PostgreSQL; SQLite's one writer connection), `lease_writer` for lease renewals (its own
+/// pool in PostgreSQL, the writer in SQLite).
+#[derive(Debug)]
+pub(crate) struct DbPools<DB: Database> {
+    pub(crate) reader: Pool<DB>,
+    pub(crate) writer: Pool<DB>,
+    pub(crate) lease_writer: Pool<DB>,
+}
+
+impl<DB: Database> Clone for DbPools<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            reader: self.reader.clone(),
+            writer: self.writer.clone(),
+            lease_writer: self.lease_writer.clone(),
+        }
+    }
+}
+
+impl<DB: Dialect> Pools for DbPools<DB> {
+    type DB = DB;
+
+    fn reader(&self) -> &Pool<DB> {
+        &self.reader
+    }
+
+    fn writer(&self) -> &Pool<DB> {
+        &self.writer
+    }
+
+    fn lease_writer(&self) -> &Pool<DB> {
+        &self.lease_writer
+    }
+
+    fn begin_write(&self) -> impl Future<Output = Result<Transaction<'static, DB>>> + Send {
+        self.writer.begin_with(DB::BEGIN_WRITE).map_err(db)
+    }
 }
 
 /// A job of the id bound.

@@ -65,6 +65,8 @@ impl Dialect for Postgres {
     type Json = Json<serde_json::Value>;
 
     const KIND: Kind = Kind::Postgres;
+    // What `Pool::begin` sends.
+    const BEGIN_WRITE: &'static str = "BEGIN";
     const TABLE_EXISTS: &'static str = "SELECT 1 WHERE to_regclass($1) IS NOT NULL";
 
     fn time(t: DateTime<Utc>) -> DateTime<Utc> {

@@ -16,12 +16,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::TryFutureExt;
 use netauto_core::runtime::Wake;
 use netauto_core::{ConfigError, Error, Result};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres};
 use tokio::task::JoinHandle;
 
 pub use progress::{PROGRESS_CHANNEL, PgProgress};
@@ -29,7 +28,7 @@ pub use progress::{PROGRESS_CHANNEL, PgProgress};
 use crate::error::db;
 use crate::forward::{job_queue_by_concern, run_store_by_concern};
 use crate::migrate::{adopt_legacy, migrate_error};
-use crate::sql::Pools;
+use crate::sql::DbPools;
 
 /// The embedded migrations (`migrations/postgres`).
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
@@ -46,33 +45,9 @@ const POOL_SIZE: u32 = 10;
 /// Connections of the separate pool that renews leases.
 const LEASE_POOL_SIZE: u32 = 2;
 
-/// The pools of a PostgreSQL database: `pool` for every statement but lease renewals,
-/// which go to `lease_pool` (see `PgBackend`).
-#[derive(Debug, Clone)]
-pub(crate) struct PgPools {
-    pool: PgPool,
-    lease_pool: PgPool,
-}
-
-impl Pools for PgPools {
-    type DB = Postgres;
-
-    fn reader(&self) -> &PgPool {
-        &self.pool
-    }
-
-    fn writer(&self) -> &PgPool {
-        &self.pool
-    }
-
-    fn lease_writer(&self) -> &PgPool {
-        &self.lease_pool
-    }
-
-    fn begin_write(&self) -> impl Future<Output = Result<Transaction<'static, Postgres>>> + Send {
-        self.pool.begin().map_err(db)
-    }
-}
+/// The pools of a PostgreSQL database: `writer` (and `reader`, the same pool) for every
+/// statement but lease renewals, which go to `lease_writer` (see `PgBackend`).
+pub(crate) type PgPools = DbPools<Postgres>;
 
 /// Devices, runs, chunks and bulks in PostgreSQL.
 #[derive(Debug, Clone)]
@@ -87,8 +62,9 @@ impl PgRunStore {
     fn on(pool: PgPool) -> Self {
         Self {
             db: PgPools {
-                lease_pool: pool.clone(),
-                pool,
+                reader: pool.clone(),
+                lease_writer: pool.clone(),
+                writer: pool,
             },
         }
     }
@@ -106,7 +82,7 @@ job_queue_by_concern!(PgJobQueue);
 /// A connected PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PgBackend {
-    /// Its `lease_pool` serves heartbeats only: a busy bulk can hold every connection of
+    /// Its `lease_writer` serves heartbeats only: a busy bulk can hold every connection of
     /// `pool` for seconds, and a heartbeat queued behind it lets the lease lapse, which
     /// stops the job (see `RunnerConfig::lease`).
     db: PgPools,
@@ -151,7 +127,11 @@ impl PgBackend {
             .connect_lazy_with((*pool.connect_options()).clone());
         Self {
             progress: PgProgress::new(pool.clone()),
-            db: PgPools { pool, lease_pool },
+            db: PgPools {
+                reader: pool.clone(),
+                writer: pool,
+                lease_writer: lease_pool,
+            },
         }
     }
 
@@ -160,7 +140,7 @@ impl PgBackend {
     /// (which recorded its migrations in `netauto_migrations`) is adopted first: only the
     /// migrations it lacks run.
     pub async fn migrate(&self) -> Result<()> {
-        let mut conn = self.db.pool.acquire().await.map_err(db)?;
+        let mut conn = self.db.writer.acquire().await.map_err(db)?;
         let migrated = migrate_on(&mut conn).await;
         if migrated.is_err() {
             // The session may still hold the advisory locks (sqlx's migrator does not release
@@ -179,7 +159,7 @@ impl PgBackend {
 
     /// The run store.
     pub fn store(&self) -> PgRunStore {
-        PgRunStore::on(self.db.pool.clone())
+        PgRunStore::on(self.db.writer.clone())
     }
 
     /// The cross-node progress feed.
@@ -189,13 +169,13 @@ impl PgBackend {
 
     /// The pool.
     pub fn pool(&self) -> &PgPool {
-        &self.db.pool
+        &self.db.writer
     }
 
     /// Wakes `waker` (a runner's) whenever any node enqueues an available job. The task
     /// reconnects on its own; abort the handle to stop it.
     pub fn wake_on_new_jobs(&self, waker: Arc<dyn Wake>) -> JoinHandle<()> {
-        let pool = self.db.pool.clone();
+        let pool = self.db.writer.clone();
         tokio::spawn(async move {
             loop {
                 let mut listener = match PgListener::connect_with(&pool).await {

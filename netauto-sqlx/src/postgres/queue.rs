@@ -67,7 +67,7 @@ impl InsertJob for Postgres {
 pub(super) async fn enqueue(q: &PgPools, job: NewJob, now: DateTime<Utc>) -> Result<Enqueued> {
     job.validate()?;
     // No transaction: the insert is one statement.
-    let mut conn = q.pool.acquire().await.map_err(db)?;
+    let mut conn = q.writer.acquire().await.map_err(db)?;
     Postgres::insert_job(&mut conn, job, now).await
 }
 
@@ -89,7 +89,7 @@ pub(super) async fn claim(q: &PgPools, req: &ClaimRequest, now: DateTime<Utc>) -
     .bind(clamp(req.limit))
     .bind(&req.claimer)
     .bind(now + req.lease)
-    .fetch_all(&q.pool)
+    .fetch_all(&q.writer)
     .await
     .map_err(db)?;
     rows::claimed(&picked)
@@ -111,7 +111,7 @@ pub(super) async fn complete_many(
     .bind(ids)
     .bind(tries)
     .bind(now)
-    .fetch_all(&q.pool)
+    .fetch_all(&q.writer)
     .await
     .map_err(db)?;
     completed.iter().map(|r| r.int("id").map(JobId)).collect()
@@ -130,7 +130,7 @@ pub(super) async fn list(q: &PgPools, filter: &JobFilter) -> Result<Vec<Job>> {
     .bind(&filter.worker)
     .bind(&states)
     .bind(limit)
-    .fetch_all(&q.pool)
+    .fetch_all(&q.writer)
     .await
     .map_err(db)?;
     listed.iter().map(rows::job).collect()

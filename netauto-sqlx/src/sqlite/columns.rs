@@ -59,6 +59,9 @@ impl Dialect for Sqlite {
     type Json = String;
 
     const KIND: Kind = Kind::Sqlite;
+    // SQLite's write lock at once: a write transaction never fails half-way on a lock
+    // upgrade.
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const TABLE_EXISTS: &'static str =
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?";
 

@@ -20,12 +20,12 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, SqlitePool as Pool, Transaction};
+use sqlx::{Row, Sqlite};
 
 use crate::error::db;
 use crate::forward::{job_queue_by_concern, run_store_by_concern};
 use crate::migrate::{adopt_legacy, migrate_error};
-use crate::sql::Pools;
+use crate::sql::{DbPools, Pools};
 
 /// The embedded migrations (`migrations/sqlite`).
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -33,37 +33,10 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 /// Readers in the pool of a file database.
 const READERS: u32 = 4;
 
-/// The two pools: writes are serialized on `writer`; `reader` serves reads (the same pool
-/// for an in-memory database, which lives in one connection).
-#[derive(Debug, Clone)]
-pub(crate) struct Db {
-    pub(crate) writer: Pool,
-    pub(crate) reader: Pool,
-}
-
-impl Db {
-    /// A write transaction on the writer, taking SQLite's write lock at once
-    /// (`BEGIN IMMEDIATE`): it never fails half-way on a lock upgrade.
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
-        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)
-    }
-}
-
-impl Pools for Db {
-    type DB = Sqlite;
-
-    fn reader(&self) -> &Pool {
-        &self.reader
-    }
-
-    fn writer(&self) -> &Pool {
-        &self.writer
-    }
-
-    fn begin_write(&self) -> impl Future<Output = Result<Transaction<'static, Sqlite>>> + Send {
-        Db::begin_write(self)
-    }
-}
+/// The pools: writes (lease renewals too) are serialized on `writer`, in `BEGIN IMMEDIATE`
+/// transactions; `reader` serves reads (the same pool for an in-memory database, which
+/// lives in one connection).
+pub(crate) type Db = DbPools<Sqlite>;
 
 /// Devices, runs, chunks and bulks in SQLite.
 #[derive(Debug, Clone)]
@@ -146,6 +119,7 @@ impl SqliteBackend {
                 .map_err(db)?;
             Db {
                 writer: pool.clone(),
+                lease_writer: pool.clone(),
                 reader: pool,
             }
         } else {
@@ -166,7 +140,11 @@ impl SqliteBackend {
                 .connect_with(opts.read_only(true))
                 .await
                 .map_err(db)?;
-            Db { writer, reader }
+            Db {
+                lease_writer: writer.clone(),
+                writer,
+                reader,
+            }
         };
         for pool in [&pools.writer, &pools.reader] {
             let on: i64 = sqlx::query("PRAGMA foreign_keys")

@@ -12,7 +12,7 @@ use crate::error::{db, json};
 use crate::rows;
 use crate::rules::clamp;
 use crate::shared::queue::COMPLETE;
-use crate::sql::InsertJob;
+use crate::sql::{InsertJob, Pools};
 
 pub(super) use crate::shared::queue::{
     cancel, complete, enqueue_all, fail, heartbeat, job, prune, release, rescue_expired,
