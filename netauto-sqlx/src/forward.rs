@@ -4,9 +4,16 @@
 //! store's or queue's pools (its `db` field) first. So a backend is a folder of small files, one per concern, and
 //! the method signatures are not repeated in each.
 
-/// Implements the four store traits (and so `RunStore`) for `$store` (see the module docs).
+/// Declares the store `$store` on the pools `$pools` (its `db` field) and implements the
+/// four store traits (and so `RunStore`) for it (see the module docs).
 macro_rules! run_store_by_concern {
-    ($store:ty) => {
+    ($(#[$doc:meta])* $vis:vis struct $store:ident($pools:ty);) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        $vis struct $store {
+            db: $pools,
+        }
+
         #[async_trait::async_trait]
         #[deny(clippy::missing_trait_methods)]
         impl netauto_core::DeviceStore for $store {
@@ -191,9 +198,16 @@ macro_rules! run_store_by_concern {
     };
 }
 
-/// Implements `JobQueue` for `$queue` (see the module docs).
+/// Declares the queue `$queue` on the pools `$pools` (its `db` field) and implements
+/// `JobQueue` for it (see the module docs).
 macro_rules! job_queue_by_concern {
-    ($queue:ty) => {
+    ($(#[$doc:meta])* $vis:vis struct $queue:ident($pools:ty);) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        $vis struct $queue {
+            db: $pools,
+        }
+
         #[async_trait::async_trait]
         #[deny(clippy::missing_trait_methods)]
         impl netauto_core::JobQueue for $queue {

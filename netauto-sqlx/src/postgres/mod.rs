@@ -49,13 +49,10 @@ const LEASE_POOL_SIZE: u32 = 2;
 /// statement but lease renewals, which go to `lease_writer` (see `PgBackend`).
 pub(crate) type PgPools = DbPools<Postgres>;
 
-/// Devices, runs, chunks and bulks in PostgreSQL.
-#[derive(Debug, Clone)]
-pub struct PgRunStore {
-    db: PgPools,
+run_store_by_concern! {
+    /// Devices, runs, chunks and bulks in PostgreSQL.
+    pub struct PgRunStore(PgPools);
 }
-
-run_store_by_concern!(PgRunStore);
 
 impl PgRunStore {
     /// The store on `pool` alone (a store renews no lease).
@@ -70,14 +67,11 @@ impl PgRunStore {
     }
 }
 
-/// The job queue in PostgreSQL. Claims lock rows with `FOR UPDATE SKIP LOCKED`, so any
-/// number of runners on any number of machines share one queue without handing a job to two.
-#[derive(Debug, Clone)]
-pub struct PgJobQueue {
-    db: PgPools,
+job_queue_by_concern! {
+    /// The job queue in PostgreSQL. Claims lock rows with `FOR UPDATE SKIP LOCKED`, so any
+    /// number of runners on any number of machines share one queue without handing a job to two.
+    pub struct PgJobQueue(PgPools);
 }
-
-job_queue_by_concern!(PgJobQueue);
 
 /// A connected PostgreSQL database.
 #[derive(Debug, Clone)]

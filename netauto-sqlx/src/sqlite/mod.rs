@@ -38,22 +38,16 @@ const READERS: u32 = 4;
 /// lives in one connection).
 pub(crate) type Db = DbPools<Sqlite>;
 
-/// Devices, runs, chunks and bulks in SQLite.
-#[derive(Debug, Clone)]
-pub struct SqliteRunStore {
-    db: Db,
+run_store_by_concern! {
+    /// Devices, runs, chunks and bulks in SQLite.
+    pub struct SqliteRunStore(Db);
 }
 
-run_store_by_concern!(SqliteRunStore);
-
-/// The job queue in SQLite. Every write runs in a `BEGIN IMMEDIATE` transaction on the one
-/// writer connection, so claims are exclusive and unique keys race-free.
-#[derive(Debug, Clone)]
-pub struct SqliteJobQueue {
-    db: Db,
+job_queue_by_concern! {
+    /// The job queue in SQLite. Every write runs in a `BEGIN IMMEDIATE` transaction on the one
+    /// writer connection, so claims are exclusive and unique keys race-free.
+    pub struct SqliteJobQueue(Db);
 }
-
-job_queue_by_concern!(SqliteJobQueue);
 
 /// A connected SQLite database.
 #[derive(Debug, Clone)]
