@@ -68,8 +68,9 @@ fn transient_code(code: &str) -> bool {
     code.len() < 5 && code.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
 }
 
-/// Maps JSON (de)serialization of stored columns (SQLite stores JSON as TEXT).
-#[cfg(feature = "sqlite")]
+/// Maps JSON (de)serialization of stored columns (SQLite stores JSON as TEXT) and of
+/// JSON values bound.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn json(e: serde_json::Error) -> Error {
     Error::Serialization(e)
 }
