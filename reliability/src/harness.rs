@@ -11,21 +11,15 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use netauto_core::{NewDevice, NewRun, OutputStream, Result, RunFinish, RunStatus, RunStore};
 use netauto_ssh::sim::{DeviceFarm, DeviceSpec};
-use sqlx::Connection;
 
 pub use netauto_core::testing::postgres_url as pg_url;
 
 /// Creates a new empty schema on the server at `url` and answers its name.
 pub async fn fresh_pg_schema(url: &str) -> String {
     let schema = format!("rel_{}_{:08x}", std::process::id(), seed_from_time() as u32);
-    let mut conn = sqlx::postgres::PgConnection::connect(url)
-        .await
-        .expect("connect to the PostgreSQL test server");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&mut conn)
+    netauto_sqlx::postgres::create_schema(url, &schema)
         .await
         .expect("create the test schema");
-    conn.close().await.ok();
     schema
 }
 

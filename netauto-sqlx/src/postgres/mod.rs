@@ -83,6 +83,28 @@ pub struct PgBackend {
     progress: PgProgress,
 }
 
+/// Creates schema `name` (ASCII letters, digits and `_` only) in the database at `url`, to
+/// keep one test's or one tenant's tables apart: connect with
+/// `PgConnectOptions::options([("search_path", name)])` and migrate.
+pub async fn create_schema(url: &str, name: &str) -> Result<()> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(Error::Config(ConfigError {
+            var: "schema",
+            value: name.to_owned(),
+            reason: "a schema name is ASCII letters, digits and `_`".to_owned(),
+        }));
+    }
+    let mut conn = <PgConnection as sqlx::Connection>::connect(url)
+        .await
+        .map_err(db)?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+        .execute(&mut conn)
+        .await
+        .map_err(db)?;
+    sqlx::Connection::close(conn).await.ok();
+    Ok(())
+}
+
 impl PgBackend {
     /// Connects to `url` (`postgres://user:password@host:port/db?…`) with a pool of 10, plus
     /// 2 connections (opened when first needed) that only renew job leases.

@@ -4,8 +4,7 @@
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use sqlx::Connection;
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::postgres::PgConnectOptions;
 
 pub(crate) use netauto_core::testing::postgres_url as pg_url;
 
@@ -20,14 +19,9 @@ pub(crate) async fn fresh_schema() -> Option<PgConnectOptions> {
         N.fetch_add(1, Ordering::Relaxed),
         rand_u32()
     );
-    let mut conn = PgConnection::connect(&url)
-        .await
-        .expect("connect to the PostgreSQL test server");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&mut conn)
+    netauto_sqlx::postgres::create_schema(&url, &schema)
         .await
         .expect("create the test schema");
-    conn.close().await.ok();
     let opts = PgConnectOptions::from_str(&url)
         .expect("test URL")
         .options([("search_path", schema.as_str())]);
