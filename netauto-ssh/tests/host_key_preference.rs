@@ -5,10 +5,12 @@
 #![cfg(feature = "sim")]
 #![allow(missing_docs)]
 
+mod common;
+
+use common::run_to_exit;
 use std::path::Path;
 
-use futures_util::StreamExt;
-use netauto_core::{Device, DeviceId, ExecOptions, NetworkClient, NetworkError, OutputEvent};
+use netauto_core::{Device, DeviceId, NetworkError};
 use netauto_ssh::known_hosts::fingerprint;
 use netauto_ssh::sim::{DeviceFarm, DeviceSpec};
 use netauto_ssh::{HostKeyPolicy, KnownHosts, SshNetworkClient};
@@ -21,18 +23,6 @@ const RSA: Algorithm = Algorithm::Rsa { hash: None };
 
 /// An `ecdsa-sha2-nistp256` key no simulated device has.
 const OTHER_ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBBBPrIYvk8HxRqfvibT41jY3hjNbboYGg+0gt4el/MuM9ssj2EaVIjQbWNj9/Ea3xZwmspNjSo0l6LHlPn0+lsM=";
-
-async fn run(client: &SshNetworkClient, device: &Device) -> Result<(), NetworkError> {
-    let mut events = client
-        .execute(device, "show version", &ExecOptions::default())
-        .await?;
-    while let Some(event) = events.next().await {
-        if let OutputEvent::Exit(_) = event? {
-            return Ok(());
-        }
-    }
-    Ok(())
-}
 
 /// A farm of one device, `r1`, with one host key of each type in `types` (the first is the
 /// one `farm.known_hosts()` records).
@@ -83,13 +73,17 @@ async fn a_host_recorded_by_its_ecdsa_key_only_is_trusted() {
     assert!(text.contains("ecdsa-sha2-nistp256") && !text.contains("ssh-ed25519"));
 
     let strict = client(&farm, HostKeyPolicy::Strict(KnownHosts::from_file(&path)));
-    run(&strict, &device).await.expect("strict trusts r1");
+    run_to_exit(&strict, &device)
+        .await
+        .expect("strict trusts r1");
     let tofu = client(
         &farm,
         HostKeyPolicy::AcceptNew(KnownHosts::from_file(&path)),
     );
-    run(&tofu, &device).await.expect("accept-new trusts r1");
-    run(&tofu, &device).await.expect("and again");
+    run_to_exit(&tofu, &device)
+        .await
+        .expect("accept-new trusts r1");
+    run_to_exit(&tofu, &device).await.expect("and again");
     assert_eq!(read(&path), text, "accept-new appended nothing");
 }
 
@@ -99,7 +93,9 @@ async fn a_host_recorded_by_its_ecdsa_key_only_is_trusted() {
 async fn a_key_type_recorded_in_memory_is_preferred_too() {
     let (farm, device) = farm_of(&[ECDSA_P256, Algorithm::Ed25519]).await;
     let client = SshNetworkClient::new(farm.client_config());
-    run(&client, &device).await.expect("strict trusts r1");
+    run_to_exit(&client, &device)
+        .await
+        .expect("strict trusts r1");
     assert_eq!(
         farm.device("r1").expect("r1").host_key_fingerprint,
         fingerprint(&key_of(&farm, &ECDSA_P256))
@@ -122,7 +118,7 @@ async fn a_wrong_recorded_ecdsa_key_is_refused() {
         HostKeyPolicy::Strict(KnownHosts::from_file(&path)),
         HostKeyPolicy::AcceptNew(KnownHosts::from_file(&path)),
     ] {
-        let err = run(&client(&farm, policy), &device)
+        let err = run_to_exit(&client(&farm, policy), &device)
             .await
             .expect_err("refused");
         let NetworkError::HostKey {
@@ -150,7 +146,9 @@ async fn with_nothing_recorded_ed25519_comes_first() {
         &farm,
         HostKeyPolicy::AcceptNew(KnownHosts::from_file(&path)),
     );
-    run(&tofu, &device).await.expect("accept-new learns r1");
+    run_to_exit(&tofu, &device)
+        .await
+        .expect("accept-new learns r1");
     let learned = read(&path);
     let ed25519 = key_of(&farm, &Algorithm::Ed25519);
     let line = ed25519.to_openssh().expect("openssh");
@@ -162,7 +160,7 @@ async fn with_nothing_recorded_ed25519_comes_first() {
     assert!(learned.contains(&line), "{learned}");
 
     let strict = client(&farm, HostKeyPolicy::Strict(KnownHosts::from_file(&path)));
-    run(&strict, &device)
+    run_to_exit(&strict, &device)
         .await
         .expect("strict trusts the learned key");
 }
@@ -188,7 +186,7 @@ async fn a_recorded_rsa_key_prefers_the_rsa_signature_algorithms() {
             config = config.with_legacy_device("r1");
         }
         let client = SshNetworkClient::new(config);
-        run(&client, &device).await.expect("trusted");
+        run_to_exit(&client, &device).await.expect("trusted");
         assert_eq!(read(&path), text, "nothing learned");
     }
 }
@@ -211,7 +209,9 @@ async fn a_revoked_key_type_is_not_preferred() {
         &farm,
         HostKeyPolicy::AcceptNew(KnownHosts::from_file(&path)),
     );
-    run(&tofu, &device).await.expect("accept-new learns r1");
+    run_to_exit(&tofu, &device)
+        .await
+        .expect("accept-new learns r1");
     let ed25519 = key_of(&farm, &Algorithm::Ed25519);
     let learned = read(&path);
     assert!(learned.starts_with(&revoked), "{learned}");

@@ -4,25 +4,15 @@
 #![cfg(feature = "sim")]
 #![allow(missing_docs)]
 
-use futures_util::StreamExt;
-use netauto_core::{Device, DeviceId, ExecOptions, NetworkClient, NetworkError, OutputEvent};
+mod common;
+
+use common::run_to_exit;
+use netauto_core::{DeviceId, NetworkError};
 use netauto_ssh::sim::{DeviceFarm, DeviceSpec};
 use netauto_ssh::{HostKeyPolicy, KnownHosts, SshNetworkClient};
 
 /// An `ecdsa-sha2-nistp256` key: the simulator's devices present `ssh-ed25519` keys.
 const ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBBBPrIYvk8HxRqfvibT41jY3hjNbboYGg+0gt4el/MuM9ssj2EaVIjQbWNj9/Ea3xZwmspNjSo0l6LHlPn0+lsM=";
-
-async fn run(client: &SshNetworkClient, device: &Device) -> Result<(), NetworkError> {
-    let mut events = client
-        .execute(device, "show version", &ExecOptions::default())
-        .await?;
-    while let Some(event) = events.next().await {
-        if let OutputEvent::Exit(_) = event? {
-            return Ok(());
-        }
-    }
-    Ok(())
-}
 
 /// The farm's own known_hosts line for `name`, without its host field.
 fn recorded_key(farm: &DeviceFarm, dir: &std::path::Path, name: &str) -> String {
@@ -59,7 +49,7 @@ async fn accept_new_refuses_a_key_of_another_type_for_a_known_host() {
         HostKeyPolicy::Strict(KnownHosts::from_file(&path)),
     ] {
         let client = SshNetworkClient::new(farm.client_config().with_host_keys(policy));
-        let err = run(&client, &device).await.expect_err("refused");
+        let err = run_to_exit(&client, &device).await.expect_err("refused");
         let NetworkError::HostKey {
             host,
             expected,
@@ -94,12 +84,12 @@ async fn known_hosts_lines_split_by_tabs_and_blanks_are_trusted() {
         farm.client_config()
             .with_host_keys(HostKeyPolicy::Strict(KnownHosts::from_file(&path))),
     );
-    run(&strict, &device).await.expect("trusted");
+    run_to_exit(&strict, &device).await.expect("trusted");
     // Accept-new finds it too: nothing appended.
     let tofu = SshNetworkClient::new(
         farm.client_config()
             .with_host_keys(HostKeyPolicy::AcceptNew(KnownHosts::from_file(&path))),
     );
-    run(&tofu, &device).await.expect("trusted");
+    run_to_exit(&tofu, &device).await.expect("trusted");
     assert_eq!(std::fs::read_to_string(&path).expect("read"), text);
 }

@@ -2,10 +2,12 @@
 #![cfg(feature = "sim")]
 #![allow(missing_docs)]
 
+mod common;
+
+use common::{Collected, collect};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use futures_util::StreamExt;
 use netauto_core::exec::{Executor, RunOptions};
 use netauto_core::{
@@ -19,45 +21,10 @@ use netauto_ssh::{
     SshNetworkClient, StaticCredentials, Timeouts,
 };
 
-/// What a command printed.
-#[derive(Debug, Default)]
-struct Collected {
-    stdout: BytesMut,
-    stderr: BytesMut,
-    exit: Option<ExitStatus>,
-    error: Option<NetworkError>,
-    events_after_exit: usize,
-}
-
 async fn run(client: &SshNetworkClient, device: &Device, command: &str) -> Collected {
-    run_with(client, device, command, &ExecOptions::default())
+    collect(client, device, command, &ExecOptions::default())
         .await
         .expect("command starts")
-}
-
-async fn run_with(
-    client: &SshNetworkClient,
-    device: &Device,
-    command: &str,
-    options: &ExecOptions,
-) -> Result<Collected, NetworkError> {
-    let mut events = client.execute(device, command, options).await?;
-    let mut out = Collected::default();
-    while let Some(event) = events.next().await {
-        if out.exit.is_some() {
-            out.events_after_exit += 1;
-        }
-        match event {
-            Ok(OutputEvent::Stdout(b)) => out.stdout.extend_from_slice(&b),
-            Ok(OutputEvent::Stderr(b)) => out.stderr.extend_from_slice(&b),
-            Ok(OutputEvent::Exit(status)) => out.exit = Some(status),
-            Err(e) => {
-                out.error = Some(e);
-                break;
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// The farm's device `name`, with an id of its own (its position in the farm): the client
@@ -200,7 +167,7 @@ async fn rejected_logins_are_auth_errors() {
     ])
     .await;
     let client = SshNetworkClient::new(farm.client_config());
-    let err = run_with(
+    let err = collect(
         &client,
         &device(&farm, "reject"),
         "x",
@@ -215,7 +182,7 @@ async fn rejected_logins_are_auth_errors() {
     // A wrong password, through a provider that has the wrong secret.
     let wrong = StaticCredentials::new().with("sim:ok", Credential::password("nope"));
     let client = SshNetworkClient::new(farm.client_config().with_credentials(wrong));
-    let err = run_with(&client, &device(&farm, "ok"), "x", &ExecOptions::default())
+    let err = collect(&client, &device(&farm, "ok"), "x", &ExecOptions::default())
         .await
         .expect_err("auth fails");
     assert!(matches!(err, NetworkError::Auth { .. }), "{err:?}");
@@ -280,7 +247,7 @@ async fn a_hanging_device_hits_the_idle_timeout_then_the_command_timeout() {
     );
     let client = SshNetworkClient::new(farm.client_config().with_timeouts(fast_timeouts()));
     let started = Instant::now();
-    let out = run_with(
+    let out = collect(
         &client,
         &d,
         "show version",
@@ -308,7 +275,7 @@ async fn a_slow_login_hits_the_auth_timeout() {
         auth: Duration::from_millis(300),
         ..fast_timeouts()
     }));
-    let err = run_with(
+    let err = collect(
         &client,
         &device(&farm, "slowauth"),
         "x",
@@ -345,7 +312,7 @@ async fn a_silent_server_hits_the_connect_timeout() {
     }));
     let mut d = device(&farm, "r1");
     d.port = port;
-    let err = run_with(&client, &d, "x", &ExecOptions::default())
+    let err = collect(&client, &d, "x", &ExecOptions::default())
         .await
         .expect_err("connect times out");
     assert_eq!(
@@ -367,7 +334,7 @@ async fn an_unreachable_port_is_a_connect_error() {
     let client = SshNetworkClient::new(farm.client_config());
     let mut d = device(&farm, "r1");
     d.port = port;
-    let err = run_with(&client, &d, "x", &ExecOptions::default())
+    let err = collect(&client, &d, "x", &ExecOptions::default())
         .await
         .expect_err("refused");
     assert!(matches!(err, NetworkError::Connect { .. }), "{err:?}");
@@ -426,7 +393,7 @@ async fn strict_host_keys_reject_unknown_and_changed_keys() {
         farm.client_config()
             .with_host_keys(HostKeyPolicy::Strict(KnownHosts::new())),
     );
-    let err = run_with(&unknown, &d, "x", &ExecOptions::default())
+    let err = collect(&unknown, &d, "x", &ExecOptions::default())
         .await
         .expect_err("unknown host");
     assert_eq!(
@@ -455,7 +422,7 @@ async fn strict_host_keys_reject_unknown_and_changed_keys() {
         farm.client_config()
             .with_host_keys(HostKeyPolicy::Strict(KnownHosts::from_file(&path))),
     );
-    let err = run_with(&changed, &d, "x", &ExecOptions::default())
+    let err = collect(&changed, &d, "x", &ExecOptions::default())
         .await
         .expect_err("changed key");
     assert_eq!(
@@ -471,7 +438,7 @@ async fn strict_host_keys_reject_unknown_and_changed_keys() {
         farm.client_config()
             .with_host_keys(HostKeyPolicy::AcceptNew(KnownHosts::from_file(&path))),
     );
-    let err = run_with(&tofu, &d, "x", &ExecOptions::default())
+    let err = collect(&tofu, &d, "x", &ExecOptions::default())
         .await
         .expect_err("changed key");
     assert!(matches!(err, NetworkError::HostKey { .. }), "{err:?}");
@@ -641,7 +608,7 @@ async fn legacy_devices_need_an_opt_in_and_the_error_lists_both_offers() {
     let client = SshNetworkClient::new(farm.client_config());
     let mut d = device(&farm, "old-rtr");
     d.tags.clear();
-    let err = run_with(&client, &d, "show version", &ExecOptions::default())
+    let err = collect(&client, &d, "show version", &ExecOptions::default())
         .await
         .expect_err("no common algorithm");
     let NetworkError::Protocol(message) = &err else {
@@ -673,12 +640,12 @@ async fn a_device_without_credentials_is_unsupported() {
     let client = SshNetworkClient::new(farm.client_config());
     let mut d = device(&farm, "r1");
     d.credential_ref = None;
-    let err = run_with(&client, &d, "x", &ExecOptions::default())
+    let err = collect(&client, &d, "x", &ExecOptions::default())
         .await
         .expect_err("no credential");
     assert!(matches!(err, NetworkError::Unsupported(_)), "{err:?}");
     d.credential_ref = Some("sim:nobody".to_owned());
-    let err = run_with(&client, &d, "x", &ExecOptions::default())
+    let err = collect(&client, &d, "x", &ExecOptions::default())
         .await
         .expect_err("unknown reference");
     assert!(matches!(err, NetworkError::Unsupported(_)), "{err:?}");

@@ -6,15 +6,14 @@
 //! tests print why and pass, except under `CI=true`, where they fail.
 #![allow(missing_docs)]
 
+mod common;
+
+use common::{Collected, collect};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use futures_util::StreamExt;
 use netauto_core::prelude::*;
-use netauto_core::{
-    Device, DeviceId, ExecOptions, ExitStatus, NetworkClient, NetworkError, NewDevice, OutputEvent,
-};
+use netauto_core::{Device, DeviceId, ExecOptions, ExitStatus, NetworkError, NewDevice};
 use netauto_ssh::{
     Credential, HostKeyPolicy, KnownHosts, SshClientConfig, SshNetworkClient, StaticCredentials,
 };
@@ -82,31 +81,14 @@ impl Sshd {
     }
 }
 
-#[derive(Debug, Default)]
-struct Collected {
-    stdout: BytesMut,
-    stderr: BytesMut,
-    exit: Option<ExitStatus>,
-    error: Option<NetworkError>,
-}
-
+/// `command` on `device` under a 30 s deadline.
 async fn run(
     client: &SshNetworkClient,
     device: &Device,
     command: &str,
 ) -> Result<Collected, NetworkError> {
     let options = ExecOptions::default().with_timeout(Duration::from_secs(30));
-    let mut events = client.execute(device, command, &options).await?;
-    let mut out = Collected::default();
-    while let Some(event) = events.next().await {
-        match event {
-            Ok(OutputEvent::Stdout(b)) => out.stdout.extend_from_slice(&b),
-            Ok(OutputEvent::Stderr(b)) => out.stderr.extend_from_slice(&b),
-            Ok(OutputEvent::Exit(status)) => out.exit = Some(status),
-            Err(e) => out.error = Some(e),
-        }
-    }
-    Ok(out)
+    collect(client, device, command, &options).await
 }
 
 #[tokio::test]
