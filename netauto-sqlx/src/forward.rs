@@ -1,8 +1,8 @@
-//! The trait impls of both backends, written once: each method calls the function of the
-//! same name in the backend's module for that concern, found where the macro is expanded
-//! (`devices`, `runs`, `bulks`, `retention` for the store, `queue` for the queue), with the
-//! store's or queue's pools (its `db` field) first. So a backend is a folder of small files, one per concern, and
-//! the method signatures are not repeated in each.
+//! The trait impls of both backends, written once: each store method calls the function of
+//! the same name in `crate::shared::{devices, runs, bulks, retention}` (written once for both
+//! databases), each queue method the one in the backend's `queue` module (which shares what it
+//! can through `crate::shared::queue`), with the store's or queue's pools (its `db` field)
+//! first. So the method signatures are not repeated per backend.
 
 /// Declares the store `$store` on the pools `$pools` (its `db` field) and implements the
 /// four store traits (and so `RunStore`) for it (see the module docs).
@@ -21,28 +21,28 @@ macro_rules! run_store_by_concern {
                 &self,
                 d: netauto_core::NewDevice,
             ) -> netauto_core::Result<netauto_core::Device> {
-                devices::create_device(&self.db, d).await
+                crate::shared::devices::create_device(&self.db, d).await
             }
             async fn create_devices(
                 &self,
                 devices: Vec<netauto_core::NewDevice>,
             ) -> netauto_core::Result<Vec<netauto_core::Device>> {
-                devices::create_devices(&self.db, devices).await
+                crate::shared::devices::create_devices(&self.db, devices).await
             }
             async fn device(
                 &self,
                 id: netauto_core::DeviceId,
             ) -> netauto_core::Result<netauto_core::Device> {
-                devices::device(&self.db, id).await
+                crate::shared::devices::device(&self.db, id).await
             }
             async fn list_devices(&self) -> netauto_core::Result<Vec<netauto_core::Device>> {
-                devices::list_devices(&self.db).await
+                crate::shared::devices::list_devices(&self.db).await
             }
             async fn unknown_devices(
                 &self,
                 ids: &[netauto_core::DeviceId],
             ) -> netauto_core::Result<Vec<netauto_core::DeviceId>> {
-                devices::unknown_devices(&self.db, ids).await
+                crate::shared::devices::unknown_devices(&self.db, ids).await
             }
         }
 
@@ -54,7 +54,7 @@ macro_rules! run_store_by_concern {
                 run: netauto_core::NewRun,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> netauto_core::Result<netauto_core::Run> {
-                runs::create_run(&self.db, run, now).await
+                crate::shared::runs::create_run(&self.db, run, now).await
             }
             async fn append_chunk(
                 &self,
@@ -63,21 +63,21 @@ macro_rules! run_store_by_concern {
                 data: &[u8],
                 now: chrono::DateTime<chrono::Utc>,
             ) -> netauto_core::Result<netauto_core::ChunkAppended> {
-                runs::append_chunk(&self.db, run_id, stream, data, now).await
+                crate::shared::runs::append_chunk(&self.db, run_id, stream, data, now).await
             }
             async fn request_run_cancel(
                 &self,
                 run_id: netauto_core::RunId,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> netauto_core::Result<netauto_core::Run> {
-                runs::request_run_cancel(&self.db, run_id, now).await
+                crate::shared::runs::request_run_cancel(&self.db, run_id, now).await
             }
             async fn cancel_requests(
                 &self,
                 bulks: &[netauto_core::BulkRef],
                 runs: &[netauto_core::RunId],
             ) -> netauto_core::Result<netauto_core::CancelRequests> {
-                runs::cancel_requests(&self.db, bulks, runs).await
+                crate::shared::runs::cancel_requests(&self.db, bulks, runs).await
             }
             async fn finish_run(
                 &self,
@@ -85,13 +85,13 @@ macro_rules! run_store_by_concern {
                 finish: netauto_core::RunFinish,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> netauto_core::Result<netauto_core::Run> {
-                runs::finish_run(&self.db, run_id, finish, now).await
+                crate::shared::runs::finish_run(&self.db, run_id, finish, now).await
             }
             async fn run(
                 &self,
                 id: netauto_core::RunId,
             ) -> netauto_core::Result<netauto_core::Run> {
-                runs::run(&self.db, id).await
+                crate::shared::runs::run(&self.db, id).await
             }
             async fn chunks(
                 &self,
@@ -99,14 +99,14 @@ macro_rules! run_store_by_concern {
                 from_seq: u64,
                 limit: usize,
             ) -> netauto_core::Result<Vec<netauto_core::RunChunk>> {
-                runs::chunks(&self.db, run_id, from_seq, limit).await
+                crate::shared::runs::chunks(&self.db, run_id, from_seq, limit).await
             }
             async fn device_runs(
                 &self,
                 device_id: netauto_core::DeviceId,
                 limit: usize,
             ) -> netauto_core::Result<Vec<netauto_core::Run>> {
-                runs::device_runs(&self.db, device_id, limit).await
+                crate::shared::runs::device_runs(&self.db, device_id, limit).await
             }
         }
 
@@ -118,7 +118,7 @@ macro_rules! run_store_by_concern {
                 bulk_ref: &netauto_core::BulkRef,
                 device_ids: &[netauto_core::DeviceId],
             ) -> netauto_core::Result<Vec<netauto_core::Run>> {
-                runs::bulk_runs(&self.db, bulk_ref, device_ids).await
+                crate::shared::runs::bulk_runs(&self.db, bulk_ref, device_ids).await
             }
             async fn create_bulk(
                 &self,
@@ -126,40 +126,40 @@ macro_rules! run_store_by_concern {
                 jobs: Vec<netauto_core::NewJob>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> netauto_core::Result<(netauto_core::Bulk, Vec<netauto_core::Enqueued>)> {
-                bulks::create_bulk(&self.db, bulk, jobs, now).await
+                crate::shared::bulks::create_bulk(&self.db, bulk, jobs, now).await
             }
             async fn bulk(
                 &self,
                 bulk_ref: &netauto_core::BulkRef,
             ) -> netauto_core::Result<netauto_core::Bulk> {
-                bulks::bulk(&self.db, bulk_ref).await
+                crate::shared::bulks::bulk(&self.db, bulk_ref).await
             }
             async fn bulk_state(
                 &self,
                 bulk_ref: &netauto_core::BulkRef,
             ) -> netauto_core::Result<netauto_core::BulkState> {
-                bulks::bulk_state(&self.db, bulk_ref).await
+                crate::shared::bulks::bulk_state(&self.db, bulk_ref).await
             }
             async fn device_outcomes(
                 &self,
                 bulk_ref: &netauto_core::BulkRef,
                 device_ids: &[netauto_core::DeviceId],
             ) -> netauto_core::Result<Vec<netauto_core::DeviceOutcome>> {
-                bulks::device_outcomes(&self.db, bulk_ref, device_ids).await
+                crate::shared::bulks::device_outcomes(&self.db, bulk_ref, device_ids).await
             }
             async fn cancel_bulk(
                 &self,
                 bulk_ref: &netauto_core::BulkRef,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> netauto_core::Result<netauto_core::BulkCancelled> {
-                bulks::cancel_bulk(&self.db, bulk_ref, now).await
+                crate::shared::bulks::cancel_bulk(&self.db, bulk_ref, now).await
             }
             async fn record_outcome(
                 &self,
                 bulk_ref: &netauto_core::BulkRef,
                 outcome: netauto_core::DeviceOutcome,
             ) -> netauto_core::Result<netauto_core::OutcomeRecorded> {
-                bulks::record_outcome(&self.db, bulk_ref, outcome).await
+                crate::shared::bulks::record_outcome(&self.db, bulk_ref, outcome).await
             }
         }
 
@@ -169,7 +169,7 @@ macro_rules! run_store_by_concern {
             async fn device_totals(
                 &self,
             ) -> netauto_core::Result<Vec<netauto_core::retention::DeviceTotal>> {
-                retention::device_totals(&self.db).await
+                crate::shared::retention::device_totals(&self.db).await
             }
             async fn device_footprints(
                 &self,
@@ -177,7 +177,7 @@ macro_rules! run_store_by_concern {
                 after: Option<netauto_core::retention::FootprintCursor>,
                 limit: usize,
             ) -> netauto_core::Result<Vec<netauto_core::retention::RunFootprint>> {
-                retention::device_footprints(&self.db, devices, after, limit).await
+                crate::shared::retention::device_footprints(&self.db, devices, after, limit).await
             }
             async fn aged_footprints(
                 &self,
@@ -185,14 +185,14 @@ macro_rules! run_store_by_concern {
                 after: Option<netauto_core::retention::FootprintCursor>,
                 limit: usize,
             ) -> netauto_core::Result<Vec<netauto_core::retention::RunFootprint>> {
-                retention::aged_footprints(&self.db, cutoff, after, limit).await
+                crate::shared::retention::aged_footprints(&self.db, cutoff, after, limit).await
             }
             async fn delete_runs(
                 &self,
                 ids: &[netauto_core::RunId],
                 guard: netauto_core::retention::DeleteGuard,
             ) -> netauto_core::Result<netauto_core::retention::DeletedRuns> {
-                retention::delete_runs(&self.db, ids, guard).await
+                crate::shared::retention::delete_runs(&self.db, ids, guard).await
             }
         }
     };

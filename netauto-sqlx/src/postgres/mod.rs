@@ -4,13 +4,9 @@
 //! `LISTEN netauto_jobs` ([`PgBackend::wake_on_new_jobs`]); progress crosses nodes through
 //! `LISTEN netauto_progress` ([`PgProgress`]).
 
-mod bulks;
 mod columns;
-mod devices;
 mod progress;
 mod queue;
-mod retention;
-mod runs;
 
 use std::str::FromStr;
 use std::sync::Arc;

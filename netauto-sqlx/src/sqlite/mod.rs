@@ -5,12 +5,8 @@
 //! small pool of WAL readers. `foreign_keys` is verified on at start (chunks and outcomes
 //! cascade with their runs and bulks), and the backend refuses to run without it.
 
-mod bulks;
 mod columns;
-mod devices;
 mod queue;
-mod retention;
-mod runs;
 
 use std::str::FromStr;
 use std::time::Duration;
