@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use netauto_core::bulk::{BulkJob, BulkService};
 use netauto_core::exec::Executor;
-use netauto_core::follow::{BulkFollower, BulkUpdate};
+use netauto_core::follow::{BulkUpdate, follow_bulk};
 use netauto_core::runtime::WorkerRegistry;
 use netauto_core::runtime::{QueueLimits, Runner, RunnerConfig};
 use netauto_core::{DeviceId, NewDevice, RunStore};
@@ -330,7 +330,7 @@ async fn scenario(
     let client_before = own_cpu_seconds();
     let started = Instant::now();
     let bulk_ref = bulk.enqueue(&ids, COMMAND, "bench").await.expect("enqueue");
-    let mut follower = BulkFollower::start(store.clone(), progress.as_ref(), &bulk_ref)
+    let mut follower = follow_bulk(store.clone(), progress.as_ref(), &bulk_ref)
         .await
         .expect("follow");
     while let Some(update) = follower.next().await {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use netauto_core::LocalProgressHub;
-use netauto_core::follow::{BulkFollower, BulkUpdate};
+use netauto_core::follow::{BulkFollower, BulkUpdate, follow_bulk};
 use netauto_core::{
     Bulk, BulkCounters, BulkEvent, BulkRef, BulkState, DeviceId, DeviceOutcome, LimitOverrides,
     MockRunStore, ProgressEvent, ProgressSink, RunStatus,
@@ -94,9 +94,7 @@ async fn a_thousand_events_cost_one_read_of_the_bulk() {
         .times(1)
         .returning(move |_| Ok(initial.clone()));
     let hub = LocalProgressHub::with_capacity(4096);
-    let follower = BulkFollower::start(Arc::new(store), &hub, &r)
-        .await
-        .unwrap();
+    let follower = follow_bulk(Arc::new(store), &hub, &r).await.unwrap();
     for d in 1..=n {
         hub.publish(progress(&r, d, d, n)).await;
     }
@@ -126,9 +124,7 @@ async fn a_lag_or_a_cancel_re_reads_the_snapshot() {
     });
     // A feed of 2 events: 6 published at once lag the subscriber.
     let hub = LocalProgressHub::with_capacity(2);
-    let mut f = BulkFollower::start(Arc::new(store), &hub, &r)
-        .await
-        .unwrap();
+    let mut f = follow_bulk(Arc::new(store), &hub, &r).await.unwrap();
     assert!(matches!(f.next().await, Some(Ok(BulkUpdate::Snapshot(_)))));
     for d in 1..=6 {
         hub.publish(progress(&r, d, d, 10)).await;
@@ -195,7 +191,7 @@ async fn a_quiet_feed_checks_the_counters_and_re_reads_only_when_something_was_m
         })
     });
     let hub = LocalProgressHub::new();
-    let f = BulkFollower::start(Arc::new(store), &hub, &r)
+    let f = follow_bulk(Arc::new(store), &hub, &r)
         .await
         .unwrap()
         .with_resync_after(Duration::from_millis(20));

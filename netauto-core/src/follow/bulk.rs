@@ -100,7 +100,7 @@ impl std::fmt::Debug for BulkFollower {
 impl BulkFollower {
     /// Subscribes to the bulk's topic, then reads its snapshot (the first update). An unknown
     /// bulk is [`Error::NotFound`].
-    pub async fn start(
+    async fn start(
         store: Arc<dyn RunStore>,
         progress: &dyn ProgressSink,
         bulk_ref: &BulkRef,
@@ -243,7 +243,7 @@ impl BulkFollower {
 }
 
 /// Follows bulk `bulk_ref`: subscribes to its topic, then reads its snapshot (the first
-/// update). An unknown bulk is [`Error::NotFound`]. Same as [`BulkFollower::start`].
+/// update). An unknown bulk is [`Error::NotFound`].
 pub async fn follow_bulk(
     store: Arc<dyn RunStore>,
     progress: &dyn ProgressSink,
