@@ -44,6 +44,7 @@ mod error;
 pub mod exec;
 pub mod follow;
 mod model;
+pub mod platform;
 pub mod prelude;
 pub mod retention;
 pub mod runtime;
