@@ -57,7 +57,8 @@ pub mod conformance;
 
 pub use backend::hub::{DEFAULT_HUB_CAPACITY, LocalProgressHub};
 pub use backend::network::{
-    ExecOptions, ExitStatus, NetworkClient, NetworkError, OutputEvent, OutputEvents, TimeoutPhase,
+    ExecOptions, ExitStatus, NetworkClient, NetworkError, OutputEvent, OutputEvents, Rejection,
+    RejectionKind, TimeoutPhase,
 };
 pub use backend::progress::{
     BulkEvent, FeedItem, ProgressEvent, ProgressSink, RunEvent, Subscription, run_topic,

@@ -17,7 +17,8 @@ use netauto_core::retention::{DeleteGuard, DeviceTotal};
 use netauto_core::testing::{Reply, ScriptedClient, err, exit, out};
 use netauto_core::{
     CommandError, DeviceId, Error, ExecOptions, ExitStatus, MockNetworkClient, NetworkError,
-    OutputEvent, OutputStream, ProgressEvent, ProgressSink, Run, RunChunk, RunEvent, RunId,
+    OutputEvent, OutputStream, ProgressEvent, ProgressSink, Rejection, RejectionKind, Run,
+    RunChunk, RunEvent, RunId,
     RunStatus, TimeoutPhase, ValidationError, run_topic,
 };
 use tokio::sync::mpsc;
@@ -550,4 +551,36 @@ async fn invalid_input_creates_no_run_and_reaches_no_device() {
         fx.store.run(RunId(1)).await,
         Err(Error::NotFound { .. })
     ));
+}
+
+/// A transport that reports a rejection (a platform failure pattern, an unanswered question)
+/// makes the run `failed` with that kind, keeping the output.
+#[tokio::test]
+async fn a_rejected_command_is_failed_with_its_kind() {
+    let fx = Fixture::new();
+    let dev = fx.devices(1).await[0];
+    let rejected = |kind| {
+        Reply::Events(vec![
+            out("% Invalid input\n"),
+            Ok(OutputEvent::Exit(ExitStatus::Rejected(Rejection {
+                kind,
+                detail: "% Invalid input".into(),
+            }))),
+        ])
+    };
+    let client = ScriptedClient::with([
+        rejected(RejectionKind::CommandRejected),
+        rejected(RejectionKind::PromptUnanswered),
+    ]);
+    let net = fx.network(client);
+    for kind in ["command_rejected", "prompt_unanswered"] {
+        let run = net
+            .execute_command(dev, "show nope", RunOptions::new(REQUESTER))
+            .await
+            .unwrap();
+        assert_eq!(run.status, RunStatus::Failed);
+        assert_eq!(run.error_kind.as_deref(), Some(kind));
+        assert_eq!(run.error_message.as_deref(), Some("% Invalid input"));
+        assert_eq!(run.bytes, 16);
+    }
 }

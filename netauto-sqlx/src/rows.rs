@@ -206,6 +206,7 @@ fn limits(r: &impl StoredRow) -> Result<LimitOverrides> {
     Ok(LimitOverrides {
         timeout_ms: get("timeout_ms")?,
         max_output: get("max_output")?,
+        answer_prompts: r.flag("answer_prompts")?,
     })
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
+use netauto_core::platform::{Platform, Transport};
 use netauto_core::{
     Device, ExecOptions, ExitStatus, NetworkClient, NetworkError, OutputEvent, OutputEvents,
     TimeoutPhase,
@@ -20,12 +21,12 @@ use tokio::time::Instant;
 
 use crate::algorithms;
 use crate::config::SshClientConfig;
-use crate::credentials::{Credential, PrivateKeySource};
+use crate::credentials::{Credential, PrivateKeySource, Secret};
 use crate::error::{map_connect_error, map_session_error};
 use crate::known_hosts::HostKeyPolicy;
 use crate::pacing::Pacer;
-use crate::profile::{ProfileMode, ShellProfile};
 use crate::shell::{ShellDriver, Step};
+use crate::watch::{ExecWatch, Reaction};
 
 /// Output events buffered between the SSH task and the consumer.
 const EVENT_BUFFER: usize = 32;
@@ -104,12 +105,17 @@ impl NetworkClient for SshNetworkClient {
         .await?;
         let span = tracing::debug_span!("netauto.ssh.execute", device = %device.name);
         let handle = inner.connect(device, &credential, deadline).await?;
+        let platform = inner.config.platforms.resolve(&device.platform);
+        let secret = match platform.escalation {
+            Some(_) => credential.escalation_secret().cloned(),
+            None => None,
+        };
         drop(credential);
         let channel = within(deadline, handle.channel_open_session())
             .await?
             .map_err(|e| map_session_error(device_addr(device), e))?;
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
-        let profile = inner.config.profiles.get(&device.platform).clone();
+        let answer_prompts = options.answer_prompts;
         let idle = inner.config.timeouts.idle;
         let command = command.to_owned();
         let addr = device_addr(device);
@@ -120,9 +126,15 @@ impl NetworkClient for SshNetworkClient {
                 deadline,
                 addr,
             };
-            match profile.mode {
-                ProfileMode::Exec => pump.exec(channel, &command).await,
-                ProfileMode::Shell(shell) => pump.shell(channel, *shell, &command).await,
+            match platform.transport {
+                Transport::Exec => {
+                    let watch = ExecWatch::new(platform, answer_prompts);
+                    pump.exec(channel, &command, watch).await;
+                }
+                Transport::Shell => {
+                    let driver = ShellDriver::new(platform.clone(), &command, answer_prompts);
+                    pump.shell(channel, &platform, driver, secret).await;
+                }
             }
             let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
             drop(slot);
@@ -445,7 +457,7 @@ impl Pump {
         NetworkError::Closed(format!("{} closed the connection {what}", self.addr))
     }
 
-    async fn exec(self, mut channel: Channel<client::Msg>, command: &str) {
+    async fn exec(self, mut channel: Channel<client::Msg>, command: &str, mut watch: ExecWatch) {
         match self.unless_gone(channel.exec(true, command)).await {
             None => return,
             Some(Err(e)) => {
@@ -457,16 +469,27 @@ impl Pump {
         }
         let mut exited = false;
         loop {
-            let event = match self.next(&mut channel).await {
-                Wait::Msg(ChannelMsg::Data { data }) => OutputEvent::Stdout(data),
-                Wait::Msg(ChannelMsg::ExtendedData { data, ext: 1 }) => OutputEvent::Stderr(data),
+            let (event, reaction) = match self.next(&mut channel).await {
+                Wait::Msg(ChannelMsg::Data { data }) => {
+                    let (data, reaction) = watch.feed(false, data);
+                    (OutputEvent::Stdout(data), reaction)
+                }
+                Wait::Msg(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                    let (data, reaction) = watch.feed(true, data);
+                    (OutputEvent::Stderr(data), reaction)
+                }
                 Wait::Msg(ChannelMsg::ExitStatus { exit_status }) => {
                     exited = true;
-                    OutputEvent::Exit(ExitStatus::Code(exit_status as i32))
+                    let status = match watch.rejection() {
+                        Some(rejection) => ExitStatus::Rejected(rejection),
+                        None => ExitStatus::Code(exit_status as i32),
+                    };
+                    (OutputEvent::Exit(status), Reaction::Read)
                 }
                 Wait::Msg(ChannelMsg::ExitSignal { signal_name, .. }) => {
                     exited = true;
-                    OutputEvent::Exit(ExitStatus::Signal(format!("{signal_name:?}")))
+                    let status = ExitStatus::Signal(format!("{signal_name:?}"));
+                    (OutputEvent::Exit(status), Reaction::Read)
                 }
                 Wait::Msg(ChannelMsg::Failure) => {
                     self.send(Err(NetworkError::Protocol(format!(
@@ -500,17 +523,40 @@ impl Pump {
                 let _ = channel.close().await;
                 return;
             }
+            match reaction {
+                Reaction::Read => {}
+                Reaction::Reply(reply) => {
+                    if let Err(e) = channel.data_bytes(Bytes::from(reply)).await {
+                        self.send(Err(map_session_error(self.addr.clone(), e)))
+                            .await;
+                        return;
+                    }
+                }
+                Reaction::Refuse(rejection) => {
+                    let _ = channel.close().await;
+                    self.send(Ok(OutputEvent::Exit(ExitStatus::Rejected(rejection))))
+                        .await;
+                    return;
+                }
+            }
         }
     }
 
-    async fn shell(self, mut channel: Channel<client::Msg>, profile: ShellProfile, command: &str) {
+    async fn shell(
+        self,
+        mut channel: Channel<client::Msg>,
+        platform: &Platform,
+        mut driver: ShellDriver,
+        secret: Option<Secret>,
+    ) {
+        let terminal = &platform.terminal;
         let setup = async {
             channel
                 .request_pty(
                     true,
-                    &profile.term,
-                    profile.width,
-                    profile.height,
+                    &terminal.term,
+                    terminal.width,
+                    terminal.height,
                     0,
                     0,
                     &[],
@@ -527,10 +573,7 @@ impl Pump {
             }
             Some(Ok(())) => {}
         }
-        let exit = profile.exit.clone();
-        let newline = profile.newline.clone();
-        let prompt_timeout = profile.prompt_timeout;
-        let mut driver = ShellDriver::new(profile, command);
+        let prompt_timeout = Duration::from_secs(platform.prompt_timeout_secs);
         let login_until = Instant::now() + prompt_timeout;
         loop {
             let wait = if driver.is_running() {
@@ -539,8 +582,8 @@ impl Pump {
                 match tokio::time::timeout_at(login_until, self.next(&mut channel)).await {
                     Ok(wait) => wait,
                     Err(_) => Wait::Failed(NetworkError::Protocol(format!(
-                        "{} showed no prompt matching the platform profile within {:?}",
-                        self.addr, prompt_timeout
+                        "{} showed no prompt matching platform {} within {:?}",
+                        self.addr, platform.name, prompt_timeout
                     ))),
                 }
             };
@@ -567,36 +610,67 @@ impl Pump {
                 }
             };
             for step in driver.feed(&data) {
-                match step {
-                    Step::Send(text) => {
-                        if let Err(e) = channel.data_bytes(Bytes::from(text)).await {
-                            self.send(Err(map_session_error(self.addr.clone(), e)))
-                                .await;
+                let typed = match step {
+                    Step::Send(text) => Bytes::from(text),
+                    Step::SendSecret => match &secret {
+                        Some(secret) => driver.secret_line(secret),
+                        None => {
+                            let _ = channel.close().await;
+                            self.send(Err(NetworkError::Auth {
+                                host: self.addr.clone(),
+                                message: format!(
+                                    "platform {} asks for an escalation secret and the credential has neither enable_secret nor password",
+                                    platform.name
+                                ),
+                            }))
+                            .await;
                             return;
                         }
-                    }
+                    },
                     Step::Output(out) => {
                         if !self.send(Ok(OutputEvent::Stdout(out))).await {
                             let _ = channel.close().await;
                             return;
                         }
+                        continue;
                     }
-                    Step::Done => {}
-                }
-            }
-            if driver.is_done() {
-                // The prompt came back: the shell's way of saying the command finished.
-                if !self.send(Ok(OutputEvent::Exit(ExitStatus::Code(0)))).await {
-                    let _ = channel.close().await;
+                    Step::Done(rejection) => {
+                        // The prompt came back: the shell's way of saying the command
+                        // finished.
+                        let status = match rejection {
+                            Some(rejection) => ExitStatus::Rejected(rejection),
+                            None => ExitStatus::Code(0),
+                        };
+                        if self.send(Ok(OutputEvent::Exit(status))).await
+                            && let Some(exit) = &platform.exit_command
+                        {
+                            let line = format!("{exit}{}", platform.line_ending);
+                            let _ = channel.data_bytes(Bytes::from(line)).await;
+                        }
+                        let _ = channel.close().await;
+                        return;
+                    }
+                    Step::Refused(rejection) => {
+                        let _ = channel.close().await;
+                        self.send(Ok(OutputEvent::Exit(ExitStatus::Rejected(rejection))))
+                            .await;
+                        return;
+                    }
+                    Step::EscalationFailed(message) => {
+                        let _ = channel.close().await;
+                        self.send(Err(NetworkError::Auth {
+                            host: self.addr.clone(),
+                            message: format!("privilege escalation failed: {message}"),
+                        }))
+                        .await;
+                        return;
+                    }
+                };
+                if let Err(e) = channel.data_bytes(typed).await {
+                    self.send(Err(map_session_error(self.addr.clone(), e)))
+                        .await;
                     return;
                 }
-                if let Some(exit) = &exit {
-                    let _ = channel
-                        .data_bytes(Bytes::from(format!("{exit}{newline}")))
-                        .await;
-                }
-                let _ = channel.close().await;
-                return;
             }
         }
     }

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use netauto_core::Device;
+use netauto_core::platform::Platforms;
 
 use crate::credentials::{CredentialProvider, EnvCredentials};
 use crate::known_hosts::HostKeyPolicy;
 use crate::pacing::PacingConfig;
-use crate::profile::Profiles;
 
 /// Device tag that turns on legacy algorithms for that device.
 pub const LEGACY_TAG: &str = "ssh-legacy";
@@ -61,8 +61,9 @@ pub struct SshClientConfig {
     pub nodelay: bool,
     /// Session and connection-rate limits.
     pub pacing: PacingConfig,
-    /// Platform profiles.
-    pub profiles: Profiles,
+    /// Platform definitions: how commands run on each platform (devices whose platform is
+    /// unknown use `generic`, an exec channel).
+    pub platforms: Arc<Platforms>,
     /// Names of devices allowed legacy algorithms (besides devices tagged [`LEGACY_TAG`]).
     pub legacy_devices: HashSet<String>,
 }
@@ -78,7 +79,7 @@ impl fmt::Debug for SshClientConfig {
             .field("keepalive_max", &self.keepalive_max)
             .field("nodelay", &self.nodelay)
             .field("pacing", &self.pacing)
-            .field("profiles", &self.profiles)
+            .field("platforms", &self.platforms.len())
             .field("legacy_devices", &self.legacy_devices)
             .finish()
     }
@@ -86,7 +87,7 @@ impl fmt::Debug for SshClientConfig {
 
 impl Default for SshClientConfig {
     /// Environment credentials, strict known_hosts, default deadlines, keepalive every 15 s
-    /// (3 missed drop the connection), nodelay on, default pacing and profiles.
+    /// (3 missed drop the connection), nodelay on, default pacing, the shipped platform definitions.
     fn default() -> Self {
         Self {
             credentials: Arc::new(EnvCredentials::new()),
@@ -97,7 +98,7 @@ impl Default for SshClientConfig {
             keepalive_max: 3,
             nodelay: true,
             pacing: PacingConfig::default(),
-            profiles: Profiles::default(),
+            platforms: Arc::new(Platforms::builtin()),
             legacy_devices: HashSet::new(),
         }
     }
@@ -149,9 +150,10 @@ impl SshClientConfig {
         self
     }
 
-    /// Sets the platform profiles.
-    pub fn with_profiles(mut self, profiles: Profiles) -> Self {
-        self.profiles = profiles;
+    /// Sets the platform definitions (e.g. [`Platforms::from_env`], which adds
+    /// `NETAUTO_PLATFORMS_DIR`'s).
+    pub fn with_platforms(mut self, platforms: impl Into<Arc<Platforms>>) -> Self {
+        self.platforms = platforms.into();
         self
     }
 

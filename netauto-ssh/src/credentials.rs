@@ -70,6 +70,9 @@ pub struct Credential {
     pub private_key: Option<PrivateKeySource>,
     /// Passphrase of an encrypted private key.
     pub passphrase: Option<Secret>,
+    /// The secret of the platform's privilege escalation (`enable`); the password is used
+    /// when there is none.
+    pub enable_secret: Option<Secret>,
 }
 
 impl Credential {
@@ -95,6 +98,18 @@ impl Credential {
             private_key: Some(PrivateKeySource::Memory(Secret::new(pem))),
             ..Self::default()
         }
+    }
+
+    /// Sets the enable secret.
+    pub fn with_enable_secret(mut self, secret: impl Into<String>) -> Self {
+        self.enable_secret = Some(Secret::new(secret));
+        self
+    }
+
+    /// The secret typed when the platform escalates privileges: the enable secret, else the
+    /// password.
+    pub fn escalation_secret(&self) -> Option<&Secret> {
+        self.enable_secret.as_ref().or(self.password.as_ref())
     }
 
     /// Sets the key passphrase.
@@ -198,7 +213,8 @@ impl CredentialProvider for StaticCredentials {
 ///
 /// Reference `core-lab` with the default prefix `NETAUTO_SSH` reads
 /// `NETAUTO_SSH_CORE_LAB_PASSWORD`, `NETAUTO_SSH_CORE_LAB_KEY_FILE`,
-/// `NETAUTO_SSH_CORE_LAB_KEY` (key text) and `NETAUTO_SSH_CORE_LAB_PASSPHRASE`: the reference is
+/// `NETAUTO_SSH_CORE_LAB_KEY` (key text), `NETAUTO_SSH_CORE_LAB_PASSPHRASE` and
+/// `NETAUTO_SSH_CORE_LAB_ENABLE_SECRET`: the reference is
 /// upper-cased and every character that is not a letter or digit becomes `_`.
 #[derive(Debug, Clone)]
 pub struct EnvCredentials {
@@ -263,6 +279,7 @@ impl CredentialProvider for EnvCredentials {
             password: self.read(reference, "PASSWORD").map(Secret::new),
             private_key,
             passphrase: self.read(reference, "PASSPHRASE").map(Secret::new),
+            enable_secret: self.read(reference, "ENABLE_SECRET").map(Secret::new),
         };
         if credential.is_empty() {
             return Err(CredentialError::NotFound(reference.to_owned()));
@@ -278,6 +295,7 @@ struct FileEntry {
     private_key_file: Option<PathBuf>,
     private_key: Option<Secret>,
     passphrase: Option<Secret>,
+    enable_secret: Option<Secret>,
 }
 
 /// Credentials from a JSON file mapping references to entries:
@@ -287,7 +305,8 @@ struct FileEntry {
 ///   "edge":     { "private_key_file": "/etc/netauto/edge_ed25519", "passphrase": "…" } }
 /// ```
 ///
-/// Fields: `password`, `private_key_file`, `private_key` (key text), `passphrase`. The file is
+/// Fields: `password`, `private_key_file`, `private_key` (key text), `passphrase`,
+/// `enable_secret` (the platform's privilege escalation; the password when absent). The file is
 /// read when the provider is opened; [`FileCredentials::reload`] reads it again. On Unix a file
 /// readable by group or others is logged as a warning.
 #[derive(Clone)]
@@ -347,6 +366,7 @@ impl FileCredentials {
                     password: entry.password,
                     private_key,
                     passphrase: entry.passphrase,
+                    enable_secret: entry.enable_secret,
                 },
             );
         }

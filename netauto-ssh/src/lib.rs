@@ -26,10 +26,15 @@
 //!   mode (`NETAUTO_SSH_HOST_KEYS`), known_hosts file (`NETAUTO_SSH_KNOWN_HOSTS`), credentials
 //!   file (`NETAUTO_SSH_CREDENTIALS`) and pacing — read in one place, overridden field by field
 //!   (`with_*`), then [`SshSettings::build`] into an [`SshClientConfig`].
-//! * Platform profiles ([`Profiles`]): `exec` mode (linux, arista_eos, junos, cisco_nxos,
-//!   cisco_iosxr, and unknown platforms) and `shell` mode (cisco_ios, cisco_iosxe, cisco_asa:
-//!   PTY, prompt regex, `terminal length 0`, echo and prompt stripped, `--More--` answered).
-//!   Add your own with [`Profiles::insert`].
+//! * Platforms ([`netauto_core::platform::Platforms`], [`SshClientConfig::with_platforms`]):
+//!   each device's platform definition says how its commands run. `exec` platforms get one
+//!   exec channel per command; `shell` platforms a PTY, where the client waits for a prompt,
+//!   escalates privileges (`enable`, with the credential's enable secret), runs the
+//!   `after_login` commands (paging off), types the command, answers pager prompts, strips
+//!   the echo and the prompt, and answers the platform's questions only when the bulk allows
+//!   it. On both, an output line matching a failure pattern ends the run `failed` with kind
+//!   `command_rejected`, and an unanswered question ends it `failed` with kind
+//!   `prompt_unanswered` at once. Devices whose platform is unknown use `generic` (exec).
 //! * Legacy algorithms (diffie-hellman-group14-sha1, ssh-rsa, aes-cbc, hmac-sha1) only for
 //!   devices tagged [`LEGACY_TAG`] (`ssh-legacy`) or listed with
 //!   [`SshClientConfig::with_legacy_device`]. A negotiation failure is a
@@ -76,11 +81,11 @@ pub mod credentials;
 mod error;
 pub mod known_hosts;
 mod pacing;
-pub mod profile;
 mod settings;
 mod shell;
 #[cfg(feature = "sim")]
 pub mod sim;
+mod watch;
 
 pub use client::SshNetworkClient;
 pub use config::{LEGACY_TAG, SshClientConfig, Timeouts};
@@ -93,7 +98,6 @@ pub use pacing::{
     CONNECTIONS_PER_SECOND_VAR, MAX_SESSIONS_VAR, PacingConfig, SESSIONS_PER_ENDPOINT_VAR,
     parse_count, parse_rate,
 };
-pub use profile::{PlatformProfile, ProfileMode, Profiles, ShellProfile};
 pub use settings::{
     CREDENTIALS_VAR, HOST_KEYS_VAR, HostKeyMode, KNOWN_HOSTS_VAR, SettingsError, SshSettings,
 };

@@ -25,10 +25,13 @@
 //! bytes received (minus `\r`, the echo, pager prompts and their erase sequences).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use netauto_core::platform::{AnsiStripper, Platform};
+use netauto_core::{Rejection, RejectionKind};
 
-use crate::profile::ShellProfile;
+use crate::credentials::Secret;
 
 /// The most bytes of the unterminated last line the driver keeps to find a prompt or a pager
 /// prompt in: 1 KiB.
@@ -46,16 +49,26 @@ pub(crate) const TAIL_LIMIT: usize = 1024;
 pub(crate) enum Step {
     /// Type this on the channel.
     Send(String),
+    /// Type the escalation secret, then the line ending.
+    SendSecret,
     /// Command output (`\r` removed): complete lines, or the start of a line longer than
     /// [`TAIL_LIMIT`].
     Output(Bytes),
-    /// The command finished (its prompt is back).
-    Done,
+    /// The command finished (its prompt is back): it ends with this status.
+    Done(Option<Rejection>),
+    /// The device asked a question the bulk does not allow answering: stop here.
+    Refused(Rejection),
+    /// Privilege escalation failed.
+    EscalationFailed(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Waiting for a prompt; `n` setup commands were sent so far.
+    /// Waiting for the first prompt.
+    Login,
+    /// The escalation command was sent; `secret_sent` once the secret was typed.
+    Escalating { secret_sent: bool },
+    /// Waiting for a prompt; `n` commands of `after_login` were sent so far.
     Setup(usize),
     /// The command was sent; output is streaming.
     Running,
@@ -63,12 +76,14 @@ enum State {
     Done,
 }
 
-/// Drives one command through an interactive shell.
+/// Drives one command through an interactive shell, as the platform definition says.
 #[derive(Debug)]
 pub(crate) struct ShellDriver {
-    profile: ShellProfile,
+    platform: Arc<Platform>,
     command: String,
+    answer_prompts: bool,
     state: State,
+    ansi: Option<AnsiStripper>,
     /// The unterminated last line, or its last bytes when it is too long to keep whole.
     buf: Vec<u8>,
     /// Whether the start of the line in `buf` was already passed on (the line is too long to
@@ -77,23 +92,32 @@ pub(crate) struct ShellDriver {
     prompt: Option<String>,
     echo_pending: bool,
     after_pager: bool,
+    /// A question on the current line was answered (not again until the line ends).
+    answered: bool,
+    /// The first output line that matched a failure pattern.
+    rejected: Option<String>,
 }
 
 impl ShellDriver {
-    pub(crate) fn new(profile: ShellProfile, command: &str) -> Self {
+    pub(crate) fn new(platform: Arc<Platform>, command: &str, answer_prompts: bool) -> Self {
         Self {
-            profile,
+            ansi: platform.strip_ansi.then(AnsiStripper::new),
+            platform,
             command: command.trim().to_owned(),
-            state: State::Setup(0),
+            answer_prompts,
+            state: State::Login,
             buf: Vec::new(),
             tail_cut: false,
             prompt: None,
             echo_pending: false,
             after_pager: false,
+            answered: false,
+            rejected: None,
         }
     }
 
     /// Whether the command finished.
+    #[cfg(test)]
     pub(crate) fn is_done(&self) -> bool {
         self.state == State::Done
     }
@@ -103,12 +127,30 @@ impl ShellDriver {
         self.state == State::Running
     }
 
+    /// The secret line the driver asks for with [`Step::SendSecret`]: `secret` and the line
+    /// ending.
+    pub(crate) fn secret_line(&self, secret: &Secret) -> Bytes {
+        Bytes::from(format!("{}{}", secret.expose(), self.platform.line_ending))
+    }
+
+    fn line(&self, text: &str) -> String {
+        format!("{text}{}", self.platform.line_ending)
+    }
+
     /// Feeds bytes printed by the device; answers what to do next, in order.
     pub(crate) fn feed(&mut self, data: &[u8]) -> Vec<Step> {
         let mut steps = Vec::new();
         if self.state == State::Done {
             return steps;
         }
+        let cleaned;
+        let data = match &mut self.ansi {
+            Some(ansi) => {
+                cleaned = ansi.strip(data);
+                &cleaned[..]
+            }
+            None => data,
+        };
         self.buf
             .extend(data.iter().copied().filter(|b| *b != b'\r'));
         if self.after_pager {
@@ -120,77 +162,159 @@ impl ShellDriver {
         if !output.is_empty() {
             steps.push(Step::Output(Bytes::from(output)));
         }
-        let tail = lossy(&self.buf);
-        let pager = self
-            .profile
-            .more
-            .find(&tail)
-            .map(|m| byte_offset(&self.buf, m.start()));
-        let prompt_back = !self.tail_cut
-            && match self.state {
-                State::Setup(_) => self.profile.prompt.is_match(&tail),
-                State::Running => self.prompt.as_deref() == Some(tail.trim_end()),
-                State::Done => false,
-            };
-        let prompt = prompt_back.then(|| tail.trim_end().to_owned());
-        if let Some(at) = pager {
+        let tail = lossy(&self.buf).into_owned();
+        if let Some(at) = self
+            .platform
+            .paging
+            .iter()
+            .find_map(|p| p.regex().find(&tail))
+            .map(|m| byte_offset(&self.buf, m.start()))
+        {
             self.buf.truncate(at);
             self.after_pager = true;
-            steps.push(Step::Send(" ".to_owned()));
+            steps.push(Step::Send(self.platform.paging_reply.clone()));
             return steps;
         }
-        let Some(prompt) = prompt else {
+        if self.tail_cut {
             return steps;
-        };
-        self.buf.clear();
-        self.tail_cut = false;
+        }
         match self.state {
-            State::Setup(sent) => {
-                if let Some(setup) = self.profile.setup.get(sent) {
-                    steps.push(Step::Send(format!("{setup}{}", self.profile.newline)));
-                    self.state = State::Setup(sent + 1);
-                } else {
-                    self.prompt = Some(prompt);
-                    steps.push(Step::Send(format!(
-                        "{}{}",
-                        self.command, self.profile.newline
-                    )));
-                    self.state = State::Running;
-                    self.echo_pending = true;
-                }
-            }
-            State::Running => {
-                self.state = State::Done;
-                steps.push(Step::Done);
+            State::Running => self.running(&tail, &mut steps),
+            State::Login | State::Escalating { .. } | State::Setup(_) => {
+                self.logging_in(&tail, &mut steps)
             }
             State::Done => {}
         }
         steps
     }
 
+    /// While the command runs: its prompt back ends it; a question is answered or ends it.
+    fn running(&mut self, tail: &str, steps: &mut Vec<Step>) {
+        if self.prompt.as_deref() == Some(tail.trim_end()) {
+            self.buf.clear();
+            self.state = State::Done;
+            steps.push(Step::Done(self.rejected.take().map(|line| Rejection {
+                kind: RejectionKind::CommandRejected,
+                detail: line,
+            })));
+            return;
+        }
+        if self.answered || tail.trim().is_empty() {
+            return;
+        }
+        let Some(answer) = self.platform.answer_for(tail) else {
+            return;
+        };
+        if self.answer_prompts {
+            self.answered = true;
+            steps.push(Step::Send(self.line(&answer.reply)));
+            return;
+        }
+        let mut question = std::mem::take(&mut self.buf);
+        question.push(b'\n');
+        steps.push(Step::Output(Bytes::from(question)));
+        self.state = State::Done;
+        steps.push(Step::Refused(Rejection {
+            kind: RejectionKind::PromptUnanswered,
+            detail: format!(
+                "the device asked {:?} and this bulk does not allow answering prompts",
+                tail.trim()
+            ),
+        }));
+    }
+
+    /// Before the command: the first prompt, escalation, the `after_login` commands.
+    fn logging_in(&mut self, tail: &str, steps: &mut Vec<Step>) {
+        let Some(prompts) = &self.platform.prompts else {
+            return;
+        };
+        let privileged = prompts.privileged.is_match(tail)
+            || prompts.config.as_ref().is_some_and(|c| c.is_match(tail));
+        let user = !privileged && prompts.user.as_ref().is_some_and(|u| u.is_match(tail));
+        if let (State::Escalating { secret_sent }, Some(escalation)) =
+            (self.state, &self.platform.escalation)
+            && !privileged
+            && !user
+            && escalation.password_prompt.is_match(tail)
+        {
+            self.buf.clear();
+            if secret_sent {
+                steps.push(Step::EscalationFailed(format!(
+                    "{:?} asked for the secret again: it was refused",
+                    escalation.command
+                )));
+                self.state = State::Done;
+            } else {
+                self.state = State::Escalating { secret_sent: true };
+                steps.push(Step::SendSecret);
+            }
+            return;
+        }
+        if !privileged && !user {
+            return;
+        }
+        let prompt = tail.trim_end().to_owned();
+        self.buf.clear();
+        match (self.state, &self.platform.escalation) {
+            (State::Login, Some(escalation)) if user => {
+                self.state = State::Escalating { secret_sent: false };
+                steps.push(Step::Send(self.line(&escalation.command)));
+                return;
+            }
+            (State::Escalating { .. }, Some(escalation)) if user => {
+                steps.push(Step::EscalationFailed(format!(
+                    "still at the user prompt {prompt:?} after {:?}",
+                    escalation.command
+                )));
+                self.state = State::Done;
+                return;
+            }
+            _ => {}
+        }
+        let sent = match self.state {
+            State::Setup(n) => n,
+            _ => 0,
+        };
+        if let Some(setup) = self.platform.after_login.get(sent) {
+            steps.push(Step::Send(self.line(setup)));
+            self.state = State::Setup(sent + 1);
+        } else {
+            self.prompt = Some(prompt);
+            steps.push(Step::Send(self.line(&self.command)));
+            self.state = State::Running;
+            self.echo_pending = true;
+        }
+    }
+
     /// Moves the complete lines out of `buf`: into `output` while the command runs, except
-    /// the echoed command; dropped before.
+    /// the echoed command; dropped before. Lines matching a failure pattern are remembered.
     fn take_lines(&mut self, output: &mut Vec<u8>) {
         let mut start = 0;
         while let Some(len) = self.buf[start..].iter().position(|b| *b == b'\n') {
             let line = &self.buf[start..=start + len];
             start += len + 1;
-            self.tail_cut = false;
+            let was_cut = std::mem::replace(&mut self.tail_cut, false);
+            self.answered = false;
             if self.state != State::Running {
                 continue;
             }
+            let text = String::from_utf8_lossy(line);
             if self.echo_pending {
                 self.echo_pending = false;
-                let text = String::from_utf8_lossy(line);
                 if text.trim_end().ends_with(&self.command) {
                     continue;
+                }
+            }
+            if !was_cut && self.rejected.is_none() {
+                let text = text.trim_end_matches('\n');
+                if self.platform.failure_in(text).is_some() {
+                    self.rejected = Some(text.trim().chars().take(200).collect());
                 }
             }
             output.extend_from_slice(line);
         }
         self.buf.drain(..start);
     }
-
     /// Passes on the start of an unterminated line too long to be a prompt (into `output`
     /// while the command runs, dropped before), keeping at most the limit, from the start of
     /// a character.
@@ -293,6 +417,19 @@ fn byte_offset(bytes: &[u8], at: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netauto_core::platform::Platforms;
+
+    /// The shipped `cisco_ios` definition.
+    fn ios() -> Arc<Platform> {
+        Platforms::builtin().get("cisco_ios").unwrap().clone()
+    }
+
+    /// `cisco_ios` without `after_login` commands: the command goes at the first prompt.
+    fn bare_ios() -> Arc<Platform> {
+        let mut p = (*ios()).clone();
+        p.after_login.clear();
+        Arc::new(p)
+    }
 
     fn outputs(steps: &[Step]) -> String {
         steps
@@ -306,10 +443,12 @@ mod tests {
 
     #[test]
     fn a_whole_ios_session() {
-        let mut d = ShellDriver::new(ShellProfile::cisco_ios(), "show version");
+        let mut d = ShellDriver::new(ios(), "show version", false);
         let s = d.feed(b"\r\nWelcome\r\nr1#");
         assert_eq!(s, vec![Step::Send("terminal length 0\n".to_owned())]);
         let s = d.feed(b"terminal length 0\r\nr1#");
+        assert_eq!(s, vec![Step::Send("terminal width 511\n".to_owned())]);
+        let s = d.feed(b"terminal width 511\r\nr1#");
         assert_eq!(s, vec![Step::Send("show version\n".to_owned())]);
         assert!(d.is_running());
         let mut all = Vec::new();
@@ -319,33 +458,102 @@ mod tests {
         assert!(!d.is_done());
         all.extend(d.feed(b"#"));
         assert_eq!(outputs(&all), "Cisco IOS\nuptime 1 day\n");
-        assert_eq!(all.last(), Some(&Step::Done));
+        assert_eq!(all.last(), Some(&Step::Done(None)));
         assert!(d.is_done());
     }
 
     #[test]
+    fn a_user_prompt_escalates_and_a_refused_secret_fails() {
+        let mut d = ShellDriver::new(bare_ios(), "show version", false);
+        assert_eq!(d.feed(b"banner\r\nr1>"), vec![Step::Send("enable\n".into())]);
+        assert_eq!(d.feed(b"enable\r\nPassword: "), vec![Step::SendSecret]);
+        assert_eq!(
+            d.feed(b"\r\nr1#"),
+            vec![Step::Send("show version\n".into())]
+        );
+        let mut d = ShellDriver::new(bare_ios(), "show version", false);
+        d.feed(b"r1>");
+        d.feed(b"enable\r\nPassword: ");
+        let s = d.feed(b"\r\n% Access denied\r\nr1>");
+        assert!(matches!(s.last(), Some(Step::EscalationFailed(_))), "{s:?}");
+    }
+
+    #[test]
+    fn a_failure_line_makes_the_command_rejected_and_is_kept_as_output() {
+        let mut d = running("show ip route vrf nope");
+        let s = d.feed(b"        ^\r\n% Invalid input detected at '^' marker.\r\n\r\nr1#");
+        assert_eq!(
+            outputs(&s),
+            "        ^\n% Invalid input detected at '^' marker.\n\n"
+        );
+        assert_eq!(
+            s.last(),
+            Some(&Step::Done(Some(Rejection {
+                kind: RejectionKind::CommandRejected,
+                detail: "% Invalid input detected at '^' marker.".into()
+            })))
+        );
+    }
+
+    #[test]
+    fn a_question_is_answered_only_when_allowed() {
+        let profile_run = |allow: bool| {
+            let mut d = ShellDriver::new(bare_ios(), "reload", allow);
+            d.feed(b"r1#");
+            d.feed(b"reload\r\n");
+            d
+        };
+        let mut d = profile_run(true);
+        assert_eq!(
+            d.feed(b"Proceed with reload? [confirm]"),
+            vec![Step::Send("\n".into())]
+        );
+        assert_eq!(d.feed(b" "), vec![], "not answered twice on one line");
+        let s = d.feed(b"\r\nr1#");
+        assert_eq!(outputs(&s), "Proceed with reload? [confirm] \n");
+        assert_eq!(s.last(), Some(&Step::Done(None)));
+        let mut d = profile_run(false);
+        let s = d.feed(b"Proceed with reload? [confirm]");
+        assert_eq!(outputs(&s), "Proceed with reload? [confirm]\n");
+        assert!(
+            matches!(s.last(), Some(Step::Refused(r)) if r.kind == RejectionKind::PromptUnanswered),
+            "{s:?}"
+        );
+        assert!(d.is_done());
+    }
+
+    #[test]
+    fn ansi_escapes_are_removed_before_prompts_are_matched() {
+        let mut d = ShellDriver::new(bare_ios(), "show x", false);
+        assert_eq!(
+            d.feed(b"\x1b[1mr1#\x1b[0m"),
+            vec![Step::Send("show x\n".into())]
+        );
+        let s = d.feed(b"show x\r\n\x1b[32mup\x1b[0m\r\nr1#");
+        assert_eq!(outputs(&s), "up\n");
+    }
+
+    #[test]
     fn pager_prompts_are_answered_and_erased() {
-        let profile = ShellProfile::cisco_ios().with_setup(Vec::<String>::new());
-        let mut d = ShellDriver::new(profile, "show run");
+                let mut d = ShellDriver::new(bare_ios(), "show run", false);
         assert_eq!(d.feed(b"r1#"), vec![Step::Send("show run\n".to_owned())]);
         let s = d.feed(b"show run\r\nline 1\r\nline 2\r\n --More-- ");
         assert_eq!(outputs(&s), "line 1\nline 2\n");
         assert_eq!(s.last(), Some(&Step::Send(" ".to_owned())));
         let s = d.feed(b"\x08\x08\x08\x08\x08\x08\x08\x08\x08\x08         \x08\x08\x08\x08\x08\x08\x08\x08\x08\x08  line 3\r\nr1#");
         assert_eq!(outputs(&s), "  line 3\n");
-        assert_eq!(s.last(), Some(&Step::Done));
+        assert_eq!(s.last(), Some(&Step::Done(None)));
     }
 
     #[test]
     fn a_prompt_like_line_inside_output_does_not_end_the_command() {
-        let profile = ShellProfile::cisco_ios().with_setup(Vec::<String>::new());
-        let mut d = ShellDriver::new(profile, "show x");
+                let mut d = ShellDriver::new(bare_ios(), "show x", false);
         d.feed(b"r1#");
         let s = d.feed(b"show x\r\nother#");
-        assert!(!s.contains(&Step::Done));
+        assert!(!s.contains(&Step::Done(None)));
         let s = d.feed(b"\r\nr1#");
         assert_eq!(outputs(&s), "other#\n");
-        assert_eq!(s.last(), Some(&Step::Done));
+        assert_eq!(s.last(), Some(&Step::Done(None)));
     }
     fn output_bytes(steps: &[Step]) -> Vec<u8> {
         steps
@@ -361,8 +569,7 @@ mod tests {
 
     /// A driver on prompt `r1#` whose `command` was sent and echoed.
     fn running(command: &str) -> ShellDriver {
-        let profile = ShellProfile::cisco_ios().with_setup(Vec::<String>::new());
-        let mut d = ShellDriver::new(profile, command);
+                let mut d = ShellDriver::new(bare_ios(), command, false);
         assert_eq!(d.feed(b"r1#"), vec![Step::Send(format!("{command}\n"))]);
         assert_eq!(d.feed(format!("{command}\r\n").as_bytes()), vec![]);
         assert!(d.is_running());
@@ -405,12 +612,12 @@ mod tests {
         assert_eq!(rest.len(), held + 1);
         assert_eq!(rest.last(), Some(&b'\n'));
         assert_eq!(out + rest.len(), total + 1);
-        assert_eq!(s.last(), Some(&Step::Done));
+        assert_eq!(s.last(), Some(&Step::Done(None)));
     }
 
     #[test]
     fn a_flood_before_the_first_prompt_is_dropped_in_bounded_memory() {
-        let mut d = ShellDriver::new(ShellProfile::cisco_ios(), "show version");
+        let mut d = ShellDriver::new(ios(), "show version", false);
         for _ in 0..64 {
             assert_eq!(d.feed(&[b'x'; 16 * 1024]), vec![]);
             assert!(d.buffered() <= TAIL_LIMIT);
@@ -426,7 +633,7 @@ mod tests {
         assert_eq!(s, vec![Step::Send(" ".to_owned())]);
         let s = d.feed(b"\r\nr1#");
         assert_eq!(output_bytes(&s), b"\xff\xfeabc\n");
-        assert_eq!(s.last(), Some(&Step::Done));
+        assert_eq!(s.last(), Some(&Step::Done(None)));
     }
 
     /// Where `a` and `b` first differ, for assertions on megabytes.
@@ -457,8 +664,7 @@ mod tests {
         expected.extend_from_slice(&long);
         expected.push(b'\n');
         for size in [13, 1000, TAIL_LIMIT - 1, TAIL_LIMIT + 1, 1 << 20] {
-            let profile = ShellProfile::cisco_ios().with_setup(Vec::<String>::new());
-            let mut d = ShellDriver::new(profile, "show x");
+                        let mut d = ShellDriver::new(bare_ios(), "show x", false);
             d.feed(b"r1#");
             let mut steps = Vec::new();
             for piece in before_pager.chunks(size) {
@@ -477,7 +683,7 @@ mod tests {
                 out.len(),
                 expected.len()
             );
-            assert_eq!(steps.last(), Some(&Step::Done), "{size}");
+            assert_eq!(steps.last(), Some(&Step::Done(None)), "{size}");
         }
     }
 

@@ -14,10 +14,10 @@ use netauto_core::{
     Device, DeviceId, ExecOptions, ExitStatus, NetworkClient, NetworkError, OutputEvent, RunStatus,
     RunStore, TimeoutPhase,
 };
-use netauto_ssh::profile::PlatformProfile;
 use netauto_ssh::sim::{DeviceFarm, DeviceSpec, FailureMode, demo_specs};
+use netauto_core::platform::Platforms;
 use netauto_ssh::{
-    Credential, HostKeyPolicy, KnownHosts, LEGACY_TAG, PacingConfig, Profiles, ShellProfile,
+    Credential, HostKeyPolicy, KnownHosts, LEGACY_TAG, PacingConfig,
     SshNetworkClient, StaticCredentials, Timeouts,
 };
 
@@ -570,12 +570,12 @@ async fn ios_shell_mode_answers_more_prompts_when_paging_stays_on() {
     let spec = DeviceSpec::new("old-sw", "cisco_ios").with_output_bytes(6 * 1024);
     let expected = spec.answer("show running-config");
     let farm = farm(vec![spec]).await;
-    // A profile that does not send `terminal length 0`: the device pages every 23 lines.
-    let profiles = Profiles::default().with(PlatformProfile::shell(
-        "cisco_ios",
-        ShellProfile::cisco_ios().with_setup(Vec::<String>::new()),
-    ));
-    let client = SshNetworkClient::new(farm.client_config().with_profiles(profiles));
+    // A definition that does not send `terminal length 0`: the device pages every 23 lines.
+    let mut ios = (**Platforms::builtin().get("cisco_ios").unwrap()).clone();
+    ios.after_login.clear();
+    let mut platforms = Platforms::builtin();
+    platforms.insert(ios, "test").unwrap();
+    let client = SshNetworkClient::new(farm.client_config().with_platforms(platforms));
     let out = run(&client, &device(&farm, "old-sw"), "show running-config").await;
     assert!(out.error.is_none(), "{:?}", out.error);
     let text = String::from_utf8_lossy(&out.stdout);

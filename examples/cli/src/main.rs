@@ -168,6 +168,10 @@ struct BulkRunArgs {
     /// or with a KiB/MiB/GiB suffix.
     #[arg(long, value_name = "BYTES", value_parser = ssh::bytes_arg)]
     max_output: Option<u64>,
+    /// Type the platform's answers when a device asks a question (`[confirm]`, `(y/n)`);
+    /// without it such a device's run ends `failed` (`prompt_unanswered`) at the question.
+    #[arg(long)]
+    answer_prompts: bool,
     /// Who asks (stored with every run) [default: $USER].
     #[arg(long, env = "NETAUTO_REQUESTED_BY")]
     requested_by: Option<String>,
@@ -336,6 +340,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             .timeout
                             .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
                         max_output: args.max_output,
+                        answer_prompts: args.answer_prompts,
                     },
                 },
             )

@@ -28,6 +28,37 @@ pub enum ExitStatus {
     Code(i32),
     /// Killed by a signal.
     Signal(String),
+    /// The transport finished, but the device's platform says the command failed: an output
+    /// line matched a failure pattern, or the device asked a question that was not answered.
+    Rejected(Rejection),
+}
+
+/// Why a command counts as failed although its session ended cleanly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// What happened.
+    pub kind: RejectionKind,
+    /// The output line or question that showed it.
+    pub detail: String,
+}
+
+/// The kinds of [`Rejection`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectionKind {
+    /// An output line matched one of the platform's failure patterns (`% Invalid input`).
+    CommandRejected,
+    /// The device asked a question (`[confirm]`) and the bulk does not allow answering.
+    PromptUnanswered,
+}
+
+impl RejectionKind {
+    /// The run's `error_kind`: `command_rejected` or `prompt_unanswered`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CommandRejected => "command_rejected",
+            Self::PromptUnanswered => "prompt_unanswered",
+        }
+    }
 }
 
 /// The stream of a command's output.
@@ -38,12 +69,21 @@ pub type OutputEvents = BoxStream<'static, Result<OutputEvent, NetworkError>>;
 pub struct ExecOptions {
     /// Deadline for the whole command, connect included.
     pub timeout: Option<Duration>,
+    /// Whether the platform's answers may be typed when the device asks a question
+    /// (`[confirm]`); when `false` the command ends as soon as a question shows.
+    pub answer_prompts: bool,
 }
 
 impl ExecOptions {
     /// Sets the whole-command deadline.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Allows typing the platform's answers to questions.
+    pub fn with_answer_prompts(mut self, answer: bool) -> Self {
+        self.answer_prompts = answer;
         self
     }
 }

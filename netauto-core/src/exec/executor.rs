@@ -192,7 +192,9 @@ impl Executor {
     /// output in memory), and the run ends:
     ///
     /// * `ok`: exit status 0 (exec), or the prompt came back (shell);
-    /// * `failed`: a non-zero exit status or a signal;
+    /// * `failed`: a non-zero exit status or a signal, or the platform says the command failed
+    ///   (`command_rejected`: a failure pattern matched; `prompt_unanswered`: the device asked
+    ///   a question the bulk does not allow answering);
     /// * `error`: the transport failed (`error_kind` says how), the session closed without an
     ///   exit status (`closed`), or the output reached the cap (`output_cap`; exactly the cap's
     ///   bytes are kept, the session is closed and the run is `truncated`);
@@ -234,6 +236,7 @@ impl Executor {
         let deadline = Instant::now() + limits.timeout;
         let exec = ExecOptions {
             timeout: Some(limits.timeout),
+            answer_prompts: opts.limits.answer_prompts,
         };
         // Connect, log in, open the channel and start the command: under the deadline, and
         // stopped by a cancel.
@@ -344,6 +347,8 @@ impl Executor {
                 }
                 Some(ExitStatus::Signal(signal)) => RunFinish::new(RunStatus::Failed)
                     .with_error("signal", format!("killed by signal {signal}")),
+                Some(ExitStatus::Rejected(rejection)) => RunFinish::new(RunStatus::Failed)
+                    .with_error(rejection.kind.as_str(), rejection.detail),
                 None => RunFinish::new(RunStatus::Error).with_error(
                     CLOSED,
                     "the session closed without an exit status: the command may not have finished",

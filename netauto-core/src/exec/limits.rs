@@ -110,6 +110,10 @@ pub struct LimitOverrides {
     /// Output cap of each run, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output: Option<u64>,
+    /// Whether the platform's answers may be typed when a device asks a question
+    /// (`[confirm]`, `(y/n)`); otherwise such a run ends `failed`, kind `prompt_unanswered`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub answer_prompts: bool,
 }
 
 impl LimitOverrides {
@@ -135,9 +139,15 @@ impl LimitOverrides {
         self.timeout_ms.map(Duration::from_millis)
     }
 
+    /// Allows answering the platform's prompts.
+    pub fn with_answer_prompts(mut self, answer: bool) -> Self {
+        self.answer_prompts = answer;
+        self
+    }
+
     /// Whether nothing is overridden.
     pub fn is_empty(&self) -> bool {
-        self.timeout_ms.is_none() && self.max_output.is_none()
+        self.timeout_ms.is_none() && self.max_output.is_none() && !self.answer_prompts
     }
 
     /// Checks the ranges: a deadline from 100 ms to 7 days, a cap from 1 byte to 64 GiB.

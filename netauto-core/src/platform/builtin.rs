@@ -9,7 +9,31 @@ macro_rules! builtin {
     };
 }
 
-builtin!["cisco_ios.toml", "generic.toml"];
+builtin![
+    "arista_eos.toml",
+    "aruba_aoscx.toml",
+    "cisco_asa.toml",
+    "cisco_ios.toml",
+    "cisco_iosxe.toml",
+    "cisco_iosxr.toml",
+    "cisco_nxos.toml",
+    "cumulus_linux.toml",
+    "dell_force10.toml",
+    "dell_os10.toml",
+    "extreme_exos.toml",
+    "fortinet_fortios.toml",
+    "generic.toml",
+    "hp_comware.toml",
+    "hp_procurve.toml",
+    "huawei_vrp.toml",
+    "juniper_junos.toml",
+    "mikrotik_routeros.toml",
+    "nokia_sros.toml",
+    "paloalto_panos.toml",
+    "ruckus_fastiron.toml",
+    "ubiquiti_edgeswitch.toml",
+    "vyos.toml",
+];
 
 #[cfg(test)]
 mod tests {

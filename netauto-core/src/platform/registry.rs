@@ -51,8 +51,13 @@ impl Default for Platforms {
 }
 
 impl Platforms {
-    /// The shipped definitions (compiled into the binary).
+    /// The shipped definitions (compiled into the binary; parsed once per process).
     pub fn builtin() -> Self {
+        static BUILTIN_SET: std::sync::OnceLock<Platforms> = std::sync::OnceLock::new();
+        BUILTIN_SET.get_or_init(Self::parse_builtin).clone()
+    }
+
+    fn parse_builtin() -> Self {
         let mut platforms = Self::empty();
         for (file, text) in BUILTIN {
             match Platform::from_toml(&format!("builtin {file}"), text) {

@@ -28,8 +28,9 @@ pub(crate) async fn create_bulk<P: Pools>(
     let mut tx = s.begin_write().await?;
     // The stored timestamp (microseconds) is the one answered.
     let created_at = sqlx::query::<P::DB>(
-        "INSERT INTO bulks (ref, command, requested_by, created_at, total, timeout_ms, max_output)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING created_at",
+        "INSERT INTO bulks (ref, command, requested_by, created_at, total, timeout_ms, max_output,
+                            answer_prompts)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING created_at",
     )
     .text(bulk.bulk_ref.as_str())
     .text(&bulk.command)
@@ -38,6 +39,7 @@ pub(crate) async fn create_bulk<P: Pools>(
     .int(device_ids.len() as i64)
     .opt_int(bulk.limits.timeout_ms.map(clamp))
     .opt_int(bulk.limits.max_output.map(clamp))
+    .flag(bulk.limits.answer_prompts)
     .fetch_one(P::DB::conn(&mut *tx))
     .await
     .map_err(|e| exists_or_db(e, "bulk", bulk.bulk_ref.to_string()))?

@@ -190,7 +190,8 @@ impl DeviceFarm {
         for r in &self.devices {
             creds.insert(
                 r.device.credential_ref.clone(),
-                Credential::password(r.spec.password.clone()),
+                Credential::password(r.spec.password.clone())
+                    .with_enable_secret(r.spec.enable_secret.clone()),
             );
         }
         creds

@@ -24,11 +24,14 @@
 
 mod farm;
 mod server;
+pub mod suite;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use netauto_core::platform::{Platform, Platforms, Transport};
 use russh::keys::{Algorithm, PublicKey};
 
 pub use farm::{DeviceFarm, SimDevice, SimStats};
@@ -107,9 +110,16 @@ pub struct DeviceSpec {
     pub latency: Duration,
     /// Output rate in bytes per second (`None`: as fast as the connection goes).
     pub throughput: Option<u64>,
-    /// Lines per page of the interactive shell before `--More--` (until
-    /// `terminal length 0`).
+    /// Lines per page of the interactive shell before the platform's pager prompt (until
+    /// one of its paging-off commands); 0 never pages.
     pub page_lines: usize,
+    /// Commands the device rejects with its platform's error text.
+    pub rejected: BTreeSet<String>,
+    /// The secret its privilege escalation (`enable`) asks for.
+    pub enable_secret: String,
+    /// The platform definition the device plays (default: the shipped definition of
+    /// `platform`, `generic` when unknown).
+    pub definition: Arc<Platform>,
     /// Deliberate misbehaviour.
     pub failure: Option<FailureMode>,
     /// Offer only legacy algorithms (diffie-hellman-group14-sha1, ssh-rsa host key,
@@ -132,10 +142,14 @@ impl DeviceSpec {
     /// A well-behaved device answering 1 KiB of generated output at once.
     pub fn new(name: impl Into<String>, platform: impl Into<String>) -> Self {
         let name = name.into();
+        let platform = platform.into();
         Self {
             password: format!("sim-{name}-pw"),
+            enable_secret: format!("sim-{name}-enable"),
+            rejected: BTreeSet::new(),
+            definition: Platforms::builtin().resolve(&platform),
             name,
-            platform: platform.into(),
+            platform,
             username: "netauto".to_owned(),
             authorized_keys: Vec::new(),
             commands: BTreeMap::new(),
@@ -233,12 +247,47 @@ impl DeviceSpec {
         self
     }
 
-    /// Whether the device offers an interactive IOS-like shell.
+    /// Whether the device offers an interactive shell (its platform's transport is
+    /// `shell`).
     pub fn has_shell(&self) -> bool {
-        matches!(
-            self.platform.as_str(),
-            "cisco_ios" | "cisco_iosxe" | "cisco_asa"
-        )
+        self.definition.transport == Transport::Shell
+    }
+
+    /// Rejects `command` with the platform's error text.
+    pub fn with_rejected(mut self, command: impl Into<String>) -> Self {
+        self.rejected.insert(command.into());
+        self
+    }
+
+    /// Sets the escalation secret.
+    pub fn with_enable_secret(mut self, secret: impl Into<String>) -> Self {
+        self.enable_secret = secret.into();
+        self
+    }
+
+    /// Plays `definition` instead of the shipped definition of its platform.
+    pub fn with_definition(mut self, definition: Arc<Platform>) -> Self {
+        self.definition = definition;
+        self
+    }
+
+    /// The prompt at privileged (`true`) or user level.
+    pub fn prompt(&self, privileged: bool) -> String {
+        let persona = &self.definition.persona;
+        let template = match (&persona.user_prompt, privileged) {
+            (Some(user), false) => user,
+            _ => &persona.privileged_prompt,
+        };
+        template.replace("{name}", &self.name)
+    }
+
+    /// What the device prints when it rejects `command`.
+    pub fn rejection_text(&self, command: &str) -> String {
+        let mut text = self.definition.persona.rejected.replace("{command}", command);
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text
     }
 
     /// The answer to `command`: canned if there is one, else generated.

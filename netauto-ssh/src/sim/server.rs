@@ -284,6 +284,20 @@ async fn run_exec(
         endless(&channel).await;
         return;
     }
+    let persona = &spec.definition.persona;
+    let command = command.trim();
+    if spec.rejected.contains(command) {
+        let text = Bytes::from(spec.rejection_text(command));
+        send_paced(spec, &channel, &text, persona.rejected_on_stderr).await;
+        let _ = channel.exit_status(persona.rejected_exit).await;
+        let _ = channel.eof().await;
+        let _ = channel.close().await;
+        return;
+    }
+    if persona.confirm_command.as_deref() == Some(command) {
+        confirm_on_stdin(channel, persona.confirm_prompt.as_deref().unwrap_or_default()).await;
+        return;
+    }
     let CannedOutput {
         stdout,
         stderr,
@@ -313,6 +327,31 @@ async fn run_exec(
     }
 }
 
+/// Asks `question` on stdout and waits for a line on stdin; then exits 0.
+async fn confirm_on_stdin(mut channel: Channel<Msg>, question: &str) {
+    if channel
+        .data_bytes(Bytes::copy_from_slice(question.as_bytes()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut typed = Vec::new();
+    while !typed.contains(&b'\n') && !typed.contains(&b'\r') {
+        match channel.wait().await {
+            Some(ChannelMsg::Data { data }) => typed.extend_from_slice(&data),
+            Some(ChannelMsg::Eof | ChannelMsg::Close) | None => return,
+            Some(_) => {}
+        }
+    }
+    let answer = String::from_utf8_lossy(&typed).trim().to_owned();
+    let done = format!("\nconfirmed with {answer:?} (simulated, nothing done)\n");
+    let _ = channel.data_bytes(Bytes::from(done)).await;
+    let _ = channel.exit_status(0).await;
+    let _ = channel.eof().await;
+    let _ = channel.close().await;
+}
+
 /// `yes`: 32 KiB of `y` lines at a time until the client goes away.
 async fn endless(channel: &Channel<Msg>) {
     let block = Bytes::from(b"y\n".repeat(16 * 1024));
@@ -331,9 +370,21 @@ fn crlf(text: &[u8]) -> Vec<u8> {
     out
 }
 
-const MORE: &[u8] = b" --More-- ";
+/// What the next typed line is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Awaiting {
+    /// A command.
+    Command,
+    /// The escalation secret (not echoed).
+    Secret,
+    /// The answer to the confirm question.
+    Confirm,
+}
 
-/// An IOS-like interactive shell: echo, prompt `name#`, paging until `terminal length 0`.
+/// An interactive shell playing the device's platform persona: banner, prompt per privilege
+/// level, escalation with the enable secret, echo, paging with the persona's pager prompt
+/// until a paging-off command, the persona's error text for rejected commands and its confirm
+/// question.
 async fn run_shell(
     spec: &DeviceSpec,
     counters: &Counters,
@@ -341,12 +392,20 @@ async fn run_shell(
     mut channel: Channel<Msg>,
     handle: &server::Handle,
 ) {
-    let prompt = format!("{}#", spec.name);
-    let banner = format!("\r\n{} (netauto simulator)\r\n\r\n{prompt}", spec.name);
+    let platform = spec.definition.clone();
+    let persona = &platform.persona;
+    let mut privileged = persona.user_prompt.is_none();
+    let banner = format!(
+        "\r\n{} (netauto simulator, {})\r\n\r\n{}",
+        spec.name,
+        platform.name,
+        spec.prompt(privileged)
+    );
     if channel.data_bytes(Bytes::from(banner)).await.is_err() {
         return;
     }
-    let mut paging = spec.page_lines > 0;
+    let mut paging = spec.page_lines > 0 && persona.pager.is_some();
+    let mut awaiting = Awaiting::Command;
     let mut line = Vec::new();
     loop {
         let Some(msg) = channel.wait().await else {
@@ -365,53 +424,101 @@ async fn run_shell(
             }
             let typed = String::from_utf8_lossy(&line).trim().to_owned();
             line.clear();
-            // Echo what was typed, like a terminal does.
-            let mut echo = typed.clone().into_bytes();
+            // Echo what was typed, like a terminal does (not a secret).
+            let mut echo = match awaiting {
+                Awaiting::Secret => Vec::new(),
+                _ => typed.clone().into_bytes(),
+            };
             echo.extend_from_slice(b"\r\n");
             if channel.data_bytes(Bytes::from(echo)).await.is_err() {
                 return;
             }
-            match typed.as_str() {
-                "" => {}
-                "exit" | "logout" | "quit" => {
-                    let _ = channel.eof().await;
-                    let _ = channel.close().await;
-                    return;
-                }
-                "terminal length 0" | "terminal pager 0" => paging = false,
-                command => {
-                    counters.commands.fetch_add(1, Ordering::SeqCst);
-                    if spec.failure == Some(FailureMode::Hang) {
-                        while channel.wait().await.is_some() {}
-                        return;
-                    }
-                    gate.pass().await;
-                    tokio::time::sleep(spec.latency).await;
-                    if spec.failure == Some(FailureMode::Endless) {
-                        endless(&channel).await;
-                        return;
-                    }
-                    let answer = spec.answer(command);
-                    let mut text = answer.stdout.to_vec();
-                    text.extend_from_slice(&answer.stderr);
-                    if spec.failure == Some(FailureMode::CloseMidOutput) {
-                        let half = Bytes::from(crlf(&text[..text.len() / 2]));
-                        send_paced(spec, &channel, &half, false).await;
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        disconnect(handle, "simulated failure: closed mid-output").await;
-                        return;
-                    }
-                    let page = if paging { spec.page_lines } else { usize::MAX };
-                    if !send_pages(spec, &mut channel, &text, page).await {
-                        return;
+            let mut text = String::new();
+            match std::mem::replace(&mut awaiting, Awaiting::Command) {
+                Awaiting::Secret => {
+                    if typed == spec.enable_secret {
+                        privileged = true;
+                    } else {
+                        text = "% Access denied\n".to_owned();
                     }
                 }
+                Awaiting::Confirm => {
+                    text = format!("confirmed with {typed:?} (simulated, nothing done)\n");
+                }
+                Awaiting::Command => match typed.as_str() {
+                    "" => {}
+                    "exit" | "logout" | "quit" => {
+                        let _ = channel.eof().await;
+                        let _ = channel.close().await;
+                        return;
+                    }
+                    t if platform.exit_command.as_deref() == Some(t) => {
+                        let _ = channel.eof().await;
+                        let _ = channel.close().await;
+                        return;
+                    }
+                    t if persona.paging_off.iter().any(|c| c == t) => paging = false,
+                    t if platform.after_login.iter().any(|c| c == t) => {}
+                    t if platform.escalation.as_ref().is_some_and(|e| e.command == t) => {
+                        if !privileged {
+                            let ask = persona.password_prompt.clone().unwrap_or_default();
+                            if channel.data_bytes(Bytes::from(ask)).await.is_err() {
+                                return;
+                            }
+                            awaiting = Awaiting::Secret;
+                            continue;
+                        }
+                    }
+                    t if !privileged => {
+                        text = spec.rejection_text(t);
+                    }
+                    t if spec.rejected.contains(t) => {
+                        counters.commands.fetch_add(1, Ordering::SeqCst);
+                        text = spec.rejection_text(t);
+                    }
+                    t if persona.confirm_command.as_deref() == Some(t) => {
+                        counters.commands.fetch_add(1, Ordering::SeqCst);
+                        let ask = persona.confirm_prompt.clone().unwrap_or_default();
+                        if channel.data_bytes(Bytes::from(ask)).await.is_err() {
+                            return;
+                        }
+                        awaiting = Awaiting::Confirm;
+                        continue;
+                    }
+                    command => {
+                        counters.commands.fetch_add(1, Ordering::SeqCst);
+                        if spec.failure == Some(FailureMode::Hang) {
+                            while channel.wait().await.is_some() {}
+                            return;
+                        }
+                        gate.pass().await;
+                        tokio::time::sleep(spec.latency).await;
+                        if spec.failure == Some(FailureMode::Endless) {
+                            endless(&channel).await;
+                            return;
+                        }
+                        let answer = spec.answer(command);
+                        let mut text = answer.stdout.to_vec();
+                        text.extend_from_slice(&answer.stderr);
+                        if spec.failure == Some(FailureMode::CloseMidOutput) {
+                            let half = Bytes::from(crlf(&text[..text.len() / 2]));
+                            send_paced(spec, &channel, &half, false).await;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            disconnect(handle, "simulated failure: closed mid-output").await;
+                            return;
+                        }
+                        let pager = persona.pager.as_deref().filter(|_| paging);
+                        if !send_pages(spec, &mut channel, &text, pager).await {
+                            return;
+                        }
+                    }
+                },
             }
-            if channel
-                .data_bytes(Bytes::from(prompt.clone().into_bytes()))
-                .await
-                .is_err()
-            {
+            if !text.is_empty() && !send_pages(spec, &mut channel, text.as_bytes(), None).await {
+                return;
+            }
+            let prompt = spec.prompt(privileged);
+            if channel.data_bytes(Bytes::from(prompt)).await.is_err() {
                 return;
             }
         }
@@ -424,13 +531,17 @@ async fn send_pages(
     spec: &DeviceSpec,
     channel: &mut Channel<Msg>,
     text: &[u8],
-    page_lines: usize,
+    pager: Option<&str>,
 ) -> bool {
     let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
-    let per_page = page_lines.saturating_sub(1).max(1);
+    let per_page = match pager {
+        Some(_) => spec.page_lines.saturating_sub(1).max(1),
+        None => usize::MAX,
+    };
+    let more = pager.unwrap_or_default().as_bytes();
     for (i, page) in lines.chunks(per_page).enumerate() {
         if i > 0 {
-            if channel.data_bytes(Bytes::from_static(MORE)).await.is_err() {
+            if channel.data_bytes(Bytes::copy_from_slice(more)).await.is_err() {
                 return false;
             }
             // Wait for a key: space or anything else continues, `q` stops.
@@ -441,9 +552,9 @@ async fn send_pages(
                     Some(_) => continue,
                 }
             };
-            let mut erase = vec![0x08u8; MORE.len()];
-            erase.extend(std::iter::repeat_n(b' ', MORE.len()));
-            erase.extend(std::iter::repeat_n(0x08u8, MORE.len()));
+            let mut erase = vec![0x08u8; more.len()];
+            erase.extend(std::iter::repeat_n(b' ', more.len()));
+            erase.extend(std::iter::repeat_n(0x08u8, more.len()));
             if channel.data_bytes(Bytes::from(erase)).await.is_err() {
                 return false;
             }
