@@ -9,6 +9,7 @@
 //! | `NETAUTO_SSH_CREDENTIALS` | — | a JSON credentials file ([`FileCredentials`]); without it [`EnvCredentials`] |
 //! | pacing | | see [`PacingConfig::from_env`] |
 
+use netauto_core::platform::{LoadError, PLATFORMS_DIR_VAR, Platforms};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -77,6 +78,16 @@ pub enum SettingsError {
     /// A variable is set to a value that cannot be used (names the variable and the value).
     #[error(transparent)]
     Invalid(#[from] ConfigError),
+    /// The platform definitions of `NETAUTO_PLATFORMS_DIR` cannot be loaded (every problem,
+    /// by file).
+    #[error("cannot load the platform definitions of {}: {source}", path.display())]
+    Platforms {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: LoadError,
+    },
     /// The credentials file cannot be loaded.
     #[error("cannot load the credentials file {}", path.display())]
     Credentials {
@@ -102,6 +113,9 @@ pub struct SshSettings {
     pub credentials: Option<PathBuf>,
     /// Session and connection-rate limits.
     pub pacing: PacingConfig,
+    /// A directory of the operator's platform definitions (`NETAUTO_PLATFORMS_DIR`), read
+    /// after the shipped ones.
+    pub platforms_dir: Option<PathBuf>,
 }
 
 impl SshSettings {
@@ -142,6 +156,7 @@ impl SshSettings {
             known_hosts: path(KNOWN_HOSTS_VAR)?,
             credentials: path(CREDENTIALS_VAR)?,
             pacing: PacingConfig::from_lookup(&lookup)?,
+            platforms_dir: path(PLATFORMS_DIR_VAR)?,
         })
     }
 
@@ -211,9 +226,20 @@ impl SshSettings {
             })?),
             None => SshClientConfig::new(EnvCredentials::new()),
         };
+        let platforms =
+            match &self.platforms_dir {
+                Some(dir) => Platforms::builtin().with_dir(dir).map_err(|source| {
+                    SettingsError::Platforms {
+                        path: dir.clone(),
+                        source,
+                    }
+                })?,
+                None => Platforms::builtin(),
+            };
         Ok(config
             .with_host_keys(host_keys)
-            .with_pacing(self.pacing.clone()))
+            .with_pacing(self.pacing.clone())
+            .with_platforms(platforms))
     }
 }
 

@@ -465,7 +465,10 @@ mod tests {
     #[test]
     fn a_user_prompt_escalates_and_a_refused_secret_fails() {
         let mut d = ShellDriver::new(bare_ios(), "show version", false);
-        assert_eq!(d.feed(b"banner\r\nr1>"), vec![Step::Send("enable\n".into())]);
+        assert_eq!(
+            d.feed(b"banner\r\nr1>"),
+            vec![Step::Send("enable\n".into())]
+        );
         assert_eq!(d.feed(b"enable\r\nPassword: "), vec![Step::SendSecret]);
         assert_eq!(
             d.feed(b"\r\nr1#"),
@@ -535,7 +538,7 @@ mod tests {
 
     #[test]
     fn pager_prompts_are_answered_and_erased() {
-                let mut d = ShellDriver::new(bare_ios(), "show run", false);
+        let mut d = ShellDriver::new(bare_ios(), "show run", false);
         assert_eq!(d.feed(b"r1#"), vec![Step::Send("show run\n".to_owned())]);
         let s = d.feed(b"show run\r\nline 1\r\nline 2\r\n --More-- ");
         assert_eq!(outputs(&s), "line 1\nline 2\n");
@@ -547,7 +550,7 @@ mod tests {
 
     #[test]
     fn a_prompt_like_line_inside_output_does_not_end_the_command() {
-                let mut d = ShellDriver::new(bare_ios(), "show x", false);
+        let mut d = ShellDriver::new(bare_ios(), "show x", false);
         d.feed(b"r1#");
         let s = d.feed(b"show x\r\nother#");
         assert!(!s.contains(&Step::Done(None)));
@@ -569,7 +572,7 @@ mod tests {
 
     /// A driver on prompt `r1#` whose `command` was sent and echoed.
     fn running(command: &str) -> ShellDriver {
-                let mut d = ShellDriver::new(bare_ios(), command, false);
+        let mut d = ShellDriver::new(bare_ios(), command, false);
         assert_eq!(d.feed(b"r1#"), vec![Step::Send(format!("{command}\n"))]);
         assert_eq!(d.feed(format!("{command}\r\n").as_bytes()), vec![]);
         assert!(d.is_running());
@@ -664,7 +667,7 @@ mod tests {
         expected.extend_from_slice(&long);
         expected.push(b'\n');
         for size in [13, 1000, TAIL_LIMIT - 1, TAIL_LIMIT + 1, 1 << 20] {
-                        let mut d = ShellDriver::new(bare_ios(), "show x", false);
+            let mut d = ShellDriver::new(bare_ios(), "show x", false);
             d.feed(b"r1#");
             let mut steps = Vec::new();
             for piece in before_pager.chunks(size) {

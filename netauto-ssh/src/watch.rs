@@ -172,7 +172,13 @@ mod tests {
         let mut w = watch("cisco_ios", false);
         let (_, r) = w.feed(false, Bytes::from_static(b"Proceed with reload? [confirm]"));
         assert!(
-            matches!(r, Reaction::Refuse(Rejection { kind: RejectionKind::PromptUnanswered, .. })),
+            matches!(
+                r,
+                Reaction::Refuse(Rejection {
+                    kind: RejectionKind::PromptUnanswered,
+                    ..
+                })
+            ),
             "{r:?}"
         );
     }
@@ -185,6 +191,10 @@ mod tests {
             assert!(w.streams[0].line.len() <= TAIL_LIMIT);
         }
         w.feed(false, Bytes::from_static(b"% Invalid input\n"));
-        assert_eq!(w.rejection(), None, "the end of a cut line is not a failure line");
+        assert_eq!(
+            w.rejection(),
+            None,
+            "the end of a cut line is not a failure line"
+        );
     }
 }

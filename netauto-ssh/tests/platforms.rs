@@ -26,7 +26,12 @@ async fn every_shipped_platform_passes_the_platform_suite() {
             }
         }
     }
-    assert!(failed.is_empty(), "{} failed:\n{}", failed.len(), failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "{} failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
 }
 
 /// The suite catches a definition that does not fit its device: without failure patterns a
@@ -44,7 +49,11 @@ async fn a_definition_that_does_not_fit_fails_the_suite() {
         std::time::Duration::from_secs(3),
     )
     .await;
-    let failed: Vec<&str> = checks.iter().filter(|c| !c.passed).map(|c| c.name).collect();
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| c.name)
+        .collect();
     assert_eq!(
         failed,
         [

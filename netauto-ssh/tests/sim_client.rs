@@ -10,15 +10,15 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use netauto_core::exec::{Executor, RunOptions};
+use netauto_core::platform::Platforms;
 use netauto_core::{
     Device, DeviceId, ExecOptions, ExitStatus, NetworkClient, NetworkError, OutputEvent, RunStatus,
     RunStore, TimeoutPhase,
 };
 use netauto_ssh::sim::{DeviceFarm, DeviceSpec, FailureMode, demo_specs};
-use netauto_core::platform::Platforms;
 use netauto_ssh::{
-    Credential, HostKeyPolicy, KnownHosts, LEGACY_TAG, PacingConfig,
-    SshNetworkClient, StaticCredentials, Timeouts,
+    Credential, HostKeyPolicy, KnownHosts, LEGACY_TAG, PacingConfig, SshNetworkClient,
+    StaticCredentials, Timeouts,
 };
 
 async fn run(client: &SshNetworkClient, device: &Device, command: &str) -> Collected {

@@ -5,6 +5,7 @@ use std::io::Read as _;
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use netauto_core::platform::Platforms;
 use netauto_core::{Conflict, Device, DeviceId, Error, NewDevice, RunStore};
 
 use crate::table::Table;
@@ -12,11 +13,22 @@ use crate::terminal;
 use netauto_cli::inventory::{self, Format};
 
 /// Creates one device, checked as an inventory row is ([`inventory::validate_device`]).
-pub(crate) async fn add(store: &dyn RunStore, device: NewDevice) -> anyhow::Result<()> {
+pub(crate) async fn add(
+    store: &dyn RunStore,
+    platforms: &Platforms,
+    device: NewDevice,
+) -> anyhow::Result<()> {
     let device = match inventory::validate_device(device) {
         Ok(device) => device,
         Err(problem) => bail!("{problem}; no device added"),
     };
+    if platforms.get(&device.platform).is_none() {
+        bail!(
+            "unknown platform {:?}; no device added; {}",
+            device.platform,
+            inventory::unknown_platforms_hint(platforms)
+        );
+    }
     let name = device.name.clone();
     match store.create_device(device).await {
         Ok(d) => {
@@ -35,6 +47,7 @@ pub(crate) async fn add(store: &dyn RunStore, device: NewDevice) -> anyhow::Resu
 /// already in the database) before the first device is created.
 pub(crate) async fn import(
     store: &dyn RunStore,
+    platforms: &Platforms,
     path: &Path,
     format: Option<Format>,
 ) -> anyhow::Result<()> {
@@ -67,6 +80,23 @@ pub(crate) async fn import(
                 .join("; ")
         ),
     };
+    if let Err(errors) = inventory::check_platforms(&rows, platforms) {
+        bail!(
+            "{shown}: {} {} an unknown platform, nothing imported: {}; {}",
+            errors.len(),
+            if errors.len() == 1 {
+                "row names"
+            } else {
+                "rows name"
+            },
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+            inventory::unknown_platforms_hint(platforms)
+        );
+    }
     let existing: HashSet<String> = store
         .list_devices()
         .await?

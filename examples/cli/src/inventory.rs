@@ -24,6 +24,7 @@ use std::fmt;
 use std::path::Path;
 
 use netauto_core::NewDevice;
+use netauto_core::platform::Platforms;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -281,6 +282,44 @@ fn validate(e: Entry) -> Result<NewDevice, String> {
         device = device.with_site(site);
     }
     Ok(device)
+}
+
+/// Checks that every row names a known platform (a name or an alias of `platforms`):
+/// one error per row that does not, naming its place. The known names are in
+/// [`unknown_platforms_hint`].
+///
+/// ```
+/// use netauto_cli::inventory::{Format, check_platforms, parse};
+/// use netauto_core::platform::Platforms;
+///
+/// let rows = parse("name,host,platform,username\nr1,h1,ios,u\nr2,h2,cisco_io,u\n", Format::Csv).unwrap();
+/// let errors = check_platforms(&rows, &Platforms::builtin()).unwrap_err();
+/// assert_eq!(errors.len(), 1);
+/// assert_eq!(errors[0].to_string(), r#"line 3: unknown platform "cisco_io""#);
+/// ```
+pub fn check_platforms(rows: &[Row], platforms: &Platforms) -> Result<(), Vec<RowError>> {
+    let errors: Vec<RowError> = rows
+        .iter()
+        .filter(|r| platforms.get(&r.device.platform).is_none())
+        .map(|r| RowError {
+            place: r.place,
+            message: format!("unknown platform {}", shown(&r.device.platform)),
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// The sentence listing the known platforms, for errors about unknown ones.
+pub fn unknown_platforms_hint(platforms: &Platforms) -> String {
+    let names: Vec<&str> = platforms.iter().map(|p| p.name.as_str()).collect();
+    format!(
+        "known platforms: {} (`netauto platforms list` shows their aliases; add your own in NETAUTO_PLATFORMS_DIR)",
+        names.join(", ")
+    )
 }
 
 /// A trimmed value: `None` if blank; an error if too long or with a control character (which

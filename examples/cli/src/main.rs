@@ -5,6 +5,7 @@
 
 mod bulk;
 mod devices;
+mod platforms;
 mod retention;
 mod ssh;
 mod table;
@@ -69,6 +70,24 @@ enum Command {
     /// Plan or run retention purges (NET_AUTO_RUN_MAX_DAYS, NET_AUTO_RUN_MAX_BYTES).
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// List and show platform definitions (shipped, and NETAUTO_PLATFORMS_DIR's).
+    #[command(subcommand)]
+    Platforms(PlatformsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PlatformsCommand {
+    /// One line per platform: name, aliases, transport, description, where it is defined.
+    List {
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A platform's whole definition, as TOML (a starting point for your own).
+    Show {
+        /// Name or alias.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,7 +102,7 @@ enum DevicesCommand {
         /// SSH port.
         #[arg(long, default_value_t = 22)]
         port: u16,
-        /// Platform profile: cisco_ios, arista_eos, junos, linux, …
+        /// Platform (`netauto platforms list`): cisco_ios, arista_eos, juniper_junos, generic, …
         #[arg(long)]
         platform: String,
         /// Login user.
@@ -270,6 +289,14 @@ fn report(e: &anyhow::Error, verbose: bool) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let platforms = netauto_core::platform::Platforms::from_env()?;
+    if let Command::Platforms(command) = &cli.command {
+        match command {
+            PlatformsCommand::List { json } => platforms::list(&platforms, *json)?,
+            PlatformsCommand::Show { name } => platforms::show(&platforms, name)?,
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let url = cli
         .database
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
@@ -305,10 +332,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(s) = site {
                 device = device.with_site(s);
             }
-            devices::add(store.as_ref(), device).await?;
+            devices::add(store.as_ref(), &platforms, device).await?;
         }
         Command::Devices(DevicesCommand::Import { file, format }) => {
-            devices::import(store.as_ref(), &file, format).await?;
+            devices::import(store.as_ref(), &platforms, &file, format).await?;
         }
         Command::Devices(DevicesCommand::List { filter, json }) => {
             devices::list(store.as_ref(), &filter, json).await?;
@@ -380,6 +407,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Retention(RetentionCommand::Plan { json }) => retention::plan(store, json).await?,
         Command::Retention(RetentionCommand::Run) => retention::run(store).await?,
+        Command::Platforms(_) => unreachable!("answered before the database is opened"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -283,7 +283,11 @@ impl DeviceSpec {
 
     /// What the device prints when it rejects `command`.
     pub fn rejection_text(&self, command: &str) -> String {
-        let mut text = self.definition.persona.rejected.replace("{command}", command);
+        let mut text = self
+            .definition
+            .persona
+            .rejected
+            .replace("{command}", command);
         if !text.ends_with('\n') {
             text.push('\n');
         }

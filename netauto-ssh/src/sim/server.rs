@@ -295,7 +295,11 @@ async fn run_exec(
         return;
     }
     if persona.confirm_command.as_deref() == Some(command) {
-        confirm_on_stdin(channel, persona.confirm_prompt.as_deref().unwrap_or_default()).await;
+        confirm_on_stdin(
+            channel,
+            persona.confirm_prompt.as_deref().unwrap_or_default(),
+        )
+        .await;
         return;
     }
     let CannedOutput {
@@ -541,7 +545,11 @@ async fn send_pages(
     let more = pager.unwrap_or_default().as_bytes();
     for (i, page) in lines.chunks(per_page).enumerate() {
         if i > 0 {
-            if channel.data_bytes(Bytes::copy_from_slice(more)).await.is_err() {
+            if channel
+                .data_bytes(Bytes::copy_from_slice(more))
+                .await
+                .is_err()
+            {
                 return false;
             }
             // Wait for a key: space or anything else continues, `q` stops.

@@ -148,8 +148,8 @@ pub async fn check_platform_within(platform: Arc<Platform>, deadline: Duration) 
     }
 
     if platform.escalation.is_some() && platform.persona.user_prompt.is_some() {
-        let spec = DeviceSpec::new("sw-02.lab", platform.name.clone())
-            .with_definition(platform.clone());
+        let spec =
+            DeviceSpec::new("sw-02.lab", platform.name.clone()).with_definition(platform.clone());
         let password = spec.password.clone();
         let detail = match DeviceFarm::start(vec![spec]).await {
             Ok(farm2) => {

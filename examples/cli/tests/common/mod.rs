@@ -54,6 +54,7 @@ impl Env {
             "NETAUTO_DEVICES_PER_JOB",
             "NETAUTO_REQUESTED_BY",
             "NETAUTO_LOG",
+            "NETAUTO_PLATFORMS_DIR",
         ] {
             cmd.env_remove(var);
         }
