@@ -18,8 +18,7 @@ use netauto_core::testing::{Reply, ScriptedClient, err, exit, out};
 use netauto_core::{
     CommandError, DeviceId, Error, ExecOptions, ExitStatus, MockNetworkClient, NetworkError,
     OutputEvent, OutputStream, ProgressEvent, ProgressSink, Rejection, RejectionKind, Run,
-    RunChunk, RunEvent, RunId,
-    RunStatus, TimeoutPhase, ValidationError, run_topic,
+    RunChunk, RunEvent, RunId, RunStatus, TimeoutPhase, ValidationError, run_topic,
 };
 use tokio::sync::mpsc;
 

@@ -39,12 +39,20 @@ function initDevices() {
       all.indeterminate = picked > 0 && picked < shown.length;
     }
   }
-  if (filter) {
-    filter.addEventListener("input", () => {
-      const q = filter.value.trim().toLowerCase();
-      for (const row of rows) row.hidden = q !== "" && !row.dataset.search.includes(q);
-      refresh();
-    });
+  const platform = $("platform-filter");
+  function applyFilters() {
+    const q = filter ? filter.value.trim().toLowerCase() : "";
+    const p = platform ? platform.value : "";
+    for (const row of rows) {
+      row.hidden = (q !== "" && !row.dataset.search.includes(q)) || (p !== "" && row.dataset.platform !== p);
+    }
+    refresh();
+  }
+  if (filter) filter.addEventListener("input", applyFilters);
+  if (platform) {
+    const wanted = new URLSearchParams(location.search).get("platform");
+    if (wanted && Array.from(platform.options).some(o => o.value === wanted)) platform.value = wanted;
+    platform.addEventListener("change", applyFilters);
   }
   if (all) {
     all.addEventListener("change", () => {
@@ -56,7 +64,7 @@ function initDevices() {
   open.addEventListener("click", () => { dialog.showModal(); $("command").focus(); });
   $("cancel-bulk").addEventListener("click", () => dialog.close());
   $("bulk-form").addEventListener("submit", () => { $("submit-bulk").disabled = true; });
-  refresh();
+  applyFilters();
   if (dialog.dataset.open === "true") dialog.showModal();
 }
 
@@ -107,6 +115,13 @@ function initBulk() {
       a.href = "/runs/" + d.run_id;
       a.textContent = "run #" + d.run_id;
       cell.appendChild(a);
+      if (d.error_kind && d.status !== "ok") {
+        const k = document.createElement("span");
+        k.className = "kind muted";
+        k.textContent = d.error_kind;
+        cell.appendChild(document.createTextNode(" "));
+        cell.appendChild(k);
+      }
     } else {
       const s = document.createElement("span");
       s.className = "muted";

@@ -49,6 +49,10 @@ pub(crate) struct BulkBody {
     /// This bulk's output cap per run, in bytes (default: the server's).
     #[serde(default)]
     max_output: Option<u64>,
+    /// Type the platform's replies when a device asks a question (default `false`: such a
+    /// device's run ends `failed`, `prompt_unanswered`).
+    #[serde(default)]
+    answer_prompts: bool,
 }
 
 /// Per-bulk limits from seconds and bytes; an unusable deadline is a validation error
@@ -86,8 +90,9 @@ pub(crate) async fn create_bulk(
         StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(r.body_text()),
         _ => ApiError::BadRequest(r.body_text()),
     })?;
-    let limits =
-        limit_overrides(body.timeout_secs, body.max_output).map_err(ApiError::Validation)?;
+    let limits = limit_overrides(body.timeout_secs, body.max_output)
+        .map_err(ApiError::Validation)?
+        .with_answer_prompts(body.answer_prompts);
     let bulk_ref = state
         .bulk
         .enqueue_with_limits(&body.device_ids, &body.command, &user.name, limits)
@@ -130,6 +135,7 @@ pub(crate) async fn bulk(
         "cancelled_at": bulk.cancelled_at,
         "timeout_secs": bulk.limits.timeout().map(|t| t.as_secs_f64()),
         "max_output": bulk.limits.max_output,
+        "answer_prompts": bulk.limits.answer_prompts,
         "counters": bulk.counters,
         "devices": outcomes,
     })))

@@ -1,15 +1,19 @@
-//! Demo mode: netauto-ssh's device simulator (~25 SSH devices of mixed platforms on
-//! loopback, one rejecting every login) registered as devices, and a demo user.
+//! Demo mode: netauto-ssh's device simulator registered as devices, and a demo user: one
+//! device per platform (`cisco-ios-01`, `juniper-junos-01`, …, each playing its platform's
+//! prompts, paging, error text and confirm question, and rejecting
+//! `show nonexistent-command`), plus ~25 devices of mixed platforms, one rejecting every
+//! login and one answering with exit code 1.
 
 use std::sync::Arc;
 
+use netauto_core::platform::{LoadError, Platforms};
 use netauto_core::{Conflict, Device, Error, NetworkClient, RunStore};
 use netauto_ssh::SshNetworkClient;
-use netauto_ssh::sim::{DeviceFarm, demo_specs};
+use netauto_ssh::sim::{DeviceFarm, demo_specs, platform_specs};
 
 /// The demo user's name.
 pub const DEMO_USER: &str = "demo";
-/// Simulated devices started by the demo.
+/// Mixed simulated devices started by the demo, besides one per platform.
 pub const DEMO_DEVICES: usize = 25;
 
 /// A running simulator and a client that reaches it.
@@ -34,16 +38,23 @@ pub enum DemoError {
     /// ports change at every start).
     #[error("device {0:?} already exists with another address: start the demo on a fresh database")]
     Stale(String),
+    /// The platform definitions (`NETAUTO_PLATFORMS_DIR`) could not be loaded.
+    #[error(transparent)]
+    Platforms(#[from] LoadError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] Error),
 }
 
-/// Starts `n` simulated devices and registers them in `store` (devices that already exist
-/// with the same address are reused).
+/// Starts one simulated device per platform (the shipped ones and `NETAUTO_PLATFORMS_DIR`'s)
+/// and `n` mixed ones, and registers them in `store` (devices that already exist with the
+/// same address are reused).
 pub async fn start(store: &dyn RunStore, n: usize) -> Result<Demo, DemoError> {
-    let farm = DeviceFarm::start(demo_specs(n)).await?;
-    let mut devices = Vec::with_capacity(n);
+    let platforms = Platforms::from_env()?;
+    let mut specs = platform_specs(&platforms);
+    specs.extend(demo_specs(n));
+    let farm = DeviceFarm::start(specs).await?;
+    let mut devices = Vec::with_capacity(farm.devices().len());
     let existing = store.list_devices().await?;
     for new in farm.new_devices() {
         match store.create_device(new.clone()).await {
@@ -60,7 +71,9 @@ pub async fn start(store: &dyn RunStore, n: usize) -> Result<Demo, DemoError> {
     // The same pacing knobs as outside the demo (NETAUTO_SSH_CONNECTIONS_PER_SECOND, …).
     let pacing = netauto_ssh::PacingConfig::from_env().map_err(Error::from)?;
     let client: Arc<dyn NetworkClient> = Arc::new(SshNetworkClient::new(
-        farm.client_config().with_pacing(pacing),
+        farm.client_config()
+            .with_pacing(pacing)
+            .with_platforms(platforms),
     ));
     Ok(Demo {
         farm,

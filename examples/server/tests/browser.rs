@@ -4,7 +4,10 @@
 //! `<script>` in it shown as text. Then, with devices that never answer, a bulk with the
 //! modal's own 1 s deadline ends in three timeouts, and another is stopped with the *Cancel
 //! bulk* button. A screenshot of the bulk page is saved under the target directory
-//! (`target/tmp/bulk-page.png`).
+//! (`target/tmp/bulk-page.png`). A second test runs bulks on the demo's one device per
+//! platform (23 platforms) and checks each device's outcome in the page: ok, `command_rejected`
+//! by the platform's failure patterns, and a confirm question failing `prompt_unanswered`
+//! unless the modal's *Answer device questions* box is ticked.
 //!
 //! Skips (printing why) when Chromium is absent, unless `CI=true`, where that fails.
 
@@ -143,118 +146,161 @@ fn base64_decode(s: &str) -> Vec<u8> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_runs_a_command_on_three_devices_in_a_real_browser() {
-    let Some(chromium) = chromium() else {
-        let reason = "chromium not found (/usr/bin/chromium; set NETAUTO_CHROMIUM or `apt-get install chromium`)";
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true: {reason}"
-        );
-        println!("SKIPPED browser test: {reason}");
-        return;
-    };
+/// The app on SQLite with the device simulator (one device per platform and `mixed` others),
+/// its runner, and headless Chromium logged in on the devices page.
+struct Session {
+    cdp: Cdp,
+    child: tokio::process::Child,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    runner: netauto_core::runtime::RunnerHandle,
+    demo: netauto_server::demo::Demo,
+    base: String,
+    dir: PathBuf,
+}
 
-    // The app on SQLite with the SSH device simulator (8 demo devices, leaf-02 failing).
-    let dir = std::env::temp_dir().join(format!("netauto-browser-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let db_url = format!("sqlite://{}", dir.join("netauto.db").display());
-    let db = netauto_sqlx::Database::connect(&db_url).await.unwrap();
-    db.migrate().await.unwrap();
-    let demo = netauto_server::demo::start(db.store().as_ref(), 8)
-        .await
+impl Session {
+    /// `None` (after printing why) when Chromium is absent outside CI.
+    async fn start(name: &str, mixed: usize) -> Option<Self> {
+        let Some(chromium) = chromium() else {
+            let reason = "chromium not found (/usr/bin/chromium; set NETAUTO_CHROMIUM or `apt-get install chromium`)";
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true: {reason}"
+            );
+            println!("SKIPPED browser test: {reason}");
+            return None;
+        };
+        let dir = std::env::temp_dir().join(format!("netauto-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db_url = format!("sqlite://{}", dir.join("netauto.db").display());
+        let db = netauto_sqlx::Database::connect(&db_url).await.unwrap();
+        db.migrate().await.unwrap();
+        let demo = netauto_server::demo::start(db.store().as_ref(), mixed)
+            .await
+            .unwrap();
+        let app = netauto_server::App::new(netauto_server::AppParts {
+            store: db.store(),
+            queue: db.queue(),
+            progress: db.progress(),
+            client: demo.client.clone(),
+            retention: netauto_core::retention::RetentionConfig::default(),
+            users: common::cheap_users(),
+            runner: netauto_core::runtime::RunnerConfig::default(),
+            secure_cookies: false,
+            exec_limits: netauto_core::ExecLimits::default(),
+            devices_per_job: netauto_core::bulk::DEFAULT_DEVICE_CONCURRENCY,
+        })
         .unwrap();
-    let app = netauto_server::App::new(netauto_server::AppParts {
-        store: db.store(),
-        queue: db.queue(),
-        progress: db.progress(),
-        client: demo.client.clone(),
-        retention: netauto_core::retention::RetentionConfig::default(),
-        users: common::cheap_users(),
-        runner: netauto_core::runtime::RunnerConfig::default(),
-        secure_cookies: false,
-        exec_limits: netauto_core::ExecLimits::default(),
-        devices_per_job: netauto_core::bulk::DEFAULT_DEVICE_CONCURRENCY,
-    })
-    .unwrap();
-    let runner = app.runner().clone().start();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(axum::serve(listener, app.router()).into_future());
+        let runner = app.runner().clone().start();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(axum::serve(listener, app.router()).into_future());
 
-    // Chromium with a fresh profile, DevTools on a free port.
-    let profile = dir.join("profile");
-    let mut child = tokio::process::Command::new(&chromium)
-        .args(FLAGS)
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--remote-debugging-port=0")
-        .arg("--window-size=1280,900")
-        .arg("about:blank")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("chromium starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let ws_url = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("DevTools listening on ") {
-                return url.trim().to_owned();
+        // Chromium with a fresh profile, DevTools on a free port.
+        let profile = dir.join("profile");
+        let mut child = tokio::process::Command::new(&chromium)
+            .args(FLAGS)
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("--remote-debugging-port=0")
+            .arg("--window-size=1280,900")
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromium starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let ws_url = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                    return url.trim().to_owned();
+                }
             }
-        }
-        panic!("chromium exited without a DevTools endpoint");
-    })
-    .await
-    .expect("chromium prints its DevTools endpoint");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-
-    let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+            panic!("chromium exited without a DevTools endpoint");
+        })
         .await
-        .unwrap();
-    let mut cdp = Cdp {
-        ws,
-        next_id: 0,
-        session: None,
-    };
-    let target = cdp
-        .call("Target.createTarget", json!({"url": "about:blank"}))
-        .await;
-    let attached = cdp
-        .call(
-            "Target.attachToTarget",
-            json!({"targetId": target["targetId"], "flatten": true}),
+        .expect("chromium prints its DevTools endpoint");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+            .await
+            .unwrap();
+        let mut cdp = Cdp {
+            ws,
+            next_id: 0,
+            session: None,
+        };
+        let target = cdp
+            .call("Target.createTarget", json!({"url": "about:blank"}))
+            .await;
+        let attached = cdp
+            .call(
+                "Target.attachToTarget",
+                json!({"targetId": target["targetId"], "flatten": true}),
+            )
+            .await;
+        cdp.session = Some(attached["sessionId"].as_str().unwrap().to_owned());
+        cdp.call("Page.enable", json!({})).await;
+        cdp.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": false}),
         )
         .await;
-    cdp.session = Some(attached["sessionId"].as_str().unwrap().to_owned());
-    cdp.call("Page.enable", json!({})).await;
-    cdp.call(
-        "Emulation.setDeviceMetricsOverride",
-        json!({"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": false}),
-    )
-    .await;
 
-    // Log in.
-    cdp.goto(&format!("{base}/devices")).await;
-    cdp.wait_for(
-        "the login page",
-        "location.pathname === '/login'",
-        Duration::from_secs(10),
-    )
-    .await;
-    cdp.eval(&format!(
-        "document.getElementById('username').value = {user}; \
-         document.getElementById('password').value = {pw}; \
-         document.querySelector('form.login-card button').click(); true",
-        user = json!(common::USER),
-        pw = json!(common::PASSWORD),
-    ))
-    .await;
-    cdp.wait_for(
-        "the devices index",
-        "location.pathname === '/devices' && document.readyState === 'complete' && !!document.getElementById('devices')",
-        Duration::from_secs(15),
-    )
-    .await;
+        // Log in.
+        cdp.goto(&format!("{base}/devices")).await;
+        cdp.wait_for(
+            "the login page",
+            "location.pathname === '/login'",
+            Duration::from_secs(10),
+        )
+        .await;
+        cdp.eval(&format!(
+            "document.getElementById('username').value = {user}; \
+             document.getElementById('password').value = {pw}; \
+             document.querySelector('form.login-card button').click(); true",
+            user = json!(common::USER),
+            pw = json!(common::PASSWORD),
+        ))
+        .await;
+        cdp.wait_for(
+            "the devices index",
+            "location.pathname === '/devices' && document.readyState === 'complete' && !!document.getElementById('devices')",
+            Duration::from_secs(15),
+        )
+        .await;
+        Some(Self {
+            cdp,
+            child,
+            server,
+            runner,
+            demo,
+            base,
+            dir,
+        })
+    }
+
+    async fn close(mut self) {
+        self.child.kill().await.ok();
+        self.server.abort();
+        self.runner.shutdown().await;
+        drop(self.demo);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_runs_a_command_on_three_devices_in_a_real_browser() {
+    // The app with the simulator (8 mixed demo devices, leaf-02 failing, and one per platform).
+    let Some(mut session) = Session::start("browser", 8).await else {
+        return;
+    };
+    let Session {
+        ref mut cdp,
+        ref base,
+        ref demo,
+        ..
+    } = session;
 
     // Select three devices by clicking their checkboxes, open the modal, submit a command.
     let picked = cdp
@@ -420,10 +466,130 @@ async fn operator_runs_a_command_on_three_devices_in_a_real_browser() {
         );
     }
     demo.farm.resume();
+    session.close().await;
+}
 
-    child.kill().await.ok();
-    server.abort();
-    runner.shutdown().await;
-    drop(demo);
-    let _ = std::fs::remove_dir_all(&dir);
+/// Runs `command` on every device shown after picking `platform` in the devices page's
+/// platform filter ("" for all), answering questions when `answer`; waits for the summary.
+async fn bulk_on_shown(cdp: &mut Cdp, base: &str, platform: &str, command: &str, answer: bool) {
+    cdp.goto(&format!("{base}/devices")).await;
+    cdp.wait_for(
+        "the devices index",
+        "document.readyState === 'complete' && !!document.getElementById('devices')",
+        Duration::from_secs(15),
+    )
+    .await;
+    cdp.eval(&format!(
+        "(() => {{ const f = document.getElementById('platform-filter'); f.value = {platform}; \
+         f.dispatchEvent(new Event('change')); \
+         document.getElementById('select-all').click(); \
+         document.getElementById('open-bulk').click(); \
+         document.getElementById('command').value = {command}; \
+         document.getElementById('answer_prompts').checked = {answer}; \
+         document.getElementById('submit-bulk').click(); return true; }})()",
+        platform = json!(platform),
+        command = json!(command),
+    ))
+    .await;
+    cdp.wait_for(
+        "the bulk page",
+        "location.pathname.startsWith('/bulk/') && document.readyState === 'complete' && !!document.getElementById('bulk')",
+        Duration::from_secs(15),
+    )
+    .await;
+    cdp.wait_for(
+        "the bulk to finish",
+        "!document.getElementById('summary').hidden",
+        Duration::from_secs(90),
+    )
+    .await;
+}
+
+/// `{device name: [status, error kind]}` of the bulk page's rows.
+async fn rows(cdp: &mut Cdp) -> Value {
+    cdp.eval(
+        "(() => { const out = {}; for (const tr of document.querySelectorAll('#bulk-devices tbody tr')) { \
+           const kind = tr.querySelector('td.run .kind, td.run span.muted'); \
+           out[tr.querySelector('td.name').textContent] = [tr.querySelector('td.status .badge').textContent, \
+             kind ? kind.textContent : '']; } return out; })()",
+    )
+    .await
+}
+
+/// One simulated device per shipped platform (the demo's), each playing its platform's
+/// prompts, escalation, paging, error text and confirm question: a bulk of `show version` on
+/// all of them is ok everywhere; a bulk of a command every device rejects ends failed
+/// everywhere, as `command_rejected` where the platform's failure patterns see the error text
+/// (the others, `generic`, by their exit status: `exit_status`); the platform filter picks one platform, whose confirm
+/// question ends the run at once unless the bulk allows answering it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_device_per_platform_ends_as_its_platform_says_in_a_real_browser() {
+    let Some(mut session) = Session::start("platforms", 0).await else {
+        return;
+    };
+    let platforms = netauto_core::platform::Platforms::builtin();
+    let n = platforms.len();
+    assert!(n >= 20, "{n} platforms");
+    let Session {
+        ref mut cdp,
+        ref base,
+        ..
+    } = session;
+
+    bulk_on_shown(cdp, base, "", "show version", false).await;
+    let banner = cdp
+        .eval("document.getElementById('summary').textContent")
+        .await;
+    assert!(
+        banner
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("Finished: {n} ok, 0 failed of {n}")),
+        "{banner}\n{}",
+        rows(cdp).await
+    );
+
+    bulk_on_shown(cdp, base, "", netauto_ssh::sim::REJECTED_COMMAND, false).await;
+    let mut expected = serde_json::Map::new();
+    for p in platforms.iter() {
+        let text = p
+            .persona
+            .rejected
+            .replace("{command}", netauto_ssh::sim::REJECTED_COMMAND);
+        let kind = if text.lines().any(|l| p.failure_in(l).is_some()) {
+            "command_rejected"
+        } else {
+            "exit_status"
+        };
+        expected.insert(
+            format!("{}-01", p.name.replace('_', "-")),
+            json!(["failed", kind]),
+        );
+    }
+    assert_eq!(rows(cdp).await, Value::Object(expected));
+    let rejected_by_pattern = platforms
+        .iter()
+        .filter(|p| {
+            p.persona
+                .rejected
+                .lines()
+                .any(|l| p.failure_in(l).is_some())
+        })
+        .count();
+    assert!(rejected_by_pattern >= 18, "{rejected_by_pattern}");
+
+    // The platform filter shows one device; its `reload` asks "[confirm]".
+    bulk_on_shown(cdp, base, "cisco_ios", "reload", false).await;
+    assert_eq!(
+        rows(cdp).await,
+        json!({"cisco-ios-01": ["failed", "prompt_unanswered"]})
+    );
+    bulk_on_shown(cdp, base, "cisco_ios", "reload", true).await;
+    assert_eq!(rows(cdp).await, json!({"cisco-ios-01": ["ok", ""]}));
+    assert_eq!(
+        cdp.eval("document.getElementById('answers-prompts').textContent")
+            .await,
+        json!("answered with the platform's replies")
+    );
+    session.close().await;
 }

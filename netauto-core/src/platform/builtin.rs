@@ -55,7 +55,11 @@ mod tests {
         assert_eq!(shipped, on_disk, "list every file in builtin.rs");
         for (file, text) in BUILTIN {
             let p = Platform::from_toml(file, text).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(format!("{}.toml", p.name), *file, "file named after the platform");
+            assert_eq!(
+                format!("{}.toml", p.name),
+                *file,
+                "file named after the platform"
+            );
             if let Err(e) = p.check_persona() {
                 panic!("{file}: {e}");
             }

@@ -321,8 +321,7 @@ impl Platform {
         if self.escalation.is_some() && self.prompts.as_ref().is_none_or(|p| p.user.is_none()) {
             return Err("an escalation needs a `user` prompt to escalate from".into());
         }
-        if self.line_ending.is_empty() || self.line_ending.chars().any(|c| c != '\r' && c != '\n')
-        {
+        if self.line_ending.is_empty() || self.line_ending.chars().any(|c| c != '\r' && c != '\n') {
             return Err(format!(
                 "line_ending {:?} must be \\n, \\r or \\r\\n",
                 self.line_ending
@@ -365,12 +364,13 @@ impl Platform {
                         ));
                     }
                 }
-                (None, Some(_)) => return Err("the persona has a user prompt, the prompts no `user`".into()),
+                (None, Some(_)) => {
+                    return Err("the persona has a user prompt, the prompts no `user`".into());
+                }
                 _ => {}
             }
         }
-        if let (Some(esc), Some(user)) = (&self.escalation, &persona.user_prompt) {
-            let _ = user;
+        if let (Some(esc), Some(_)) = (&self.escalation, &persona.user_prompt) {
             let asked = persona.password_prompt.as_deref().unwrap_or_default();
             if !esc.password_prompt.is_match(asked) {
                 return Err(format!(
@@ -379,10 +379,12 @@ impl Platform {
                 ));
             }
         }
-        if let Some(pager) = &persona.pager {
-            if !self.paging.iter().any(|p| p.is_match(pager)) {
-                return Err(format!("no paging pattern matches the persona's pager {pager:?}"));
-            }
+        if let Some(pager) = &persona.pager
+            && !self.paging.iter().any(|p| p.is_match(pager))
+        {
+            return Err(format!(
+                "no paging pattern matches the persona's pager {pager:?}"
+            ));
         }
         for off in &persona.paging_off {
             if !self.after_login.contains(off) {
@@ -404,7 +406,9 @@ impl Platform {
         match (&persona.confirm_command, &persona.confirm_prompt) {
             (Some(_), Some(question)) => {
                 if self.answer_for(question).is_none() {
-                    return Err(format!("no answer pattern matches the persona's {question:?}"));
+                    return Err(format!(
+                        "no answer pattern matches the persona's {question:?}"
+                    ));
                 }
             }
             (None, None) => {}

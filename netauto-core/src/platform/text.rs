@@ -71,7 +71,11 @@ mod tests {
         for size in 1..input.len() {
             let mut s = AnsiStripper::new();
             let out: Vec<u8> = input.chunks(size).flat_map(|c| s.strip(c)).collect();
-            assert_eq!(String::from_utf8_lossy(&out), "up eth0 okx!\n", "pieces of {size}");
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                "up eth0 okx!\n",
+                "pieces of {size}"
+            );
         }
     }
 

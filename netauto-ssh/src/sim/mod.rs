@@ -330,6 +330,27 @@ pub fn generate(device: &str, command: &str, bytes: usize) -> Bytes {
     Bytes::from(out)
 }
 
+/// The command every device of [`platform_specs`] (and of the platform suite) rejects with its
+/// platform's error text.
+pub const REJECTED_COMMAND: &str = "show nonexistent-command";
+
+/// One device per platform of `platforms`, named after it (`cisco-ios-01`), playing its
+/// persona: it escalates, pages, rejects [`REJECTED_COMMAND`] with the platform's error
+/// text and asks its confirm question, like the platform suite's device.
+pub fn platform_specs(platforms: &Platforms) -> Vec<DeviceSpec> {
+    platforms
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            DeviceSpec::new(format!("{}-01", p.name.replace('_', "-")), p.name.clone())
+                .with_definition(p.clone())
+                .with_rejected(REJECTED_COMMAND)
+                .with_output_bytes(2048 << (i % 3))
+                .with_latency(Duration::from_millis(10 + (i as u64 * 29) % 200))
+        })
+        .collect()
+}
+
 /// About `n` mixed-platform devices for the demo: Cisco IOS (shell, paging), Arista EOS,
 /// Junos and Linux (exec), with varied output sizes (1–64 KiB) and latencies (20–400 ms),
 /// one device failing (`AuthReject`) and one answering with exit code 1 and stderr.

@@ -35,8 +35,7 @@ use netauto_core::{
 use super::{DeviceFarm, DeviceSpec, generate};
 use crate::{Credential, SshNetworkClient, StaticCredentials};
 
-/// The command every simulated device of the suite rejects.
-pub const REJECTED_COMMAND: &str = "show nonexistent-command";
+pub use super::REJECTED_COMMAND;
 /// Output size of the long-output check: 64 KiB, thousands of lines, dozens of pages.
 const LONG_OUTPUT: usize = 64 * 1024;
 /// Deadline of each command in [`check_platform`]; an unanswered question must end the

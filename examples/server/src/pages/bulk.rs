@@ -111,6 +111,9 @@ fn body(bulk: &Bulk, names: &HashMap<DeviceId, String>, user: &CurrentUser) -> M
                 @if let Some(b) = bulk.limits.max_output {
                     dt { "Output cap" } dd { (human_bytes(u128::from(b))) " per run" }
                 }
+                @if bulk.limits.answer_prompts {
+                    dt { "Questions" } dd #answers-prompts { "answered with the platform's replies" }
+                }
             }
             div.counters {
                 div.counter.ok { span #c-ok .n { (c.ok) } span.label { "ok" } }
@@ -140,7 +143,12 @@ fn body(bulk: &Bulk, names: &HashMap<DeviceId, String>, user: &CurrentUser) -> M
                             }
                             td.run {
                                 @match outcome.and_then(|o| o.run_id) {
-                                    Some(run) => a href={ "/runs/" (run) } { "run #" (run) },
+                                    Some(run) => {
+                                        a href={ "/runs/" (run) } { "run #" (run) }
+                                        @if let Some(kind) = outcome.filter(|o| !o.status.is_ok()).and_then(|o| o.error_kind.as_deref()) {
+                                            " " span.kind.muted { (kind) }
+                                        }
+                                    },
                                     None => span.muted { (outcome.and_then(|o| o.error_kind.as_deref()).unwrap_or("—")) },
                                 }
                             }

@@ -51,6 +51,7 @@ struct Modal {
     command: String,
     timeout: String,
     max_output: String,
+    answer_prompts: bool,
     selected: HashSet<DeviceId>,
     error: Option<String>,
 }
@@ -96,6 +97,12 @@ fn devices_body(
             div.toolbar {
                 input #filter type="search" placeholder="Filter by name, host, platform, site…"
                     aria-label="Filter devices" autocomplete="off";
+                select #platform-filter aria-label="Only this platform" {
+                    option value="" { "All platforms" }
+                    @for platform in devices.iter().map(|d| d.platform.as_str()).collect::<std::collections::BTreeSet<_>>() {
+                        option value=(platform) { (platform) }
+                    }
+                }
                 button #open-bulk .primary type="button" disabled[modal.selected.is_empty()] {
                     "Run command on selected devices"
                 }
@@ -114,7 +121,7 @@ fn devices_body(
                     @for d in devices {
                         @let search = format!("{} {} {} {} {}", d.name, d.host, d.platform,
                             d.site.as_deref().unwrap_or(""), d.tags.join(" ")).to_lowercase();
-                        tr data-search=(search) {
+                        tr data-search=(search) data-platform=(d.platform) {
                             td.pick {
                                 input .pick type="checkbox" name="device_id" value=(d.id) form="bulk-form"
                                     aria-label={ "Select " (d.name) } checked[modal.selected.contains(&d.id)];
@@ -162,6 +169,11 @@ fn devices_body(
                     }
                 }
                 p.muted.hint { "Deadline: seconds or 90s, 5m, 2h. Cap: bytes or 512KiB, 64MiB. At the cap the session is closed and the output kept is marked truncated." }
+                label.check {
+                    input #answer_prompts name="answer_prompts" type="checkbox" value="true" checked[modal.answer_prompts];
+                    " Answer device questions ("  code { "[confirm]" } ", " code { "(y/n)" } ") with the platform's replies"
+                }
+                p.muted.hint { "Otherwise a device that asks a question ends failed (prompt_unanswered) at once instead of waiting for the deadline." }
                 div.actions {
                     button #cancel-bulk type="button" { "Cancel" }
                     button #submit-bulk .primary type="submit" { "Run" }
@@ -189,8 +201,9 @@ pub(crate) async fn start_bulk(
     let command = field("command").unwrap_or_default().to_owned();
     let timeout = field("timeout").unwrap_or_default().trim().to_owned();
     let max_output = field("max_output").unwrap_or_default().trim().to_owned();
+    let answer_prompts = field("answer_prompts") == Some("true");
     let limits = (|| {
-        let mut limits = LimitOverrides::none();
+        let mut limits = LimitOverrides::none().with_answer_prompts(answer_prompts);
         if !timeout.is_empty() {
             limits = limits.with_timeout(
                 parse_timeout(&timeout)
@@ -242,6 +255,7 @@ pub(crate) async fn start_bulk(
         command,
         timeout,
         max_output,
+        answer_prompts,
         selected: ids.into_iter().collect(),
         error: Some(error),
     };
