@@ -104,6 +104,7 @@ pub(crate) fn device(r: &impl StoredRow) -> Result<Device> {
         credential_ref: r.opt_text("credential_ref")?,
         tags: r.json("tags")?,
         site: r.opt_text("site")?,
+        jump_host: r.opt_text("jump_host")?,
     })
 }
 

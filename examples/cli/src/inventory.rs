@@ -116,6 +116,8 @@ struct Entry {
     tags: Option<Tags>,
     #[serde(default)]
     site: Option<String>,
+    #[serde(default)]
+    jump_host: Option<String>,
     /// Written by the simulator; informational only.
     #[serde(default)]
     #[allow(dead_code)]
@@ -243,6 +245,7 @@ pub fn validate_device(device: NewDevice) -> Result<NewDevice, String> {
         credential_ref,
         tags,
         site,
+        jump_host,
     } = device;
     validate(Entry {
         name,
@@ -253,6 +256,7 @@ pub fn validate_device(device: NewDevice) -> Result<NewDevice, String> {
         credential_ref,
         tags: Some(Tags::List(tags)),
         site,
+        jump_host,
         host_key_fingerprint: None,
     })
 }
@@ -280,6 +284,9 @@ fn validate(e: Entry) -> Result<NewDevice, String> {
     }
     if let Some(site) = e.site.as_deref().map_or(Ok(None), |s| text("site", s))? {
         device = device.with_site(site);
+    }
+    if let Some(jump) = e.jump_host.as_deref().map_or(Ok(None), |j| text("jump_host", j))? {
+        device = device.with_jump_host(jump);
     }
     Ok(device)
 }
@@ -360,7 +367,7 @@ fn shown(value: &str) -> String {
 
 /// The columns a CSV inventory may name in its header (`name`, `host`, `platform` and
 /// `username` are required).
-pub const CSV_COLUMNS: [&str; 8] = [
+pub const CSV_COLUMNS: [&str; 9] = [
     "name",
     "host",
     "port",
@@ -369,6 +376,7 @@ pub const CSV_COLUMNS: [&str; 8] = [
     "credential_ref",
     "tags",
     "site",
+    "jump_host",
 ];
 
 fn parse_csv(text: &str) -> Result<RawRows, Vec<RowError>> {
@@ -450,6 +458,7 @@ fn parse_csv(text: &str) -> Result<RawRows, Vec<RowError>> {
             credential_ref: field("credential_ref"),
             tags: field("tags").map(Tags::Text),
             site: field("site"),
+            jump_host: field("jump_host"),
             host_key_fingerprint: None,
         });
         out.push((line, entry));

@@ -28,6 +28,11 @@ pub struct Device {
     pub tags: Vec<String>,
     /// Site or location, for filtering.
     pub site: Option<String>,
+    /// The jump host(s) the device is reached through: a name from the SSH client's jump-host
+    /// file, or `user@host:port`; several separated by commas, outermost first. `None`: the
+    /// site's jump host if the file names one, else direct.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jump_host: Option<String>,
 }
 
 /// A device to be created; the store assigns the id.
@@ -49,6 +54,9 @@ pub struct NewDevice {
     pub tags: Vec<String>,
     /// Site.
     pub site: Option<String>,
+    /// Jump host(s) (see [`Device::jump_host`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jump_host: Option<String>,
 }
 
 impl NewDevice {
@@ -68,6 +76,7 @@ impl NewDevice {
             credential_ref: None,
             tags: Vec::new(),
             site: None,
+            jump_host: None,
         }
     }
 
@@ -95,6 +104,12 @@ impl NewDevice {
         self
     }
 
+    /// Sets the jump host(s).
+    pub fn with_jump_host(mut self, jump_host: impl Into<String>) -> Self {
+        self.jump_host = Some(jump_host.into());
+        self
+    }
+
     /// Turns this into a [`Device`] with the given id.
     pub fn into_device(self, id: DeviceId) -> Device {
         Device {
@@ -107,6 +122,7 @@ impl NewDevice {
             credential_ref: self.credential_ref,
             tags: self.tags,
             site: self.site,
+            jump_host: self.jump_host,
         }
     }
 }

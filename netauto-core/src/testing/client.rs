@@ -300,18 +300,7 @@ mod tests {
     use crate::model::device::NewDevice;
 
     fn device() -> Device {
-        let new = NewDevice::new("sw-1", "10.0.0.1", "cisco_ios", "netops");
-        Device {
-            id: DeviceId(1),
-            name: new.name,
-            host: new.host,
-            port: new.port,
-            platform: new.platform,
-            username: new.username,
-            credential_ref: new.credential_ref,
-            tags: new.tags,
-            site: new.site,
-        }
+        NewDevice::new("sw-1", "10.0.0.1", "cisco_ios", "netops").into_device(DeviceId(1))
     }
 
     #[tokio::test]

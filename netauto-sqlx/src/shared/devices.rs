@@ -12,8 +12,9 @@ use netauto_core::{Device, DeviceId, Error, NewDevice, Result};
 /// Inserts one device on `conn` (a transaction or a pooled connection).
 async fn insert_device<DB: Dialect>(conn: &mut DB::Connection, d: &NewDevice) -> Result<Device> {
     let row = sqlx::query::<DB>(
-        "INSERT INTO devices (name, host, port, platform, username, credential_ref, tags, site)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+        "INSERT INTO devices (name, host, port, platform, username, credential_ref, tags, site,
+                              jump_host)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
     )
     .text(&d.name)
     .text(&d.host)
@@ -23,6 +24,7 @@ async fn insert_device<DB: Dialect>(conn: &mut DB::Connection, d: &NewDevice) ->
     .opt_text(d.credential_ref.as_deref())
     .json(&d.tags)?
     .opt_text(d.site.as_deref())
+    .opt_text(d.jump_host.as_deref())
     .fetch_one(DB::conn(conn))
     .await
     .map_err(|e| exists_or_db(e, "device", &d.name))?;

@@ -1,2 +1,0 @@
--- Wave 2, platforms: the bulk allows typing the platform's answers to device questions.
-ALTER TABLE bulks ADD COLUMN answer_prompts BOOLEAN NOT NULL DEFAULT FALSE;
