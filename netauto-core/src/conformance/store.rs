@@ -108,7 +108,8 @@ pub async fn devices_are_unique_by_name(b: &Backend) {
         .with_port(2222)
         .with_credential_ref("vault:core")
         .with_tags(["core", "dc1"])
-        .with_site("dc1");
+        .with_site("dc1")
+        .with_jump_host("netops@bastion-1:2222,bastion-2");
     let created = b
         .store
         .create_device(new.clone())
