@@ -23,6 +23,7 @@ use crate::algorithms;
 use crate::config::SshClientConfig;
 use crate::credentials::{Credential, PrivateKeySource, Secret};
 use crate::error::{map_connect_error, map_session_error};
+use crate::jump::{Hop, JumpLease, JumpPool};
 use crate::known_hosts::HostKeyPolicy;
 use crate::pacing::Pacer;
 use crate::shell::{ShellDriver, Step};
@@ -40,9 +41,10 @@ pub struct SshNetworkClient {
 }
 
 #[derive(Debug)]
-struct Inner {
-    config: SshClientConfig,
+pub(crate) struct Inner {
+    pub(crate) config: SshClientConfig,
     pacer: Pacer,
+    jumps: JumpPool,
     /// Shared by every login whose host-key preference needs no reordering (see
     /// [`Inner::connect`]).
     modern: Arc<client::Config>,
@@ -62,6 +64,7 @@ impl SshNetworkClient {
         Self {
             inner: Arc::new(Inner {
                 pacer: Pacer::new(config.pacing.clone()),
+                jumps: JumpPool::default(),
                 modern: Arc::new(russh_config(&config, algorithms::modern())),
                 legacy: Arc::new(russh_config(&config, algorithms::legacy())),
                 config,
@@ -72,6 +75,17 @@ impl SshNetworkClient {
     /// The configuration.
     pub fn config(&self) -> &SshClientConfig {
         &self.inner.config
+    }
+
+    /// Jump-host connections opened so far (one per jump host and route, plus
+    /// reconnections after a loss).
+    pub fn jump_connections_opened(&self) -> usize {
+        self.inner.jumps.opened()
+    }
+
+    /// Channels opened through jump hosts to devices so far.
+    pub fn jump_channels_opened(&self) -> usize {
+        self.inner.jumps.channels()
     }
 
     /// SSH sessions open right now (pacing slots held).
@@ -104,7 +118,7 @@ impl NetworkClient for SshNetworkClient {
         )
         .await?;
         let span = tracing::debug_span!("netauto.ssh.execute", device = %device.name);
-        let handle = inner.connect(device, &credential, deadline).await?;
+        let (handle, lease) = inner.connect(device, &credential, deadline).await?;
         let platform = inner.config.platforms.resolve(&device.platform);
         let secret = match platform.escalation {
             Some(_) => credential.escalation_secret().cloned(),
@@ -137,6 +151,7 @@ impl NetworkClient for SshNetworkClient {
                 }
             }
             let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+            drop(lease);
             drop(slot);
         };
         tokio::spawn(tracing::Instrument::instrument(task, span));
@@ -166,23 +181,85 @@ impl Inner {
             .map_err(|e| NetworkError::Unsupported(format!("device {}: {e}", device.name)))
     }
 
-    /// TCP connect, handshake, host-key check and login, each under its deadline.
+    /// TCP connect (directly or through the device's jump hosts), handshake, host-key check
+    /// and login, each under its deadline. The lease keeps the jump route open.
     async fn connect(
         &self,
         device: &Device,
         credential: &Credential,
         deadline: Option<Deadline>,
-    ) -> Result<Handle<ClientHandler>, NetworkError> {
+    ) -> Result<(Handle<ClientHandler>, Option<JumpLease>), NetworkError> {
         let addr = device_addr(device);
         let legacy = self.config.allows_legacy(device);
+        let route = self.config.jump_hosts.route(device).map_err(|e| {
+            NetworkError::Unsupported(format!("device {}: jump host: {e}", device.name))
+        })?;
+        let timeouts = self.config.timeouts;
+        let connect = async {
+            if route.is_empty() {
+                let socket = self.tcp(&device.host, device.port).await?;
+                let handle = self
+                    .handshake(socket, &device.host, device.port, legacy)
+                    .await?;
+                Ok::<_, NetworkError>((handle, None))
+            } else {
+                let (stream, lease) = self
+                    .jumps
+                    .open(self, &route, &device.host, device.port)
+                    .await?;
+                let handle = self
+                    .handshake(stream, &device.host, device.port, legacy)
+                    .await?;
+                Ok((handle, Some(lease)))
+            }
+        };
+        let (mut handle, lease) =
+            phase(TimeoutPhase::Connect, timeouts.connect, deadline, connect).await??;
+        phase(
+            TimeoutPhase::Auth,
+            timeouts.auth,
+            deadline,
+            authenticate(&mut handle, &addr, &device.username, credential),
+        )
+        .await??;
+        Ok((handle, lease))
+    }
+
+    /// A TCP connection to `host:port`.
+    pub(crate) async fn tcp(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<tokio::net::TcpStream, NetworkError> {
+        let socket = tokio::net::TcpStream::connect((host, port))
+            .await
+            .map_err(|e| NetworkError::Connect {
+                host: format!("{host}:{port}"),
+                message: e.to_string(),
+            })?;
+        if self.config.nodelay {
+            let _ = socket.set_nodelay(true);
+        }
+        Ok(socket)
+    }
+
+    /// The SSH handshake with `host:port` over `stream`, its host key checked.
+    async fn handshake<S>(
+        &self,
+        stream: S,
+        host: &str,
+        port: u16,
+        legacy: bool,
+    ) -> Result<Handle<ClientHandler>, NetworkError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let addr = format!("{host}:{port}");
         let shared = if legacy { &self.legacy } else { &self.modern };
-        // Ask first for the host-key types known_hosts records for the device, as OpenSSH
+        // Ask first for the host-key types known_hosts records for the host, as OpenSSH
         // does: a device offering several types would otherwise present the one we prefer,
         // and a host known by another type is refused. The check itself is unchanged.
-        let recorded = self
-            .config
-            .host_keys
-            .recorded_algorithms(&device.host, device.port);
+        let recorded = self.config.host_keys.recorded_algorithms(host, port);
         let config = match algorithms::order_host_keys(&shared.preferred.key, &recorded) {
             // A configuration for this login only: one small list and one `Arc` (russh's
             // `client::Config` is not `Clone`; its other fields are borrowed or plain values).
@@ -195,40 +272,48 @@ impl Inner {
             )),
             None => Arc::clone(shared),
         };
-        let timeouts = self.config.timeouts;
         let rejection = Arc::new(Mutex::new(None));
         let handler = ClientHandler {
-            host: device.host.clone(),
-            port: device.port,
+            host: host.to_owned(),
+            port,
             policy: self.config.host_keys.clone(),
             rejection: rejection.clone(),
         };
-        let connect = async {
-            let socket = tokio::net::TcpStream::connect((device.host.as_str(), device.port))
-                .await
-                .map_err(|e| NetworkError::Connect {
-                    host: addr.clone(),
-                    message: e.to_string(),
-                })?;
-            if self.config.nodelay {
-                let _ = socket.set_nodelay(true);
-            }
-            client::connect_stream(config, socket, handler)
-                .await
-                .map_err(|e| {
-                    let rejected = rejection.lock().ok().and_then(|mut r| r.take());
-                    rejected.unwrap_or_else(|| map_connect_error(&addr, e, legacy))
-                })
-        };
-        let mut handle =
-            phase(TimeoutPhase::Connect, timeouts.connect, deadline, connect).await??;
-        phase(
-            TimeoutPhase::Auth,
-            timeouts.auth,
-            deadline,
-            authenticate(&mut handle, &addr, &device.username, credential),
-        )
-        .await??;
+        client::connect_stream(config, stream, handler)
+            .await
+            .map_err(|e| {
+                let rejected = rejection.lock().ok().and_then(|mut r| r.take());
+                rejected.unwrap_or_else(|| map_connect_error(&addr, e, legacy))
+            })
+    }
+
+    /// Handshake and login to one jump host, with its own credential reference.
+    pub(crate) async fn login_hop<S>(
+        &self,
+        hop: &Hop,
+        stream: S,
+    ) -> Result<Handle<ClientHandler>, NetworkError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut handle = self.handshake(stream, &hop.host, hop.port, false).await?;
+        let label = format!("jump host {}", hop.label());
+        let reference = hop
+            .credential_ref
+            .as_deref()
+            .or(self.config.default_credential_ref.as_deref())
+            .ok_or_else(|| {
+                NetworkError::Unsupported(format!(
+                    "{label} has no credential reference and no default is configured"
+                ))
+            })?;
+        let credential = self
+            .config
+            .credentials
+            .credential(reference)
+            .await
+            .map_err(|e| NetworkError::Unsupported(format!("{label}: {e}")))?;
+        authenticate(&mut handle, &label, &hop.user, &credential).await?;
         Ok(handle)
     }
 }

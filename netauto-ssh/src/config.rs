@@ -9,6 +9,7 @@ use netauto_core::Device;
 use netauto_core::platform::Platforms;
 
 use crate::credentials::{CredentialProvider, EnvCredentials};
+use crate::jump::{DEFAULT_CHANNELS_PER_JUMP, JumpHosts};
 use crate::known_hosts::HostKeyPolicy;
 use crate::pacing::PacingConfig;
 
@@ -64,6 +65,10 @@ pub struct SshClientConfig {
     /// Platform definitions: how commands run on each platform (devices whose platform is
     /// unknown use `generic`, an exec channel).
     pub platforms: Arc<Platforms>,
+    /// Named jump hosts and site defaults (devices may also name inline hops).
+    pub jump_hosts: Arc<JumpHosts>,
+    /// Channels open at once through one jump-host connection.
+    pub channels_per_jump: usize,
     /// Names of devices allowed legacy algorithms (besides devices tagged [`LEGACY_TAG`]).
     pub legacy_devices: HashSet<String>,
 }
@@ -80,6 +85,8 @@ impl fmt::Debug for SshClientConfig {
             .field("nodelay", &self.nodelay)
             .field("pacing", &self.pacing)
             .field("platforms", &self.platforms.len())
+            .field("jump_hosts", &self.jump_hosts)
+            .field("channels_per_jump", &self.channels_per_jump)
             .field("legacy_devices", &self.legacy_devices)
             .finish()
     }
@@ -99,6 +106,8 @@ impl Default for SshClientConfig {
             nodelay: true,
             pacing: PacingConfig::default(),
             platforms: Arc::new(Platforms::builtin()),
+            jump_hosts: Arc::new(JumpHosts::new()),
+            channels_per_jump: DEFAULT_CHANNELS_PER_JUMP,
             legacy_devices: HashSet::new(),
         }
     }
@@ -154,6 +163,12 @@ impl SshClientConfig {
     /// `NETAUTO_PLATFORMS_DIR`'s).
     pub fn with_platforms(mut self, platforms: impl Into<Arc<Platforms>>) -> Self {
         self.platforms = platforms.into();
+        self
+    }
+
+    /// Sets the jump hosts.
+    pub fn with_jump_hosts(mut self, jump_hosts: JumpHosts) -> Self {
+        self.jump_hosts = Arc::new(jump_hosts);
         self
     }
 

@@ -79,6 +79,7 @@ mod client;
 mod config;
 pub mod credentials;
 mod error;
+pub mod jump;
 pub mod known_hosts;
 mod pacing;
 mod settings;
@@ -93,6 +94,7 @@ pub use credentials::{
     Credential, CredentialError, CredentialProvider, EnvCredentials, FileCredentials,
     PrivateKeySource, Secret, StaticCredentials,
 };
+pub use jump::{Hop, JUMP_HOSTS_VAR, JumpHost, JumpHosts};
 pub use known_hosts::{HostKeyCheck, HostKeyPolicy, KnownHosts};
 pub use pacing::{
     CONNECTIONS_PER_SECOND_VAR, MAX_SESSIONS_VAR, PacingConfig, SESSIONS_PER_ENDPOINT_VAR,

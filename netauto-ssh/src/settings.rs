@@ -9,15 +9,16 @@
 //! | `NETAUTO_SSH_CREDENTIALS` | — | a JSON credentials file ([`FileCredentials`]); without it [`EnvCredentials`] |
 //! | pacing | | see [`PacingConfig::from_env`] |
 
-use netauto_core::platform::{LoadError, PLATFORMS_DIR_VAR, Platforms};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use netauto_core::ConfigError;
+use netauto_core::platform::{LoadError, PLATFORMS_DIR_VAR, Platforms};
 
 use crate::config::SshClientConfig;
 use crate::credentials::{CredentialError, EnvCredentials, FileCredentials};
+use crate::jump::{JUMP_HOSTS_VAR, JumpHosts};
 use crate::known_hosts::{HostKeyPolicy, KnownHosts};
 use crate::pacing::PacingConfig;
 
@@ -88,6 +89,9 @@ pub enum SettingsError {
         #[source]
         source: LoadError,
     },
+    /// The jump-host file (`NETAUTO_SSH_JUMP_HOSTS`) cannot be loaded.
+    #[error("cannot load the jump-host file: {0}")]
+    JumpHosts(String),
     /// The credentials file cannot be loaded.
     #[error("cannot load the credentials file {}", path.display())]
     Credentials {
@@ -116,6 +120,8 @@ pub struct SshSettings {
     /// A directory of the operator's platform definitions (`NETAUTO_PLATFORMS_DIR`), read
     /// after the shipped ones.
     pub platforms_dir: Option<PathBuf>,
+    /// The jump-host file (`NETAUTO_SSH_JUMP_HOSTS`): named jump hosts and site defaults.
+    pub jump_hosts: Option<PathBuf>,
 }
 
 impl SshSettings {
@@ -157,6 +163,7 @@ impl SshSettings {
             credentials: path(CREDENTIALS_VAR)?,
             pacing: PacingConfig::from_lookup(&lookup)?,
             platforms_dir: path(PLATFORMS_DIR_VAR)?,
+            jump_hosts: path(JUMP_HOSTS_VAR)?,
         })
     }
 
@@ -236,7 +243,12 @@ impl SshSettings {
                 })?,
                 None => Platforms::builtin(),
             };
+        let jump_hosts = match &self.jump_hosts {
+            Some(path) => JumpHosts::from_file(path).map_err(SettingsError::JumpHosts)?,
+            None => JumpHosts::new(),
+        };
         Ok(config
+            .with_jump_hosts(jump_hosts)
             .with_host_keys(host_keys)
             .with_pacing(self.pacing.clone())
             .with_platforms(platforms))

@@ -394,3 +394,137 @@ async fn a_hanging_command_on_openssh_times_out_and_a_cancel_closes_it() {
         "FIGURES openssh: cancel to session closed {closed:?}; deadline 1 s ended the run after {took:?}"
     );
 }
+
+/// The second sshd (`tests/sshd/start_inner.sh`), reached only through the first one as a
+/// jump host; `None` (after saying why) when it is not configured, a failure under `CI=true`.
+fn inner_sshd() -> Option<Sshd> {
+    let vars =
+        ["ADDR", "USER", "DIR"].map(|v| std::env::var(format!("NETAUTO_TEST_SSHD_INNER_{v}")).ok());
+    let [Some(addr), Some(user), Some(dir)] = vars else {
+        let why = "NETAUTO_TEST_SSHD_INNER_ADDR/_USER/_DIR not set; \
+                   run `source netauto-ssh/tests/sshd/start_inner.sh` (as root) after start.sh";
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the jump-host interop test cannot run under CI=true: {why}"
+        );
+        eprintln!("skipping the jump-host interop test: {why}");
+        return None;
+    };
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
+    Some(Sshd {
+        host: host.to_owned(),
+        port: port.parse().expect("port"),
+        user,
+        dir: dir.into(),
+    })
+}
+
+/// A real OpenSSH bastion (`AllowTcpForwarding yes`) in front of a second real sshd: commands
+/// reach the inner sshd through one connection to the bastion, also over two hops (the
+/// bastion through itself); each hop logs in with its own credential and has its host key
+/// checked; a wrong bastion password is an auth failure naming the jump host; an inner host
+/// key missing from known_hosts is refused.
+#[tokio::test]
+async fn a_real_sshd_bastion_in_front_of_a_second_sshd() {
+    let Some(outer) = Sshd::from_env() else {
+        return;
+    };
+    let Some(inner) = inner_sshd() else { return };
+    // One known_hosts with both servers' keys.
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known_hosts");
+    std::fs::write(
+        &known,
+        format!(
+            "{}\n{}\n",
+            outer.read("known_hosts"),
+            inner.read("known_hosts")
+        ),
+    )
+    .unwrap();
+    let credentials = |bastion_password: String| {
+        StaticCredentials::new()
+            .with("bastion", Credential::password(bastion_password))
+            .with("inner", Credential::password(inner.read("password")))
+    };
+    let bastion = netauto_ssh::JumpHost {
+        address: format!("{}@{}:{}", outer.user, outer.host, outer.port),
+        credential_ref: Some("bastion".to_owned()),
+        via: None,
+    };
+    let twice = netauto_ssh::JumpHost {
+        via: Some("bastion".to_owned()),
+        ..bastion.clone()
+    };
+    let jumps = netauto_ssh::JumpHosts::new()
+        .with("bastion", bastion)
+        .with("bastion-twice", twice);
+    let client_with = |password: String, known: &std::path::Path| {
+        let mut config = SshClientConfig::new(credentials(password))
+            .with_host_keys(HostKeyPolicy::Strict(KnownHosts::from_file(known)))
+            .with_jump_hosts(jumps.clone());
+        config.pacing.connections_per_second = None;
+        SshNetworkClient::new(config)
+    };
+    let device = |id: i64, jump: &str| {
+        NewDevice::new(format!("inner-{id}"), &inner.host, "linux", &inner.user)
+            .with_port(inner.port)
+            .with_credential_ref("inner")
+            .with_jump_host(jump)
+            .into_device(DeviceId(id))
+    };
+
+    let client = client_with(outer.read("password"), &known);
+    let runs = (1..=6).map(|i| {
+        let client = client.clone();
+        let d = device(i, "bastion");
+        async move { run(&client, &d, "echo via $SSH_CONNECTION; id -un").await }
+    });
+    for out in futures_util::future::join_all(runs).await {
+        let out = out.expect("runs through the bastion");
+        assert!(out.error.is_none(), "{:?}", out.error);
+        assert_eq!(out.exit, Some(ExitStatus::Code(0)));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.ends_with(&format!("{}\n", inner.user)), "{text}");
+        // sshd's SSH_CONNECTION: client address and port, server address and port.
+        assert!(
+            text.contains(&format!(" {} {}\n", inner.host, inner.port)),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        client.jump_connections_opened(),
+        1,
+        "one connection to the bastion"
+    );
+    assert_eq!(client.jump_channels_opened(), 6);
+
+    // Two hops: the bastion, then the bastion again through itself, then the inner sshd.
+    let out = run(&client, &device(7, "bastion-twice"), "id -un")
+        .await
+        .expect("runs");
+    assert_eq!(out.exit, Some(ExitStatus::Code(0)), "{:?}", out.error);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), inner.user);
+    assert_eq!(
+        client.jump_connections_opened(),
+        2,
+        "the first hop's connection is reused"
+    );
+
+    let wrong = client_with("not-the-password".to_owned(), &known);
+    let err = run(&wrong, &device(8, "bastion"), "true")
+        .await
+        .expect_err("bastion refuses");
+    assert!(
+        matches!(&err, NetworkError::Auth { host, .. } if host.contains("jump host")),
+        "{err:?}"
+    );
+
+    let outer_only = dir.path().join("outer_only");
+    std::fs::write(&outer_only, format!("{}\n", outer.read("known_hosts"))).unwrap();
+    let unknown_inner = client_with(outer.read("password"), &outer_only);
+    let err = run(&unknown_inner, &device(9, "bastion"), "true")
+        .await
+        .expect_err("inner key unknown");
+    assert!(matches!(err, NetworkError::HostKey { .. }), "{err:?}");
+}

@@ -285,7 +285,11 @@ fn validate(e: Entry) -> Result<NewDevice, String> {
     if let Some(site) = e.site.as_deref().map_or(Ok(None), |s| text("site", s))? {
         device = device.with_site(site);
     }
-    if let Some(jump) = e.jump_host.as_deref().map_or(Ok(None), |j| text("jump_host", j))? {
+    if let Some(jump) = e
+        .jump_host
+        .as_deref()
+        .map_or(Ok(None), |j| text("jump_host", j))?
+    {
         device = device.with_jump_host(jump);
     }
     Ok(device)

@@ -117,6 +117,10 @@ enum DevicesCommand {
         /// Site.
         #[arg(long)]
         site: Option<String>,
+        /// Jump host(s): a name from NETAUTO_SSH_JUMP_HOSTS's file or `user@host:port`,
+        /// several separated by commas (outermost first); `direct` ignores the site's.
+        #[arg(long)]
+        jump_host: Option<String>,
     },
     /// Import an inventory (CSV, YAML or JSON). Every row is checked first: one bad row and
     /// nothing is imported.
@@ -322,6 +326,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             credential_ref,
             tags,
             site,
+            jump_host,
         }) => {
             let mut device = NewDevice::new(name, host, platform, username)
                 .with_port(port)
@@ -331,6 +336,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(s) = site {
                 device = device.with_site(s);
+            }
+            if let Some(j) = jump_host {
+                device = device.with_jump_host(j);
             }
             devices::add(store.as_ref(), &platforms, device).await?;
         }

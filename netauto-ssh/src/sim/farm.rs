@@ -65,6 +65,8 @@ pub struct SimStats {
     pub commands: usize,
     /// Rejected logins.
     pub auth_failures: usize,
+    /// `direct-tcpip` channels forwarded (as a jump host).
+    pub forwards: usize,
 }
 
 struct Running {
@@ -180,6 +182,7 @@ impl DeviceFarm {
                 max_active: c.max_active.load(Ordering::SeqCst),
                 commands: c.commands.load(Ordering::SeqCst),
                 auth_failures: c.auth_failures.load(Ordering::SeqCst),
+                forwards: c.forwards.load(Ordering::SeqCst),
             }
         })
     }

@@ -115,6 +115,9 @@ pub struct DeviceSpec {
     pub page_lines: usize,
     /// Commands the device rejects with its platform's error text.
     pub rejected: BTreeSet<String>,
+    /// Forwards `direct-tcpip` channels (acts as a jump host, like sshd's
+    /// `AllowTcpForwarding yes`); refused when `false`.
+    pub forwarding: bool,
     /// The secret its privilege escalation (`enable`) asks for.
     pub enable_secret: String,
     /// The platform definition the device plays (default: the shipped definition of
@@ -147,6 +150,7 @@ impl DeviceSpec {
             password: format!("sim-{name}-pw"),
             enable_secret: format!("sim-{name}-enable"),
             rejected: BTreeSet::new(),
+            forwarding: false,
             definition: Platforms::builtin().resolve(&platform),
             name,
             platform,
@@ -256,6 +260,12 @@ impl DeviceSpec {
     /// Rejects `command` with the platform's error text.
     pub fn with_rejected(mut self, command: impl Into<String>) -> Self {
         self.rejected.insert(command.into());
+        self
+    }
+
+    /// Forwards `direct-tcpip` channels: the device can be a jump host.
+    pub fn with_forwarding(mut self) -> Self {
+        self.forwarding = true;
         self
     }
 

@@ -20,6 +20,7 @@ pub(crate) struct Counters {
     pub(crate) max_active: AtomicUsize,
     pub(crate) commands: AtomicUsize,
     pub(crate) auth_failures: AtomicUsize,
+    pub(crate) forwards: AtomicUsize,
 }
 
 /// Tracks one open connection in [`Counters::active`].
@@ -163,6 +164,41 @@ impl server::Handler for SimHandler {
         }
         self.channels.insert(channel.id(), channel);
         reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: server::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let target = u16::try_from(port_to_connect)
+            .ok()
+            .filter(|_| self.spec.forwarding);
+        let Some(port) = target else {
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        match tokio::net::TcpStream::connect((host_to_connect, port)).await {
+            Ok(mut socket) => {
+                reply.accept().await;
+                self.counters.forwards.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut stream = channel.into_stream();
+                    let _ = tokio::io::copy_bidirectional(&mut stream, &mut socket).await;
+                });
+            }
+            Err(_) => {
+                reply.reject(russh::ChannelOpenFailure::ConnectFailed).await;
+            }
+        }
         Ok(())
     }
 

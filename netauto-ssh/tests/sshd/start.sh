@@ -64,6 +64,8 @@ PermitRootLogin no
 AllowUsers $user
 MaxStartups 100:30:200
 MaxSessions 50
+# The jump-host interop test goes through this sshd to a second one (start_inner.sh).
+AllowTcpForwarding yes
 LogLevel $loglevel
 CONF
 for extra in ${NETAUTO_TEST_SSHD_LISTEN:-}; do

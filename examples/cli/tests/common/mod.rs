@@ -46,6 +46,7 @@ impl Env {
             "NETAUTO_SSH_HOST_KEYS",
             "NETAUTO_SSH_KNOWN_HOSTS",
             "NETAUTO_SSH_CREDENTIALS",
+            "NETAUTO_SSH_JUMP_HOSTS",
             "NETAUTO_COMMAND_TIMEOUT",
             "NETAUTO_RUN_MAX_OUTPUT",
             "NETAUTO_SSH_CONNECTIONS_PER_SECOND",
