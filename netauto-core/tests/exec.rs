@@ -583,3 +583,28 @@ async fn a_rejected_command_is_failed_with_its_kind() {
         assert_eq!(run.bytes, 16);
     }
 }
+
+/// What the transport reports besides output — the credential reference that logged in, and
+/// that secrets were redacted — is recorded on the run.
+#[tokio::test]
+async fn the_login_credential_and_redaction_are_recorded_on_the_run() {
+    let fx = Fixture::new();
+    let dev = fx.devices(1).await[0];
+    let client = ScriptedClient::with([Reply::Events(vec![
+        Ok(OutputEvent::LoggedIn {
+            credential_ref: "local-fallback".into(),
+        }),
+        out("snmp-server community <redacted> RO\n"),
+        Ok(OutputEvent::Redacted),
+        exit(0),
+    ])]);
+    let run = fx
+        .network(client)
+        .execute_command(dev, "show run", RunOptions::new(REQUESTER))
+        .await
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Ok);
+    assert_eq!(run.credential_ref.as_deref(), Some("local-fallback"));
+    assert!(run.redacted);
+    assert_eq!(fx.store.run(run.id).await.unwrap(), run);
+}

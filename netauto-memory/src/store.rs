@@ -229,6 +229,8 @@ impl RunLog for InMemoryRunStore {
             bytes: 0,
             chunks: 0,
             truncated: false,
+            credential_ref: None,
+            redacted: false,
         };
         state.index_run(&run);
         state
@@ -296,6 +298,8 @@ impl RunLog for InMemoryRunStore {
         stored.run.error_kind = finish.error_kind;
         stored.run.error_message = finish.error_message;
         stored.run.truncated = finish.truncated;
+        stored.run.credential_ref = finish.credential_ref;
+        stored.run.redacted = finish.redacted;
         stored.run.finished_at = Some(now);
         let run = stored.run.clone();
         state.index_run(&run);

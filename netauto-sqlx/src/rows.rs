@@ -130,6 +130,8 @@ pub(crate) fn run(r: &impl StoredRow) -> Result<Run> {
         bytes: r.int("bytes")? as u64,
         chunks: r.int("chunks")? as u64,
         truncated: r.flag("truncated")?,
+        credential_ref: r.opt_text("credential_ref")?,
+        redacted: r.flag("redacted")?,
     })
 }
 

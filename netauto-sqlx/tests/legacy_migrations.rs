@@ -30,18 +30,18 @@ async fn store_works(store: &dyn RunStore, name: &str) {
     let finished = store
         .finish_run(
             run.id,
-            RunFinish {
-                status: RunStatus::Ok,
-                exit_status: Some(0),
-                error_kind: None,
-                error_message: None,
-                truncated: true,
-            },
+            RunFinish::new(RunStatus::Ok)
+                .with_exit_status(0)
+                .with_truncated(true)
+                .with_credential_ref(Some("tacacs".to_owned()))
+                .with_redacted(true),
             Utc::now(),
         )
         .await
         .expect("finish run");
     assert!(finished.truncated);
+    assert_eq!(finished.credential_ref.as_deref(), Some("tacacs"));
+    assert!(finished.redacted);
 }
 
 #[cfg(feature = "sqlite")]

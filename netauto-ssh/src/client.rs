@@ -111,14 +111,39 @@ impl NetworkClient for SshNetworkClient {
                 at: started + t,
                 length: t,
             });
-        let credential = inner.credential(device).await?;
+        let references = inner.credential_refs(device)?;
         let slot = within(
             deadline,
             inner.pacer.acquire(device.id, &device_addr(device)),
         )
         .await?;
         let span = tracing::debug_span!("netauto.ssh.execute", device = %device.name);
-        let (handle, lease) = inner.connect(device, &credential, deadline).await?;
+        // The device's credential references in order; the next one only after an
+        // authentication failure.
+        let mut login = None;
+        for (i, reference) in references.iter().enumerate() {
+            let credential = inner.credential(device, reference).await?;
+            match inner.connect(device, &credential, deadline).await {
+                Ok((handle, lease)) => {
+                    login = Some((handle, lease, credential, reference.clone()));
+                    break;
+                }
+                Err(e @ NetworkError::Auth { .. }) if i + 1 < references.len() => {
+                    tracing::info!(
+                        event = "netauto.ssh.credential_fallback",
+                        device = %device.name,
+                        rejected = %reference,
+                        next = %references[i + 1],
+                        error = %e,
+                        "login rejected; trying the device's next credential reference"
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let Some((handle, lease, credential, reference)) = login else {
+            unreachable!("the loop returns or logs in: references are never empty")
+        };
         let platform = inner.config.platforms.resolve(&device.platform);
         let secret = match platform.escalation {
             Some(_) => credential.escalation_secret().cloned(),
@@ -134,6 +159,13 @@ impl NetworkClient for SshNetworkClient {
         let command = command.to_owned();
         let addr = device_addr(device);
         let task = async move {
+            let logged_in = OutputEvent::LoggedIn {
+                credential_ref: reference,
+            };
+            if tx.send(Ok(logged_in)).await.is_err() {
+                let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+                return;
+            }
             let pump = Pump {
                 tx,
                 idle,
@@ -163,17 +195,33 @@ impl NetworkClient for SshNetworkClient {
 }
 
 impl Inner {
-    async fn credential(&self, device: &Device) -> Result<Credential, NetworkError> {
-        let reference = device
+    /// The device's credential references (comma-separated in `credential_ref`, tried in
+    /// order), or the default one.
+    fn credential_refs(&self, device: &Device) -> Result<Vec<String>, NetworkError> {
+        let refs: Vec<String> = device
             .credential_ref
             .as_deref()
             .or(self.config.default_credential_ref.as_deref())
-            .ok_or_else(|| {
-                NetworkError::Unsupported(format!(
-                    "device {} has no credential reference and no default is configured",
-                    device.name
-                ))
-            })?;
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if refs.is_empty() {
+            return Err(NetworkError::Unsupported(format!(
+                "device {} has no credential reference and no default is configured",
+                device.name
+            )));
+        }
+        Ok(refs)
+    }
+
+    async fn credential(
+        &self,
+        device: &Device,
+        reference: &str,
+    ) -> Result<Credential, NetworkError> {
         self.config
             .credentials
             .credential(reference)

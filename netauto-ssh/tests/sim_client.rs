@@ -685,3 +685,53 @@ async fn the_demo_farm_runs_through_the_network_service_into_a_store() {
     assert_eq!(statuses.get("Error"), Some(&1), "{statuses:?}");
     assert_eq!(statuses.get("Failed"), Some(&1), "{statuses:?}");
 }
+
+/// A device may list several credential references: the next is tried only after an
+/// authentication failure, and the one that logged in is reported (never the secret).
+#[tokio::test]
+async fn credential_references_are_tried_in_order_on_auth_failure_only() {
+    let farm = farm(vec![
+        DeviceSpec::new("r1", "arista_eos").with_login("netauto", "right"),
+    ])
+    .await;
+    let credentials = StaticCredentials::new()
+        .with("old", Credential::password("wrong"))
+        .with("older", Credential::password("also-wrong"))
+        .with("new", Credential::password("right"));
+    let client = SshNetworkClient::new(farm.client_config().with_credentials(credentials));
+    let mut device = device(&farm, "r1");
+    let options = ExecOptions::default().with_timeout(Duration::from_secs(10));
+
+    device.credential_ref = Some("old, older, new".into());
+    let out = collect(&client, &device, "show version", &options)
+        .await
+        .unwrap();
+    assert_eq!(out.exit, Some(ExitStatus::Code(0)), "{:?}", out.error);
+    assert_eq!(out.credential_ref.as_deref(), Some("new"));
+    // Two rejected credentials, each tried as password and keyboard-interactive.
+    assert_eq!(farm.stats("r1").unwrap().auth_failures, 2 * 2);
+
+    device.credential_ref = Some("new,old".into());
+    let out = collect(&client, &device, "show version", &options)
+        .await
+        .unwrap();
+    assert_eq!(
+        out.credential_ref.as_deref(),
+        Some("new"),
+        "the first that works"
+    );
+
+    device.credential_ref = Some("old,older".into());
+    let err = collect(&client, &device, "show version", &options)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NetworkError::Auth { .. }), "{err:?}");
+
+    // A reference the provider does not know is a configuration error, not a reason to try
+    // the next one.
+    device.credential_ref = Some("typo,new".into());
+    let err = collect(&client, &device, "show version", &options)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NetworkError::Unsupported(_)), "{err:?}");
+}

@@ -209,6 +209,8 @@ mod tests {
             bytes: 10,
             chunks: 2,
             truncated: true,
+            credential_ref: Some("tacacs".to_owned()),
+            redacted: false,
         };
         let old = json!({
             "status": run.status,

@@ -19,6 +19,15 @@ pub enum OutputEvent {
     /// The command ended. Output may still follow on some transports; the stream ends when
     /// the channel closes.
     Exit(ExitStatus),
+    /// The login used this credential reference (of the device's, tried in order); recorded
+    /// on the run, never the secret.
+    LoggedIn {
+        /// The reference.
+        credential_ref: String,
+    },
+    /// The transport replaced secrets in the output (the platform's secret patterns);
+    /// recorded on the run.
+    Redacted,
 }
 
 /// How a remote command ended.

@@ -340,12 +340,16 @@ pub async fn finish_run_records_the_outcome(b: &Backend) {
             r.id,
             RunFinish::new(RunStatus::Failed)
                 .with_exit_status(2)
-                .with_error("exit", "exit status 2"),
+                .with_error("exit", "exit status 2")
+                .with_credential_ref(Some("tacacs-fallback".to_owned()))
+                .with_redacted(true),
             at(3),
         )
         .await
         .expect("finish_run");
     assert_eq!(finished.status, RunStatus::Failed);
+    assert_eq!(finished.credential_ref.as_deref(), Some("tacacs-fallback"));
+    assert!(finished.redacted);
     assert_eq!(finished.exit_status, Some(2));
     assert_eq!(finished.error_kind.as_deref(), Some("exit"));
     assert_eq!(finished.error_message.as_deref(), Some("exit status 2"));

@@ -290,7 +290,7 @@ impl Executor {
             capped: false,
             since: None,
         };
-        let mut exit: Option<ExitStatus> = None;
+        let mut seen = Seen::default();
         let ended = loop {
             // A partial chunk is stored once it is `flush_after` old, however the device
             // trickles: live views see output at least that often.
@@ -307,7 +307,7 @@ impl Executor {
                         continue;
                     }
                     Ok(Next::End) => Ended::Closed,
-                    Ok(Next::Item(item)) => match out.event(item, &mut exit).await? {
+                    Ok(Next::Item(item)) => match out.event(item, &mut seen).await? {
                         Some(ended) => ended,
                         None => continue,
                     },
@@ -319,7 +319,7 @@ impl Executor {
         // output too (up to the cap).
         if matches!(ended, Ended::Deadline | Ended::Cancelled(_)) {
             while let Some(Some(item)) = events.next().now_or_never() {
-                if out.event(item, &mut exit).await?.is_some() {
+                if out.event(item, &mut seen).await?.is_some() {
                     break;
                 }
             }
@@ -327,6 +327,11 @@ impl Executor {
         drop(events);
         out.flush(true).await?;
         let truncated = out.capped;
+        let Seen {
+            exit,
+            credential_ref,
+            redacted,
+        } = seen;
         Ok(match ended {
             Ended::Deadline => timeout_finish(limits.timeout),
             Ended::Cancelled(reason) => cancelled_finish(reason),
@@ -355,8 +360,18 @@ impl Executor {
                 ),
             },
         }
-        .with_truncated(truncated))
+        .with_truncated(truncated)
+        .with_credential_ref(credential_ref)
+        .with_redacted(redacted))
     }
+}
+
+/// What the transport reported besides output.
+#[derive(Default)]
+struct Seen {
+    exit: Option<ExitStatus>,
+    credential_ref: Option<String>,
+    redacted: bool,
 }
 
 /// Why reading a command's output stopped.
@@ -394,13 +409,21 @@ impl ChunkWriter<'_> {
     async fn event(
         &mut self,
         item: std::result::Result<OutputEvent, NetworkError>,
-        exit: &mut Option<ExitStatus>,
+        seen: &mut Seen,
     ) -> Result<Option<Ended>> {
         let (stream, data) = match item {
             Ok(OutputEvent::Stdout(data)) => (OutputStream::Stdout, data),
             Ok(OutputEvent::Stderr(data)) => (OutputStream::Stderr, data),
             Ok(OutputEvent::Exit(status)) => {
-                *exit = Some(status);
+                seen.exit = Some(status);
+                return Ok(None);
+            }
+            Ok(OutputEvent::LoggedIn { credential_ref }) => {
+                seen.credential_ref = Some(credential_ref);
+                return Ok(None);
+            }
+            Ok(OutputEvent::Redacted) => {
+                seen.redacted = true;
                 return Ok(None);
             }
             Err(e) => return Ok(Some(Ended::Failed(e))),

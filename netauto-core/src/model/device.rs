@@ -22,7 +22,9 @@ pub struct Device {
     pub platform: String,
     /// Login user name.
     pub username: String,
-    /// Key under which the transport's credential provider finds the secret.
+    /// Key under which the transport's credential provider finds the secret; several
+    /// separated by commas are tried in order, the next only after an authentication
+    /// failure (the run records which one logged in).
     pub credential_ref: Option<String>,
     /// Free-form tags for filtering.
     pub tags: Vec<String>,

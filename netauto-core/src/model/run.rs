@@ -119,6 +119,14 @@ pub struct Run {
     /// bytes were kept.
     #[serde(default)]
     pub truncated: bool,
+    /// The credential reference the login used (one of the device's, tried in order); never
+    /// the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_ref: Option<String>,
+    /// Secrets were replaced by `<redacted>` in the stored output (the platform's secret
+    /// patterns, `NETAUTO_REDACT_SECRETS`).
+    #[serde(default)]
+    pub redacted: bool,
 }
 
 impl Run {
@@ -155,6 +163,12 @@ pub struct RunFinish {
     /// The output was cut at the output cap.
     #[serde(default)]
     pub truncated: bool,
+    /// The credential reference the login used.
+    #[serde(default)]
+    pub credential_ref: Option<String>,
+    /// Secrets were redacted from the output.
+    #[serde(default)]
+    pub redacted: bool,
 }
 
 impl RunFinish {
@@ -166,7 +180,21 @@ impl RunFinish {
             error_kind: None,
             error_message: None,
             truncated: false,
+            credential_ref: None,
+            redacted: false,
         }
+    }
+
+    /// Records the credential reference the login used.
+    pub fn with_credential_ref(mut self, credential_ref: Option<String>) -> Self {
+        self.credential_ref = credential_ref;
+        self
+    }
+
+    /// Records that secrets were redacted from the output.
+    pub fn with_redacted(mut self, redacted: bool) -> Self {
+        self.redacted = redacted;
+        self
     }
 
     /// Marks the output as cut at the output cap.

@@ -4,3 +4,8 @@ ALTER TABLE bulks ADD COLUMN answer_prompts BOOLEAN NOT NULL DEFAULT FALSE;
 -- The jump host(s) a device is reached through (a name from the jump-host file, or
 -- user@host:port; several separated by commas, outermost first). NULL: the site's, or direct.
 ALTER TABLE devices ADD COLUMN jump_host TEXT;
+
+-- The credential reference the login used (a device may list several, tried in order).
+ALTER TABLE runs ADD COLUMN credential_ref TEXT;
+-- Secrets were replaced by <redacted> in the stored output (NETAUTO_REDACT_SECRETS).
+ALTER TABLE runs ADD COLUMN redacted BOOLEAN NOT NULL DEFAULT FALSE;

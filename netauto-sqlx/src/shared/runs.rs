@@ -87,10 +87,10 @@ pub(crate) async fn finish_run<P: Pools>(
     rules::check_finish(&finish)?;
     let finished = sqlx::query::<P::DB>(P::DB::pick(
         "UPDATE runs SET status = $1, exit_status = $2, error_kind = $3, error_message = $4, finished_at = $5,
-             truncated = $7
+             truncated = $7, credential_ref = $8, redacted = $9
          WHERE id = $6 AND status = 'running' RETURNING *",
         "UPDATE runs SET status = $1, exit_status = $2, error_kind = $3, error_message = $4, finished_at = $5,
-             truncated = $7, retention_ts = $5
+             truncated = $7, credential_ref = $8, redacted = $9, retention_ts = $5
          WHERE id = $6 AND status = 'running' RETURNING *",
     ))
     .text(finish.status.as_str())
@@ -100,6 +100,8 @@ pub(crate) async fn finish_run<P: Pools>(
     .time(now)
     .int(run_id.get())
     .flag(finish.truncated)
+    .opt_text(finish.credential_ref.as_deref())
+    .flag(finish.redacted)
     .fetch_optional(P::DB::pool(s.writer()))
     .await
     .map_err(db)?;

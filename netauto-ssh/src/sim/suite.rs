@@ -214,6 +214,7 @@ async fn execute(
                             outcome.output.extend_from_slice(&b)
                         }
                         Ok(OutputEvent::Exit(status)) => outcome.exit = Some(status),
+                        Ok(OutputEvent::LoggedIn { .. } | OutputEvent::Redacted) => {}
                         Err(e) => outcome.error = Some(e),
                     }
                 }

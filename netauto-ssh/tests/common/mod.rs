@@ -16,6 +16,10 @@ pub(crate) struct Collected {
     pub(crate) error: Option<NetworkError>,
     /// Events that came after the exit status (there should be none).
     pub(crate) events_after_exit: usize,
+    /// The credential reference the login used.
+    pub(crate) credential_ref: Option<String>,
+    /// The output was redacted.
+    pub(crate) redacted: bool,
 }
 
 /// Runs `command` on `device` and collects its output up to the end of the stream or its
@@ -36,6 +40,10 @@ pub(crate) async fn collect(
             Ok(OutputEvent::Stdout(b)) => out.stdout.extend_from_slice(&b),
             Ok(OutputEvent::Stderr(b)) => out.stderr.extend_from_slice(&b),
             Ok(OutputEvent::Exit(status)) => out.exit = Some(status),
+            Ok(OutputEvent::LoggedIn { credential_ref }) => {
+                out.credential_ref = Some(credential_ref)
+            }
+            Ok(OutputEvent::Redacted) => out.redacted = true,
             Err(e) => {
                 out.error = Some(e);
                 break;

@@ -188,6 +188,10 @@ fn meta(run: &Run, device: Option<&netauto_core::Device>) -> Markup {
             dt { "Output" } dd #run-bytes {
                 (human_bytes(u128::from(run.bytes))) " in " (run.chunks) " chunks"
                 @if run.truncated { " " span.badge.truncated { "truncated" } }
+                @if run.redacted { " " span.badge.redacted #run-redacted { "secrets redacted" } }
+            }
+            @if let Some(reference) = &run.credential_ref {
+                dt { "Credential" } dd #run-credential { code { (reference) } }
             }
         }
     }
