@@ -155,6 +155,7 @@ impl NetworkClient for SshNetworkClient {
             .map_err(|e| map_session_error(device_addr(device), e))?;
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         let answer_prompts = options.answer_prompts;
+        let redact = inner.config.redact_secrets;
         let idle = inner.config.timeouts.idle;
         let command = command.to_owned();
         let addr = device_addr(device);
@@ -174,11 +175,12 @@ impl NetworkClient for SshNetworkClient {
             };
             match platform.transport {
                 Transport::Exec => {
-                    let watch = ExecWatch::new(platform, answer_prompts);
+                    let watch = ExecWatch::new(platform, answer_prompts, redact);
                     pump.exec(channel, &command, watch).await;
                 }
                 Transport::Shell => {
-                    let driver = ShellDriver::new(platform.clone(), &command, answer_prompts);
+                    let driver = ShellDriver::new(platform.clone(), &command, answer_prompts)
+                        .redacting(redact);
                     pump.shell(channel, &platform, driver, secret).await;
                 }
             }
@@ -590,6 +592,24 @@ impl Pump {
         NetworkError::Closed(format!("{} closed the connection {what}", self.addr))
     }
 
+    /// Passes on what the watch holds back (the last, unterminated lines while redacting)
+    /// and says whether it redacted; `false` when the consumer is gone.
+    async fn flush_watch(&self, watch: &mut ExecWatch) -> bool {
+        for stderr in [false, true] {
+            if let Some(rest) = watch.flush(stderr) {
+                let event = if stderr {
+                    OutputEvent::Stderr(rest)
+                } else {
+                    OutputEvent::Stdout(rest)
+                };
+                if !self.send(Ok(event)).await {
+                    return false;
+                }
+            }
+        }
+        !watch.redacted() || self.send(Ok(OutputEvent::Redacted)).await
+    }
+
     async fn exec(self, mut channel: Channel<client::Msg>, command: &str, mut watch: ExecWatch) {
         match self.unless_gone(channel.exec(true, command)).await {
             None => return,
@@ -613,6 +633,10 @@ impl Pump {
                 }
                 Wait::Msg(ChannelMsg::ExitStatus { exit_status }) => {
                     exited = true;
+                    if !self.flush_watch(&mut watch).await {
+                        let _ = channel.close().await;
+                        return;
+                    }
                     let status = match watch.rejection() {
                         Some(rejection) => ExitStatus::Rejected(rejection),
                         None => ExitStatus::Code(exit_status as i32),
@@ -634,7 +658,10 @@ impl Pump {
                 }
                 // Closed without an exit status: the stream ends without one, which the
                 // service records as `closed`, not `ok`.
-                Wait::Msg(ChannelMsg::Close) => return,
+                Wait::Msg(ChannelMsg::Close) => {
+                    self.flush_watch(&mut watch).await;
+                    return;
+                }
                 Wait::Msg(_) => continue,
                 Wait::Ended if exited => return,
                 Wait::Ended => {
@@ -768,6 +795,10 @@ impl Pump {
                         continue;
                     }
                     Step::Done(rejection) => {
+                        if driver.redacted() && !self.send(Ok(OutputEvent::Redacted)).await {
+                            let _ = channel.close().await;
+                            return;
+                        }
                         // The prompt came back: the shell's way of saying the command
                         // finished.
                         let status = match rejection {

@@ -69,6 +69,9 @@ pub struct SshClientConfig {
     pub jump_hosts: Arc<JumpHosts>,
     /// Channels open at once through one jump-host connection.
     pub channels_per_jump: usize,
+    /// Replace secrets (the platform's secret patterns) in output before it leaves the
+    /// client: nothing stored, streamed or searched holds them (`NETAUTO_REDACT_SECRETS`).
+    pub redact_secrets: bool,
     /// Names of devices allowed legacy algorithms (besides devices tagged [`LEGACY_TAG`]).
     pub legacy_devices: HashSet<String>,
 }
@@ -87,6 +90,7 @@ impl fmt::Debug for SshClientConfig {
             .field("platforms", &self.platforms.len())
             .field("jump_hosts", &self.jump_hosts)
             .field("channels_per_jump", &self.channels_per_jump)
+            .field("redact_secrets", &self.redact_secrets)
             .field("legacy_devices", &self.legacy_devices)
             .finish()
     }
@@ -108,6 +112,7 @@ impl Default for SshClientConfig {
             platforms: Arc::new(Platforms::builtin()),
             jump_hosts: Arc::new(JumpHosts::new()),
             channels_per_jump: DEFAULT_CHANNELS_PER_JUMP,
+            redact_secrets: false,
             legacy_devices: HashSet::new(),
         }
     }
@@ -163,6 +168,12 @@ impl SshClientConfig {
     /// `NETAUTO_PLATFORMS_DIR`'s).
     pub fn with_platforms(mut self, platforms: impl Into<Arc<Platforms>>) -> Self {
         self.platforms = platforms.into();
+        self
+    }
+
+    /// Replaces secrets in output (see [`Self::redact_secrets`]).
+    pub fn with_redact_secrets(mut self, redact: bool) -> Self {
+        self.redact_secrets = redact;
         self
     }
 

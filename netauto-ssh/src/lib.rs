@@ -101,7 +101,8 @@ pub use pacing::{
     parse_count, parse_rate,
 };
 pub use settings::{
-    CREDENTIALS_VAR, HOST_KEYS_VAR, HostKeyMode, KNOWN_HOSTS_VAR, SettingsError, SshSettings,
+    CREDENTIALS_VAR, HOST_KEYS_VAR, HostKeyMode, KNOWN_HOSTS_VAR, REDACT_SECRETS_VAR,
+    SettingsError, SshSettings,
 };
 
 #[cfg(test)]

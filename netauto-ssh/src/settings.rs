@@ -72,6 +72,9 @@ impl FromStr for HostKeyMode {
     }
 }
 
+/// `NETAUTO_REDACT_SECRETS`: `true` replaces the platforms' secret patterns in output.
+pub const REDACT_SECRETS_VAR: &str = "NETAUTO_REDACT_SECRETS";
+
 /// Why [`SshSettings`] could not be read or built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -122,6 +125,8 @@ pub struct SshSettings {
     pub platforms_dir: Option<PathBuf>,
     /// The jump-host file (`NETAUTO_SSH_JUMP_HOSTS`): named jump hosts and site defaults.
     pub jump_hosts: Option<PathBuf>,
+    /// Replace secrets in output (`NETAUTO_REDACT_SECRETS=true`).
+    pub redact_secrets: bool,
 }
 
 impl SshSettings {
@@ -164,6 +169,18 @@ impl SshSettings {
             pacing: PacingConfig::from_lookup(&lookup)?,
             platforms_dir: path(PLATFORMS_DIR_VAR)?,
             jump_hosts: path(JUMP_HOSTS_VAR)?,
+            redact_secrets: match lookup(REDACT_SECRETS_VAR) {
+                None => false,
+                Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" => true,
+                    "" | "0" | "false" | "no" | "off" => false,
+                    _ => {
+                        return Err(
+                            bad(REDACT_SECRETS_VAR, v, "must be true or false".to_owned()).into(),
+                        );
+                    }
+                },
+            },
         })
     }
 
@@ -248,6 +265,7 @@ impl SshSettings {
             None => JumpHosts::new(),
         };
         Ok(config
+            .with_redact_secrets(self.redact_secrets)
             .with_jump_hosts(jump_hosts)
             .with_host_keys(host_keys)
             .with_pacing(self.pacing.clone())

@@ -32,6 +32,7 @@ use netauto_core::platform::{AnsiStripper, Platform};
 use netauto_core::{Rejection, RejectionKind};
 
 use crate::credentials::Secret;
+use crate::watch::redact_line;
 
 /// The most bytes of the unterminated last line the driver keeps to find a prompt or a pager
 /// prompt in: 1 KiB.
@@ -96,11 +97,17 @@ pub(crate) struct ShellDriver {
     answered: bool,
     /// The first output line that matched a failure pattern.
     rejected: Option<String>,
+    /// Replace the platform's secrets in output lines.
+    redact: bool,
+    /// A line was redacted.
+    redacted: bool,
 }
 
 impl ShellDriver {
     pub(crate) fn new(platform: Arc<Platform>, command: &str, answer_prompts: bool) -> Self {
         Self {
+            redact: false,
+            redacted: false,
             ansi: platform.strip_ansi.then(AnsiStripper::new),
             platform,
             command: command.trim().to_owned(),
@@ -114,6 +121,18 @@ impl ShellDriver {
             answered: false,
             rejected: None,
         }
+    }
+
+    /// Replaces the platform's secrets in output lines (lines longer than [`TAIL_LIMIT`]
+    /// are passed on in pieces, unredacted).
+    pub(crate) fn redacting(mut self, redact: bool) -> Self {
+        self.redact = redact && !self.platform.secrets.is_empty();
+        self
+    }
+
+    /// Whether a line was redacted so far.
+    pub(crate) fn redacted(&self) -> bool {
+        self.redacted
     }
 
     /// Whether the command finished.
@@ -310,6 +329,13 @@ impl ShellDriver {
                 if self.platform.failure_in(text).is_some() {
                     self.rejected = Some(text.trim().chars().take(200).collect());
                 }
+            }
+            if self.redact && !was_cut {
+                let (clean, hit) = redact_line(&self.platform, &line[..line.len() - 1]);
+                self.redacted |= hit;
+                output.extend_from_slice(&clean);
+                output.push(b'\n');
+                continue;
             }
             output.extend_from_slice(line);
         }

@@ -36,24 +36,56 @@ struct Stream {
 pub(crate) struct ExecWatch {
     platform: Arc<Platform>,
     answer_prompts: bool,
+    /// Replace secrets: output is passed on a line at a time (lines longer than
+    /// [`TAIL_LIMIT`] are passed on in pieces, unredacted).
+    redact: bool,
+    /// A line was redacted.
+    redacted: bool,
     streams: [Stream; 2],
     answered: bool,
     rejected: Option<String>,
 }
 
 impl ExecWatch {
-    pub(crate) fn new(platform: Arc<Platform>, answer_prompts: bool) -> Self {
+    pub(crate) fn new(platform: Arc<Platform>, answer_prompts: bool, redact: bool) -> Self {
         let stream = || Stream {
             ansi: platform.strip_ansi.then(AnsiStripper::new),
             ..Stream::default()
         };
         Self {
             streams: [stream(), stream()],
+            redact: redact && !platform.secrets.is_empty(),
+            redacted: false,
             platform,
             answer_prompts,
             answered: false,
             rejected: None,
         }
+    }
+
+    /// Whether a line was redacted so far.
+    pub(crate) fn redacted(&self) -> bool {
+        self.redacted
+    }
+
+    /// What is held of an unterminated last line (redacting: output not passed on yet).
+    pub(crate) fn flush(&mut self, stderr: bool) -> Option<Bytes> {
+        if !self.redact {
+            return None;
+        }
+        let stream = &mut self.streams[usize::from(stderr)];
+        if stream.line.is_empty() {
+            return None;
+        }
+        let line = std::mem::take(&mut stream.line);
+        let cut = std::mem::replace(&mut stream.cut, false);
+        Some(if cut {
+            Bytes::from(line)
+        } else {
+            let (bytes, hit) = redact_line(&self.platform, &line);
+            self.redacted |= hit;
+            bytes
+        })
     }
 
     /// Takes a piece of stdout (`stderr == false`) or stderr; answers the bytes to pass on
@@ -64,6 +96,7 @@ impl ExecWatch {
             Some(ansi) => Bytes::from(ansi.strip(&data)),
             None => data,
         };
+        let mut out = Vec::new();
         let mut rest = &data[..];
         while let Some(at) = rest.iter().position(|b| *b == b'\n') {
             stream.line.extend_from_slice(&rest[..at]);
@@ -75,6 +108,16 @@ impl ExecWatch {
                     self.rejected = Some(text.trim().chars().take(200).collect());
                 }
             }
+            if self.redact {
+                if stream.cut {
+                    out.extend_from_slice(&stream.line);
+                } else {
+                    let (line, hit) = redact_line(&self.platform, &stream.line);
+                    self.redacted |= hit;
+                    out.extend_from_slice(&line);
+                }
+                out.push(b'\n');
+            }
             stream.line.clear();
             stream.cut = false;
             if !stderr {
@@ -84,9 +127,13 @@ impl ExecWatch {
         stream.line.extend_from_slice(rest);
         if stream.line.len() > TAIL_LIMIT {
             let excess = stream.line.len() - TAIL_LIMIT;
+            if self.redact {
+                out.extend_from_slice(&stream.line[..excess]);
+            }
             stream.line.drain(..excess);
             stream.cut = true;
         }
+        let data = if self.redact { Bytes::from(out) } else { data };
         if stderr || stream.cut || self.answered || self.platform.answers.is_empty() {
             return (data, Reaction::Read);
         }
@@ -127,6 +174,20 @@ impl ExecWatch {
     }
 }
 
+/// `line` (without its line ending) with the platform's secrets replaced, and whether any
+/// was. A line with a secret comes out as text (invalid UTF-8 replaced).
+pub(crate) fn redact_line(platform: &Platform, line: &[u8]) -> (Bytes, bool) {
+    let text = String::from_utf8_lossy(line);
+    let (body, cr) = match text.strip_suffix('\r') {
+        Some(body) => (body, "\r"),
+        None => (&*text, ""),
+    };
+    match platform.redact(body) {
+        Some(redacted) => (Bytes::from(format!("{redacted}{cr}")), true),
+        None => (Bytes::copy_from_slice(line), false),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,7 +195,28 @@ mod tests {
 
     fn watch(platform: &str, answer: bool) -> ExecWatch {
         let platforms = Platforms::builtin();
-        ExecWatch::new(platforms.get(platform).unwrap().clone(), answer)
+        ExecWatch::new(platforms.get(platform).unwrap().clone(), answer, false)
+    }
+
+    #[test]
+    fn secrets_are_redacted_line_by_line_however_split() {
+        let text =
+            b"hostname r1\nsnmp-server community s3cr3t RO\nusername admin secret 5 $1$abc\nend";
+        for size in 1..text.len() {
+            let platforms = Platforms::builtin();
+            let mut w = ExecWatch::new(platforms.get("cisco_ios").unwrap().clone(), false, true);
+            let mut out = Vec::new();
+            for piece in text.chunks(size) {
+                out.extend_from_slice(&w.feed(false, Bytes::copy_from_slice(piece)).0);
+            }
+            out.extend_from_slice(&w.flush(false).unwrap_or_default());
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                "hostname r1\nsnmp-server community <redacted> RO\nusername admin secret 5 <redacted>\nend",
+                "pieces of {size}"
+            );
+            assert!(w.redacted());
+        }
     }
 
     #[test]

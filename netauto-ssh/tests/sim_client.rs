@@ -735,3 +735,38 @@ async fn credential_references_are_tried_in_order_on_auth_failure_only() {
         .unwrap_err();
     assert!(matches!(err, NetworkError::Unsupported(_)), "{err:?}");
 }
+
+/// With redaction on, the platform's secret patterns are replaced before output leaves the
+/// client, on shell and exec platforms alike, and the stream says so; off, output is as the
+/// device printed it.
+#[tokio::test]
+async fn secrets_are_redacted_before_output_leaves_the_client_when_asked() {
+    let config = "hostname r1\nsnmp-server community s3cr3t-community RO\nusername admin privilege 15 secret 9 $9$hashhash\nend\n";
+    let specs = ["cisco_ios", "arista_eos"].map(|p| {
+        DeviceSpec::new(format!("r-{p}"), p).with_command(
+            "show running-config",
+            netauto_ssh::sim::CannedOutput::stdout(config),
+        )
+    });
+    let farm = farm(specs.to_vec()).await;
+    for redact in [true, false] {
+        let client = SshNetworkClient::new(farm.client_config().with_redact_secrets(redact));
+        for p in ["cisco_ios", "arista_eos"] {
+            let d = device(&farm, &format!("r-{p}"));
+            let out = run(&client, &d, "show running-config").await;
+            assert_eq!(out.exit, Some(ExitStatus::Code(0)), "{p}: {:?}", out.error);
+            let text = String::from_utf8_lossy(&out.stdout);
+            if redact {
+                assert_eq!(
+                    text,
+                    "hostname r1\nsnmp-server community <redacted> RO\nusername admin privilege 15 secret 9 <redacted>\nend\n",
+                    "{p}"
+                );
+                assert!(out.redacted, "{p}");
+            } else {
+                assert_eq!(text, config, "{p}");
+                assert!(!out.redacted, "{p}");
+            }
+        }
+    }
+}

@@ -41,6 +41,9 @@ pub enum DemoError {
     /// The platform definitions (`NETAUTO_PLATFORMS_DIR`) could not be loaded.
     #[error(transparent)]
     Platforms(#[from] LoadError),
+    /// An SSH setting (`NETAUTO_REDACT_SECRETS`, …) is unusable.
+    #[error(transparent)]
+    Settings(#[from] netauto_ssh::SettingsError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] Error),
@@ -73,7 +76,8 @@ pub async fn start(store: &dyn RunStore, n: usize) -> Result<Demo, DemoError> {
     let client: Arc<dyn NetworkClient> = Arc::new(SshNetworkClient::new(
         farm.client_config()
             .with_pacing(pacing)
-            .with_platforms(platforms),
+            .with_platforms(platforms)
+            .with_redact_secrets(netauto_ssh::SshSettings::from_env()?.redact_secrets),
     ));
     Ok(Demo {
         farm,
