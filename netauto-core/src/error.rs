@@ -188,6 +188,13 @@ pub enum ValidationError {
     /// Some device ids do not exist. All of them are listed, in the order given.
     #[error("unknown device ids: {}", DisplayIds(.0))]
     UnknownDevices(Vec<DeviceId>),
+    /// The command template cannot be rendered for some devices (or has a syntax error):
+    /// one line per device (`name: problem`).
+    #[error("the command template does not render: {}", problems.join("; "))]
+    Template {
+        /// What is wrong, per device.
+        problems: Vec<String>,
+    },
     /// A field of a record was invalid (`field` says which).
     #[error("invalid {field}: {reason}")]
     Field {

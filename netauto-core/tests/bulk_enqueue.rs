@@ -170,3 +170,72 @@ async fn enqueue_rejects_bad_input_before_touching_the_store() {
     ));
     nothing_enqueued(&fx.queue).await;
 }
+
+/// A templated command is rendered for every device before anything is enqueued: a missing
+/// variable names each device it is missing on and nothing is written; once every device has
+/// it, each run stores its own rendered command.
+#[tokio::test]
+async fn a_template_missing_a_variable_names_the_devices_and_enqueues_nothing() {
+    let fx = Fixture::new();
+    let mut ids = Vec::new();
+    for (name, uplink) in [
+        ("r1", Some("Gi0/1")),
+        ("r2", None),
+        ("r3", Some("Gi0/3")),
+        ("r4", None),
+    ] {
+        let mut d = netauto_core::NewDevice::new(name, "10.0.0.1", "cisco_ios", "ops");
+        if let Some(u) = uplink {
+            d = d.with_var("uplink", u);
+        }
+        ids.push(fx.store.create_device(d).await.unwrap().id);
+    }
+    let err = fx
+        .bulk()
+        .enqueue(&ids, "show interface {{ vars.uplink }}", REQUESTER)
+        .await
+        .unwrap_err();
+    let Error::Validation(ValidationError::Template { problems }) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].starts_with("r2: undefined variable"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].starts_with("r4: undefined variable"),
+        "{problems:?}"
+    );
+    nothing_enqueued(&fx.queue).await;
+
+    // The devices that have it run it, rendered.
+    let with_uplink = [ids[0], ids[2]];
+    fx.bulk()
+        .enqueue(
+            &with_uplink,
+            "show interface {{ vars.uplink }} ! {{ name }}",
+            REQUESTER,
+        )
+        .await
+        .unwrap();
+    let client = netauto_core::testing::ScriptedClient::with([
+        netauto_core::testing::Reply::Events(vec![netauto_core::testing::exit(0)]),
+        netauto_core::testing::Reply::Events(vec![netauto_core::testing::exit(0)]),
+    ]);
+    let net = fx.network(client.clone());
+    for (id, want) in with_uplink
+        .iter()
+        .zip(["show interface Gi0/1 ! r1", "show interface Gi0/3 ! r3"])
+    {
+        let run = net
+            .execute_command(
+                *id,
+                "show interface {{ vars.uplink }} ! {{ name }}",
+                netauto_core::exec::RunOptions::new(REQUESTER),
+            )
+            .await
+            .unwrap();
+        assert_eq!(run.command, want);
+    }
+}

@@ -105,6 +105,7 @@ pub(crate) fn device(r: &impl StoredRow) -> Result<Device> {
         tags: r.json("tags")?,
         site: r.opt_text("site")?,
         jump_host: r.opt_text("jump_host")?,
+        vars: r.json("vars")?,
     })
 }
 

@@ -19,7 +19,7 @@
 //! assert_eq!(errors[0].to_string(), "line 1: missing field `username`");
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 
@@ -118,10 +118,34 @@ struct Entry {
     site: Option<String>,
     #[serde(default)]
     jump_host: Option<String>,
+    /// Variables of command templates (`{{ vars.NAME }}`).
+    #[serde(default)]
+    vars: BTreeMap<String, Scalar>,
     /// Written by the simulator; informational only.
     #[serde(default)]
     #[allow(dead_code)]
     host_key_fingerprint: Option<String>,
+}
+
+/// A variable's value as written: text, a number or a boolean (kept as text).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Scalar {
+    fn into_text(self) -> String {
+        match self {
+            Self::Text(t) => t,
+            Self::Int(n) => n.to_string(),
+            Self::Float(x) => x.to_string(),
+            Self::Bool(b) => b.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -246,6 +270,7 @@ pub fn validate_device(device: NewDevice) -> Result<NewDevice, String> {
         tags,
         site,
         jump_host,
+        vars,
     } = device;
     validate(Entry {
         name,
@@ -257,6 +282,10 @@ pub fn validate_device(device: NewDevice) -> Result<NewDevice, String> {
         tags: Some(Tags::List(tags)),
         site,
         jump_host,
+        vars: vars
+            .into_iter()
+            .map(|(k, v)| (k, Scalar::Text(v)))
+            .collect(),
         host_key_fingerprint: None,
     })
 }
@@ -291,6 +320,17 @@ fn validate(e: Entry) -> Result<NewDevice, String> {
         .map_or(Ok(None), |j| text("jump_host", j))?
     {
         device = device.with_jump_host(jump);
+    }
+    for (name, value) in e.vars {
+        if !valid_var_name(&name) {
+            return Err(format!(
+                "variable name {} must be letters, digits and '_', not starting with a digit",
+                shown(&name)
+            ));
+        }
+        let value = value.into_text();
+        let value = text(&format!("variable {name}"), &value)?.unwrap_or_default();
+        device = device.with_var(name, value);
     }
     Ok(device)
 }
@@ -331,6 +371,13 @@ pub fn unknown_platforms_hint(platforms: &Platforms) -> String {
         "known platforms: {} (`netauto platforms list` shows their aliases; add your own in NETAUTO_PLATFORMS_DIR)",
         names.join(", ")
     )
+}
+
+/// A template variable name: usable as `{{ vars.NAME }}`.
+fn valid_var_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A trimmed value: `None` if blank; an error if too long or with a control character (which
@@ -405,9 +452,9 @@ fn parse_csv(text: &str) -> Result<RawRows, Vec<RowError>> {
     let mut index = HashMap::new();
     for (i, h) in headers.iter().enumerate() {
         let h = h.to_ascii_lowercase();
-        if !CSV_COLUMNS.contains(&h.as_str()) {
+        if !CSV_COLUMNS.contains(&h.as_str()) && !h.starts_with("vars.") {
             return Err(header_error(format!(
-                "unknown column {} (columns: {})",
+                "unknown column {} (columns: {}, and vars.NAME for template variables)",
                 shown(&h),
                 CSV_COLUMNS.join(", ")
             )));
@@ -463,6 +510,13 @@ fn parse_csv(text: &str) -> Result<RawRows, Vec<RowError>> {
             tags: field("tags").map(Tags::Text),
             site: field("site"),
             jump_host: field("jump_host"),
+            vars: index
+                .keys()
+                .filter_map(|h| h.strip_prefix("vars."))
+                .filter_map(|name| {
+                    field(&format!("vars.{name}")).map(|v| (name.to_owned(), Scalar::Text(v)))
+                })
+                .collect(),
             host_key_fingerprint: None,
         });
         out.push((line, entry));
@@ -691,6 +745,40 @@ impl Lines {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn template_variables_come_from_vars_columns_and_maps() {
+        let csv = "name,host,platform,username,vars.uplink,vars.vlan\nr1,h,ios,u,Gi0/1,10\nr2,h,ios,u,,\n";
+        let rows = parse(csv, Format::Csv).unwrap();
+        assert_eq!(
+            rows[0].device.vars.get("uplink").map(String::as_str),
+            Some("Gi0/1")
+        );
+        assert_eq!(
+            rows[0].device.vars.get("vlan").map(String::as_str),
+            Some("10")
+        );
+        assert!(
+            rows[1].device.vars.is_empty(),
+            "empty cells are no variable"
+        );
+        let yaml = "- {name: r1, host: h, platform: ios, username: u, vars: {uplink: Gi0/1, vlan: 10, lab: true}}\n";
+        let rows = parse(yaml, Format::Yaml).unwrap();
+        assert_eq!(
+            rows[0].device.vars.get("vlan").map(String::as_str),
+            Some("10")
+        );
+        assert_eq!(
+            rows[0].device.vars.get("lab").map(String::as_str),
+            Some("true")
+        );
+        let bad = "- {name: r1, host: h, platform: ios, username: u, vars: {1up: x}}\n";
+        let errors = parse(bad, Format::Yaml).unwrap_err();
+        assert!(
+            errors[0].message.contains("variable name \"1up\""),
+            "{errors:?}"
+        );
+    }
 
     fn lines(errors: &[RowError]) -> Vec<Place> {
         errors.iter().map(|e| e.place).collect()

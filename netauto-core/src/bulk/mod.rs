@@ -5,11 +5,13 @@
 //! | `validate.rs` | the request's checks and its chunking into jobs |
 //! | `service.rs` | [`BulkService`]: validate, write the bulk and its jobs atomically, cancel |
 //! | `job.rs` | [`BulkJob`]: the worker running one job's devices, exactly once each |
+//! | `template.rs` | command templates rendered per device ([`render_command`]) |
 //!
 //! Following a bulk is [`crate::follow::follow_bulk`].
 
 mod job;
 mod service;
+mod template;
 mod validate;
 
 pub use job::{
@@ -17,6 +19,7 @@ pub use job::{
     devices_per_job_from_env, parse_devices_per_job,
 };
 pub use service::BulkService;
+pub use template::{check_templates, is_template, render_command};
 pub use validate::{
     BulkRequest, DEFAULT_CHUNK_SIZE, MAX_BULK_DEVICES, MAX_COMMAND_BYTES, ValidBulk, chunk_ids,
     dedup_ids, validate_command,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::job::{BulkArgs, BulkJob, announce_summary};
 use crate::backend::progress::{BulkEvent, ProgressEvent, ProgressSink};
 use crate::backend::store::RunStore;
-use crate::bulk::{BulkRequest, DEFAULT_CHUNK_SIZE, chunk_ids};
+use crate::bulk::{BulkRequest, DEFAULT_CHUNK_SIZE, check_templates, chunk_ids, is_template};
 use crate::error::{Result, ValidationError};
 use crate::exec::LimitOverrides;
 use crate::model::bulk::{BulkCancelled, NewBulk};
@@ -92,6 +92,14 @@ impl BulkService {
         let unknown = self.store.unknown_devices(&valid.device_ids).await?;
         if !unknown.is_empty() {
             return Err(ValidationError::UnknownDevices(unknown).into());
+        }
+        if is_template(&valid.command) {
+            let wanted: std::collections::HashSet<_> = valid.device_ids.iter().collect();
+            let devices = self.store.list_devices().await?;
+            check_templates(
+                &valid.command,
+                devices.iter().filter(|d| wanted.contains(&d.id)),
+            )?;
         }
         let bulk_ref = BulkRef::generate();
         let jobs = chunk_ids(&valid.device_ids, self.chunk_size)

@@ -109,7 +109,9 @@ pub async fn devices_are_unique_by_name(b: &Backend) {
         .with_credential_ref("vault:core")
         .with_tags(["core", "dc1"])
         .with_site("dc1")
-        .with_jump_host("netops@bastion-1:2222,bastion-2");
+        .with_jump_host("netops@bastion-1:2222,bastion-2")
+        .with_var("uplink", "Ethernet49/1")
+        .with_var("loopback", "10.255.0.1");
     let created = b
         .store
         .create_device(new.clone())

@@ -12,7 +12,7 @@ use crate::backend::network::{
 };
 use crate::backend::progress::{ProgressEvent, ProgressSink, RunEvent};
 use crate::backend::store::RunStore;
-use crate::bulk::validate_command;
+use crate::bulk::{is_template, render_command, validate_command};
 use crate::error::{Conflict, Error, Result, ValidationError};
 use crate::exec::{CancelReason, CancelWatch, Cancellations};
 use crate::exec::{ExecLimits, LimitOverrides};
@@ -220,6 +220,16 @@ impl Executor {
         opts.limits.validate()?;
         let limits = self.limits.with_overrides(&opts.limits);
         let device = self.store.device(device_id).await?;
+        // A template is rendered for this device; the run stores what was sent.
+        let rendered;
+        let command = if is_template(command) {
+            rendered = render_command(command, &device).map_err(|e| ValidationError::Template {
+                problems: vec![format!("{}: {e}", device.name)],
+            })?;
+            rendered.as_str()
+        } else {
+            command
+        };
         let run = self
             .store
             .create_run(

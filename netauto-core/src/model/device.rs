@@ -1,5 +1,7 @@
 //! Network devices: what a command runs on.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::model::ids::DeviceId;
@@ -35,6 +37,9 @@ pub struct Device {
     /// site's jump host if the file names one, else direct.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jump_host: Option<String>,
+    /// Per-device variables for command templates (`show interface {{ vars.uplink }}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
 }
 
 /// A device to be created; the store assigns the id.
@@ -59,6 +64,9 @@ pub struct NewDevice {
     /// Jump host(s) (see [`Device::jump_host`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jump_host: Option<String>,
+    /// Variables for command templates (see [`Device::vars`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
 }
 
 impl NewDevice {
@@ -79,6 +87,7 @@ impl NewDevice {
             tags: Vec::new(),
             site: None,
             jump_host: None,
+            vars: BTreeMap::new(),
         }
     }
 
@@ -112,6 +121,12 @@ impl NewDevice {
         self
     }
 
+    /// Sets a template variable.
+    pub fn with_var(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.vars.insert(name.into(), value.into());
+        self
+    }
+
     /// Turns this into a [`Device`] with the given id.
     pub fn into_device(self, id: DeviceId) -> Device {
         Device {
@@ -125,6 +140,7 @@ impl NewDevice {
             tags: self.tags,
             site: self.site,
             jump_host: self.jump_host,
+            vars: self.vars,
         }
     }
 }

@@ -4,6 +4,8 @@ ALTER TABLE bulks ADD COLUMN answer_prompts INTEGER NOT NULL DEFAULT 0;
 -- The jump host(s) a device is reached through (a name from the jump-host file, or
 -- user@host:port; several separated by commas, outermost first). NULL: the site's, or direct.
 ALTER TABLE devices ADD COLUMN jump_host TEXT;
+-- Per-device variables of command templates ({{ vars.uplink }}): a JSON object of strings.
+ALTER TABLE devices ADD COLUMN vars TEXT NOT NULL DEFAULT '{}';
 
 -- The credential reference the login used (a device may list several, tried in order).
 ALTER TABLE runs ADD COLUMN credential_ref TEXT;

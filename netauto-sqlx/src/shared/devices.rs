@@ -13,8 +13,8 @@ use netauto_core::{Device, DeviceId, Error, NewDevice, Result};
 async fn insert_device<DB: Dialect>(conn: &mut DB::Connection, d: &NewDevice) -> Result<Device> {
     let row = sqlx::query::<DB>(
         "INSERT INTO devices (name, host, port, platform, username, credential_ref, tags, site,
-                              jump_host)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
+                              jump_host, vars)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
     )
     .text(&d.name)
     .text(&d.host)
@@ -25,6 +25,7 @@ async fn insert_device<DB: Dialect>(conn: &mut DB::Connection, d: &NewDevice) ->
     .json(&d.tags)?
     .opt_text(d.site.as_deref())
     .opt_text(d.jump_host.as_deref())
+    .json(&d.vars)?
     .fetch_one(DB::conn(conn))
     .await
     .map_err(|e| exists_or_db(e, "device", &d.name))?;
