@@ -9,6 +9,14 @@ use netauto_core::{NewDevice, NewRun, RunFinish, RunStatus, RunStore};
 #[cfg(feature = "postgres")]
 mod support;
 
+/// Every embedded migration, applied: a legacy database (versions 1 and 2) gets the later
+/// ones too.
+const ALL_APPLIED: [(i64, bool); 3] = [(1, true), (2, true), (3, true)];
+
+/// A device written as the version that ran the legacy migrator wrote it (its columns only).
+const LEGACY_DEVICE: &str = "INSERT INTO devices (name, host, port, platform, username, credential_ref, tags, site) \
+     VALUES ($1, '10.0.0.1', 22, 'cisco_ios', 'ops', NULL, '[]', NULL)";
+
 /// A device, a run that finishes truncated (a column of migration 2) and reads it back.
 async fn store_works(store: &dyn RunStore, name: &str) {
     let device = store
@@ -117,10 +125,14 @@ mod sqlite {
     async fn a_fully_migrated_legacy_database_is_adopted() {
         let b = fresh_file().await;
         legacy_migrate(b.pool(), 2).await;
-        store_works(&b.store(), "before").await;
+        sqlx::query(LEGACY_DEVICE)
+            .bind("before")
+            .execute(b.pool())
+            .await
+            .expect("a device written by the legacy version");
 
         b.migrate().await.expect("migrate adopts");
-        assert_eq!(applied(b.pool()).await, vec![(1, true), (2, true)]);
+        assert_eq!(applied(b.pool()).await, ALL_APPLIED.to_vec());
         assert_eq!(
             b.store().list_devices().await.expect("test database").len(),
             1
@@ -142,7 +154,7 @@ mod sqlite {
         legacy_migrate(b.pool(), 1).await;
 
         b.migrate().await.expect("migrate");
-        assert_eq!(applied(b.pool()).await, vec![(1, true), (2, true)]);
+        assert_eq!(applied(b.pool()).await, ALL_APPLIED.to_vec());
         store_works(&b.store(), "d").await;
     }
 
@@ -153,7 +165,7 @@ mod sqlite {
             .expect("test database");
         b.migrate().await.expect("migrate");
         b.migrate().await.expect("migrate again");
-        assert_eq!(applied(b.pool()).await, vec![(1, true), (2, true)]);
+        assert_eq!(applied(b.pool()).await, ALL_APPLIED.to_vec());
         store_works(&b.store(), "d").await;
     }
 }
@@ -220,10 +232,14 @@ mod postgres {
     async fn a_fully_migrated_legacy_database_is_adopted() {
         let Some(b) = backend().await else { return };
         legacy_migrate(b.pool(), 2).await;
-        store_works(&b.store(), "before").await;
+        sqlx::query(LEGACY_DEVICE)
+            .bind("before")
+            .execute(b.pool())
+            .await
+            .expect("a device written by the legacy version");
 
         b.migrate().await.expect("migrate adopts");
-        assert_eq!(applied(b.pool()).await, vec![(1, true), (2, true)]);
+        assert_eq!(applied(b.pool()).await, ALL_APPLIED.to_vec());
         assert_eq!(
             b.store().list_devices().await.expect("test database").len(),
             1
@@ -238,7 +254,7 @@ mod postgres {
         legacy_migrate(b.pool(), 1).await;
 
         b.migrate().await.expect("migrate");
-        assert_eq!(applied(b.pool()).await, vec![(1, true), (2, true)]);
+        assert_eq!(applied(b.pool()).await, ALL_APPLIED.to_vec());
         store_works(&b.store(), "d").await;
     }
 
@@ -251,6 +267,6 @@ mod postgres {
             .collect();
         let all = futures_util::future::join_all(nodes.iter().map(PgBackend::migrate)).await;
         assert!(all.iter().all(Result::is_ok), "{all:?}");
-        assert_eq!(applied(b.pool()).await, vec![(1, true), (2, true)]);
+        assert_eq!(applied(b.pool()).await, ALL_APPLIED.to_vec());
     }
 }

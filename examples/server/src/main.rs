@@ -143,8 +143,9 @@ async fn run() -> Result<(), BoxError> {
         demo_login = Some(password);
         let client = demo.client.clone();
         println!(
-            "demo: {} simulated devices on 127.0.0.1",
-            demo.devices.len()
+            "demo: {} simulated devices on 127.0.0.1 (one per platform, {} mixed)",
+            demo.devices.len(),
+            demo::DEMO_DEVICES
         );
         _farm = Some(demo.farm);
         client

@@ -220,6 +220,46 @@ impl Platforms {
     }
 }
 
+impl Platforms {
+    /// A Markdown table of the platforms: name and aliases, transport, the commands that
+    /// turn paging off, and the failure patterns (the README's platform table is this,
+    /// checked by a test).
+    pub fn markdown_table(&self) -> String {
+        let code = |s: &str| format!("`{}`", s.replace('|', "\\|").replace('`', "'"));
+        let mut out = String::from(
+            "| platform (aliases) | transport | after login (paging off) | failure patterns |\n|---|---|---|---|\n",
+        );
+        for p in self.iter() {
+            let aliases = if p.aliases.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", p.aliases.join(", "))
+            };
+            let escalation = p.escalation.as_ref().map_or(String::new(), |e| {
+                format!(", escalates with {}", code(&e.command))
+            });
+            let after: Vec<String> = p.after_login.iter().map(|c| code(c)).collect();
+            let failures: Vec<String> = p.failures.iter().map(|f| code(f.as_str())).collect();
+            out.push_str(&format!(
+                "| `{}`{aliases} | {}{escalation} | {} | {} |\n",
+                p.name,
+                p.transport.as_str(),
+                if after.is_empty() {
+                    "—".to_owned()
+                } else {
+                    after.join(" ")
+                },
+                if failures.is_empty() {
+                    "— (exit status)".to_owned()
+                } else {
+                    failures.join(" ")
+                },
+            ));
+        }
+        out
+    }
+}
+
 fn bare_exec() -> Platform {
     let text = r#"
 name = "generic"
