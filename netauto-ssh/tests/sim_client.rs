@@ -98,7 +98,12 @@ async fn latency_and_throughput_are_simulated() {
         .execute(&d, "show tech", &ExecOptions::default())
         .await
         .expect("starts");
-    let first = events.next().await;
+    let first = loop {
+        match events.next().await {
+            Some(Ok(OutputEvent::LoggedIn { .. })) => continue,
+            other => break other,
+        }
+    };
     let first_at = started.elapsed();
     assert!(
         matches!(first, Some(Ok(OutputEvent::Stdout(_)))),

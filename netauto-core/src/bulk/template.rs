@@ -69,12 +69,41 @@ fn render_with(env: &Environment<'_>, template: &str, device: &Device) -> Result
         tags: &device.tags,
         vars: &device.vars,
     };
-    let rendered = env
-        .render_str(template, context)
-        .map_err(|e| describe(&e))?;
+    let rendered = env.render_str(template, context).map_err(|e| {
+        match missing_variables(env, template, device) {
+            names if !names.is_empty() && e.kind() == minijinja::ErrorKind::UndefinedError => {
+                format!("undefined variable {}", names.join(", "))
+            }
+            _ => describe(&e),
+        }
+    })?;
     validate_command(&rendered)
         .map(str::to_owned)
         .map_err(|e| format!("the rendered command {rendered:?}: {e}"))
+}
+
+/// The names the template uses that `device` does not define (`vars.uplink`, `hostname`).
+fn missing_variables(env: &Environment<'_>, template: &str, device: &Device) -> Vec<String> {
+    const FIELDS: [&str; 8] = [
+        "name", "host", "port", "platform", "username", "site", "tags", "vars",
+    ];
+    let Ok(parsed) = env.template_from_str(template) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = parsed
+        .undeclared_variables(true)
+        .into_iter()
+        .filter(|name| match name.split_once('.') {
+            Some(("vars", rest)) => {
+                let key = rest.split('.').next().unwrap_or(rest);
+                !device.vars.contains_key(key)
+            }
+            Some((top, _)) => !FIELDS.contains(&top),
+            None => !FIELDS.contains(&name.as_str()),
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 fn describe(e: &minijinja::Error) -> String {
