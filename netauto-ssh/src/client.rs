@@ -253,14 +253,32 @@ impl Inner {
                     .await?;
                 Ok::<_, NetworkError>((handle, None))
             } else {
-                let (stream, lease) = self
-                    .jumps
-                    .open(self, &route, &device.host, device.port)
-                    .await?;
-                let handle = self
-                    .handshake(stream, &device.host, device.port, legacy)
-                    .await?;
-                Ok((handle, Some(lease)))
+                // A jump connection that dies under the handshake (the bastion dropped it) is
+                // opened again, once.
+                let mut retried = false;
+                loop {
+                    let (stream, lease) = self
+                        .jumps
+                        .open(self, &route, &device.host, device.port)
+                        .await?;
+                    match self
+                        .handshake(stream, &device.host, device.port, legacy)
+                        .await
+                    {
+                        Ok(handle) => break Ok((handle, Some(lease))),
+                        Err(e) if !retried && lease.is_lost() => {
+                            tracing::info!(
+                                event = "netauto.ssh.jump_lost",
+                                device = %device.name,
+                                error = %e,
+                                "jump-host connection lost during the handshake; opening it again"
+                            );
+                            retried = true;
+                            self.jumps.forget_lease(&route, &lease).await;
+                        }
+                        Err(e) => break Err(e),
+                    }
+                }
             }
         };
         let (mut handle, lease) =

@@ -271,6 +271,13 @@ pub(crate) struct JumpLease {
     _permit: OwnedSemaphorePermit,
 }
 
+impl JumpLease {
+    /// Whether the jump connection under it is gone.
+    pub(crate) fn is_lost(&self) -> bool {
+        self._conn.handle.is_closed()
+    }
+}
+
 type Slot = Arc<Mutex<Option<Arc<JumpConn>>>>;
 
 /// The open jump-host connections of one client, one per chain of hops.
@@ -309,27 +316,65 @@ impl JumpPool {
         host: &str,
         port: u16,
     ) -> Result<(ChannelStream<Msg>, JumpLease), NetworkError> {
-        let conn = self.conn(inner, chain).await?;
-        let permit =
-            conn.slots.clone().acquire_owned().await.map_err(|_| {
+        // A connection found lost when the channel is asked for is opened again, once.
+        let mut retried = false;
+        loop {
+            let conn = self.conn(inner, chain).await?;
+            let permit = conn.slots.clone().acquire_owned().await.map_err(|_| {
                 NetworkError::Closed(format!("jump host {} is closing", conn.label))
             })?;
-        let channel = conn
-            .handle
-            .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0)
-            .await
-            .map_err(|e| NetworkError::Connect {
-                host: format!("{host}:{port}"),
-                message: format!("jump host {} did not open a channel to it: {e}", conn.label),
-            })?;
-        self.channels.fetch_add(1, Ordering::Relaxed);
-        Ok((
-            channel.into_stream(),
-            JumpLease {
-                _conn: conn,
-                _permit: permit,
-            },
-        ))
+            match conn
+                .handle
+                .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0)
+                .await
+            {
+                Ok(channel) => {
+                    self.channels.fetch_add(1, Ordering::Relaxed);
+                    return Ok((
+                        channel.into_stream(),
+                        JumpLease {
+                            _conn: conn,
+                            _permit: permit,
+                        },
+                    ));
+                }
+                Err(e) if !retried && !matches!(e, russh::Error::ChannelOpenFailure(_)) => {
+                    tracing::info!(
+                        event = "netauto.ssh.jump_lost",
+                        jump_host = %conn.label,
+                        error = %e,
+                        "jump-host connection lost; opening it again"
+                    );
+                    retried = true;
+                    self.forget(chain, &conn).await;
+                }
+                Err(e) => {
+                    return Err(NetworkError::Connect {
+                        host: format!("{host}:{port}"),
+                        message: format!(
+                            "jump host {} did not open a channel to it: {e}",
+                            conn.label
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Drops the connection of `lease` from the pool.
+    pub(crate) async fn forget_lease(&self, chain: &[Hop], lease: &JumpLease) {
+        self.forget(chain, &lease._conn).await;
+    }
+
+    /// Drops `conn` from the pool (if it is still the pooled one for `chain`).
+    async fn forget(&self, chain: &[Hop], conn: &Arc<JumpConn>) {
+        let slot = self.conns.lock().await.get(chain).cloned();
+        if let Some(slot) = slot {
+            let mut slot = slot.lock().await;
+            if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
+                *slot = None;
+            }
+        }
     }
 
     /// The connection to the last hop of `chain`, opened (through the hops before it) when

@@ -116,3 +116,45 @@ async fn many_devices_share_one_connection_per_jump_host_over_one_or_two_hops() 
         "{err:?}"
     );
 }
+
+/// A jump-host connection that is lost (the bastion drops it after each forward) is opened
+/// again by the next device that needs it — whether the loss is noticed before the channel is
+/// asked for, when it is refused, or under the device's handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_jump_connection_is_opened_again() {
+    let farm = DeviceFarm::start(vec![
+        DeviceSpec::new("flaky-bastion", "linux")
+            .with_forwarding()
+            .with_failure(netauto_ssh::sim::FailureMode::DropAfterForward),
+        DeviceSpec::new("r1", "arista_eos"),
+    ])
+    .await
+    .unwrap();
+    let jumps = JumpHosts::new().with("flaky", jump(&farm, "flaky-bastion", None));
+    let client = SshNetworkClient::new(farm.client_config().with_jump_hosts(jumps));
+    let mut d = device(&farm, "r1", 1);
+    d.jump_host = Some("flaky".into());
+    for round in 1..=4 {
+        assert_eq!(
+            run(&client, &d).await.unwrap(),
+            ExitStatus::Code(0),
+            "round {round}"
+        );
+        // The bastion drops the connection once the forward ended: wait until it has (a
+        // drop landing on the next round's session would fail that session, as a real one
+        // would). The client may notice the loss at its next channel request or during the
+        // handshake over it: both reopen.
+        let since = std::time::Instant::now();
+        while farm.stats("flaky-bastion").unwrap().active > 0 {
+            assert!(
+                since.elapsed() < Duration::from_secs(5),
+                "the bastion drops the connection"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    assert_eq!(farm.stats("r1").unwrap().commands, 4);
+    let opened = client.jump_connections_opened();
+    assert!(opened >= 4, "reopened after each loss: {opened}");
+    assert_eq!(farm.stats("flaky-bastion").unwrap().connections, opened);
+}

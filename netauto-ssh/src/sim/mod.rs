@@ -60,6 +60,9 @@ pub enum FailureMode {
     Endless,
     /// Commands print their output, then the channel closes without an exit status.
     NoExitStatus,
+    /// As a jump host: when a forwarded channel ends, the whole connection is dropped (a
+    /// bastion restarting, a firewall forgetting the session).
+    DropAfterForward,
 }
 
 /// A canned answer to one command.

@@ -175,8 +175,10 @@ impl server::Handler for SimHandler {
         _originator_address: &str,
         _originator_port: u32,
         reply: server::ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
+        let drop_after =
+            (self.spec.failure == Some(FailureMode::DropAfterForward)).then(|| session.handle());
         let target = u16::try_from(port_to_connect)
             .ok()
             .filter(|_| self.spec.forwarding);
@@ -193,6 +195,9 @@ impl server::Handler for SimHandler {
                 tokio::spawn(async move {
                     let mut stream = channel.into_stream();
                     let _ = tokio::io::copy_bidirectional(&mut stream, &mut socket).await;
+                    if let Some(handle) = drop_after {
+                        disconnect(&handle, "simulated failure: dropped after a forward").await;
+                    }
                 });
             }
             Err(_) => {
