@@ -68,8 +68,8 @@ pub use backend::store::{BulkStore, DeviceStore, RetentionStore, RunLog, RunStor
 pub use error::{BoxError, CommandError, ConfigError, Conflict, Error, Result, ValidationError};
 pub use exec::{ExecLimits, LimitOverrides};
 pub use model::bulk::{
-    Bulk, BulkCancelled, BulkCounters, BulkState, CancelRequests, DeviceOutcome, NewBulk,
-    OutcomeRecorded,
+    Bulk, BulkCancelled, BulkCounters, BulkCursor, BulkQuery, BulkState, BulkStatus, BulkSummary,
+    CancelRequests, DeviceOutcome, MAX_BULK_PAGE, NewBulk, OutcomeRecorded,
 };
 pub use model::device::{Device, NewDevice};
 pub use model::ids::{BulkRef, DeviceId, InvalidBulkRef, JobId, RunId};

@@ -12,9 +12,10 @@ use netauto_core::retention::{
     DeleteGuard, DeletedRuns, DeviceTotal, FootprintCursor, RunFootprint,
 };
 use netauto_core::{
-    Bulk, BulkCancelled, BulkCounters, BulkRef, CancelRequests, ChunkAppended, Conflict, Device,
-    DeviceId, DeviceOutcome, Enqueued, Error, NewBulk, NewDevice, NewJob, NewRun, OutcomeRecorded,
-    OutputStream, Result, Run, RunChunk, RunFinish, RunId, RunStatus, ValidationError,
+    Bulk, BulkCancelled, BulkCounters, BulkQuery, BulkRef, BulkSummary, CancelRequests,
+    ChunkAppended, Conflict, Device, DeviceId, DeviceOutcome, Enqueued, Error, NewBulk, NewDevice,
+    NewJob, NewRun, OutcomeRecorded, OutputStream, Result, Run, RunChunk, RunFinish, RunId,
+    RunStatus, ValidationError,
 };
 use netauto_core::{BulkStore, DeviceStore, RetentionStore, RunLog};
 
@@ -428,6 +429,20 @@ impl BulkStore for InMemoryRunStore {
             .get(bulk_ref)
             .map(|s| s.bulk.clone())
             .ok_or_else(|| Error::bulk_not_found(bulk_ref))
+    }
+    async fn list_bulks(&self, query: &BulkQuery) -> Result<Vec<BulkSummary>> {
+        let state = self.lock()?;
+        let mut found: Vec<BulkSummary> = state
+            .bulks
+            .values()
+            .map(|s| BulkSummary::from(&s.bulk))
+            .filter(|b| query.matches(b))
+            .collect();
+        found.sort_by(|a, b| {
+            (b.created_at, b.bulk_ref.as_str()).cmp(&(a.created_at, a.bulk_ref.as_str()))
+        });
+        found.truncate(query.page_size());
+        Ok(found)
     }
     async fn device_outcomes(
         &self,

@@ -134,6 +134,12 @@ macro_rules! run_store_by_concern {
             ) -> netauto_core::Result<netauto_core::Bulk> {
                 crate::shared::bulks::bulk(&self.db, bulk_ref).await
             }
+            async fn list_bulks(
+                &self,
+                query: &netauto_core::BulkQuery,
+            ) -> netauto_core::Result<Vec<netauto_core::BulkSummary>> {
+                crate::shared::bulks::list_bulks(&self.db, query).await
+            }
             async fn bulk_state(
                 &self,
                 bulk_ref: &netauto_core::BulkRef,

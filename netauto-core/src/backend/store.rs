@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 
 use crate::error::Result;
 use crate::model::bulk::{
-    Bulk, BulkCancelled, BulkState, CancelRequests, DeviceOutcome, NewBulk, OutcomeRecorded,
+    Bulk, BulkCancelled, BulkQuery, BulkState, BulkSummary, CancelRequests, DeviceOutcome, NewBulk,
+    OutcomeRecorded,
 };
 use crate::model::device::{Device, NewDevice};
 use crate::model::ids::{BulkRef, DeviceId, RunId};
@@ -116,6 +117,12 @@ pub trait BulkStore: Send + Sync + Debug + 'static {
 
     /// The bulk with all its outcomes, or [`Error::NotFound`](crate::Error::NotFound).
     async fn bulk(&self, bulk_ref: &BulkRef) -> Result<Bulk>;
+
+    /// Bulks newest first (`created_at`, then reference, descending) that pass every filter
+    /// of `query` ([`BulkQuery::matches`] is the rule), at most its page size, without their
+    /// devices and outcomes. Continue with `query.after = Some(last.cursor())`: keyset
+    /// pagination, as fast on the thousandth page as on the first.
+    async fn list_bulks(&self, query: &BulkQuery) -> Result<Vec<BulkSummary>>;
 
     /// The bulk's counters and `finished_at` only: what a live view polls. The default reads
     /// the whole bulk; backends answer from the bulk's own row.
@@ -243,6 +250,7 @@ mockall::mock! {
             now: DateTime<Utc>,
         ) -> Result<(Bulk, Vec<Enqueued>)>;
         async fn bulk(&self, bulk_ref: &BulkRef) -> Result<Bulk>;
+        async fn list_bulks(&self, query: &BulkQuery) -> Result<Vec<BulkSummary>>;
         async fn bulk_state(&self, bulk_ref: &BulkRef) -> Result<BulkState>;
         async fn device_outcomes(
             &self,

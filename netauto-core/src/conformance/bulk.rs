@@ -406,3 +406,124 @@ pub async fn device_outcomes_filters(b: &Backend) {
         .expect("device_outcomes");
     assert!(outside.is_empty());
 }
+
+/// `list_bulks`: newest first (`created_at`, then reference, descending), every filter —
+/// requester, status, command text (case-insensitive, `%` and `_` literal), date range — as
+/// [`BulkQuery::matches`](crate::BulkQuery::matches) says, and keyset pages that add up to
+/// the whole list.
+pub async fn list_bulks_filters_and_pages(b: &Backend) {
+    use crate::{BulkCursor, BulkQuery, BulkStatus, BulkSummary};
+    let ids = devices(b, "hist", 2).await;
+    let specs: [(i64, &str, &str); 8] = [
+        (10, "alice", "show version"),
+        (20, "bob", "show ip route"),
+        (20, "alice", "show VERSION detail"),
+        (30, "carol", "ping 10.0.0.1"),
+        (40, "bob", "show version"),
+        (50, "alice", "show 100% load_avg"),
+        (60, "bob", "show clock"),
+        (70, "alice", "show 100x loadXavg"),
+    ];
+    let mut refs = Vec::new();
+    for (secs, who, command) in specs {
+        let r = BulkRef::generate();
+        let mut bulk = new_bulk(&r, &ids);
+        bulk.requested_by = who.into();
+        bulk.command = command.into();
+        b.store
+            .create_bulk(bulk, vec![bulk_job(&r, &ids)], at(secs))
+            .await
+            .expect("create_bulk");
+        refs.push(r);
+    }
+    // Finished: the second; cancelled: the fifth; the others running.
+    for d in &ids {
+        b.store
+            .record_outcome(&refs[1], outcome(*d, None, RunStatus::Ok, 25))
+            .await
+            .expect("record_outcome");
+    }
+    b.store
+        .cancel_bulk(&refs[4], at(45))
+        .await
+        .expect("cancel_bulk");
+    let mut all: Vec<BulkSummary> = Vec::new();
+    for r in &refs {
+        all.push(BulkSummary::from(&b.store.bulk(r).await.expect("bulk")));
+    }
+    all.sort_by(|x, y| {
+        (y.created_at, y.bulk_ref.as_str()).cmp(&(x.created_at, x.bulk_ref.as_str()))
+    });
+    assert_eq!(all[0].status(), BulkStatus::Running);
+    let oracle = |q: &BulkQuery| -> Vec<BulkSummary> {
+        all.iter()
+            .filter(|s| q.matches(s))
+            .take(q.page_size())
+            .cloned()
+            .collect()
+    };
+    let queries = [
+        BulkQuery::newest(100),
+        BulkQuery::newest(3),
+        BulkQuery {
+            requested_by: Some("alice".into()),
+            ..BulkQuery::newest(100)
+        },
+        BulkQuery {
+            status: Some(BulkStatus::Finished),
+            ..BulkQuery::newest(100)
+        },
+        BulkQuery {
+            status: Some(BulkStatus::Cancelled),
+            ..BulkQuery::newest(100)
+        },
+        BulkQuery {
+            status: Some(BulkStatus::Running),
+            requested_by: Some("bob".into()),
+            ..BulkQuery::newest(100)
+        },
+        BulkQuery {
+            command: Some("Version".into()),
+            ..BulkQuery::newest(100)
+        },
+        BulkQuery {
+            command: Some("100% load_".into()),
+            ..BulkQuery::newest(100)
+        },
+        BulkQuery {
+            since: Some(at(20)),
+            until: Some(at(50)),
+            ..BulkQuery::newest(100)
+        },
+        BulkQuery {
+            after: Some(BulkCursor {
+                created_at: at(20),
+                bulk_ref: all
+                    .iter()
+                    .filter(|s| s.created_at == at(20))
+                    .map(|s| s.bulk_ref.clone())
+                    .max_by(|x, y| x.as_str().cmp(y.as_str()))
+                    .expect("two bulks at 20 s"),
+            }),
+            ..BulkQuery::newest(100)
+        },
+    ];
+    for q in &queries {
+        let listed = b.store.list_bulks(q).await.expect("list_bulks");
+        assert_eq!(listed, oracle(q), "{q:?}");
+    }
+    let pct = b.store.list_bulks(&queries[7]).await.expect("list_bulks");
+    assert_eq!(pct.len(), 1, "% and _ are literal: {pct:?}");
+    // Pages of 3 add up to the whole list, in order.
+    let mut paged = Vec::new();
+    let mut q = BulkQuery::newest(3);
+    loop {
+        let page = b.store.list_bulks(&q).await.expect("list_bulks");
+        if page.is_empty() {
+            break;
+        }
+        q.after = page.last().map(BulkSummary::cursor);
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
+}

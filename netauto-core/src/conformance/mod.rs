@@ -174,6 +174,7 @@ macro_rules! __netauto_conformance_checks {
             bulk::record_outcome_is_idempotent_per_device,
             bulk::record_outcome_rejects_foreign_devices,
             bulk::device_outcomes_filters,
+            bulk::list_bulks_filters_and_pages,
             cancel::cancel_bulk_records_devices_not_started,
             cancel::cancel_bulk_completes_and_finished_bulks_stay,
             cancel::cancel_bulk_and_create_run_are_atomic,

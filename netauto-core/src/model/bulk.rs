@@ -186,3 +186,194 @@ pub struct CancelRequests {
     /// Runs whose cancel was requested.
     pub runs: Vec<RunId>,
 }
+
+/// Where a bulk stands, for lists and filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BulkStatus {
+    /// Devices are still pending.
+    Running,
+    /// Every device has an outcome and the bulk was not cancelled.
+    Finished,
+    /// The bulk was cancelled (whether its last devices stopped yet or not).
+    Cancelled,
+}
+
+impl BulkStatus {
+    /// All statuses.
+    pub const ALL: [BulkStatus; 3] = [Self::Running, Self::Finished, Self::Cancelled];
+
+    /// `running`, `finished` or `cancelled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Finished => "finished",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for BulkStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for BulkStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s.trim())
+            .ok_or_else(|| format!("unknown bulk status {s:?} (running, finished, cancelled)"))
+    }
+}
+
+/// One bulk in a list: no device ids, no outcomes (see
+/// [`crate::BulkStore::list_bulks`](crate::BulkStore::list_bulks)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkSummary {
+    /// The reference.
+    pub bulk_ref: BulkRef,
+    /// The command.
+    pub command: String,
+    /// Who asked.
+    pub requested_by: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Counters.
+    pub counters: BulkCounters,
+    /// When the last outcome was recorded.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// When it was cancelled.
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+impl From<&Bulk> for BulkSummary {
+    fn from(bulk: &Bulk) -> Self {
+        Self {
+            bulk_ref: bulk.bulk_ref.clone(),
+            command: bulk.command.clone(),
+            requested_by: bulk.requested_by.clone(),
+            created_at: bulk.created_at,
+            counters: bulk.counters,
+            finished_at: bulk.finished_at,
+            cancelled_at: bulk.cancelled_at,
+        }
+    }
+}
+
+impl BulkSummary {
+    /// Where it stands.
+    pub fn status(&self) -> BulkStatus {
+        if self.cancelled_at.is_some() {
+            BulkStatus::Cancelled
+        } else if self.counters.pending == 0 {
+            BulkStatus::Finished
+        } else {
+            BulkStatus::Running
+        }
+    }
+
+    /// The cursor that lists the bulks after this one.
+    pub fn cursor(&self) -> BulkCursor {
+        BulkCursor {
+            created_at: self.created_at,
+            bulk_ref: self.bulk_ref.clone(),
+        }
+    }
+}
+
+/// A position in the newest-first list of bulks: the list continues with bulks created
+/// before `created_at` (or at it, with a smaller reference). Shown as `MICROS.REF` in URLs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BulkCursor {
+    /// The last listed bulk's creation time.
+    pub created_at: DateTime<Utc>,
+    /// And its reference.
+    pub bulk_ref: BulkRef,
+}
+
+impl std::fmt::Display for BulkCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}.{}",
+            self.created_at.timestamp_micros(),
+            self.bulk_ref
+        )
+    }
+}
+
+impl std::str::FromStr for BulkCursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not a bulk list cursor (MICROS.REF)");
+        let (micros, bulk_ref) = s.split_once('.').ok_or_else(bad)?;
+        let micros: i64 = micros.parse().map_err(|_| bad())?;
+        Ok(Self {
+            created_at: DateTime::from_timestamp_micros(micros).ok_or_else(bad)?,
+            bulk_ref: BulkRef::parse(bulk_ref).map_err(|_| bad())?,
+        })
+    }
+}
+
+/// Which bulks [`crate::BulkStore::list_bulks`](crate::BulkStore::list_bulks) answers:
+/// newest first, every filter set must match.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BulkQuery {
+    /// Exactly this requester.
+    pub requested_by: Option<String>,
+    /// This status.
+    pub status: Option<BulkStatus>,
+    /// The command contains this text (case-insensitive for ASCII letters).
+    pub command: Option<String>,
+    /// Created at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Created before.
+    pub until: Option<DateTime<Utc>>,
+    /// Continue after this bulk (keyset pagination).
+    pub after: Option<BulkCursor>,
+    /// At most this many (the store caps it at [`MAX_BULK_PAGE`]).
+    pub limit: usize,
+}
+
+/// The most bulks one [`crate::BulkStore::list_bulks`](crate::BulkStore::list_bulks) call
+/// answers.
+pub const MAX_BULK_PAGE: usize = 500;
+
+impl BulkQuery {
+    /// The newest `limit` bulks, no filter.
+    pub fn newest(limit: usize) -> Self {
+        Self {
+            limit,
+            ..Self::default()
+        }
+    }
+
+    /// The page size to use: `limit` within 1..=[`MAX_BULK_PAGE`].
+    pub fn page_size(&self) -> usize {
+        self.limit.clamp(1, MAX_BULK_PAGE)
+    }
+
+    /// Whether `bulk` passes every filter and comes after the cursor: the rule every
+    /// backend implements (the in-memory one with this function).
+    pub fn matches(&self, bulk: &BulkSummary) -> bool {
+        self.requested_by
+            .as_ref()
+            .is_none_or(|r| *r == bulk.requested_by)
+            && self.status.is_none_or(|s| s == bulk.status())
+            && self.command.as_ref().is_none_or(|c| {
+                bulk.command
+                    .to_ascii_lowercase()
+                    .contains(&c.to_ascii_lowercase())
+            })
+            && self.since.is_none_or(|t| bulk.created_at >= t)
+            && self.until.is_none_or(|t| bulk.created_at < t)
+            && self.after.as_ref().is_none_or(|a| {
+                (bulk.created_at, bulk.bulk_ref.as_str()) < (a.created_at, a.bulk_ref.as_str())
+            })
+    }
+}

@@ -19,7 +19,8 @@ use chrono::{DateTime, Utc};
 use crate::backend::store::{BulkStore, DeviceStore, RetentionStore, RunLog, RunStore};
 use crate::error::{Error, Result};
 use crate::model::bulk::{
-    Bulk, BulkCancelled, BulkState, CancelRequests, DeviceOutcome, NewBulk, OutcomeRecorded,
+    Bulk, BulkCancelled, BulkQuery, BulkState, BulkSummary, CancelRequests, DeviceOutcome, NewBulk,
+    OutcomeRecorded,
 };
 use crate::model::device::{Device, NewDevice};
 use crate::model::ids::{BulkRef, DeviceId, RunId};
@@ -176,6 +177,9 @@ impl BulkStore for FaultyStore {
     }
     async fn bulk(&self, bulk_ref: &BulkRef) -> Result<Bulk> {
         self.inner.bulk(bulk_ref).await
+    }
+    async fn list_bulks(&self, query: &BulkQuery) -> Result<Vec<BulkSummary>> {
+        self.inner.list_bulks(query).await
     }
     async fn bulk_state(&self, bulk_ref: &BulkRef) -> Result<BulkState> {
         self.inner.bulk_state(bulk_ref).await

@@ -11,3 +11,7 @@ ALTER TABLE devices ADD COLUMN vars JSONB NOT NULL DEFAULT '{}';
 ALTER TABLE runs ADD COLUMN credential_ref TEXT;
 -- Secrets were replaced by <redacted> in the stored output (NETAUTO_REDACT_SECRETS).
 ALTER TABLE runs ADD COLUMN redacted BOOLEAN NOT NULL DEFAULT FALSE;
+
+-- Bulk history, newest first (keyset pagination), all or one requester's.
+CREATE INDEX bulks_newest ON bulks (created_at DESC, ref DESC);
+CREATE INDEX bulks_requester ON bulks (requested_by, created_at DESC, ref DESC);

@@ -11,3 +11,7 @@ ALTER TABLE devices ADD COLUMN vars TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE runs ADD COLUMN credential_ref TEXT;
 -- Secrets were replaced by <redacted> in the stored output (NETAUTO_REDACT_SECRETS).
 ALTER TABLE runs ADD COLUMN redacted INTEGER NOT NULL DEFAULT 0;
+
+-- Bulk history, newest first (keyset pagination), all or one requester's.
+CREATE INDEX bulks_newest ON bulks (created_at DESC, ref DESC);
+CREATE INDEX bulks_requester ON bulks (requested_by, created_at DESC, ref DESC);

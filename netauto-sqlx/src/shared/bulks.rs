@@ -3,12 +3,12 @@
 use chrono::{DateTime, Utc};
 use netauto_core::bulk::dedup_ids;
 use netauto_core::{
-    Bulk, BulkCancelled, BulkRef, BulkState, DeviceId, DeviceOutcome, Enqueued, Error, NewBulk,
-    NewJob, OutcomeRecorded, Result, RunId,
+    Bulk, BulkCancelled, BulkQuery, BulkRef, BulkState, BulkStatus, BulkSummary, DeviceId,
+    DeviceOutcome, Enqueued, Error, NewBulk, NewJob, OutcomeRecorded, Result, RunId,
 };
 
 use crate::error::{db, exists_or_db};
-use crate::rows::{self, StoredRow};
+use crate::rows::{self, Columns, StoredRow};
 use crate::rules::{self, clamp};
 use crate::sql::{Bind, Dialect, InsertJob, Kind, Pools, Portable, bulk_exists};
 
@@ -69,6 +69,90 @@ pub(crate) async fn bulk_state<P: Pools>(s: &P, bulk_ref: &BulkRef) -> Result<Bu
     .map_err(db)?
     .ok_or_else(|| Error::bulk_not_found(bulk_ref))?;
     rows::bulk_state(&row)
+}
+
+/// Bulks newest first, filtered: the statement holds only the conditions asked for, so each
+/// list is one walk down the `bulks_newest` index (or `bulks_requester`) from the cursor.
+pub(crate) async fn list_bulks<P: Pools>(s: &P, q: &BulkQuery) -> Result<Vec<BulkSummary>> {
+    let mut sql = String::from(
+        "SELECT ref, command, requested_by, created_at, total, ok, failed, cancelled, finished_at, \
+         cancelled_at FROM bulks WHERE TRUE",
+    );
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        format!("${n}")
+    };
+    if q.requested_by.is_some() {
+        sql.push_str(&format!(" AND requested_by = {}", next()));
+    }
+    match q.status {
+        None => {}
+        Some(BulkStatus::Cancelled) => sql.push_str(" AND cancelled_at IS NOT NULL"),
+        Some(BulkStatus::Finished) => {
+            sql.push_str(" AND cancelled_at IS NULL AND ok + failed + cancelled >= total")
+        }
+        Some(BulkStatus::Running) => {
+            sql.push_str(" AND cancelled_at IS NULL AND ok + failed + cancelled < total")
+        }
+    }
+    if q.command.is_some() {
+        let op = P::DB::pick("ILIKE", "LIKE");
+        sql.push_str(&format!(" AND command {op} {} ESCAPE '\\'", next()));
+    }
+    if q.since.is_some() {
+        sql.push_str(&format!(" AND created_at >= {}", next()));
+    }
+    if q.until.is_some() {
+        sql.push_str(&format!(" AND created_at < {}", next()));
+    }
+    if q.after.is_some() {
+        let (t, r) = (next(), next());
+        sql.push_str(&format!(" AND (created_at, ref) < ({t}, {r})"));
+    }
+    sql.push_str(&format!(
+        " ORDER BY created_at DESC, ref DESC LIMIT {}",
+        q.page_size()
+    ));
+    let pattern = q.command.as_deref().map(|c| {
+        let escaped = c
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("%{escaped}%")
+    });
+    // Safe: the statement is assembled from fixed fragments; every value is a bound parameter.
+    let mut query = sqlx::query::<P::DB>(sqlx::AssertSqlSafe(sql));
+    if let Some(r) = &q.requested_by {
+        query = query.text(r);
+    }
+    if let Some(p) = &pattern {
+        query = query.text(p);
+    }
+    if let Some(t) = q.since {
+        query = query.time(t);
+    }
+    if let Some(t) = q.until {
+        query = query.time(t);
+    }
+    if let Some(a) = &q.after {
+        query = query.time(a.created_at).text(a.bulk_ref.as_str());
+    }
+    let found = query.fetch_all(P::DB::pool(s.reader())).await.map_err(db)?;
+    found
+        .iter()
+        .map(|r| {
+            Ok(BulkSummary {
+                bulk_ref: rows::bulk_ref(&r.text("ref")?)?,
+                command: r.text("command")?,
+                requested_by: r.text("requested_by")?,
+                created_at: r.time("created_at")?,
+                counters: rows::counters(r)?,
+                finished_at: r.opt_time("finished_at")?,
+                cancelled_at: r.opt_time("cancelled_at")?,
+            })
+        })
+        .collect()
 }
 
 pub(crate) async fn bulk<P: Pools>(s: &P, bulk_ref: &BulkRef) -> Result<Bulk> {
