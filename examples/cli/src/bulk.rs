@@ -209,6 +209,65 @@ async fn device_names(store: &dyn RunStore) -> anyhow::Result<HashMap<DeviceId, 
 }
 
 /// `bulk show`.
+/// Prints one page of bulks, newest first; says on stderr how to get the next one.
+pub(crate) async fn list(
+    store: &dyn RunStore,
+    query: &netauto_core::BulkQuery,
+    json: bool,
+) -> anyhow::Result<()> {
+    let bulks = store.list_bulks(query).await?;
+    let mut table = Table::new(&[
+        "REF",
+        "STARTED",
+        "STATUS",
+        "OK",
+        "FAILED",
+        "CANCELLED",
+        "TOTAL",
+        "BY",
+        "COMMAND",
+    ])
+    .escaped(terminal::stdout_is_terminal());
+    for b in &bulks {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "bulk_ref": b.bulk_ref,
+                    "created_at": b.created_at,
+                    "finished_at": b.finished_at,
+                    "cancelled_at": b.cancelled_at,
+                    "status": b.status(),
+                    "counters": b.counters,
+                    "requested_by": b.requested_by,
+                    "command": b.command,
+                })
+            );
+        } else {
+            table.row(vec![
+                b.bulk_ref.to_string(),
+                b.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                b.status().to_string(),
+                b.counters.ok.to_string(),
+                b.counters.failed.to_string(),
+                b.counters.cancelled.to_string(),
+                b.counters.total.to_string(),
+                b.requested_by.clone(),
+                b.command.clone(),
+            ]);
+        }
+    }
+    if !json {
+        print!("{}", table.render());
+    }
+    if bulks.len() == query.page_size()
+        && let Some(last) = bulks.last()
+    {
+        eprintln!("more: add --after {}", last.cursor());
+    }
+    Ok(())
+}
+
 pub(crate) async fn show(
     store: &dyn RunStore,
     bulk_ref: &BulkRef,

@@ -147,6 +147,33 @@ enum DevicesCommand {
 enum BulkCommand {
     /// Run one command on many devices. Prints the bulk reference.
     Run(Box<BulkRunArgs>),
+    /// List bulks, newest first: reference, start, status, counters, requester, command.
+    List {
+        /// Only this requester's.
+        #[arg(long)]
+        requested_by: Option<String>,
+        /// Only running, finished or cancelled ones.
+        #[arg(long, value_parser = clap::value_parser!(netauto_core::BulkStatus))]
+        status: Option<netauto_core::BulkStatus>,
+        /// Only commands containing this text (case-insensitive).
+        #[arg(long)]
+        command: Option<String>,
+        /// Created on or after: YYYY-MM-DD (UTC) or an RFC 3339 time.
+        #[arg(long, value_parser = netauto_core::BulkQuery::parse_time)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Created before: YYYY-MM-DD (UTC) or an RFC 3339 time.
+        #[arg(long, value_parser = netauto_core::BulkQuery::parse_time)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Continue after this cursor (printed on stderr when there are more).
+        #[arg(long)]
+        after: Option<netauto_core::BulkCursor>,
+        /// Bulks per page (1–500).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a bulk: counters and one row per device.
     Show {
         /// The bulk reference `bulk run` printed.
@@ -383,6 +410,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !all_ok {
                 return Ok(ExitCode::from(bulk::EXIT_DEVICES_FAILED));
             }
+        }
+        Command::Bulk(BulkCommand::List {
+            requested_by,
+            status,
+            command,
+            since,
+            until,
+            after,
+            limit,
+            json,
+        }) => {
+            let query = netauto_core::BulkQuery {
+                requested_by,
+                status,
+                command,
+                since,
+                until,
+                after,
+                limit,
+            };
+            bulk::list(store.as_ref(), &query, json).await?;
         }
         Command::Bulk(BulkCommand::Show { bulk_ref, json }) => {
             bulk::show(store.as_ref(), &bulk_ref, json).await?;

@@ -31,6 +31,7 @@ async fn every_page_and_api_route_requires_login() {
         "/runs/1/events".to_owned(),
         "/runs/1/raw".to_owned(),
         "/retention".to_owned(),
+        "/bulks".to_owned(),
     ] {
         let res = send(&t.router, Request::get(&uri).body(Body::empty()).unwrap()).await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "{uri}");
@@ -38,6 +39,7 @@ async fn every_page_and_api_route_requires_login() {
     }
     for uri in [
         "/api/devices".to_owned(),
+        "/api/bulks".to_owned(),
         format!("/api/bulk/{bulk}"),
         "/api/runs/1".to_owned(),
     ] {
@@ -599,4 +601,80 @@ async fn a_quiet_bulk_stream_resyncs_events_nobody_published() {
     let last = events.rsplit("event: snapshot\n").next().unwrap();
     assert!(last.contains("\"finished\":true"), "{events}");
     assert!(last.contains("\"failed\":2"), "{events}");
+}
+
+/// Bulk history: `/api/bulks` newest first with filters and a `next` cursor that pages
+/// through the rest; a bad filter is a 400 naming it; `/bulks` shows the same with a link to
+/// older bulks that keeps the filters (escaped).
+#[tokio::test]
+async fn bulk_history_lists_filters_and_pages_newest_first() {
+    let t = test_app().await;
+    let s = login(&t.router).await;
+    let mut refs = Vec::new();
+    for i in 0..5 {
+        let command = if i % 2 == 0 {
+            format!("show version {i}")
+        } else {
+            format!("show <clock> {i}")
+        };
+        let body = format!(
+            r#"{{"device_ids":[{}],"command":"{command}"}}"#,
+            t.devices[0]
+        );
+        let res = send(&t.router, s.post_json("/api/bulk", &body, Some(&s.csrf))).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let v: Value = serde_json::from_str(&body_text(res).await).unwrap();
+        refs.push(v["bulk_ref"].as_str().unwrap().to_owned());
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let get = |uri: String| {
+        let router = t.router.clone();
+        let req = s.get(&uri);
+        async move { send(&router, req).await }
+    };
+    let v: Value = serde_json::from_str(&body_text(get("/api/bulks".into()).await).await).unwrap();
+    let listed: Vec<&str> = v["bulks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["bulk_ref"].as_str().unwrap())
+        .collect();
+    let newest_first: Vec<&str> = refs.iter().rev().map(String::as_str).collect();
+    assert_eq!(listed, newest_first);
+    assert_eq!(v["bulks"][0]["status"], "running");
+    assert_eq!(v["bulks"][0]["requested_by"], USER);
+    assert_eq!(v["next"], Value::Null);
+
+    // Pages of two.
+    let mut paged = Vec::new();
+    let mut uri = "/api/bulks?limit=2&command=VERSION".to_owned();
+    loop {
+        let v: Value = serde_json::from_str(&body_text(get(uri.clone()).await).await).unwrap();
+        for b in v["bulks"].as_array().unwrap() {
+            paged.push(b["bulk_ref"].as_str().unwrap().to_owned());
+        }
+        match v["next"].as_str() {
+            Some(next) => uri = format!("/api/bulks?limit=2&command=VERSION&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, [refs[4].clone(), refs[2].clone(), refs[0].clone()]);
+
+    for (query, field) in [
+        ("status=done", "status"),
+        ("since=yesterday", "since"),
+        ("after=x", "after"),
+    ] {
+        let res = get(format!("/api/bulks?{query}")).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{query}");
+        assert!(body_text(res).await.contains(field), "{query}");
+    }
+
+    let html = body_text(get("/bulks?command=%3Cclock%3E&limit=1".into()).await).await;
+    assert!(html.contains("show &lt;clock&gt; 3"), "{html}");
+    assert!(!html.contains("show version"), "filtered");
+    assert!(
+        html.contains("id=\"older\" href=\"/bulks?command=%3Cclock%3E&amp;after="),
+        "{html}"
+    );
 }

@@ -353,6 +353,20 @@ impl BulkQuery {
         }
     }
 
+    /// A `since`/`until` bound as people type it: a day `YYYY-MM-DD` (its midnight, UTC) or
+    /// an RFC 3339 time.
+    pub fn parse_time(value: &str) -> Result<DateTime<Utc>, String> {
+        let v = value.trim();
+        if let Ok(day) = chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+            && let Some(midnight) = day.and_hms_opt(0, 0, 0)
+        {
+            return Ok(midnight.and_utc());
+        }
+        DateTime::parse_from_rfc3339(v)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| format!("{v:?} is not a day (YYYY-MM-DD) or an RFC 3339 time"))
+    }
+
     /// The page size to use: `limit` within 1..=[`MAX_BULK_PAGE`].
     pub fn page_size(&self) -> usize {
         self.limit.clamp(1, MAX_BULK_PAGE)

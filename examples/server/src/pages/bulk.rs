@@ -38,7 +38,7 @@ pub(crate) async fn show(
     let flash = user.take_flash(&state);
     Ok(page(
         "Bulk",
-        Section::Bulk,
+        Section::Bulks,
         &user,
         flash.as_deref(),
         body(&bulk, &names, &user),

@@ -8,7 +8,7 @@ use crate::auth::CurrentUser;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Section {
     Devices,
-    Bulk,
+    Bulks,
     Runs,
     Retention,
 }
@@ -39,6 +39,7 @@ pub(crate) fn page(
                     a.brand href="/devices" { "netauto" }
                     nav {
                         (nav(Section::Devices, "/devices", "Devices"))
+                        (nav(Section::Bulks, "/bulks", "Bulks"))
                         (nav(Section::Retention, "/retention", "Retention"))
                     }
                     div.user {

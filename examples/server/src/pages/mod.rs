@@ -2,6 +2,7 @@
 
 pub(crate) mod bulk;
 pub(crate) mod devices;
+pub(crate) mod history;
 pub(crate) mod layout;
 pub(crate) mod retention;
 pub(crate) mod runs;
