@@ -237,6 +237,7 @@ async fn every_terminal_path_of_a_bulk_job_ends_its_bulk() {
                     requested_by: REQUESTER.into(),
                     device_ids: ids.clone(),
                     limits: LimitOverrides::none(),
+                    parent: None,
                 },
                 jobs,
                 Utc::now(),

@@ -239,3 +239,83 @@ async fn a_template_missing_a_variable_names_the_devices_and_enqueues_nothing() 
         assert_eq!(run.command, want);
     }
 }
+
+/// "Run again": on the devices whose outcome is not ok (pending ones are not failed), or on
+/// all; the new bulk keeps the command and limits and names its parent; nothing failed is a
+/// validation error.
+#[tokio::test]
+async fn a_bulk_runs_again_on_its_failed_devices_or_on_all() {
+    use netauto_core::bulk::Rerun;
+    use netauto_core::{BulkQuery, DeviceOutcome, LimitOverrides, RunStatus};
+    let fx = Fixture::new();
+    let ids = fx.devices(6).await;
+    let limits = LimitOverrides::none().with_max_output(4096);
+    let parent = fx
+        .bulk()
+        .enqueue_with_limits(&ids, "show version", REQUESTER, limits)
+        .await
+        .unwrap();
+    let statuses = [
+        RunStatus::Ok,
+        RunStatus::Failed,
+        RunStatus::Error,
+        RunStatus::Timeout,
+        RunStatus::Cancelled,
+    ];
+    for (id, status) in ids.iter().zip(statuses) {
+        fx.store
+            .record_outcome(
+                &parent,
+                DeviceOutcome {
+                    device_id: *id,
+                    run_id: None,
+                    status,
+                    error_kind: None,
+                    recorded_at: t0(),
+                    truncated: false,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    // ids[5] is still pending.
+    let failed = fx
+        .bulk()
+        .rerun(&parent, Rerun::Failed, "bob")
+        .await
+        .unwrap();
+    let child = fx.store.bulk(&failed).await.unwrap();
+    assert_eq!(child.device_ids, ids[1..5]);
+    assert_eq!(child.parent.as_ref(), Some(&parent));
+    assert_eq!(
+        (child.command.as_str(), child.requested_by.as_str()),
+        ("show version", "bob")
+    );
+    assert_eq!(child.limits, limits);
+    let all = fx.bulk().rerun(&parent, Rerun::All, "bob").await.unwrap();
+    assert_eq!(fx.store.bulk(&all).await.unwrap().device_ids, ids);
+    let children = fx
+        .store
+        .list_bulks(&BulkQuery {
+            parent: Some(parent.clone()),
+            ..BulkQuery::newest(10)
+        })
+        .await
+        .unwrap();
+    assert_eq!(children.len(), 2);
+
+    let clean = fx
+        .bulk()
+        .enqueue(&ids[..1], "show clock", REQUESTER)
+        .await
+        .unwrap();
+    let err = fx
+        .bulk()
+        .rerun(&clean, Rerun::Failed, "bob")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Validation(ValidationError::NoDevices)),
+        "{err:?}"
+    );
+}

@@ -43,6 +43,7 @@ fn bulk(bulk_ref: &BulkRef, n: u64, done: &[u64]) -> Bulk {
         finished_at: (done.len() as u64 == n).then(Utc::now),
         cancelled_at: None,
         limits: LimitOverrides::none(),
+        parent: None,
         outcomes,
     }
 }

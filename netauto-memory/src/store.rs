@@ -411,6 +411,7 @@ impl BulkStore for InMemoryRunStore {
             finished_at: None,
             cancelled_at: None,
             limits: bulk.limits,
+            parent: bulk.parent,
             outcomes: BTreeMap::new(),
         };
         let members = bulk.device_ids.iter().copied().collect();

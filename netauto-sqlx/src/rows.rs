@@ -246,6 +246,11 @@ pub(crate) fn bulk<R: StoredRow>(bulk_ref: &BulkRef, r: &R, members: &[R]) -> Re
         finished_at: state.finished_at,
         cancelled_at: state.cancelled_at,
         limits: limits(r)?,
+        parent: r
+            .opt_text("parent_ref")?
+            .as_deref()
+            .map(self::bulk_ref)
+            .transpose()?,
         outcomes,
     })
 }

@@ -98,6 +98,7 @@ pub(crate) fn new_bulk(
         finished_at: None,
         cancelled_at: None,
         limits: bulk.limits,
+        parent: bulk.parent,
         outcomes: BTreeMap::new(),
     }
 }

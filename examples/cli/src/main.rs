@@ -174,6 +174,18 @@ enum BulkCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run a bulk again as a new bulk linked to it: on its failed devices (failed, error,
+    /// timeout, cancelled), or with --all on all of them. Prints the new reference.
+    Rerun {
+        /// The bulk to run again.
+        bulk_ref: BulkRef,
+        /// All its devices, not only the failed ones.
+        #[arg(long)]
+        all: bool,
+        /// Who asks [default: $USER].
+        #[arg(long, env = "NETAUTO_REQUESTED_BY")]
+        requested_by: Option<String>,
+    },
     /// Show a bulk: counters and one row per device.
     Show {
         /// The bulk reference `bulk run` printed.
@@ -425,12 +437,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 requested_by,
                 status,
                 command,
+                parent: None,
                 since,
                 until,
                 after,
                 limit,
             };
             bulk::list(store.as_ref(), &query, json).await?;
+        }
+        Command::Bulk(BulkCommand::Rerun {
+            bulk_ref,
+            all,
+            requested_by,
+        }) => {
+            let requested_by = requested_by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "cli".to_owned());
+            let which = if all {
+                netauto_core::bulk::Rerun::All
+            } else {
+                netauto_core::bulk::Rerun::Failed
+            };
+            let service = netauto_core::bulk::BulkService::new(store.clone(), db.progress());
+            let child = service.rerun(&bulk_ref, which, &requested_by).await?;
+            println!("{child}");
+            eprintln!("bulk {child} runs {bulk_ref} again; a worker runs it (`netauto worker`)");
         }
         Command::Bulk(BulkCommand::Show { bulk_ref, json }) => {
             bulk::show(store.as_ref(), &bulk_ref, json).await?;

@@ -109,6 +109,45 @@ pub(crate) async fn create_bulk(
         .into_response())
 }
 
+/// Body of POST /api/bulk/{ref}/rerun.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RerunBody {
+    /// `failed` (failed, error, timeout, cancelled) or `all`.
+    devices: netauto_core::bulk::Rerun,
+}
+
+/// POST /api/bulk/{ref}/rerun `{"devices": "failed"|"all"}` → 201 like POST /api/bulk, with
+/// `parent`; 422 when there is no such device.
+pub(crate) async fn rerun_bulk(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    body: Result<Json<RerunBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    if !api_csrf_ok(&user, &headers) {
+        return Err(ApiError::Csrf);
+    }
+    let parent =
+        BulkRef::parse(&raw).map_err(|_| ApiError::NotFound(format!("bulk {raw:?} not found")))?;
+    let Json(body) = body.map_err(|r| match r.status() {
+        StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(r.body_text()),
+        _ => ApiError::BadRequest(r.body_text()),
+    })?;
+    let bulk_ref = state.bulk.rerun(&parent, body.devices, &user.name).await?;
+    let total = state.store.bulk_state(&bulk_ref).await?.counters.total;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "bulk_ref": bulk_ref,
+            "url": format!("/bulk/{bulk_ref}"),
+            "devices": total,
+            "parent": parent,
+        })),
+    )
+        .into_response())
+}
+
 /// GET /api/bulk/{ref}: the bulk with its counters and outcomes.
 pub(crate) async fn bulk(
     State(state): State<AppState>,
@@ -136,6 +175,7 @@ pub(crate) async fn bulk(
         "timeout_secs": bulk.limits.timeout().map(|t| t.as_secs_f64()),
         "max_output": bulk.limits.max_output,
         "answer_prompts": bulk.limits.answer_prompts,
+        "parent": bulk.parent,
         "counters": bulk.counters,
         "devices": outcomes,
     })))

@@ -178,6 +178,7 @@ mod tests {
             finished_at: Some(at),
             cancelled_at: None,
             limits: LimitOverrides::default(),
+            parent: None,
             outcomes: BTreeMap::from([(DeviceId(3), outcome.clone())]),
         };
         let o = &outcome;

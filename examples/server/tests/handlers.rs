@@ -678,3 +678,80 @@ async fn bulk_history_lists_filters_and_pages_newest_first() {
         "{html}"
     );
 }
+
+/// "Run again": the API and the bulk page's buttons make a new bulk linked to the first; both
+/// pages show the link; with no failed device the API answers 422 and the page says why.
+#[tokio::test]
+async fn a_bulk_runs_again_from_the_api_and_the_page_linked_to_its_parent() {
+    let t = test_app().await;
+    let handle = t.app.runner().clone().start();
+    let s = login(&t.router).await;
+    let body = format!(
+        r#"{{"device_ids":[{},{}],"command":"show version"}}"#,
+        t.devices[0], t.devices[1]
+    );
+    let res = send(&t.router, s.post_json("/api/bulk", &body, Some(&s.csrf))).await;
+    let v: Value = serde_json::from_str(&body_text(res).await).unwrap();
+    let parent = BulkRef::parse(v["bulk_ref"].as_str().unwrap()).unwrap();
+    wait_bulk(&t.store, &parent).await;
+
+    let uri = format!("/api/bulk/{parent}/rerun");
+    let res = send(
+        &t.router,
+        s.post_json(&uri, r#"{"devices":"failed"}"#, Some(&s.csrf)),
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "all ok: nothing failed"
+    );
+    let res = send(&t.router, s.post_json(&uri, r#"{"devices":"all"}"#, None)).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "CSRF header required");
+    let res = send(
+        &t.router,
+        s.post_json(&uri, r#"{"devices":"all"}"#, Some(&s.csrf)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let v: Value = serde_json::from_str(&body_text(res).await).unwrap();
+    assert_eq!(v["devices"], 2);
+    assert_eq!(v["parent"], parent.as_str());
+    let child = BulkRef::parse(v["bulk_ref"].as_str().unwrap()).unwrap();
+    let v: Value = serde_json::from_str(
+        &body_text(send(&t.router, s.get(&format!("/api/bulk/{child}"))).await).await,
+    )
+    .unwrap();
+    assert_eq!(v["parent"], parent.as_str());
+
+    // The page's button: a form POST, redirected to the new bulk.
+    let res = send(
+        &t.router,
+        s.post_form(
+            &format!("/bulk/{parent}/rerun"),
+            &format!("csrf={}&devices=all", s.csrf),
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let second = location(&res);
+    assert!(
+        second.starts_with("/bulk/") && second != format!("/bulk/{child}"),
+        "{second}"
+    );
+    let html = body_text(send(&t.router, s.get(&format!("/bulk/{parent}"))).await).await;
+    assert!(html.contains("id=\"reruns\""), "{html}");
+    assert!(
+        html.contains(&format!("/bulk/{child}")),
+        "the parent links its re-runs"
+    );
+    assert!(html.contains("id=\"rerun-failed\""));
+    let html = body_text(send(&t.router, s.get(&format!("/bulk/{child}"))).await).await;
+    assert!(html.contains("id=\"parent\""), "{html}");
+    assert!(
+        html.contains(&format!("/bulk/{parent}")),
+        "the re-run links its parent"
+    );
+    wait_bulk(&t.store, &child).await;
+    handle.shutdown().await;
+}

@@ -18,7 +18,7 @@ pub use job::{
     ABANDONED, BulkArgs, BulkJob, DEFAULT_DEVICE_CONCURRENCY, DEVICES_PER_JOB_VAR,
     devices_per_job_from_env, parse_devices_per_job,
 };
-pub use service::BulkService;
+pub use service::{BulkService, Rerun};
 pub use template::{check_templates, is_template, render_command};
 pub use validate::{
     BulkRequest, DEFAULT_CHUNK_SIZE, MAX_BULK_DEVICES, MAX_COMMAND_BYTES, ValidBulk, chunk_ids,

@@ -16,6 +16,16 @@ use crate::runtime::Worker;
 use crate::runtime::{Clock, SystemClock};
 use crate::telemetry;
 
+/// Which devices of a bulk [`BulkService::rerun`] runs again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rerun {
+    /// Those whose outcome is not `ok` (failed, error, timeout, cancelled).
+    Failed,
+    /// All of them.
+    All,
+}
+
 /// Starts and cancels bulk runs.
 #[derive(Debug, Clone)]
 pub struct BulkService {
@@ -82,6 +92,50 @@ impl BulkService {
         requested_by: &str,
         limits: LimitOverrides,
     ) -> Result<BulkRef> {
+        self.enqueue_inner(device_ids, command, requested_by, limits, None)
+            .await
+    }
+
+    /// Runs a bulk again as a new bulk linked to it (`parent`): on the devices whose outcome
+    /// is not `ok` (failed, error, timeout, cancelled — [`Rerun::Failed`]) or on all its
+    /// devices ([`Rerun::All`]), with the same command (a template is rendered again) and
+    /// limits, requested by `requested_by`. A bulk with no such device is
+    /// [`ValidationError::NoDevices`]; devices deleted since are
+    /// [`ValidationError::UnknownDevices`].
+    pub async fn rerun(
+        &self,
+        bulk_ref: &BulkRef,
+        which: Rerun,
+        requested_by: &str,
+    ) -> Result<BulkRef> {
+        let bulk = self.store.bulk(bulk_ref).await?;
+        let ids: Vec<DeviceId> = match which {
+            Rerun::All => bulk.device_ids.clone(),
+            Rerun::Failed => bulk
+                .device_ids
+                .iter()
+                .copied()
+                .filter(|id| bulk.outcomes.get(id).is_some_and(|o| !o.status.is_ok()))
+                .collect(),
+        };
+        self.enqueue_inner(
+            &ids,
+            &bulk.command,
+            requested_by,
+            bulk.limits,
+            Some(bulk.bulk_ref.clone()),
+        )
+        .await
+    }
+
+    async fn enqueue_inner(
+        &self,
+        device_ids: &[DeviceId],
+        command: &str,
+        requested_by: &str,
+        limits: LimitOverrides,
+        parent: Option<BulkRef>,
+    ) -> Result<BulkRef> {
         let valid = BulkRequest {
             device_ids,
             command,
@@ -119,6 +173,7 @@ impl BulkService {
             requested_by: valid.requested_by,
             device_ids: valid.device_ids,
             limits,
+            parent,
         };
         self.store.create_bulk(bulk, jobs, self.clock.now()).await?;
         if let Some(wake) = &self.wake {

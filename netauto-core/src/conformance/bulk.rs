@@ -19,6 +19,7 @@ pub(crate) fn new_bulk(bulk_ref: &BulkRef, device_ids: &[DeviceId]) -> NewBulk {
         requested_by: "alice".into(),
         device_ids: device_ids.to_vec(),
         limits: crate::LimitOverrides::none(),
+        parent: None,
     }
 }
 
@@ -436,6 +437,20 @@ pub async fn list_bulks_filters_and_pages(b: &Backend) {
             .expect("create_bulk");
         refs.push(r);
     }
+    // A re-run of the first, linked to it.
+    let child = BulkRef::generate();
+    let mut rerun = new_bulk(&child, &ids);
+    rerun.parent = Some(refs[0].clone());
+    b.store
+        .create_bulk(rerun, vec![bulk_job(&child, &ids)], at(80))
+        .await
+        .expect("create_bulk");
+    assert_eq!(
+        b.store.bulk(&child).await.expect("bulk").parent.as_ref(),
+        Some(&refs[0]),
+        "the parent round-trips"
+    );
+    refs.push(child);
     // Finished: the second; cancelled: the fifth; the others running.
     for d in &ids {
         b.store
@@ -487,6 +502,10 @@ pub async fn list_bulks_filters_and_pages(b: &Backend) {
             ..BulkQuery::newest(100)
         },
         BulkQuery {
+            parent: Some(refs[0].clone()),
+            ..BulkQuery::newest(100)
+        },
+        BulkQuery {
             command: Some("100% load_".into()),
             ..BulkQuery::newest(100)
         },
@@ -512,7 +531,11 @@ pub async fn list_bulks_filters_and_pages(b: &Backend) {
         let listed = b.store.list_bulks(q).await.expect("list_bulks");
         assert_eq!(listed, oracle(q), "{q:?}");
     }
-    let pct = b.store.list_bulks(&queries[7]).await.expect("list_bulks");
+    let children = b.store.list_bulks(&queries[7]).await.expect("list_bulks");
+    assert_eq!(children.len(), 1, "{children:?}");
+    assert_eq!(children[0].parent.as_ref(), Some(&refs[0]));
+    let pct = b.store.list_bulks(&queries[8]).await.expect("list_bulks");
+    assert_eq!(pct[0].command, "show 100% load_avg");
     assert_eq!(pct.len(), 1, "% and _ are literal: {pct:?}");
     // Pages of 3 add up to the whole list, in order.
     let mut paged = Vec::new();

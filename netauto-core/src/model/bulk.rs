@@ -118,6 +118,9 @@ pub struct Bulk {
     /// The deadline and output cap asked for this bulk (empty: each node's defaults).
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// The bulk this one runs again ("Run again on failed devices"), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<BulkRef>,
     /// Per-device outcomes recorded so far.
     pub outcomes: BTreeMap<DeviceId, DeviceOutcome>,
 }
@@ -150,6 +153,9 @@ pub struct NewBulk {
     /// The deadline and output cap asked for (already validated).
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// The bulk this one runs again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<BulkRef>,
 }
 
 /// What [`crate::BulkStore::record_outcome`](crate::BulkStore::record_outcome) answers.
@@ -248,6 +254,9 @@ pub struct BulkSummary {
     pub finished_at: Option<DateTime<Utc>>,
     /// When it was cancelled.
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// The bulk this one runs again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<BulkRef>,
 }
 
 impl From<&Bulk> for BulkSummary {
@@ -260,6 +269,7 @@ impl From<&Bulk> for BulkSummary {
             counters: bulk.counters,
             finished_at: bulk.finished_at,
             cancelled_at: bulk.cancelled_at,
+            parent: bulk.parent.clone(),
         }
     }
 }
@@ -334,6 +344,8 @@ pub struct BulkQuery {
     pub since: Option<DateTime<Utc>>,
     /// Created before.
     pub until: Option<DateTime<Utc>>,
+    /// Only the bulks that run this one again.
+    pub parent: Option<BulkRef>,
     /// Continue after this bulk (keyset pagination).
     pub after: Option<BulkCursor>,
     /// At most this many (the store caps it at [`MAX_BULK_PAGE`]).
@@ -384,6 +396,10 @@ impl BulkQuery {
                     .to_ascii_lowercase()
                     .contains(&c.to_ascii_lowercase())
             })
+            && self
+                .parent
+                .as_ref()
+                .is_none_or(|p| bulk.parent.as_ref() == Some(p))
             && self.since.is_none_or(|t| bulk.created_at >= t)
             && self.until.is_none_or(|t| bulk.created_at < t)
             && self.after.as_ref().is_none_or(|a| {

@@ -15,3 +15,7 @@ ALTER TABLE runs ADD COLUMN redacted BOOLEAN NOT NULL DEFAULT FALSE;
 -- Bulk history, newest first (keyset pagination), all or one requester's.
 CREATE INDEX bulks_newest ON bulks (created_at DESC, ref DESC);
 CREATE INDEX bulks_requester ON bulks (requested_by, created_at DESC, ref DESC);
+
+-- "Run again": the bulk a bulk runs again, and the way back from it.
+ALTER TABLE bulks ADD COLUMN parent_ref TEXT;
+CREATE INDEX bulks_parent ON bulks (parent_ref) WHERE parent_ref IS NOT NULL;

@@ -29,8 +29,8 @@ pub(crate) async fn create_bulk<P: Pools>(
     // The stored timestamp (microseconds) is the one answered.
     let created_at = sqlx::query::<P::DB>(
         "INSERT INTO bulks (ref, command, requested_by, created_at, total, timeout_ms, max_output,
-                            answer_prompts)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING created_at",
+                            answer_prompts, parent_ref)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING created_at",
     )
     .text(bulk.bulk_ref.as_str())
     .text(&bulk.command)
@@ -40,6 +40,7 @@ pub(crate) async fn create_bulk<P: Pools>(
     .opt_int(bulk.limits.timeout_ms.map(clamp))
     .opt_int(bulk.limits.max_output.map(clamp))
     .flag(bulk.limits.answer_prompts)
+    .opt_text(bulk.parent.as_ref().map(BulkRef::as_str))
     .fetch_one(P::DB::conn(&mut *tx))
     .await
     .map_err(|e| exists_or_db(e, "bulk", bulk.bulk_ref.to_string()))?
@@ -76,7 +77,7 @@ pub(crate) async fn bulk_state<P: Pools>(s: &P, bulk_ref: &BulkRef) -> Result<Bu
 pub(crate) async fn list_bulks<P: Pools>(s: &P, q: &BulkQuery) -> Result<Vec<BulkSummary>> {
     let mut sql = String::from(
         "SELECT ref, command, requested_by, created_at, total, ok, failed, cancelled, finished_at, \
-         cancelled_at FROM bulks WHERE TRUE",
+         cancelled_at, parent_ref FROM bulks WHERE TRUE",
     );
     let mut n = 0;
     let mut next = || {
@@ -99,6 +100,9 @@ pub(crate) async fn list_bulks<P: Pools>(s: &P, q: &BulkQuery) -> Result<Vec<Bul
     if q.command.is_some() {
         let op = P::DB::pick("ILIKE", "LIKE");
         sql.push_str(&format!(" AND command {op} {} ESCAPE '\\'", next()));
+    }
+    if q.parent.is_some() {
+        sql.push_str(&format!(" AND parent_ref = {}", next()));
     }
     if q.since.is_some() {
         sql.push_str(&format!(" AND created_at >= {}", next()));
@@ -129,6 +133,9 @@ pub(crate) async fn list_bulks<P: Pools>(s: &P, q: &BulkQuery) -> Result<Vec<Bul
     if let Some(p) = &pattern {
         query = query.text(p);
     }
+    if let Some(p) = &q.parent {
+        query = query.text(p.as_str());
+    }
     if let Some(t) = q.since {
         query = query.time(t);
     }
@@ -150,6 +157,11 @@ pub(crate) async fn list_bulks<P: Pools>(s: &P, q: &BulkQuery) -> Result<Vec<Bul
                 counters: rows::counters(r)?,
                 finished_at: r.opt_time("finished_at")?,
                 cancelled_at: r.opt_time("cancelled_at")?,
+                parent: r
+                    .opt_text("parent_ref")?
+                    .as_deref()
+                    .map(rows::bulk_ref)
+                    .transpose()?,
             })
         })
         .collect()

@@ -6,7 +6,8 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
-use netauto_core::{Bulk, BulkRef, DeviceId};
+use netauto_core::bulk::Rerun;
+use netauto_core::{Bulk, BulkQuery, BulkRef, BulkSummary, DeviceId};
 
 use crate::app::AppState;
 use crate::auth::{CurrentUser, csrf_rejected};
@@ -35,14 +36,59 @@ pub(crate) async fn show(
         .into_iter()
         .map(|d| (d.id, d.name))
         .collect();
+    let reruns = state
+        .store
+        .list_bulks(&BulkQuery {
+            parent: Some(bulk.bulk_ref.clone()),
+            ..BulkQuery::newest(20)
+        })
+        .await?;
     let flash = user.take_flash(&state);
     Ok(page(
         "Bulk",
         Section::Bulks,
         &user,
         flash.as_deref(),
-        body(&bulk, &names, &user),
+        body(&bulk, &names, &user, &reruns),
     ))
+}
+
+/// Form of POST /bulk/{ref}/rerun.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct RerunForm {
+    csrf: String,
+    /// `failed` or `all`.
+    devices: Rerun,
+}
+
+/// POST /bulk/{ref}/rerun (`csrf`, `devices=failed|all`): a new bulk linked to this one.
+pub(crate) async fn rerun(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(raw): Path<String>,
+    Form(form): Form<RerunForm>,
+) -> Result<Response, PageError> {
+    if !user.csrf_ok(&form.csrf) {
+        return Ok(csrf_rejected());
+    }
+    let bulk_ref = parse_ref(&raw)?;
+    match state.bulk.rerun(&bulk_ref, form.devices, &user.name).await {
+        Ok(child) => {
+            tracing::info!(user = %user.name, parent = %bulk_ref, bulk_ref = %child, "bulk run again");
+            let total = state.store.bulk_state(&child).await?.counters.total;
+            state
+                .sessions
+                .set_flash(&user.token, format!("Running again on {total} devices"));
+            Ok(Redirect::to(&format!("/bulk/{child}")).into_response())
+        }
+        Err(netauto_core::Error::Validation(v)) => {
+            state
+                .sessions
+                .set_flash(&user.token, format!("Not run again: {v}"));
+            Ok(Redirect::to(&format!("/bulk/{bulk_ref}")).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// POST /bulk/{ref}/cancel (`csrf`): cancels the bulk and shows it again.
@@ -75,7 +121,12 @@ pub(crate) async fn cancel(
     Ok(Redirect::to(&format!("/bulk/{bulk_ref}")).into_response())
 }
 
-fn body(bulk: &Bulk, names: &HashMap<DeviceId, String>, user: &CurrentUser) -> Markup {
+fn body(
+    bulk: &Bulk,
+    names: &HashMap<DeviceId, String>,
+    user: &CurrentUser,
+    reruns: &[BulkSummary],
+) -> Markup {
     let c = bulk.counters;
     let finished = bulk.finished_at.is_some();
     let duration = bulk
@@ -96,6 +147,16 @@ fn body(bulk: &Bulk, names: &HashMap<DeviceId, String>, user: &CurrentUser) -> M
                         button #cancel-bulk-run .danger type="submit" { "Cancel bulk" }
                     }
                 }
+                form #rerun-failed-form .rerun method="post" action={ "/bulk/" (bulk.bulk_ref) "/rerun" } {
+                    input type="hidden" name="csrf" value=(user.csrf);
+                    input type="hidden" name="devices" value="failed";
+                    button #rerun-failed type="submit" title="Failed, error, timeout and cancelled devices" { "Run again on failed devices" }
+                }
+                form #rerun-all-form .rerun method="post" action={ "/bulk/" (bulk.bulk_ref) "/rerun" } {
+                    input type="hidden" name="csrf" value=(user.csrf);
+                    input type="hidden" name="devices" value="all";
+                    button #rerun-all type="submit" { "Run again on all" }
+                }
             }
             dl.meta {
                 dt { "Command" } dd { code { (bulk.command) } }
@@ -110,6 +171,16 @@ fn body(bulk: &Bulk, names: &HashMap<DeviceId, String>, user: &CurrentUser) -> M
                 }
                 @if let Some(b) = bulk.limits.max_output {
                     dt { "Output cap" } dd { (human_bytes(u128::from(b))) " per run" }
+                }
+                @if let Some(parent) = &bulk.parent {
+                    dt { "Runs again" } dd #parent { a href={ "/bulk/" (parent) } { code { (parent) } } }
+                }
+                @if !reruns.is_empty() {
+                    dt { "Run again as" } dd #reruns {
+                        @for r in reruns {
+                            a href={ "/bulk/" (r.bulk_ref) } { code { (r.bulk_ref) } } " "
+                        }
+                    }
                 }
                 @if bulk.limits.answer_prompts {
                     dt { "Questions" } dd #answers-prompts { "answered with the platform's replies" }

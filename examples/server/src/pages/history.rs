@@ -56,6 +56,7 @@ impl HistoryParams {
                 .transpose()
                 .map_err(|e| format!("status: {e}"))?,
             command: text(&self.command),
+            parent: None,
             since: date("since", &self.since)?,
             until: date("until", &self.until)?,
             after: text(&self.after)
