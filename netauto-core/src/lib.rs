@@ -39,6 +39,7 @@
 
 mod backend;
 pub mod bulk;
+pub mod diff;
 mod env;
 mod error;
 pub mod exec;

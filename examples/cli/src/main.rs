@@ -263,6 +263,17 @@ enum RunsCommand {
         #[arg(long)]
         raw: bool,
     },
+    /// Diff two runs' output (unified, as diff -u): A against B, or against the previous run of
+    /// the same command on the same device. Exit 0 when identical, 4 when they differ.
+    Diff {
+        /// The run.
+        a: RunId,
+        /// The other run [default: the previous run of the same command on A's device].
+        b: Option<RunId>,
+        /// Drop the lines the device's platform marks volatile (uptime, clocks) first.
+        #[arg(long)]
+        ignore_volatile: bool,
+    },
     /// Cancel a running run: the node running it closes its session and keeps its output.
     Cancel {
         /// The run id.
@@ -468,6 +479,47 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bulk(BulkCommand::Cancel { bulk_ref, wait }) => {
             bulk::cancel(&db, &bulk_ref, wait).await?;
+        }
+        Command::Runs(RunsCommand::Diff {
+            a,
+            b,
+            ignore_volatile,
+        }) => {
+            let store = store.as_ref();
+            let (left, right) = match b {
+                Some(b) => (a, b),
+                None => {
+                    let run = store.run(a).await?;
+                    match netauto_core::diff::previous_run(store, &run).await? {
+                        Some(prev) => (prev.id, a),
+                        None => anyhow::bail!(
+                            "run {a} has no previous run of {:?} on its device; name the other run",
+                            run.command
+                        ),
+                    }
+                }
+            };
+            let options = netauto_core::diff::DiffOptions {
+                ignore_volatile,
+                ..Default::default()
+            };
+            let d = netauto_core::diff::diff_runs(store, &platforms, left, right, options).await?;
+            let text = d
+                .lines
+                .unified(&format!("run {left}"), &format!("run {right}"));
+            print!(
+                "{}",
+                terminal::escape_if(terminal::stdout_is_terminal(), &text)
+            );
+            if d.truncated {
+                eprintln!("only the first 16 MiB of each output were compared");
+            }
+            if d.ignored_volatile > 0 {
+                eprintln!("{} volatile lines ignored", d.ignored_volatile);
+            }
+            if !d.lines.identical() {
+                return Ok(ExitCode::from(4));
+            }
         }
         Command::Runs(RunsCommand::Cancel { id }) => {
             let run = store

@@ -598,3 +598,76 @@ fn pacing_knobs_parse_as_flags_and_variables() {
         assert!(stderr(&out).contains(flag), "{}", stderr(&out));
     }
 }
+
+/// `runs diff`: unified diff of two stored runs, the previous run by default; exit 0 when
+/// identical, 4 when different; no previous run is an error naming the command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_diff_prints_a_unified_diff_and_exits_4_when_outputs_differ() {
+    let env = Env::new();
+    let db = env.db().await;
+    let device = db
+        .store()
+        .create_device(netauto_core::NewDevice::new("r1", "h", "cisco_ios", "u"))
+        .await
+        .unwrap()
+        .id;
+    let mut ids = Vec::new();
+    for (i, text) in [
+        "a\nr1 uptime is 1 day\nb\n",
+        "a\nr1 uptime is 2 days\nb\n",
+        "a\nr1 uptime is 3 days\nc\n",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let at = Utc::now() - TimeDelta::minutes(10 - i as i64);
+        let run = db
+            .store()
+            .create_run(
+                NewRun {
+                    device_id: device,
+                    command: "show version".into(),
+                    requested_by: "seed".into(),
+                    bulk_ref: None,
+                },
+                at,
+            )
+            .await
+            .unwrap();
+        db.store()
+            .append_chunk(run.id, OutputStream::Stdout, text.as_bytes(), at)
+            .await
+            .unwrap();
+        db.store()
+            .finish_run(run.id, RunFinish::new(RunStatus::Ok), at)
+            .await
+            .unwrap();
+        ids.push(run.id.to_string());
+    }
+    let out = env.run(&["runs", "diff", &ids[1]]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("--- run {}", ids[0])), "{text}");
+    assert!(
+        text.contains("-r1 uptime is 1 day\n+r1 uptime is 2 days\n"),
+        "{text}"
+    );
+    let out = env.run(&["runs", "diff", &ids[1], "--ignore-volatile"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "only uptime changed: {}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("2 volatile lines ignored"));
+    let out = env.run(&["runs", "diff", &ids[1], &ids[2], "--ignore-volatile"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("-b\n+c\n"));
+    let out = env.run(&["runs", "diff", &ids[0]]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no previous run of \"show version\""),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -755,3 +755,75 @@ async fn a_bulk_runs_again_from_the_api_and_the_page_linked_to_its_parent() {
     wait_bulk(&t.store, &child).await;
     handle.shutdown().await;
 }
+
+/// Diff: the run page links the diff with the previous run; API and page compare two runs'
+/// output; a run with no previous one says so (404 in the API).
+#[tokio::test]
+async fn runs_diff_against_the_previous_run_in_the_api_and_the_page() {
+    let t = test_app().await;
+    let handle = t.app.runner().clone().start();
+    let s = login(&t.router).await;
+    let mut runs = Vec::new();
+    for command in ["show version", "show version", "show clock"] {
+        let body = format!(
+            r#"{{"device_ids":[{}],"command":"{command}"}}"#,
+            t.devices[0]
+        );
+        let res = send(&t.router, s.post_json("/api/bulk", &body, Some(&s.csrf))).await;
+        let v: Value = serde_json::from_str(&body_text(res).await).unwrap();
+        let bulk_ref = BulkRef::parse(v["bulk_ref"].as_str().unwrap()).unwrap();
+        let bulk = wait_bulk(&t.store, &bulk_ref).await;
+        runs.push(bulk.outcomes.values().next().unwrap().run_id.unwrap());
+    }
+    let v: Value = serde_json::from_str(
+        &body_text(send(&t.router, s.get(&format!("/api/runs/{}/diff", runs[1]))).await).await,
+    )
+    .unwrap();
+    assert_eq!(v["left"], runs[0].get());
+    assert_eq!(v["right"], runs[1].get());
+    assert_eq!(
+        v["identical"], true,
+        "the fake device answers the same twice: {v}"
+    );
+    let v: Value = serde_json::from_str(
+        &body_text(
+            send(
+                &t.router,
+                s.get(&format!("/api/runs/{}/diff/{}", runs[0], runs[2])),
+            )
+            .await,
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(v["identical"], false);
+    assert!(
+        v["unified"].as_str().unwrap().contains("-r1: show version"),
+        "{v}"
+    );
+    assert!(
+        v["unified"].as_str().unwrap().contains("+r1: show clock"),
+        "{v}"
+    );
+    let res = send(&t.router, s.get(&format!("/api/runs/{}/diff", runs[0]))).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+    let html = body_text(send(&t.router, s.get(&format!("/runs/{}", runs[1]))).await).await;
+    assert!(
+        html.contains(&format!("href=\"/runs/{}/diff\"", runs[1])),
+        "{html}"
+    );
+    let html = body_text(
+        send(
+            &t.router,
+            s.get(&format!("/runs/{}/diff/{}", runs[0], runs[2])),
+        )
+        .await,
+    )
+    .await;
+    assert!(html.contains("id=\"side-by-side\""), "{html}");
+    assert!(html.contains("r1: show clock"), "{html}");
+    let html = body_text(send(&t.router, s.get(&format!("/runs/{}/diff", runs[0]))).await).await;
+    assert!(html.contains("id=\"no-previous\""), "{html}");
+    handle.shutdown().await;
+}
