@@ -12,9 +12,12 @@
 //! ```
 //! use netauto_core::diff::LineDiff;
 //!
-//! let d = LineDiff::of("a\nuptime 1\nb\n", "a\nuptime 2\nc\n", 1);
+//! let d = LineDiff::of("a\nb\nc\n", "a\nB\nc\n", 1);
 //! assert!(!d.identical());
-//! assert!(d.unified("run 1", "run 2").contains("-b\n+c\n"));
+//! assert_eq!(
+//!     d.unified("run 1", "run 2"),
+//!     "--- run 1\n+++ run 2\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n"
+//! );
 //! ```
 
 use std::time::Duration;
