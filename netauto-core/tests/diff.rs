@@ -104,3 +104,60 @@ async fn two_runs_diff_with_volatile_lines_ignored_on_request() {
     assert!(capped.truncated);
     assert!(capped.lines.identical(), "the first 10 bytes are the same");
 }
+
+/// The fleet view of a bulk: devices grouped by identical output once volatile lines are
+/// removed, largest group first; devices without a run are left out.
+#[tokio::test]
+async fn fleet_groups_put_identical_outputs_together_largest_first() {
+    use netauto_core::diff::fleet_groups;
+    let fx = Fixture::new();
+    let ids = fx.devices(5).await; // cisco_ios
+    let bulk_ref = fx
+        .bulk()
+        .enqueue(&ids, "show version", REQUESTER)
+        .await
+        .unwrap();
+    let outputs = [
+        "IOS 15.2\nsw uptime is 1 day\n",
+        "IOS 15.2\nsw uptime is 9 weeks\n",
+        "IOS 15.9\nsw uptime is 1 day\n",
+        "IOS 15.2\nsw uptime is 3 days\n",
+    ];
+    let client = ScriptedClient::with(outputs.map(|o| Reply::Events(vec![out(o), exit(0)])));
+    let net = fx.network(client);
+    for (id, _) in ids.iter().zip(outputs) {
+        let run = net
+            .execute_command(
+                *id,
+                "show version",
+                RunOptions::new(REQUESTER).with_bulk_ref(bulk_ref.clone()),
+            )
+            .await
+            .unwrap();
+        fx.store
+            .record_outcome(
+                &bulk_ref,
+                netauto_core::DeviceOutcome {
+                    device_id: *id,
+                    run_id: Some(run.id),
+                    status: run.status,
+                    error_kind: None,
+                    recorded_at: common::t0(),
+                    truncated: false,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    // ids[4] has no run.
+    let bulk = fx.store.bulk(&bulk_ref).await.unwrap();
+    let groups = fleet_groups(&fx.store, &Platforms::builtin(), &bulk, 1 << 20)
+        .await
+        .unwrap();
+    let sizes: Vec<Vec<_>> = groups
+        .iter()
+        .map(|g| g.members.iter().map(|(d, _)| *d).collect())
+        .collect();
+    assert_eq!(sizes, vec![vec![ids[0], ids[1], ids[3]], vec![ids[2]]]);
+    assert_eq!(groups[0].text, "IOS 15.2\n");
+}

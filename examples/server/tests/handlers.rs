@@ -827,3 +827,48 @@ async fn runs_diff_against_the_previous_run_in_the_api_and_the_page() {
     assert!(html.contains("id=\"no-previous\""), "{html}");
     handle.shutdown().await;
 }
+
+/// The fleet view: linked from the bulk page; the page and the API group the bulk's devices by
+/// identical output.
+#[tokio::test]
+async fn the_fleet_view_groups_a_bulks_devices_by_identical_output() {
+    let t = test_app().await;
+    let handle = t.app.runner().clone().start();
+    let s = login(&t.router).await;
+    let body = format!(
+        r#"{{"device_ids":[{},{}],"command":"show version"}}"#,
+        t.devices[0], t.devices[1]
+    );
+    let res = send(&t.router, s.post_json("/api/bulk", &body, Some(&s.csrf))).await;
+    let v: Value = serde_json::from_str(&body_text(res).await).unwrap();
+    let bulk_ref = BulkRef::parse(v["bulk_ref"].as_str().unwrap()).unwrap();
+    wait_bulk(&t.store, &bulk_ref).await;
+    let html = body_text(send(&t.router, s.get(&format!("/bulk/{bulk_ref}"))).await).await;
+    assert!(
+        html.contains(&format!("href=\"/bulk/{bulk_ref}/fleet\"")),
+        "{html}"
+    );
+    let v: Value = serde_json::from_str(
+        &body_text(send(&t.router, s.get(&format!("/api/bulk/{bulk_ref}/fleet"))).await).await,
+    )
+    .unwrap();
+    // The fake device prints its own name: two groups of one.
+    assert_eq!(v["groups"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(
+        v["summary"],
+        "1 device identical, 1 device differs (1 other group)."
+    );
+    assert_eq!(v["groups"][0]["diff_against_largest"], "");
+    assert!(
+        v["groups"][1]["diff_against_largest"]
+            .as_str()
+            .unwrap()
+            .contains("@@")
+    );
+    let html = body_text(send(&t.router, s.get(&format!("/bulk/{bulk_ref}/fleet"))).await).await;
+    assert!(html.contains("id=\"fleet-summary\""), "{html}");
+    assert!(html.contains("id=\"group-2\""), "{html}");
+    let res = send(&t.router, s.get("/api/bulk/0123/fleet")).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    handle.shutdown().await;
+}

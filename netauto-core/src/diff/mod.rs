@@ -271,3 +271,62 @@ mod tests {
         assert!(LineDiff::of("a\n", "a\n", 3).rows().is_empty());
     }
 }
+
+/// Devices of a bulk whose outputs are the same once volatile lines are removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetGroup {
+    /// The devices and their runs, in the bulk's order.
+    pub members: Vec<(crate::model::ids::DeviceId, RunId)>,
+    /// The output every member has (volatile lines removed, at most `max_bytes` read).
+    pub text: String,
+}
+
+/// Groups the devices of `bulk` that have a run by identical output, the platform's volatile
+/// lines removed: largest group first (ties: the group whose first device comes first in the
+/// bulk). Outputs are read one at a time, each up to `max_bytes`; only one text per group is
+/// kept.
+pub async fn fleet_groups(
+    store: &dyn RunStore,
+    platforms: &Platforms,
+    bulk: &crate::model::bulk::Bulk,
+    max_bytes: u64,
+) -> Result<Vec<FleetGroup>> {
+    let mut groups: Vec<FleetGroup> = Vec::new();
+    // Hash of the text → the groups with that hash (texts compared on a hit).
+    let mut index: std::collections::HashMap<u64, Vec<usize>> = std::collections::HashMap::new();
+    for device_id in &bulk.device_ids {
+        let Some(run_id) = bulk.outcomes.get(device_id).and_then(|o| o.run_id) else {
+            continue;
+        };
+        let platform = match store.device(*device_id).await {
+            Ok(device) => platforms.resolve(&device.platform),
+            Err(_) => platforms.resolve(crate::platform::GENERIC),
+        };
+        let (text, _) = output(store, run_id, max_bytes).await?;
+        let text: String = text
+            .lines()
+            .filter(|l| !platform.is_volatile(l))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            text.hash(&mut h);
+            h.finish()
+        };
+        let candidates = index.entry(hash).or_default();
+        match candidates.iter().find(|&&i| groups[i].text == text) {
+            Some(&i) => groups[i].members.push((*device_id, run_id)),
+            None => {
+                candidates.push(groups.len());
+                groups.push(FleetGroup {
+                    members: vec![(*device_id, run_id)],
+                    text,
+                });
+            }
+        }
+    }
+    // Stable: equal sizes keep the bulk's order.
+    groups.sort_by_key(|g| std::cmp::Reverse(g.members.len()));
+    Ok(groups)
+}

@@ -147,6 +147,7 @@ fn body(
                         button #cancel-bulk-run .danger type="submit" { "Cancel bulk" }
                     }
                 }
+                a #fleet-view href={ "/bulk/" (bulk.bulk_ref) "/fleet" } { "Fleet view" }
                 form #rerun-failed-form .rerun method="post" action={ "/bulk/" (bulk.bulk_ref) "/rerun" } {
                     input type="hidden" name="csrf" value=(user.csrf);
                     input type="hidden" name="devices" value="failed";

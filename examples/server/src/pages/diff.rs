@@ -18,7 +18,7 @@ use crate::error::{ApiError, PageError};
 use crate::pages::layout::{Section, page};
 
 /// The platform definitions (shipped + `NETAUTO_PLATFORMS_DIR`), read once.
-fn platforms() -> &'static Platforms {
+pub(crate) fn platforms() -> &'static Platforms {
     static PLATFORMS: OnceLock<Platforms> = OnceLock::new();
     PLATFORMS.get_or_init(|| {
         Platforms::from_env().unwrap_or_else(|e| {
