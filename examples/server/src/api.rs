@@ -76,6 +76,14 @@ pub(crate) fn limit_overrides(
     Ok(limits)
 }
 
+/// A JSON body, or 422 (well-formed, wrong shape) / 400 (unreadable) with the reason.
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(b)| b).map_err(|r| match r.status() {
+        StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(r.body_text()),
+        _ => ApiError::BadRequest(r.body_text()),
+    })
+}
+
 /// POST /api/bulk → 201 `{"bulk_ref", "url", "devices"}`; 422 names the problem.
 pub(crate) async fn create_bulk(
     State(state): State<AppState>,
@@ -86,10 +94,7 @@ pub(crate) async fn create_bulk(
     if !api_csrf_ok(&user, &headers) {
         return Err(ApiError::Csrf);
     }
-    let Json(body) = body.map_err(|r| match r.status() {
-        StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(r.body_text()),
-        _ => ApiError::BadRequest(r.body_text()),
-    })?;
+    let body = json_body(body)?;
     let limits = limit_overrides(body.timeout_secs, body.max_output)
         .map_err(ApiError::Validation)?
         .with_answer_prompts(body.answer_prompts);
@@ -130,10 +135,7 @@ pub(crate) async fn rerun_bulk(
     }
     let parent =
         BulkRef::parse(&raw).map_err(|_| ApiError::NotFound(format!("bulk {raw:?} not found")))?;
-    let Json(body) = body.map_err(|r| match r.status() {
-        StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(r.body_text()),
-        _ => ApiError::BadRequest(r.body_text()),
-    })?;
+    let body = json_body(body)?;
     let bulk_ref = state.bulk.rerun(&parent, body.devices, &user.name).await?;
     let total = state.store.bulk_state(&bulk_ref).await?.counters.total;
     Ok((

@@ -21,6 +21,19 @@ pub(crate) fn parse_ref(raw: &str) -> Result<BulkRef, PageError> {
     BulkRef::parse(raw).map_err(|_| PageError::NotFound("no such bulk".to_owned()))
 }
 
+/// Every device's name by id (rows of deleted devices are named by the caller).
+pub(crate) async fn device_names(
+    state: &AppState,
+) -> Result<HashMap<DeviceId, String>, netauto_core::Error> {
+    Ok(state
+        .store
+        .list_devices()
+        .await?
+        .into_iter()
+        .map(|d| (d.id, d.name))
+        .collect())
+}
+
 /// GET /bulk/{ref}
 pub(crate) async fn show(
     State(state): State<AppState>,
@@ -29,13 +42,7 @@ pub(crate) async fn show(
 ) -> Result<Markup, PageError> {
     let bulk_ref = parse_ref(&raw)?;
     let bulk = state.store.bulk(&bulk_ref).await?;
-    let names: HashMap<DeviceId, String> = state
-        .store
-        .list_devices()
-        .await?
-        .into_iter()
-        .map(|d| (d.id, d.name))
-        .collect();
+    let names = device_names(&state).await?;
     let reruns = state
         .store
         .list_bulks(&BulkQuery {

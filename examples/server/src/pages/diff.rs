@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use maud::{Markup, html};
 use netauto_core::RunId;
-use netauto_core::diff::{DiffOptions, Row, RunDiff, diff_runs, previous_run};
+use netauto_core::diff::{DiffOptions, LineDiff, Row, RunDiff, diff_runs, previous_run};
 use netauto_core::platform::Platforms;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -142,6 +142,25 @@ pub(crate) async fn page_previous(
     Ok(render(&user, d.as_ref(), &a, p.ignore_volatile))
 }
 
+/// The rows of `diff` as a two-column table (`id` on the table).
+pub(crate) fn side_by_side(id: &str, left: &str, right: &str, diff: &LineDiff) -> Markup {
+    html! {
+        table.grid.diff id=(id) {
+            thead { tr { th { (left) } th { (right) } } }
+            tbody {
+                @for row in diff.rows() {
+                    @match row {
+                        Row::Same { text } => tr.same { td { pre { (text) } } td { pre { (text) } } },
+                        Row::Removed { text } => tr.removed { td { pre { (text) } } td {} },
+                        Row::Added { text } => tr.added { td {} td { pre { (text) } } },
+                        Row::Skipped { lines } => tr.skipped { td colspan="2" { "… " (lines) " unchanged lines" } },
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn render(user: &CurrentUser, d: Option<&RunDiff>, a: &str, ignore_volatile: bool) -> Markup {
     let body = html! {
         @match d {
@@ -164,19 +183,7 @@ fn render(user: &CurrentUser, d: Option<&RunDiff>, a: &str, ignore_volatile: boo
                 @if d.lines.identical() {
                     p.banner.ok #identical { "Identical output." }
                 } @else {
-                    table.grid.diff #side-by-side {
-                        thead { tr { th { "run " (d.left.id) } th { "run " (d.right.id) } } }
-                        tbody {
-                            @for row in d.lines.rows() {
-                                @match row {
-                                    Row::Same { text } => tr.same { td { pre { (text) } } td { pre { (text) } } },
-                                    Row::Removed { text } => tr.removed { td { pre { (text) } } td {} },
-                                    Row::Added { text } => tr.added { td {} td { pre { (text) } } },
-                                    Row::Skipped { lines } => tr.skipped { td colspan="2" { "… " (lines) " unchanged lines" } },
-                                }
-                            }
-                        }
-                    }
+                    (side_by_side("side-by-side", &format!("run {}", d.left.id), &format!("run {}", d.right.id), &d.lines))
                     @let (l, r) = names(d);
                     details { summary { "Unified diff" } pre #unified { (d.lines.unified(&l, &r)) } }
                 }

@@ -5,14 +5,14 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use maud::{Markup, html};
-use netauto_core::diff::{FleetGroup, LineDiff, Row, fleet_groups};
+use netauto_core::diff::{FleetGroup, LineDiff, fleet_groups};
 use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, PageError};
-use crate::pages::bulk::parse_ref;
-use crate::pages::diff::platforms;
+use crate::pages::bulk::{device_names, parse_ref};
+use crate::pages::diff::{platforms, side_by_side};
 use crate::pages::layout::{Section, page};
 
 /// Output read per run for grouping.
@@ -82,13 +82,7 @@ pub(crate) async fn page_handler(
     Path(raw): Path<String>,
 ) -> Result<Markup, PageError> {
     let (bulk, groups) = groups(&state, &parse_ref(&raw)?).await?;
-    let names: std::collections::HashMap<_, _> = state
-        .store
-        .list_devices()
-        .await?
-        .into_iter()
-        .map(|d| (d.id, d.name))
-        .collect();
+    let names = device_names(&state).await?;
     let largest = groups.first().map(|g| g.text.clone()).unwrap_or_default();
     let body = html! {
         div.page-head {
@@ -105,19 +99,8 @@ pub(crate) async fn page_handler(
                     }
                 }
                 @if i > 0 {
-                    table.grid.diff {
-                        thead { tr { th { "largest group" } th { "this group" } } }
-                        tbody {
-                            @for row in LineDiff::of(largest.clone(), g.text.clone(), 3).rows() {
-                                @match row {
-                                    Row::Same { text } => tr.same { td { pre { (text) } } td { pre { (text) } } },
-                                    Row::Removed { text } => tr.removed { td { pre { (text) } } td {} },
-                                    Row::Added { text } => tr.added { td {} td { pre { (text) } } },
-                                    Row::Skipped { lines } => tr.skipped { td colspan="2" { "… " (lines) " unchanged lines" } },
-                                }
-                            }
-                        }
-                    }
+                    @let diff = LineDiff::of(largest.clone(), g.text.clone(), 3);
+                    (side_by_side(&format!("diff-{}", i + 1), "largest group", "this group", &diff))
                 }
             }
         }
