@@ -49,6 +49,7 @@ pub mod platform;
 pub mod prelude;
 pub mod retention;
 pub mod runtime;
+pub mod search;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

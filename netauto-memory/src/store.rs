@@ -11,6 +11,7 @@ use netauto_core::bulk::dedup_ids;
 use netauto_core::retention::{
     DeleteGuard, DeletedRuns, DeviceTotal, FootprintCursor, RunFootprint,
 };
+use netauto_core::search::SearchQuery;
 use netauto_core::{
     Bulk, BulkCancelled, BulkCounters, BulkQuery, BulkRef, BulkSummary, CancelRequests,
     ChunkAppended, Conflict, Device, DeviceId, DeviceOutcome, Enqueued, Error, NewBulk, NewDevice,
@@ -368,6 +369,36 @@ impl RunLog for InMemoryRunStore {
             .take(limit)
             .filter_map(|(_, _, id)| state.runs.get(id).map(|s| s.run.clone()))
             .collect())
+    }
+
+    /// A scan: every run's whole output, newest first (no index to keep).
+    async fn search_runs(&self, query: &SearchQuery) -> Result<Vec<Run>> {
+        netauto_core::search::check_text(&query.text)?;
+        let state = self.lock()?;
+        let mut ids: Vec<RunId> = state.runs.keys().copied().collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        let mut found = Vec::new();
+        for id in ids {
+            let stored = &state.runs[&id];
+            let Some(device) = state.devices.get(&stored.run.device_id) else {
+                continue;
+            };
+            if !query.admits(&stored.run, device) {
+                continue;
+            }
+            let output: Vec<u8> = stored
+                .chunks
+                .iter()
+                .flat_map(|c| c.data.iter().copied())
+                .collect();
+            if query.found_in(&String::from_utf8_lossy(&output)) {
+                found.push(stored.run.clone());
+                if found.len() == query.page_size() {
+                    break;
+                }
+            }
+        }
+        Ok(found)
     }
 }
 

@@ -108,6 +108,12 @@ macro_rules! run_store_by_concern {
             ) -> netauto_core::Result<Vec<netauto_core::Run>> {
                 crate::shared::runs::device_runs(&self.db, device_id, limit).await
             }
+            async fn search_runs(
+                &self,
+                query: &netauto_core::search::SearchQuery,
+            ) -> netauto_core::Result<Vec<netauto_core::Run>> {
+                crate::shared::search::search_runs(&self.db, query).await
+            }
         }
 
         #[async_trait::async_trait]

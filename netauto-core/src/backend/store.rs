@@ -18,6 +18,7 @@ use crate::model::ids::{BulkRef, DeviceId, RunId};
 use crate::model::job::{Enqueued, NewJob};
 use crate::model::run::{ChunkAppended, NewRun, OutputStream, Run, RunChunk, RunFinish};
 use crate::retention::{DeleteGuard, DeletedRuns, DeviceTotal, FootprintCursor, RunFootprint};
+use crate::search::SearchQuery;
 
 /// Devices: what commands run on. Part of [`RunStore`].
 #[async_trait]
@@ -96,6 +97,14 @@ pub trait RunLog: Send + Sync + Debug + 'static {
 
     /// The newest runs of a device, newest first, at most `limit`.
     async fn device_runs(&self, device_id: DeviceId, limit: usize) -> Result<Vec<Run>>;
+
+    /// Runs whose output contains `query.text` (case-insensitive) and that pass every filter
+    /// ([`SearchQuery::admits`]), newest first (descending id), at most its page size.
+    /// Continue with `query.before = Some(last.id)`. The index behind it is kept in step with
+    /// [`append_chunk`](RunLog::append_chunk) (a running run's stored output is found) and
+    /// with [`delete_runs`](crate::RetentionStore::delete_runs) (a purged run is never
+    /// found). See [`crate::search`] for the exact meaning.
+    async fn search_runs(&self, query: &SearchQuery) -> Result<Vec<Run>>;
 }
 
 /// Bulk records: their devices, outcomes, counters and cancels. Part of [`RunStore`].
@@ -238,6 +247,7 @@ mockall::mock! {
         async fn run(&self, id: RunId) -> Result<Run>;
         async fn chunks(&self, run_id: RunId, from_seq: u64, limit: usize) -> Result<Vec<RunChunk>>;
         async fn device_runs(&self, device_id: DeviceId, limit: usize) -> Result<Vec<Run>>;
+        async fn search_runs(&self, query: &SearchQuery) -> Result<Vec<Run>>;
     }
 
     #[async_trait]

@@ -55,6 +55,7 @@ pub mod lifecycle;
 pub mod progress;
 pub mod queue;
 pub mod retention;
+pub mod search;
 pub mod store;
 
 /// The backend under test: a queue and a store sharing one database.
@@ -183,6 +184,9 @@ macro_rules! __netauto_conformance_checks {
             retention::device_totals_match_runs,
             retention::footprint_pages_are_ordered_and_complete,
             retention::store_fed_plan_matches_naive_oracle,
+            search::search_finds_substrings_in_stored_output,
+            search::search_filters_and_pages,
+            search::search_never_finds_purged_runs,
         }
     };
 }

@@ -159,6 +159,9 @@ impl RunLog for FaultyStore {
     async fn device_runs(&self, device_id: DeviceId, limit: usize) -> Result<Vec<Run>> {
         self.inner.device_runs(device_id, limit).await
     }
+    async fn search_runs(&self, query: &crate::search::SearchQuery) -> Result<Vec<Run>> {
+        self.inner.search_runs(query).await
+    }
 }
 
 #[async_trait]

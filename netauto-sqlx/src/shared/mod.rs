@@ -8,3 +8,4 @@ pub(crate) mod devices;
 pub(crate) mod queue;
 pub(crate) mod retention;
 pub(crate) mod runs;
+pub(crate) mod search;

@@ -74,6 +74,7 @@ pub(crate) async fn append_chunk<P: Pools>(
     .execute(P::DB::conn(&mut *tx))
     .await
     .map_err(|e| missing_or_db(e, || Error::RunGone(run_id)))?;
+    crate::shared::search::index_chunk::<P::DB>(&mut *tx, run_id.get(), seq, data).await?;
     tx.commit().await.map_err(db)?;
     Ok(appended)
 }
