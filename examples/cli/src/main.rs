@@ -7,6 +7,7 @@ mod bulk;
 mod devices;
 mod platforms;
 mod retention;
+mod search;
 mod ssh;
 mod table;
 mod terminal;
@@ -73,6 +74,43 @@ enum Command {
     /// List and show platform definitions (shipped, and NETAUTO_PLATFORMS_DIR's).
     #[command(subcommand)]
     Platforms(PlatformsCommand),
+    /// Find the runs whose stored output contains a text (ignoring case, like `| include`),
+    /// newest first, with the matching lines in context (`N:` matching, `N-` context). Exit 0
+    /// when something is found, 4 when nothing is.
+    Search(SearchArgs),
+}
+
+#[derive(Debug, Args)]
+struct SearchArgs {
+    /// The text (3 characters or more, one line).
+    text: String,
+    /// Only this device's runs (its name).
+    #[arg(long)]
+    device: Option<String>,
+    /// Only runs on devices of this platform.
+    #[arg(long)]
+    platform: Option<String>,
+    /// Only runs whose command contains this (case-insensitive).
+    #[arg(long)]
+    command: Option<String>,
+    /// Runs started on or after: YYYY-MM-DD (UTC) or an RFC 3339 time.
+    #[arg(long, value_parser = netauto_core::BulkQuery::parse_time)]
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Runs started before: YYYY-MM-DD (UTC) or an RFC 3339 time.
+    #[arg(long, value_parser = netauto_core::BulkQuery::parse_time)]
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only runs older than this run id (the next page: printed on stderr when there is one).
+    #[arg(long)]
+    before: Option<RunId>,
+    /// Runs per page (1–200).
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Lines shown before and after each matching line.
+    #[arg(long, short = 'C', default_value_t = 2)]
+    context: usize,
+    /// JSON lines (one per run) instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -479,6 +517,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bulk(BulkCommand::Cancel { bulk_ref, wait }) => {
             bulk::cancel(&db, &bulk_ref, wait).await?;
+        }
+        Command::Search(args) => {
+            let mut query = netauto_core::search::SearchQuery::new(args.text)?;
+            if let Some(name) = &args.device {
+                let devices = store.list_devices().await?;
+                let Some(device) = devices.iter().find(|d| d.name == *name) else {
+                    anyhow::bail!("no device is named {name:?}");
+                };
+                query.device = Some(device.id);
+            }
+            query.platform = args.platform;
+            query.command = args.command;
+            query.since = args.since;
+            query.until = args.until;
+            query.before = args.before;
+            query.limit = args.limit;
+            return search::run(store.as_ref(), &query, args.context, args.json).await;
         }
         Command::Runs(RunsCommand::Diff {
             a,

@@ -671,3 +671,84 @@ async fn runs_diff_prints_a_unified_diff_and_exits_4_when_outputs_differ() {
         stderr(&out)
     );
 }
+
+/// `search`: runs whose output contains the text, newest first, grep-like lines with context;
+/// filters by device; exit 4 when nothing is found; a short text is a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_prints_matching_lines_with_context_and_exits_4_when_nothing_matches() {
+    let env = Env::new();
+    let db = env.db().await;
+    let mut ids = Vec::new();
+    for name in ["edge-1", "edge-2"] {
+        let device = db
+            .store()
+            .create_device(netauto_core::NewDevice::new(name, "h", "cisco_ios", "u"))
+            .await
+            .unwrap()
+            .id;
+        let at = Utc::now() - TimeDelta::minutes(5);
+        let run = db
+            .store()
+            .create_run(
+                NewRun {
+                    device_id: device,
+                    command: "show running-config".into(),
+                    requested_by: "seed".into(),
+                    bulk_ref: None,
+                },
+                at,
+            )
+            .await
+            .unwrap();
+        let text = format!(
+            "hostname {name}\ninterface Gi0/1\n description UPLINK to core\n ip address 10.9.0.1 255.255.255.0\n!\n"
+        );
+        db.store()
+            .append_chunk(run.id, OutputStream::Stdout, text.as_bytes(), at)
+            .await
+            .unwrap();
+        db.store()
+            .finish_run(run.id, RunFinish::new(RunStatus::Ok), at)
+            .await
+            .unwrap();
+        ids.push(run.id.to_string());
+    }
+    let out = env.run(&["search", "uplink TO", "-C", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.find(&format!("== run {} on edge-2", ids[1]));
+    let second = text.find(&format!("== run {} on edge-1", ids[0]));
+    assert!(
+        first.is_some() && second.is_some() && first < second,
+        "newest first: {text}"
+    );
+    assert!(
+        text.contains(
+            "     2- interface Gi0/1\n     3:  description UPLINK to core\n     4-  ip address"
+        ),
+        "{text}"
+    );
+    let out = env.run(&["search", "uplink", "--device", "edge-1", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["device"], "edge-1");
+    assert_eq!(lines[0]["matches"], 1);
+    let out = env.run(&["search", "10.9.0.2"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        stderr(&out).contains("no stored output contains"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["search", "ab"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("at least 3 characters"),
+        "{}",
+        stderr(&out)
+    );
+}

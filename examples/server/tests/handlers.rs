@@ -32,6 +32,7 @@ async fn every_page_and_api_route_requires_login() {
         "/runs/1/raw".to_owned(),
         "/retention".to_owned(),
         "/bulks".to_owned(),
+        "/search?q=abc".to_owned(),
     ] {
         let res = send(&t.router, Request::get(&uri).body(Body::empty()).unwrap()).await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "{uri}");
@@ -40,6 +41,7 @@ async fn every_page_and_api_route_requires_login() {
     for uri in [
         "/api/devices".to_owned(),
         "/api/bulks".to_owned(),
+        "/api/search?q=abc".to_owned(),
         format!("/api/bulk/{bulk}"),
         "/api/runs/1".to_owned(),
     ] {
@@ -870,5 +872,64 @@ async fn the_fleet_view_groups_a_bulks_devices_by_identical_output() {
     assert!(html.contains("id=\"group-2\""), "{html}");
     let res = send(&t.router, s.get("/api/bulk/0123/fleet")).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    handle.shutdown().await;
+}
+
+/// Search: the API and the page find stored output by a case-insensitive substring, show the
+/// matching line escaped and highlighted, and refuse a short text or an unknown device.
+#[tokio::test]
+async fn search_finds_stored_output_escaped_in_the_api_and_the_page() {
+    let t = test_app().await;
+    let handle = t.app.runner().clone().start();
+    let s = login(&t.router).await;
+    let body = format!(
+        r#"{{"device_ids":[{}],"command":"show <b>Uplink</b> status"}}"#,
+        t.devices[0]
+    );
+    let res = send(&t.router, s.post_json("/api/bulk", &body, Some(&s.csrf))).await;
+    let v: Value = serde_json::from_str(&body_text(res).await).unwrap();
+    let bulk_ref = BulkRef::parse(v["bulk_ref"].as_str().unwrap()).unwrap();
+    let bulk = wait_bulk(&t.store, &bulk_ref).await;
+    let run = bulk.outcomes.values().next().unwrap().run_id.unwrap();
+
+    let v: Value = serde_json::from_str(
+        &body_text(send(&t.router, s.get("/api/search?q=%3Cb%3EUPLINK")).await).await,
+    )
+    .unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{v}");
+    assert_eq!(runs[0]["run_id"], run.get());
+    assert_eq!(runs[0]["device"], "r1");
+    let line = &runs[0]["excerpts"][0]["lines"][0];
+    assert_eq!(line["matched"], true, "{v}");
+    assert!(
+        line["text"].as_str().unwrap().contains("<b>Uplink</b>"),
+        "{v}"
+    );
+    assert_eq!(v["next"], Value::Null);
+
+    let res = send(&t.router, s.get("/api/search?q=ab")).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(body_text(res).await.contains("at least 3 characters"));
+    let res = send(&t.router, s.get("/api/search?q=uplink&device=nope")).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let v: Value = serde_json::from_str(
+        &body_text(send(&t.router, s.get("/api/search?q=uplink&device=r2")).await).await,
+    )
+    .unwrap();
+    assert_eq!(
+        v["runs"].as_array().unwrap().len(),
+        0,
+        "another device's runs: {v}"
+    );
+
+    let html = body_text(send(&t.router, s.get("/search?q=uplink")).await).await;
+    assert!(html.contains("id=\"hits\""), "{html}");
+    assert!(html.contains("<mark>Uplink</mark>"), "{html}");
+    assert!(html.contains("&lt;b&gt;"), "output is escaped: {html}");
+    assert!(!html.contains("<b>Uplink"), "{html}");
+    assert!(html.contains(&format!("href=\"/runs/{run}\"")), "{html}");
+    let html = body_text(send(&t.router, s.get("/search?q=no-such-text-anywhere")).await).await;
+    assert!(html.contains("id=\"no-hits\""), "{html}");
     handle.shutdown().await;
 }

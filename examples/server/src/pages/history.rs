@@ -81,7 +81,7 @@ impl HistoryParams {
     }
 }
 
-fn url_pairs(fields: &[(&str, &str)]) -> Vec<String> {
+pub(crate) fn url_pairs(fields: &[(&str, &str)]) -> Vec<String> {
     fields
         .iter()
         .filter(|(_, v)| !v.trim().is_empty())
@@ -90,7 +90,7 @@ fn url_pairs(fields: &[(&str, &str)]) -> Vec<String> {
 }
 
 /// Percent-encodes everything but unreserved characters.
-fn percent(v: &str) -> String {
+pub(crate) fn percent(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -10,6 +10,7 @@ pub(crate) enum Section {
     Devices,
     Bulks,
     Runs,
+    Search,
     Retention,
 }
 
@@ -40,6 +41,7 @@ pub(crate) fn page(
                     nav {
                         (nav(Section::Devices, "/devices", "Devices"))
                         (nav(Section::Bulks, "/bulks", "Bulks"))
+                        (nav(Section::Search, "/search", "Search"))
                         (nav(Section::Retention, "/retention", "Retention"))
                     }
                     div.user {

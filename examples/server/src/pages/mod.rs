@@ -8,6 +8,7 @@ pub(crate) mod history;
 pub(crate) mod layout;
 pub(crate) mod retention;
 pub(crate) mod runs;
+pub(crate) mod search;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
