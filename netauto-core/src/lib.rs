@@ -43,6 +43,7 @@ pub mod diff;
 mod env;
 mod error;
 pub mod exec;
+pub mod export;
 pub mod follow;
 mod model;
 pub mod platform;

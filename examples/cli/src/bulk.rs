@@ -368,3 +368,35 @@ async fn print_bulk(store: &dyn RunStore, bulk: &Bulk) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `bulk export`: the bulk's export to `output` or stdout.
+pub(crate) async fn export(
+    store: &dyn RunStore,
+    bulk_ref: &BulkRef,
+    format: netauto_core::export::ExportFormat,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use netauto_core::export::{ExportFormat, export_bulk};
+    let bulk = store.bulk(bulk_ref).await?;
+    let done = match output {
+        Some(path) => {
+            let mut file = tokio::fs::File::create(path)
+                .await
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            export_bulk(store, &bulk, format, &mut file).await?
+        }
+        None => {
+            if format == ExportFormat::Tar && terminal::stdout_is_terminal() {
+                anyhow::bail!(
+                    "a tar archive is not written to a terminal: use --output FILE or a pipe"
+                );
+            }
+            export_bulk(store, &bulk, format, &mut tokio::io::stdout()).await?
+        }
+    };
+    eprintln!(
+        "exported bulk {bulk_ref}: {} devices, {} bytes ({format})",
+        done.devices, done.bytes
+    );
+    Ok(())
+}

@@ -224,6 +224,19 @@ enum BulkCommand {
         #[arg(long, env = "NETAUTO_REQUESTED_BY")]
         requested_by: Option<String>,
     },
+    /// Export a bulk's results: one row per device (name, status, exit, bytes, truncated,
+    /// error, …) as CSV or JSON, or every device's output and results.csv as a tar archive.
+    /// Streamed: any size of bulk in bounded memory.
+    Export {
+        /// The bulk reference.
+        bulk_ref: BulkRef,
+        /// csv, json or tar.
+        #[arg(long, default_value = "csv", value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<netauto_core::export::ExportFormat>()))]
+        format: netauto_core::export::ExportFormat,
+        /// Write to this file instead of stdout (a tar is never written to a terminal).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Show a bulk: counters and one row per device.
     Show {
         /// The bulk reference `bulk run` printed.
@@ -511,6 +524,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let child = service.rerun(&bulk_ref, which, &requested_by).await?;
             println!("{child}");
             eprintln!("bulk {child} runs {bulk_ref} again; a worker runs it (`netauto worker`)");
+        }
+        Command::Bulk(BulkCommand::Export {
+            bulk_ref,
+            format,
+            output,
+        }) => {
+            bulk::export(store.as_ref(), &bulk_ref, format, output.as_deref()).await?;
         }
         Command::Bulk(BulkCommand::Show { bulk_ref, json }) => {
             bulk::show(store.as_ref(), &bulk_ref, json).await?;

@@ -752,3 +752,109 @@ async fn search_prints_matching_lines_with_context_and_exits_4_when_nothing_matc
         stderr(&out)
     );
 }
+
+/// `bulk export`: CSV to stdout, a tar to a file that `tar` lists; a tar is not written to a
+/// terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_export_writes_csv_and_a_tar_archive() {
+    use netauto_core::{DeviceOutcome, NewBulk};
+    let env = Env::new();
+    let db = env.db().await;
+    let store = db.store();
+    let mut ids = Vec::new();
+    for name in ["core-1", "core-2"] {
+        ids.push(
+            store
+                .create_device(NewDevice::new(name, "h", "cisco_ios", "u"))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let bulk_ref = netauto_core::BulkRef::generate();
+    store
+        .create_bulk(
+            NewBulk {
+                bulk_ref: bulk_ref.clone(),
+                command: "show clock".into(),
+                requested_by: "seed".into(),
+                device_ids: ids.clone(),
+                limits: Default::default(),
+                parent: None,
+            },
+            Vec::new(),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let run = store
+        .create_run(
+            NewRun {
+                device_id: ids[0],
+                command: "show clock".into(),
+                requested_by: "seed".into(),
+                bulk_ref: Some(bulk_ref.clone()),
+            },
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    store
+        .append_chunk(run.id, OutputStream::Stdout, b"12:00:00 UTC\n", Utc::now())
+        .await
+        .unwrap();
+    store
+        .finish_run(
+            run.id,
+            RunFinish::new(RunStatus::Ok).with_exit_status(0),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    store
+        .record_outcome(
+            &bulk_ref,
+            DeviceOutcome {
+                device_id: ids[0],
+                run_id: Some(run.id),
+                status: RunStatus::Ok,
+                error_kind: None,
+                recorded_at: Utc::now(),
+                truncated: false,
+            },
+        )
+        .await
+        .unwrap();
+    let out = env.run(&["bulk", "export", bulk_ref.as_str(), "--format", "csv"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        csv.contains(&format!(
+            "core-1,{},h,cisco_ios,ok,0,,,13,false,{},",
+            ids[0], run.id
+        )),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("core-2,") && csv.contains(",pending,"),
+        "{csv}"
+    );
+    let tar = env.path("bulk.tar");
+    let out = env.run(&[
+        "bulk",
+        "export",
+        bulk_ref.as_str(),
+        "--format",
+        "tar",
+        "-o",
+        tar.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let listed = Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        format!("{bulk_ref}/core-1.txt\n{bulk_ref}/results.csv\n")
+    );
+    let out = env.run(&["bulk", "export", bulk_ref.as_str(), "--format", "zip"]);
+    assert_eq!(out.status.code(), Some(2), "a bad format is a usage error");
+}

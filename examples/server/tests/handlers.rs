@@ -933,3 +933,91 @@ async fn search_finds_stored_output_escaped_in_the_api_and_the_page() {
     assert!(html.contains("id=\"no-hits\""), "{html}");
     handle.shutdown().await;
 }
+
+/// Export: the bulk page links CSV, JSON and tar; the API streams them with a download
+/// name; a bad format is 400, an unknown bulk 404.
+#[tokio::test]
+async fn a_bulk_exports_as_csv_json_and_tar() {
+    let t = test_app().await;
+    let handle = t.app.runner().clone().start();
+    let s = login(&t.router).await;
+    let body = format!(
+        r#"{{"device_ids":[{},{}],"command":"show version"}}"#,
+        t.devices[0], t.devices[1]
+    );
+    let res = send(&t.router, s.post_json("/api/bulk", &body, Some(&s.csrf))).await;
+    let v: Value = serde_json::from_str(&body_text(res).await).unwrap();
+    let bulk_ref = BulkRef::parse(v["bulk_ref"].as_str().unwrap()).unwrap();
+    wait_bulk(&t.store, &bulk_ref).await;
+
+    let html = body_text(send(&t.router, s.get(&format!("/bulk/{bulk_ref}"))).await).await;
+    assert!(
+        html.contains(&format!("href=\"/bulk/{bulk_ref}/export?format=tar\"")),
+        "{html}"
+    );
+    let res = send(
+        &t.router,
+        s.get(&format!("/api/bulk/{bulk_ref}/export?format=csv")),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()[header::CONTENT_TYPE],
+        "text/csv; charset=utf-8"
+    );
+    assert_eq!(
+        res.headers()[header::CONTENT_DISPOSITION],
+        format!("attachment; filename=\"bulk-{bulk_ref}.csv\"").as_str()
+    );
+    let csv = body_text(res).await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[1].starts_with("r1,"), "{csv}");
+    assert!(lines[2].starts_with("r2,"), "{csv}");
+
+    let res = send(
+        &t.router,
+        s.get(&format!("/bulk/{bulk_ref}/export?format=json")),
+    )
+    .await;
+    let rows: Vec<Value> = serde_json::from_str(&body_text(res).await).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["status"], "ok");
+
+    let res = send(
+        &t.router,
+        s.get(&format!("/api/bulk/{bulk_ref}/export?format=tar")),
+    )
+    .await;
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "application/x-tar");
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(bytes.len() % 512, 0);
+    assert_eq!(
+        &bytes[..bytes_name(&bulk_ref, "r1.txt").len()],
+        bytes_name(&bulk_ref, "r1.txt").as_bytes()
+    );
+    assert!(
+        bytes.windows(16).any(|w| w == b"r1: show version"),
+        "the device output is in the archive"
+    );
+
+    let res = send(
+        &t.router,
+        s.get(&format!("/api/bulk/{bulk_ref}/export?format=zip")),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let res = send(
+        &t.router,
+        s.get(&format!("/api/bulk/{}/export", BulkRef::generate())),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    handle.shutdown().await;
+}
+
+fn bytes_name(bulk_ref: &BulkRef, file: &str) -> String {
+    format!("{bulk_ref}/{file}")
+}

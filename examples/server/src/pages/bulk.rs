@@ -171,6 +171,11 @@ fn body(
                 dt { "Requested by" } dd { (bulk.requested_by) }
                 dt { "Started" } dd { (time(bulk.created_at)) }
                 dt { "Finished" } dd #finished-at { (time_opt(bulk.finished_at)) }
+                dt { "Export" } dd #export {
+                    a #export-csv href={ "/bulk/" (bulk.bulk_ref) "/export?format=csv" } { "CSV" } " · "
+                    a #export-json href={ "/bulk/" (bulk.bulk_ref) "/export?format=json" } { "JSON" } " · "
+                    a #export-tar href={ "/bulk/" (bulk.bulk_ref) "/export?format=tar" } title="Every device's output and results.csv" { "all outputs (tar)" }
+                }
                 @if let Some(at) = bulk.cancelled_at {
                     dt { "Cancelled" } dd #cancelled-at { (time(at)) }
                 }

@@ -3,6 +3,7 @@
 pub(crate) mod bulk;
 pub(crate) mod devices;
 pub(crate) mod diff;
+pub(crate) mod export;
 pub(crate) mod fleet;
 pub(crate) mod history;
 pub(crate) mod layout;
