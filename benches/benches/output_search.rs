@@ -15,8 +15,10 @@
 //! * `one_device_address` — an interface address of one device (every 1,000th run);
 //! * `everywhere` — a text in every run (the newest page is found without reading the rest);
 //! * `absent` — a text in no run;
-//! * `everywhere_one_device` — a text in every run, filtered to one device (the index is read
-//!   newest first until 20 of that device's runs are found: the slow shape).
+//! * `everywhere_one_device` — a text in every run, filtered to one device (the device's runs
+//!   are looked up in the index one by one);
+//! * `unique_serial_one_device` — the serial, filtered to its device (24 of the device's runs
+//!   looked up one by one find nothing, then the index scan finds it).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt::Write as _;
@@ -26,7 +28,7 @@ use std::time::Instant;
 use chrono::{DateTime, TimeZone, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use netauto_core::search::{self, ExcerptOptions, SearchQuery};
-use netauto_core::{DeviceId, RunLog, RunStore};
+use netauto_core::{DeviceId, RunStore};
 use netauto_sqlx::postgres::PgBackend;
 use netauto_sqlx::sqlite::SqliteBackend;
 use sqlx::Connection;
@@ -104,6 +106,8 @@ fn queries(
     let d = 845 % DEVICES;
     let mut one_device = SearchQuery::new("description").unwrap();
     one_device.device = Some(device_of(d));
+    let mut serial_on_its_device = SearchQuery::new(format!("FTX{serial:010}")).unwrap();
+    serial_on_its_device.device = Some(device_of((serial - 1) % DEVICES));
     let with_page = |mut q: SearchQuery| {
         q.limit = 20;
         q
@@ -133,6 +137,11 @@ fn queries(
             0,
         ),
         ("everywhere_one_device", with_page(one_device), per_device),
+        (
+            "unique_serial_one_device",
+            with_page(serial_on_its_device),
+            1,
+        ),
     ]
 }
 

@@ -593,3 +593,171 @@ async fn one_device_per_platform_ends_as_its_platform_says_in_a_real_browser() {
     );
     session.close().await;
 }
+
+/// Clicks the first element matching `selector` and waits for a page whose path starts with
+/// `path` and that has an element `#ready`.
+async fn click_to(cdp: &mut Cdp, selector: &str, path: &str, ready: &str) {
+    cdp.eval(&format!(
+        "document.querySelector({}).click(); true",
+        json!(selector)
+    ))
+    .await;
+    cdp.wait_for(
+        &format!("{path} after clicking {selector}"),
+        &format!(
+            "location.pathname.startsWith({}) && document.readyState === 'complete' && !!document.getElementById({})",
+            json!(path),
+            json!(ready)
+        ),
+        Duration::from_secs(20),
+    )
+    .await;
+}
+
+/// Working with results, by clicks: a bulk with a failing device; the history lists it; run
+/// again on the failed device (linked to its parent); run again on all, then diff a run with
+/// the previous one; search the stored output; export the bulk as CSV and tar.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_history_rerun_diff_search_and_export_in_a_real_browser() {
+    let Some(mut session) = Session::start("results", 8).await else {
+        return;
+    };
+    let Session {
+        ref mut cdp,
+        ref base,
+        ..
+    } = session;
+    let cdp: &mut Cdp = cdp;
+
+    // core-sw-01 and leaf-01 answer; leaf-02 rejects every login.
+    cdp.eval(
+        "(() => { const want = ['core-sw-01', 'leaf-01', 'leaf-02']; \
+         for (const row of document.querySelectorAll('#devices tbody tr')) { \
+           if (want.includes(row.querySelector('td.name').textContent)) row.querySelector('input.pick').click(); } \
+         document.getElementById('open-bulk').click(); \
+         document.getElementById('command').value = 'show inventory'; \
+         document.getElementById('submit-bulk').click(); return true; })()",
+    )
+    .await;
+    cdp.wait_for(
+        "the first bulk to finish",
+        "location.pathname.startsWith('/bulk/') && !!document.getElementById('summary') && !document.getElementById('summary').hidden",
+        Duration::from_secs(60),
+    )
+    .await;
+    let first = cdp.eval("location.pathname").await;
+    assert_eq!(
+        cdp.eval("document.getElementById('c-ok').textContent")
+            .await,
+        json!("2")
+    );
+
+    // History: the navigation's Bulks, the newest row is that bulk.
+    click_to(cdp, "nav a[href='/bulks']", "/bulks", "bulks").await;
+    click_to(cdp, "#bulks tbody tr a", "/bulk/", "bulk").await;
+    assert_eq!(cdp.eval("location.pathname").await, first);
+
+    // Run again on the failed device: a new bulk of one device, linked to the first.
+    click_to(cdp, "#rerun-failed", "/bulk/", "parent").await;
+    assert_ne!(cdp.eval("location.pathname").await, first);
+    cdp.wait_for(
+        "the re-run to finish",
+        "!document.getElementById('summary').hidden",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        cdp.eval("document.querySelectorAll('#bulk-devices tbody tr').length")
+            .await,
+        json!(1),
+        "only the failed device"
+    );
+    assert_eq!(
+        cdp.eval("document.querySelector('#parent a').getAttribute('href')")
+            .await,
+        first
+    );
+
+    // Back to the parent, run again on all; in the new bulk, diff a run with the previous one.
+    click_to(cdp, "#parent a", "/bulk/", "rerun-all").await;
+    click_to(cdp, "#rerun-all", "/bulk/", "parent").await;
+    cdp.wait_for(
+        "the second re-run to finish",
+        "!document.getElementById('summary').hidden && document.getElementById('c-ok').textContent === '2'",
+        Duration::from_secs(60),
+    )
+    .await;
+    cdp.eval(
+        "(() => { for (const row of document.querySelectorAll('#bulk-devices tbody tr')) { \
+           if (row.textContent.includes('core-sw-01')) { row.querySelector('td.run a').click(); return true; } } \
+         return false; })()",
+    )
+    .await;
+    cdp.wait_for(
+        "the run page",
+        "location.pathname.startsWith('/runs/') && document.readyState === 'complete' && !!document.getElementById('output')",
+        Duration::from_secs(15),
+    )
+    .await;
+    let run = cdp.eval("location.pathname").await;
+    // The simulator answers the same twice: the diff says identical.
+    click_to(cdp, "a[href$='/diff']", "/runs/", "identical").await;
+    assert_eq!(
+        cdp.eval("location.pathname").await,
+        json!(format!("{}/diff", run.as_str().unwrap()))
+    );
+
+    // Search the stored output from the navigation: both core-sw-01 runs are found, newest
+    // first, the matching line highlighted.
+    click_to(cdp, "nav a[href='/search']", "/search", "search-form").await;
+    cdp.eval(
+        "document.querySelector('#search-form input[name=q]').value = \"CORE-SW-01: output of 'show inventory'\"; \
+         document.querySelector('#search-form button').click(); true",
+    )
+    .await;
+    cdp.wait_for(
+        "search results",
+        "document.readyState === 'complete' && !!document.getElementById('hits')",
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(
+        cdp.eval("document.querySelectorAll('#hits section.hit').length")
+            .await,
+        json!(2)
+    );
+    assert_eq!(
+        cdp.eval("document.querySelector('#hits section.hit h3 a').getAttribute('href')")
+            .await,
+        run,
+        "newest first"
+    );
+    assert_eq!(
+        cdp.eval("document.querySelector('#hits mark').textContent")
+            .await,
+        json!("core-sw-01: output of 'show inventory'")
+    );
+
+    // Export the first bulk: the page's links download CSV (one row per device) and a tar.
+    cdp.goto(&format!("{base}{}", first.as_str().unwrap()))
+        .await;
+    let csv = cdp
+        .eval("fetch(document.getElementById('export-csv').href).then(r => r.text())")
+        .await;
+    let csv = csv.as_str().unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("leaf-02,") && l.contains(",error,")),
+        "{csv}"
+    );
+    let tar = cdp
+        .eval(
+            "fetch(document.getElementById('export-tar').href).then(r => r.arrayBuffer()).then(b => { \
+               const text = new TextDecoder('latin1').decode(b); \
+               return [b.byteLength % 512, text.includes('/core-sw-01.txt'), text.includes('/results.csv')]; })",
+        )
+        .await;
+    assert_eq!(tar, json!([0, true, true]));
+    session.close().await;
+}

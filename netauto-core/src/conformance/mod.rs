@@ -187,6 +187,7 @@ macro_rules! __netauto_conformance_checks {
             search::search_finds_substrings_in_stored_output,
             search::search_filters_and_pages,
             search::search_never_finds_purged_runs,
+            search::search_one_device_among_many_runs,
         }
     };
 }

@@ -229,3 +229,28 @@ pub async fn search_never_finds_purged_runs(b: &Backend) {
         .expect("delete_runs");
     assert_eq!(ids(b, &query("purge-marker")).await, Vec::<RunId>::new());
 }
+
+/// One device with many runs (more than a backend may look up one by one), only the
+/// oldest holding the text, among other devices' runs that all hold it.
+pub async fn search_one_device_among_many_runs(b: &Backend) {
+    let d = devices(b, "search-many", 2).await;
+    let mut oldest = None;
+    for i in 0..70 {
+        let text = if i == 0 {
+            "the needle-xyz here\n"
+        } else {
+            "hay\n"
+        };
+        let run = run_with(b, d[0], "show log", &[text], i).await;
+        finish(b, run.id, i).await;
+        oldest.get_or_insert(run.id);
+        let other = run_with(b, d[1], "show log", &["needle-xyz\n"], i).await;
+        finish(b, other.id, i).await;
+    }
+    let mut q = query("NEEDLE-XYZ");
+    q.device = Some(d[0]);
+    q.limit = 5;
+    assert_eq!(ids(b, &q).await, [oldest.unwrap()]);
+    q.device = Some(d[1]);
+    assert_eq!(ids(b, &q).await.len(), 5);
+}

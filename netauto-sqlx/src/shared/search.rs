@@ -170,44 +170,119 @@ pub(crate) async fn search_runs<P: Pools>(s: &P, q: &SearchQuery) -> Result<Vec<
             found.iter().map(rows::run).collect()
         }
         Kind::Sqlite => {
-            // The FTS5 index newest first, joined to the run for the filters (CROSS JOIN
-            // keeps the index the outer loop, so the scan stops at the LIMIT); several
-            // chunks of one run come one after another and count once.
-            let sql = format!(
-                "SELECT s.rowid AS search_key, r.* FROM run_search s CROSS JOIN runs r ON r.id = s.rowid >> 32
-                 WHERE s.run_search MATCH $1 AND s.rowid < $2 {}
-                 ORDER BY s.rowid DESC LIMIT $3",
-                filters::<P::DB>(q, 4)
-            );
-            let phrase = format!("\"{}\"", q.text.replace('"', "\"\""));
-            let mut bound = q.before.map_or(i64::MAX, |b| b.get() << 32);
-            let batch = (page * 4).max(64) as i64;
-            let mut runs: Vec<Run> = Vec::with_capacity(page);
-            loop {
-                let query = sqlx::query::<P::DB>(sqlx::AssertSqlSafe(sql.clone()))
-                    .text(&phrase)
-                    .int(bound)
-                    .int(batch);
-                let found = bind_filters(query, q, command.as_deref())
-                    .fetch_all(P::DB::pool(s.reader()))
-                    .await
-                    .map_err(db)?;
-                for row in &found {
-                    let id = row.int("search_key")? >> 32;
-                    if runs.last().is_some_and(|r| r.id.get() == id) {
-                        continue;
-                    }
-                    runs.push(rows::run(row)?);
-                    if runs.len() == page {
-                        return Ok(runs);
-                    }
-                    // The next batch starts below the run's other chunks.
-                    bound = id << 32;
-                }
-                if (found.len() as i64) < batch {
-                    return Ok(runs);
-                }
+            let mut found = Vec::with_capacity(page);
+            let mut before = q.before.map_or(i64::MAX, RunId::get);
+            if q.device.is_some() {
+                before = sqlite_one_device(s, q, command.as_deref(), &mut found).await?;
             }
+            if found.len() < page && before > 1 {
+                sqlite_scan(s, q, command.as_deref(), before, &mut found).await?;
+            }
+            Ok(found)
         }
     }
 }
+
+/// SQLite: the FTS5 index newest first from run `before` down, joined to the run for the
+/// filters (CROSS JOIN keeps the index the outer loop, so the scan stops as soon as the page
+/// is full); several chunks of one run come one after another and count once.
+async fn sqlite_scan<P: Pools>(
+    s: &P,
+    q: &SearchQuery,
+    command: Option<&str>,
+    before: i64,
+    runs: &mut Vec<Run>,
+) -> Result<()> {
+    let page = q.page_size();
+    let sql = format!(
+        "SELECT s.rowid AS search_key, r.* FROM run_search s CROSS JOIN runs r ON r.id = s.rowid >> 32
+         WHERE s.run_search MATCH $1 AND s.rowid < $2 {}
+         ORDER BY s.rowid DESC LIMIT $3",
+        filters::<P::DB>(q, 4)
+    );
+    let phrase = fts_phrase(&q.text);
+    let mut bound = before.checked_mul(1 << 32).unwrap_or(i64::MAX);
+    let batch = (page * 4).max(64) as i64;
+    loop {
+        let query = sqlx::query::<P::DB>(sqlx::AssertSqlSafe(sql.clone()))
+            .text(&phrase)
+            .int(bound)
+            .int(batch);
+        let found = bind_filters(query, q, command)
+            .fetch_all(P::DB::pool(s.reader()))
+            .await
+            .map_err(db)?;
+        for row in &found {
+            let id = row.int("search_key")? >> 32;
+            if runs.last().is_some_and(|r| r.id.get() == id) {
+                continue;
+            }
+            runs.push(rows::run(row)?);
+            if runs.len() == page {
+                return Ok(());
+            }
+            // The next batch starts below the run's other chunks.
+            bound = id << 32;
+        }
+        if (found.len() as i64) < batch {
+            return Ok(());
+        }
+    }
+}
+
+/// `text` as an FTS5 phrase (with the trigram tokenizer: a substring).
+fn fts_phrase(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+/// SQLite, one device: its newest runs, each looked up in the index by its rowid range — a
+/// device has few runs next to the whole index, which a common text fills with other
+/// devices' runs. After [`DEVICE_CHECKS`] runs without a full page (a rare text: the index
+/// scan is the faster way), answers where the scan should go on from.
+async fn sqlite_one_device<P: Pools>(
+    s: &P,
+    q: &SearchQuery,
+    command: Option<&str>,
+    found: &mut Vec<Run>,
+) -> Result<i64> {
+    let page = q.page_size();
+    let phrase = fts_phrase(&q.text);
+    let sql = format!(
+        "SELECT r.* FROM runs r WHERE r.id < $1 {} ORDER BY r.id DESC LIMIT {DEVICE_CHECKS}",
+        filters::<P::DB>(q, 2)
+    );
+    let mut before = q.before.map_or(i64::MAX, RunId::get);
+    let query = sqlx::query::<P::DB>(sqlx::AssertSqlSafe(sql)).int(before);
+    let runs = bind_filters(query, q, command)
+        .fetch_all(P::DB::pool(s.reader()))
+        .await
+        .map_err(db)?;
+    for row in &runs {
+        let run = rows::run(row)?;
+        let id = run.id.get();
+        let hit = sqlx::query::<P::DB>(
+            "SELECT 1 AS hit FROM run_search WHERE run_search MATCH $1 AND rowid BETWEEN $2 AND $3 LIMIT 1",
+        )
+        .text(&phrase)
+        .int(id << 32)
+        .int((id << 32) | 0xFFFF_FFFF)
+        .fetch_optional(P::DB::pool(s.reader()))
+        .await
+        .map_err(db)?;
+        before = id;
+        if hit.is_some() {
+            found.push(run);
+            if found.len() == page {
+                break;
+            }
+        }
+    }
+    if runs.len() < DEVICE_CHECKS {
+        // Every run of the device was looked at.
+        before = 1;
+    }
+    Ok(before)
+}
+
+/// Runs of one device looked up one by one before the index scan takes over.
+const DEVICE_CHECKS: usize = 24;
