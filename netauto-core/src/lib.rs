@@ -77,8 +77,8 @@ pub use model::bulk::{
 pub use model::device::{Device, NewDevice};
 pub use model::ids::{BulkRef, DeviceId, InvalidBulkRef, JobId, RunId};
 pub use model::job::{
-    ClaimRequest, DEFAULT_MAX_ATTEMPTS, Enqueued, FailAction, Job, JobFailure, JobFilter, JobState,
-    NewJob,
+    ClaimRequest, DEFAULT_MAX_ATTEMPTS, Enqueued, FailAction, Job, JobCount, JobFailure, JobFilter,
+    JobState, NewJob,
 };
 pub use model::run::{
     ChunkAppended, NewRun, OutputStream, Run, RunChunk, RunFinish, RunStatus, UnknownStatus,

@@ -11,6 +11,13 @@ pub const JOB_STOP: &str = "netauto.job.stop";
 /// A job attempt failed. Fields: `job_id`, `worker`, `queue`, `attempt`, `duration_ms`,
 /// `kind` (`retry`, `discard`, `timeout`, `malformed`, `unknown_worker`), `error`, `state`.
 pub const JOB_EXCEPTION: &str = "netauto.job.exception";
+/// A device command's run ended (bulk or not). Fields: `status`, `error_kind` (empty when
+/// none), `duration_ms` (connect, login and output included), `bytes` (output stored).
+pub const RUN_FINISH: &str = "netauto.run.finish";
+/// An SSH connection attempt ended (netauto-ssh; TCP, jump hosts, handshake, host key and
+/// login). Fields: `outcome` (`ok` or the error kind: `connect`, `auth`, `host_key`, …),
+/// `duration_ms`. Logged at debug level.
+pub const SSH_CONNECT: &str = "netauto.ssh.connect";
 /// A bulk device finished ok. Fields: `bulk_ref`, `device_id`, `run_id`.
 pub const BULK_OK: &str = "netauto.bulk.ok";
 /// A bulk device failed. Fields: `bulk_ref`, `device_id`, `run_id`, `status`, `error_kind`.

@@ -334,6 +334,10 @@ macro_rules! job_queue_by_concern {
             ) -> netauto_core::Result<Vec<netauto_core::Job>> {
                 queue::list(&self.db, filter).await
             }
+
+            async fn counts(&self) -> netauto_core::Result<Vec<netauto_core::JobCount>> {
+                queue::counts(&self.db).await
+            }
         }
     };
 }

@@ -123,7 +123,17 @@ impl NetworkClient for SshNetworkClient {
         let mut login = None;
         for (i, reference) in references.iter().enumerate() {
             let credential = inner.credential(device, reference).await?;
-            match inner.connect(device, &credential, deadline).await {
+            let connecting = std::time::Instant::now();
+            let connected = inner.connect(device, &credential, deadline).await;
+            tracing::debug!(
+                event = "netauto.ssh.connect",
+                outcome = match &connected {
+                    Ok(_) => "ok",
+                    Err(e) => e.kind(),
+                },
+                duration_ms = connecting.elapsed().as_secs_f64() * 1000.0,
+            );
+            match connected {
                 Ok((handle, lease)) => {
                     login = Some((handle, lease, credential, reference.clone()));
                     break;

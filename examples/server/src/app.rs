@@ -22,7 +22,7 @@ use crate::login::{self, LoginGate};
 use crate::retention::{LastPurge, RecordingRetention};
 use crate::session::Sessions;
 use crate::users::Users;
-use crate::{api, assets, live, pages};
+use crate::{api, assets, live, metrics, pages};
 
 /// Largest login form accepted (user name, password, CSRF token).
 const LOGIN_BODY_LIMIT: usize = 8 * 1024;
@@ -72,6 +72,12 @@ pub(crate) struct AppState {
     pub(crate) secure_cookies: bool,
     /// How long a live bulk stream stays quiet before it checks the store.
     pub(crate) resync_after: std::time::Duration,
+    /// The job queue (counts for `/metrics` and `/healthz`).
+    pub(crate) queue: Arc<dyn JobQueue>,
+    /// The runner (its last tick for `/healthz`).
+    pub(crate) runner: Runner,
+    /// The bearer token `/metrics` requires, if any.
+    pub(crate) metrics_token: Option<String>,
 }
 
 /// The web app and its (not yet started) job runner.
@@ -97,6 +103,7 @@ impl App {
                 retention.clone(),
                 last_purge.clone(),
             ));
+        let queue = parts.queue.clone();
         let runner = Runner::new(parts.queue, registry)
             .with_config(parts.runner)
             .with_cron(CronEntry::new::<RetentionWorker>(
@@ -118,6 +125,9 @@ impl App {
             login: Arc::new(LoginGate::new(&WebLimits::default())),
             secure_cookies: parts.secure_cookies,
             resync_after: live::RESYNC_AFTER,
+            queue,
+            runner: runner.clone(),
+            metrics_token: None,
         };
         Ok(Self { state, runner })
     }
@@ -127,6 +137,14 @@ impl App {
     /// (default 10 s).
     pub fn with_live_resync(mut self, after: std::time::Duration) -> Self {
         self.state.resync_after = after.max(std::time::Duration::from_millis(10));
+        self
+    }
+
+    /// Requires `Authorization: Bearer TOKEN` on `/metrics` (the binary reads
+    /// `NETAUTO_METRICS_TOKEN`); without it `/metrics` is open, as it shows no device, user
+    /// or output.
+    pub fn with_metrics_token(mut self, token: Option<String>) -> Self {
+        self.state.metrics_token = token.filter(|t| !t.is_empty());
         self
     }
 
@@ -191,6 +209,8 @@ impl App {
             .route("/api/runs/{id}/cancel", post(api::cancel_run))
             .route("/api/runs/{id}/diff", get(pages::diff::api_previous))
             .route("/api/runs/{id}/diff/{other}", get(pages::diff::api_pair))
+            .route("/metrics", get(metrics::metrics))
+            .route("/healthz", get(metrics::healthz))
             .route("/assets/app.css", get(assets::css))
             .route("/assets/app.js", get(assets::js))
             .fallback(pages::not_found)

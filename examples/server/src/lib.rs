@@ -28,6 +28,7 @@ mod error;
 mod event_data;
 mod live;
 mod login;
+pub mod metrics;
 mod pages;
 mod retention;
 pub mod serve;
@@ -39,4 +40,5 @@ mod users;
 
 pub use app::{App, AppParts};
 pub use config::{ServeConfig, WebLimits};
+pub use metrics::{Metrics, MetricsLayer};
 pub use users::{Users, UsersError, hash_password, hash_password_with};

@@ -92,9 +92,17 @@ fn hash_password_from_stdin() -> Result<(), BoxError> {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_target(false)
+    // Logs at info; every netauto event (debug ones included) also feeds /metrics.
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{Layer as _, filter::LevelFilter};
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_filter(LevelFilter::INFO),
+        )
+        .with(netauto_server::Metrics::global().layer())
         .init();
     if let Err(e) = run().await {
         eprintln!("netauto-server: {e}");
@@ -172,7 +180,8 @@ async fn run() -> Result<(), BoxError> {
         exec_limits,
         devices_per_job,
     })?
-    .with_limits(&limits);
+    .with_limits(&limits)
+    .with_metrics_token(std::env::var(netauto_server::metrics::METRICS_TOKEN_VAR).ok());
     let handle = app.runner().clone().start();
     let listener_task = match &db {
         Database::Postgres(pg) => {

@@ -1021,3 +1021,31 @@ async fn a_bulk_exports_as_csv_json_and_tar() {
 fn bytes_name(bulk_ref: &BulkRef, file: &str) -> String {
     format!("{bulk_ref}/{file}")
 }
+
+/// `/healthz` and `/metrics` need no session: health says only ok/down per part; metrics are
+/// the Prometheus text format with the scrape-time job gauges.
+#[tokio::test]
+async fn healthz_and_metrics_answer_without_a_session() {
+    let t = test_app().await;
+    let res = send(
+        &t.router,
+        Request::get("/healthz").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let v: Value = serde_json::from_str(&body_text(res).await).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"database": "ok", "runner": "not_started"})
+    );
+    let res = send(
+        &t.router,
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = body_text(res).await;
+    assert!(text.contains("# TYPE netauto_jobs gauge"), "{text}");
+    assert!(text.contains("netauto_stored_bytes 0"), "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+}

@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 
 use crate::error::Result;
 use crate::model::ids::JobId;
-use crate::model::job::{ClaimRequest, Enqueued, FailAction, Job, JobFilter, JobState, NewJob};
+use crate::model::job::{
+    ClaimRequest, Enqueued, FailAction, Job, JobCount, JobFilter, JobState, NewJob,
+};
 
 /// Persistence of jobs. Implemented by every backend; the worker runtime drives it.
 ///
@@ -107,4 +109,26 @@ pub trait JobQueue: Send + Sync + Debug + 'static {
 
     /// Jobs matching `filter`, ascending id.
     async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>>;
+
+    /// How many jobs each queue has in each state, ordered by queue then state; a queue and
+    /// state without jobs is left out. For dashboards and metrics: the default reads every
+    /// job, backends count in the database.
+    async fn counts(&self) -> Result<Vec<JobCount>> {
+        let mut counts: std::collections::BTreeMap<(String, &'static str), (JobState, u64)> =
+            std::collections::BTreeMap::new();
+        for job in self.list(&JobFilter::all()).await? {
+            counts
+                .entry((job.queue, job.state.as_str()))
+                .or_insert((job.state, 0))
+                .1 += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((queue, _), (state, count))| JobCount {
+                queue,
+                state,
+                count,
+            })
+            .collect())
+    }
 }

@@ -151,6 +151,7 @@ macro_rules! __netauto_conformance_checks {
             queue::unique_key_blocks_duplicates_until_discarded,
             queue::enqueue_all_is_all_or_nothing,
             queue::list_filters_jobs,
+            queue::counts_by_queue_and_state,
             lifecycle::fenced_operations_reject_stale_attempts,
             lifecycle::complete_many_is_fenced,
             lifecycle::fail_retries_then_discards,

@@ -407,3 +407,34 @@ pub async fn list_filters_jobs(b: &Backend) {
         "unknown job"
     );
 }
+
+/// `counts` answers jobs per queue and state, ordered by queue then state, in step with
+/// `list`.
+pub async fn counts_by_queue_and_state(b: &Backend) {
+    enqueue(b, NewJob::new("ca", "w", json!({})), at(0)).await;
+    enqueue(b, NewJob::new("ca", "w", json!({})), at(0)).await;
+    enqueue(
+        b,
+        NewJob::new("ca", "w", json!({})).with_scheduled_at(at(99)),
+        at(0),
+    )
+    .await;
+    let gone = enqueue(b, NewJob::new("cb", "w", json!({})), at(0)).await;
+    b.queue.cancel(gone.id, at(1)).await.expect("cancel");
+    let counts: Vec<(String, JobState, u64)> = b
+        .queue
+        .counts()
+        .await
+        .expect("counts")
+        .into_iter()
+        .map(|c| (c.queue, c.state, c.count))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("ca".to_owned(), JobState::Available, 2),
+            ("ca".to_owned(), JobState::Scheduled, 1),
+            ("cb".to_owned(), JobState::Cancelled, 1),
+        ]
+    );
+}

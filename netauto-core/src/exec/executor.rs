@@ -243,7 +243,8 @@ impl Executor {
             )
             .await?;
         let mut cancel = self.cancellations.watch_run(run.id, opts.bulk_ref.as_ref());
-        let deadline = Instant::now() + limits.timeout;
+        let began = Instant::now();
+        let deadline = began + limits.timeout;
         let exec = ExecOptions {
             timeout: Some(limits.timeout),
             answer_prompts: opts.limits.answer_prompts,
@@ -271,6 +272,13 @@ impl Executor {
             .store
             .finish_run(run.id, finish, self.clock.now())
             .await?;
+        tracing::debug!(
+            event = crate::telemetry::RUN_FINISH,
+            status = run.status.as_str(),
+            error_kind = run.error_kind.as_deref().unwrap_or(""),
+            duration_ms = began.elapsed().as_secs_f64() * 1000.0,
+            bytes = run.bytes,
+        );
         self.progress
             .publish(ProgressEvent::Run(RunEvent::Finished {
                 run_id: run.id,

@@ -380,3 +380,15 @@ pub enum FailAction {
     /// Discard now, whatever attempts remain (malformed args, permanent errors).
     Discard,
 }
+
+/// How many jobs one queue has in one state: what
+/// [`JobQueue::counts`](crate::JobQueue::counts) answers, per queue and state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JobCount {
+    /// The queue.
+    pub queue: String,
+    /// The state.
+    pub state: JobState,
+    /// How many jobs.
+    pub count: u64,
+}

@@ -138,4 +138,7 @@ impl<H: QueueHooks> JobQueue for HookedQueue<H> {
     async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>> {
         self.inner.list(filter).await
     }
+    async fn counts(&self) -> Result<Vec<crate::JobCount>> {
+        self.inner.counts().await
+    }
 }

@@ -85,6 +85,7 @@ struct State {
     running: HashMap<JobId, (u32, String, AbortHandle)>,
     last_rescue: Option<DateTime<Utc>>,
     last_prune: Option<DateTime<Utc>>,
+    last_tick: Option<std::time::Instant>,
     stats: RunnerStats,
 }
 
@@ -237,6 +238,13 @@ impl Runner {
         self.lock().stats
     }
 
+    /// When [`tick`](Self::tick) last ran (a started runner ticks every poll interval, and
+    /// at once when woken); `None` before the first. A health check uses it to tell a live
+    /// runner from a stalled one.
+    pub fn last_tick(&self) -> Option<std::time::Instant> {
+        self.lock().last_tick
+    }
+
     /// Jobs of `queue` running right now.
     pub fn in_flight(&self, queue: &str) -> usize {
         self.lock().in_flight.get(queue).copied().unwrap_or(0)
@@ -254,6 +262,7 @@ impl Runner {
     /// its own task. [`start`](Self::start) calls this in a loop; tests call it directly.
     pub async fn tick(&self) -> Result<TickReport> {
         let _one_at_a_time = self.inner.tick_lock.lock().await;
+        self.lock().last_tick = Some(std::time::Instant::now());
         let inner = &self.inner;
         let now = inner.clock.now();
         let mut report = TickReport {

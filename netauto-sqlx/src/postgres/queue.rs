@@ -15,7 +15,7 @@ use crate::rules::clamp;
 use crate::sql::InsertJob;
 
 pub(super) use crate::shared::queue::{
-    cancel, complete, enqueue_all, fail, heartbeat, job, prune, release, rescue_expired,
+    cancel, complete, counts, enqueue_all, fail, heartbeat, job, prune, release, rescue_expired,
 };
 
 impl InsertJob for Postgres {

@@ -184,3 +184,25 @@ pub(crate) async fn rescue_expired<P: Pools>(q: &P, now: DateTime<Utc>) -> Resul
         .map_err(db)?;
     rows::sorted_ids(&rescued, JobId)
 }
+
+pub(crate) async fn counts<P: Pools>(q: &P) -> Result<Vec<netauto_core::JobCount>> {
+    let rows = sqlx::query::<P::DB>(
+        "SELECT queue, state, count(*) AS n FROM jobs GROUP BY queue, state ORDER BY queue, state",
+    )
+    .fetch_all(P::DB::pool(q.reader()))
+    .await
+    .map_err(db)?;
+    rows.iter()
+        .map(|r| {
+            use crate::rows::{Columns, StoredRow};
+            let state = r.text("state")?;
+            Ok(netauto_core::JobCount {
+                queue: r.text("queue")?,
+                state: state
+                    .parse()
+                    .map_err(|_| crate::error::corrupt("job state", &state))?,
+                count: u64::try_from(r.int("n")?).unwrap_or(0),
+            })
+        })
+        .collect()
+}

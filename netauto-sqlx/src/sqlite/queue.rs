@@ -15,7 +15,7 @@ use crate::shared::queue::COMPLETE;
 use crate::sql::{InsertJob, Pools};
 
 pub(super) use crate::shared::queue::{
-    cancel, complete, enqueue_all, fail, heartbeat, job, prune, release, rescue_expired,
+    cancel, complete, counts, enqueue_all, fail, heartbeat, job, prune, release, rescue_expired,
 };
 
 /// A job that holds its unique key.
