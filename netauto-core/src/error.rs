@@ -142,6 +142,9 @@ pub enum Conflict {
     /// The job is already in a terminal state.
     #[error("job {0} is already finished")]
     JobFinished(JobId),
+    /// The job is executing or completed: it cannot be run again now.
+    #[error("job {0} is executing or completed")]
+    JobActive(JobId),
     /// The run is already finished; output can no longer be appended and it cannot finish again.
     #[error("run {0} is already finished")]
     RunFinished(RunId),

@@ -78,7 +78,7 @@ pub use model::device::{Device, NewDevice};
 pub use model::ids::{BulkRef, DeviceId, InvalidBulkRef, JobId, RunId};
 pub use model::job::{
     ClaimRequest, DEFAULT_MAX_ATTEMPTS, Enqueued, FailAction, Job, JobCount, JobFailure, JobFilter,
-    JobState, NewJob,
+    JobState, NewJob, QueuePause,
 };
 pub use model::run::{
     ChunkAppended, NewRun, OutputStream, Run, RunChunk, RunFinish, RunStatus, UnknownStatus,

@@ -50,6 +50,8 @@ pub(crate) struct QueueState {
     ready: HashMap<String, BTreeSet<ReadyKey>>,
     /// Executing jobs by lease expiry.
     leases: BTreeSet<(DateTime<Utc>, JobId)>,
+    /// Paused queues and since when.
+    paused: BTreeMap<String, DateTime<Utc>>,
 }
 
 impl QueueState {
@@ -162,6 +164,9 @@ impl QueueState {
     }
 
     fn claim(&mut self, req: &ClaimRequest, now: DateTime<Utc>) -> Vec<Job> {
+        if self.paused.contains_key(&req.queue) {
+            return Vec::new();
+        }
         let ids: Vec<JobId> = self
             .ready
             .get(&req.queue)
@@ -330,6 +335,64 @@ impl JobQueue for InMemoryJobQueue {
 
     async fn rescue_expired(&self, now: DateTime<Utc>) -> Result<Vec<JobId>> {
         Ok(self.lock()?.rescue_expired(now))
+    }
+
+    async fn pause_queue(&self, queue: &str, now: DateTime<Utc>) -> Result<()> {
+        self.lock()?.paused.entry(queue.to_owned()).or_insert(now);
+        Ok(())
+    }
+
+    async fn resume_queue(&self, queue: &str) -> Result<()> {
+        self.lock()?.paused.remove(queue);
+        Ok(())
+    }
+
+    async fn paused_queues(&self) -> Result<Vec<netauto_core::QueuePause>> {
+        Ok(self
+            .lock()?
+            .paused
+            .iter()
+            .map(|(queue, at)| netauto_core::QueuePause {
+                queue: queue.clone(),
+                paused_at: *at,
+            })
+            .collect())
+    }
+
+    async fn retry_job(&self, id: JobId, now: DateTime<Utc>) -> Result<Job> {
+        let mut state = self.lock()?;
+        let current = state
+            .jobs
+            .get(&id)
+            .ok_or_else(|| Error::job_not_found(id))?;
+        if matches!(current.state, JobState::Executing | JobState::Completed) {
+            return Err(Conflict::JobActive(id).into());
+        }
+        state.update(id, |job| {
+            job.state = JobState::Available;
+            job.scheduled_at = now;
+            job.finished_at = None;
+            job.lease_expires_at = None;
+            if job.attempt >= job.max_attempts {
+                job.max_attempts = job.attempt + 1;
+            }
+        })
+    }
+
+    async fn discard_job(&self, id: JobId, now: DateTime<Utc>) -> Result<Job> {
+        let mut state = self.lock()?;
+        let current = state
+            .jobs
+            .get(&id)
+            .ok_or_else(|| Error::job_not_found(id))?;
+        if current.state.is_terminal() {
+            return Err(Conflict::JobFinished(id).into());
+        }
+        state.update(id, |job| {
+            job.state = JobState::Discarded;
+            job.finished_at = Some(now);
+            job.lease_expires_at = None;
+        })
     }
 
     async fn prune(&self, finished_before: DateTime<Utc>) -> Result<u64> {

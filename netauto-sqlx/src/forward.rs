@@ -338,6 +338,38 @@ macro_rules! job_queue_by_concern {
             async fn counts(&self) -> netauto_core::Result<Vec<netauto_core::JobCount>> {
                 queue::counts(&self.db).await
             }
+
+            async fn pause_queue(
+                &self,
+                queue: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<()> {
+                queue::pause_queue(&self.db, queue, now).await
+            }
+
+            async fn resume_queue(&self, queue: &str) -> netauto_core::Result<()> {
+                queue::resume_queue(&self.db, queue).await
+            }
+
+            async fn paused_queues(&self) -> netauto_core::Result<Vec<netauto_core::QueuePause>> {
+                queue::paused_queues(&self.db).await
+            }
+
+            async fn retry_job(
+                &self,
+                id: netauto_core::JobId,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<netauto_core::Job> {
+                queue::retry_job(&self.db, id, now).await
+            }
+
+            async fn discard_job(
+                &self,
+                id: netauto_core::JobId,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<netauto_core::Job> {
+                queue::discard_job(&self.db, id, now).await
+            }
         }
     };
 }

@@ -195,6 +195,12 @@ impl App {
             .route("/runs/{id}/diff", get(pages::diff::page_previous))
             .route("/runs/{id}/diff/{other}", get(pages::diff::page_pair))
             .route("/search", get(pages::search::page_handler))
+            .route("/queues", get(pages::queues::page_handler))
+            .route(
+                "/queues/{queue}/{action}",
+                post(pages::queues::page_queue_action),
+            )
+            .route("/jobs/{id}/{action}", post(pages::queues::page_job_action))
             .route("/retention", get(pages::retention::show))
             .route("/api/devices", get(api::devices))
             .route("/api/bulk", post(api::create_bulk))
@@ -205,6 +211,15 @@ impl App {
             .route("/api/bulk/{bulk_ref}/fleet", get(pages::fleet::api))
             .route("/api/bulk/{bulk_ref}/export", get(pages::export::api))
             .route("/api/search", get(pages::search::api))
+            .route("/api/queues", get(pages::queues::api))
+            .route(
+                "/api/queues/{queue}/{action}",
+                post(pages::queues::api_queue_action),
+            )
+            .route(
+                "/api/jobs/{id}/{action}",
+                post(pages::queues::api_job_action),
+            )
             .route("/api/runs/{id}", get(api::run))
             .route("/api/runs/{id}/cancel", post(api::cancel_run))
             .route("/api/runs/{id}/diff", get(pages::diff::api_previous))

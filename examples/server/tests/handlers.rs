@@ -1049,3 +1049,124 @@ async fn healthz_and_metrics_answer_without_a_session() {
     assert!(text.contains("netauto_stored_bytes 0"), "{text}");
     assert!(text.ends_with("# EOF\n"), "{text}");
 }
+
+/// Queues: counts per queue; a paused queue starts no job on this node's runner until
+/// resumed; a failed job shows with its error and can be retried or discarded; the page
+/// needs CSRF on its forms.
+#[tokio::test]
+async fn queues_pause_resume_and_job_actions() {
+    let t = test_app().await;
+    let handle = t.app.runner().clone().start();
+    let s = login(&t.router).await;
+    let v: Value =
+        serde_json::from_str(&body_text(send(&t.router, s.get("/api/queues")).await).await)
+            .unwrap();
+    let names: Vec<&str> = v["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["bulk", "default", "retention"], "{v}");
+
+    let res = send(
+        &t.router,
+        s.post_json("/api/queues/bulk/pause", "", Some(&s.csrf)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = send(&t.router, s.post_json("/api/queues/bulk/pause", "", None)).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "CSRF");
+    let body = format!(
+        r#"{{"device_ids":[{}],"command":"show version"}}"#,
+        t.devices[0]
+    );
+    let res = send(&t.router, s.post_json("/api/bulk", &body, Some(&s.csrf))).await;
+    let v: Value = serde_json::from_str(&body_text(res).await).unwrap();
+    let bulk_ref = BulkRef::parse(v["bulk_ref"].as_str().unwrap()).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        t.store
+            .bulk_state(&bulk_ref)
+            .await
+            .unwrap()
+            .counters
+            .pending,
+        1,
+        "a paused queue starts nothing"
+    );
+    let v: Value =
+        serde_json::from_str(&body_text(send(&t.router, s.get("/api/queues")).await).await)
+            .unwrap();
+    assert!(v["queues"][0]["paused_at"].is_string(), "{v}");
+    assert_eq!(v["queues"][0]["counts"]["available"], 1, "{v}");
+    let html = body_text(send(&t.router, s.get("/queues")).await).await;
+    assert!(html.contains(">paused</span>"), "{html}");
+    let res = send(
+        &t.router,
+        s.post_json("/api/queues/bulk/resume", "", Some(&s.csrf)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    wait_bulk(&t.store, &bulk_ref).await;
+
+    // A job of a worker nobody runs is discarded with its error, then retried or discarded.
+    let job = match t
+        .queue
+        .enqueue(
+            netauto_core::NewJob::new("default", "no-such-worker", serde_json::json!({})),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap()
+    {
+        netauto_core::Enqueued::Inserted(j) => j,
+        other => panic!("{other:?}"),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let v: Value =
+            serde_json::from_str(&body_text(send(&t.router, s.get("/api/queues")).await).await)
+                .unwrap();
+        if v["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["id"] == job.id.get())
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failure listed: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let html = body_text(send(&t.router, s.get("/queues")).await).await;
+    assert!(html.contains("no-such-worker"), "{html}");
+    let res = send(
+        &t.router,
+        s.post_form(&format!("/jobs/{}/retry", job.id), "csrf=wrong"),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = send(
+        &t.router,
+        s.post_json(&format!("/api/jobs/{}/discard", job.id), "", Some(&s.csrf)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CONFLICT, "already discarded");
+    let res = send(
+        &t.router,
+        s.post_json(&format!("/api/jobs/{}/retry", job.id), "", Some(&s.csrf)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = send(
+        &t.router,
+        s.post_json(&format!("/api/jobs/{}/pause", job.id), "", Some(&s.csrf)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND, "not a job action");
+    handle.shutdown().await;
+}

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use crate::error::Result;
 use crate::model::ids::JobId;
 use crate::model::job::{
-    ClaimRequest, Enqueued, FailAction, Job, JobCount, JobFilter, JobState, NewJob,
+    ClaimRequest, Enqueued, FailAction, Job, JobCount, JobFilter, JobState, NewJob, QueuePause,
 };
 
 /// Persistence of jobs. Implemented by every backend; the worker runtime drives it.
@@ -109,6 +109,29 @@ pub trait JobQueue: Send + Sync + Debug + 'static {
 
     /// Jobs matching `filter`, ascending id.
     async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>>;
+
+    /// Pauses `queue` on every node: from now on [`claim`](Self::claim) answers none of its
+    /// jobs (jobs already executing go on) until [`resume_queue`](Self::resume_queue). The
+    /// pause is stored with the jobs, so every runner honours it at its next claim. Pausing
+    /// a paused queue changes nothing.
+    async fn pause_queue(&self, queue: &str, now: DateTime<Utc>) -> Result<()>;
+
+    /// Resumes a paused queue (a queue not paused: nothing changes).
+    async fn resume_queue(&self, queue: &str) -> Result<()>;
+
+    /// The paused queues, by name.
+    async fn paused_queues(&self) -> Result<Vec<QueuePause>>;
+
+    /// Runs a job again now: an `available`, `scheduled`, `retryable`, `discarded` or
+    /// `cancelled` job becomes `available` at `now` (given one more attempt if it had used
+    /// them all). An `executing` or `completed` job is
+    /// [`Conflict::JobActive`](crate::Conflict::JobActive).
+    async fn retry_job(&self, id: JobId, now: DateTime<Utc>) -> Result<Job>;
+
+    /// Gives up a job that is not terminal: it becomes `discarded` (an executing attempt is
+    /// fenced out, as by [`cancel`](Self::cancel)). A terminal job is
+    /// [`Conflict::JobFinished`](crate::Conflict::JobFinished).
+    async fn discard_job(&self, id: JobId, now: DateTime<Utc>) -> Result<Job>;
 
     /// How many jobs each queue has in each state, ordered by queue then state; a queue and
     /// state without jobs is left out. For dashboards and metrics: the default reads every

@@ -152,6 +152,8 @@ macro_rules! __netauto_conformance_checks {
             queue::enqueue_all_is_all_or_nothing,
             queue::list_filters_jobs,
             queue::counts_by_queue_and_state,
+            queue::paused_queues_are_not_claimed,
+            queue::retry_and_discard_jobs,
             lifecycle::fenced_operations_reject_stale_attempts,
             lifecycle::complete_many_is_fenced,
             lifecycle::fail_retries_then_discards,

@@ -438,3 +438,106 @@ pub async fn counts_by_queue_and_state(b: &Backend) {
         ]
     );
 }
+
+/// A paused queue hands out no job to any claimer until resumed; other queues go on.
+pub async fn paused_queues_are_not_claimed(b: &Backend) {
+    let job = enqueue(b, NewJob::new("pz", "w", json!({})), at(0)).await;
+    enqueue(b, NewJob::new("pz-other", "w", json!({})), at(0)).await;
+    b.queue.pause_queue("pz", at(1)).await.expect("pause");
+    b.queue.pause_queue("pz", at(2)).await.expect("pause twice");
+    let paused = b.queue.paused_queues().await.expect("paused_queues");
+    assert_eq!(paused.len(), 1);
+    assert_eq!(
+        (paused[0].queue.as_str(), paused[0].paused_at),
+        ("pz", at(1))
+    );
+    assert!(
+        claim(b, &ClaimRequest::new("pz", 5, "node-a"), at(3))
+            .await
+            .is_empty()
+    );
+    assert!(
+        claim(b, &ClaimRequest::new("pz", 5, "node-b"), at(3))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        claim(b, &ClaimRequest::new("pz-other", 5, "node-a"), at(3))
+            .await
+            .len(),
+        1,
+        "other queues are not paused"
+    );
+    b.queue.resume_queue("pz").await.expect("resume");
+    b.queue.resume_queue("pz").await.expect("resume twice");
+    assert!(b.queue.paused_queues().await.expect("paused").is_empty());
+    let claimed = claim(b, &ClaimRequest::new("pz", 5, "node-b"), at(4)).await;
+    assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), [job.id]);
+}
+
+/// Retry makes a discarded, cancelled or scheduled job available now (one more attempt if
+/// they were used up); discard gives up a live job; both refuse what does not fit.
+pub async fn retry_and_discard_jobs(b: &Backend) {
+    // A job out of attempts, discarded by its last failure.
+    let done = executing(
+        b,
+        NewJob::new("rd-1", "w", json!({})).with_max_attempts(1),
+        at(0),
+        60,
+    )
+    .await;
+    b.queue
+        .fail(done.id, 1, "boom", FailAction::RetryAt(at(10)), at(1))
+        .await
+        .expect("fail");
+    assert_eq!(get(b, done.id).await.state, JobState::Discarded);
+    let again = b.queue.retry_job(done.id, at(2)).await.expect("retry");
+    assert_eq!(
+        (again.state, again.max_attempts, again.scheduled_at),
+        (JobState::Available, 2, at(2))
+    );
+    assert_eq!(again.finished_at, None);
+    let claimed = claim(b, &ClaimRequest::new("rd-1", 1, "w"), at(2)).await;
+    assert_eq!(claimed.len(), 1, "the retried job is claimed");
+
+    // Executing: retry refused, discard fences the attempt out.
+    assert_err!(
+        b.queue.retry_job(done.id, at(3)).await,
+        Error::Conflict(crate::Conflict::JobActive(_)),
+        "retry of an executing job"
+    );
+    let gone = b.queue.discard_job(done.id, at(3)).await.expect("discard");
+    assert_eq!(
+        (gone.state, gone.finished_at),
+        (JobState::Discarded, Some(at(3)))
+    );
+    assert_err!(
+        b.queue.complete(done.id, 2, at(4)).await,
+        Error::Conflict(_),
+        "the discarded attempt cannot complete"
+    );
+    assert_err!(
+        b.queue.discard_job(done.id, at(4)).await,
+        Error::Conflict(crate::Conflict::JobFinished(_)),
+        "discard of a terminal job"
+    );
+
+    // A scheduled job runs now.
+    let later = enqueue(
+        b,
+        NewJob::new("rd-2", "w", json!({})).with_scheduled_at(at(999)),
+        at(0),
+    )
+    .await;
+    let now = b
+        .queue
+        .retry_job(later.id, at(5))
+        .await
+        .expect("retry scheduled");
+    assert_eq!((now.state, now.scheduled_at), (JobState::Available, at(5)));
+    assert_err!(
+        b.queue.retry_job(JobId::from(987_654), at(5)).await,
+        Error::NotFound { .. },
+        "an unknown job"
+    );
+}

@@ -392,3 +392,12 @@ pub struct JobCount {
     /// How many jobs.
     pub count: u64,
 }
+
+/// A paused queue (see [`JobQueue::pause_queue`](crate::JobQueue::pause_queue)).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct QueuePause {
+    /// The queue.
+    pub queue: String,
+    /// Since when.
+    pub paused_at: DateTime<Utc>,
+}

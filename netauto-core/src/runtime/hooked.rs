@@ -141,4 +141,19 @@ impl<H: QueueHooks> JobQueue for HookedQueue<H> {
     async fn counts(&self) -> Result<Vec<crate::JobCount>> {
         self.inner.counts().await
     }
+    async fn pause_queue(&self, queue: &str, now: DateTime<Utc>) -> Result<()> {
+        self.inner.pause_queue(queue, now).await
+    }
+    async fn resume_queue(&self, queue: &str) -> Result<()> {
+        self.inner.resume_queue(queue).await
+    }
+    async fn paused_queues(&self) -> Result<Vec<crate::QueuePause>> {
+        self.inner.paused_queues().await
+    }
+    async fn retry_job(&self, id: JobId, now: DateTime<Utc>) -> Result<Job> {
+        self.inner.retry_job(id, now).await
+    }
+    async fn discard_job(&self, id: JobId, now: DateTime<Utc>) -> Result<Job> {
+        self.inner.discard_job(id, now).await
+    }
 }

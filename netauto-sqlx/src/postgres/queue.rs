@@ -15,7 +15,8 @@ use crate::rules::clamp;
 use crate::sql::InsertJob;
 
 pub(super) use crate::shared::queue::{
-    cancel, complete, counts, enqueue_all, fail, heartbeat, job, prune, release, rescue_expired,
+    cancel, complete, counts, discard_job, enqueue_all, fail, heartbeat, job, pause_queue,
+    paused_queues, prune, release, rescue_expired, resume_queue, retry_job,
 };
 
 impl InsertJob for Postgres {
@@ -76,6 +77,7 @@ pub(super) async fn claim(q: &PgPools, req: &ClaimRequest, now: DateTime<Utc>) -
         "WITH picked AS (
              SELECT id FROM jobs
              WHERE queue = $1 AND state IN ('available', 'scheduled', 'retryable') AND scheduled_at <= $2
+               AND NOT EXISTS (SELECT 1 FROM queue_pauses WHERE queue = $1)
              ORDER BY priority, scheduled_at, id
              LIMIT $3
              FOR UPDATE SKIP LOCKED)

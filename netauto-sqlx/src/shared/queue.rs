@@ -206,3 +206,79 @@ pub(crate) async fn counts<P: Pools>(q: &P) -> Result<Vec<netauto_core::JobCount
         })
         .collect()
 }
+
+pub(crate) async fn pause_queue<P: Pools>(q: &P, queue: &str, now: DateTime<Utc>) -> Result<()> {
+    sqlx::query::<P::DB>(
+        "INSERT INTO queue_pauses (queue, paused_at) VALUES ($1, $2) ON CONFLICT (queue) DO NOTHING",
+    )
+    .text(queue)
+    .time(now)
+    .execute(P::DB::pool(q.writer()))
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+pub(crate) async fn resume_queue<P: Pools>(q: &P, queue: &str) -> Result<()> {
+    sqlx::query::<P::DB>("DELETE FROM queue_pauses WHERE queue = $1")
+        .text(queue)
+        .execute(P::DB::pool(q.writer()))
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+pub(crate) async fn paused_queues<P: Pools>(q: &P) -> Result<Vec<netauto_core::QueuePause>> {
+    use crate::rows::{Columns, StoredRow};
+    let rows = sqlx::query::<P::DB>("SELECT queue, paused_at FROM queue_pauses ORDER BY queue")
+        .fetch_all(P::DB::pool(q.reader()))
+        .await
+        .map_err(db)?;
+    rows.iter()
+        .map(|r| {
+            Ok(netauto_core::QueuePause {
+                queue: r.text("queue")?,
+                paused_at: r.time("paused_at")?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn retry_job<P: Pools>(q: &P, id: JobId, now: DateTime<Utc>) -> Result<Job> {
+    let retried = sqlx::query::<P::DB>(
+        "UPDATE jobs SET state = 'available', scheduled_at = $1, finished_at = NULL,
+             lease_expires_at = NULL,
+             max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END
+         WHERE id = $2 AND state NOT IN ('executing', 'completed') RETURNING *",
+    )
+    .time(now)
+    .int(id.get())
+    .fetch_optional(P::DB::pool(q.writer()))
+    .await
+    .map_err(db)?;
+    match retried {
+        Some(r) => rows::job(&r),
+        None => Err(
+            match crate::sql::not_cancellable_job(P::DB::pool(q.reader()), id).await {
+                Error::Conflict(_) => netauto_core::Conflict::JobActive(id).into(),
+                e => e,
+            },
+        ),
+    }
+}
+
+pub(crate) async fn discard_job<P: Pools>(q: &P, id: JobId, now: DateTime<Utc>) -> Result<Job> {
+    let discarded = sqlx::query::<P::DB>(
+        "UPDATE jobs SET state = 'discarded', finished_at = $1, lease_expires_at = NULL
+         WHERE id = $2 AND state NOT IN ('completed', 'discarded', 'cancelled') RETURNING *",
+    )
+    .time(now)
+    .int(id.get())
+    .fetch_optional(P::DB::pool(q.writer()))
+    .await
+    .map_err(db)?;
+    match discarded {
+        Some(r) => rows::job(&r),
+        None => Err(crate::sql::not_cancellable_job(P::DB::pool(q.reader()), id).await),
+    }
+}

@@ -15,7 +15,8 @@ use crate::shared::queue::COMPLETE;
 use crate::sql::{InsertJob, Pools};
 
 pub(super) use crate::shared::queue::{
-    cancel, complete, counts, enqueue_all, fail, heartbeat, job, prune, release, rescue_expired,
+    cancel, complete, counts, discard_job, enqueue_all, fail, heartbeat, job, pause_queue,
+    paused_queues, prune, release, rescue_expired, resume_queue, retry_job,
 };
 
 /// A job that holds its unique key.
@@ -78,6 +79,7 @@ pub(super) async fn claim(q: &Db, req: &ClaimRequest, now: DateTime<Utc>) -> Res
          WHERE id IN (
              SELECT id FROM jobs
              WHERE queue = ?4 AND state IN ('available', 'scheduled', 'retryable') AND scheduled_at <= ?1
+               AND NOT EXISTS (SELECT 1 FROM queue_pauses WHERE queue = ?4)
              ORDER BY priority, scheduled_at, id
              LIMIT ?5)
          RETURNING *",

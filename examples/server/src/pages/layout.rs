@@ -11,6 +11,7 @@ pub(crate) enum Section {
     Bulks,
     Runs,
     Search,
+    Queues,
     Retention,
 }
 
@@ -42,6 +43,7 @@ pub(crate) fn page(
                         (nav(Section::Devices, "/devices", "Devices"))
                         (nav(Section::Bulks, "/bulks", "Bulks"))
                         (nav(Section::Search, "/search", "Search"))
+                        (nav(Section::Queues, "/queues", "Queues"))
                         (nav(Section::Retention, "/retention", "Retention"))
                     }
                     div.user {

@@ -7,6 +7,7 @@ pub(crate) mod export;
 pub(crate) mod fleet;
 pub(crate) mod history;
 pub(crate) mod layout;
+pub(crate) mod queues;
 pub(crate) mod retention;
 pub(crate) mod runs;
 pub(crate) mod search;
