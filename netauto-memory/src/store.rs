@@ -159,6 +159,48 @@ impl DeviceStore for InMemoryRunStore {
         state.devices.insert(device.id, device.clone());
         Ok(device)
     }
+    async fn update_device(&self, id: DeviceId, device: NewDevice) -> Result<Device> {
+        let mut state = self.lock()?;
+        let old = state
+            .devices
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::device_not_found(id))?;
+        if state
+            .device_names
+            .get(&device.name)
+            .is_some_and(|other| *other != id)
+        {
+            return Err(Conflict::Exists {
+                what: "device",
+                key: device.name,
+            }
+            .into());
+        }
+        state.device_names.remove(&old.name);
+        let device = device.into_device(id);
+        state.device_names.insert(device.name.clone(), id);
+        state.devices.insert(id, device.clone());
+        Ok(device)
+    }
+    async fn delete_device(&self, id: DeviceId) -> Result<u64> {
+        let mut state = self.lock()?;
+        let device = state
+            .devices
+            .remove(&id)
+            .ok_or_else(|| Error::device_not_found(id))?;
+        state.device_names.remove(&device.name);
+        let runs: Vec<RunId> = state
+            .runs
+            .iter()
+            .filter(|(_, s)| s.run.device_id == id)
+            .map(|(r, _)| *r)
+            .collect();
+        for r in &runs {
+            state.delete_run(*r);
+        }
+        Ok(runs.len() as u64)
+    }
     async fn create_devices(&self, devices: Vec<NewDevice>) -> Result<Vec<Device>> {
         let mut state = self.lock()?;
         let mut names = HashSet::with_capacity(devices.len());

@@ -44,6 +44,16 @@ macro_rules! run_store_by_concern {
             ) -> netauto_core::Result<Vec<netauto_core::DeviceId>> {
                 crate::shared::devices::unknown_devices(&self.db, ids).await
             }
+            async fn update_device(
+                &self,
+                id: netauto_core::DeviceId,
+                device: netauto_core::NewDevice,
+            ) -> netauto_core::Result<netauto_core::Device> {
+                crate::shared::devices::update_device(&self.db, id, device).await
+            }
+            async fn delete_device(&self, id: netauto_core::DeviceId) -> netauto_core::Result<u64> {
+                crate::shared::devices::delete_device(&self.db, id).await
+            }
         }
 
         #[async_trait::async_trait]

@@ -48,6 +48,16 @@ pub trait DeviceStore: Send + Sync + Debug + 'static {
 
     /// The ids of `ids` that are not devices, in the order given (duplicates kept once).
     async fn unknown_devices(&self, ids: &[DeviceId]) -> Result<Vec<DeviceId>>;
+
+    /// Replaces every field of device `id` with `device`'s. An unknown id is
+    /// [`Error::NotFound`](crate::Error::NotFound); another device's name is
+    /// [`Conflict::Exists`](crate::Conflict::Exists).
+    async fn update_device(&self, id: DeviceId, device: NewDevice) -> Result<Device>;
+
+    /// Deletes device `id` with its runs and their output (and their search index entries).
+    /// Answers how many runs went with it. An unknown id is
+    /// [`Error::NotFound`](crate::Error::NotFound).
+    async fn delete_device(&self, id: DeviceId) -> Result<u64>;
 }
 
 /// Runs and their output chunks, and run cancel requests. Part of [`RunStore`].
@@ -228,6 +238,8 @@ mockall::mock! {
         async fn device(&self, id: DeviceId) -> Result<Device>;
         async fn list_devices(&self) -> Result<Vec<Device>>;
         async fn unknown_devices(&self, ids: &[DeviceId]) -> Result<Vec<DeviceId>>;
+        async fn update_device(&self, id: DeviceId, device: NewDevice) -> Result<Device>;
+        async fn delete_device(&self, id: DeviceId) -> Result<u64>;
     }
 
     #[async_trait]

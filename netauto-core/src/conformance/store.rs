@@ -620,3 +620,68 @@ pub async fn delete_guard_keeps_runs_that_changed(b: &Backend) {
         .expect("delete_runs");
     assert_eq!(empty, DeletedRuns::default());
 }
+
+/// `update_device` replaces a device's fields (a name taken by another device is a
+/// conflict); `delete_device` takes its runs and their output with it.
+pub async fn devices_are_updated_and_deleted_with_their_runs(b: &Backend) {
+    let ids = devices(b, "edit", 2).await;
+    let mut changed = NewDevice::new("edit-renamed", "10.9.9.9", "cisco_ios", "netops");
+    changed.port = 2222;
+    changed.site = Some("lab".into());
+    let d = b
+        .store
+        .update_device(ids[0], changed.clone())
+        .await
+        .expect("update");
+    assert_eq!(
+        (d.id, d.name.as_str(), d.host.as_str(), d.port),
+        (ids[0], "edit-renamed", "10.9.9.9", 2222)
+    );
+    assert_eq!(b.store.device(ids[0]).await.expect("device"), d);
+    changed.name = "edit-1".into();
+    assert_err!(
+        b.store.update_device(ids[0], changed.clone()).await,
+        Error::Conflict(crate::Conflict::Exists { .. }),
+        "the other device's name"
+    );
+    assert_err!(
+        b.store
+            .update_device(DeviceId::from(987_654), changed)
+            .await,
+        Error::NotFound { .. },
+        "an unknown device"
+    );
+    let run = start(b, ids[1], 1).await;
+    append(b, run.id, b"output", 1).await;
+    finish(b, run.id, 2).await;
+    let kept = start(b, ids[0], 1).await;
+    assert_eq!(b.store.delete_device(ids[1]).await.expect("delete"), 1);
+    assert_err!(
+        b.store.device(ids[1]).await,
+        Error::NotFound { .. },
+        "deleted device"
+    );
+    assert_err!(
+        b.store.run(run.id).await,
+        Error::NotFound { .. },
+        "its run went with it"
+    );
+    assert!(
+        b.store
+            .chunks(run.id, 0, 10)
+            .await
+            .map(|c| c.is_empty())
+            .unwrap_or(true)
+    );
+    assert_eq!(b.store.run(kept.id).await.expect("other run").id, kept.id);
+    assert_err!(
+        b.store.delete_device(ids[1]).await,
+        Error::NotFound { .. },
+        "twice"
+    );
+    // The name is free again.
+    b.store
+        .create_device(NewDevice::new("edit-1", "h", "linux", "u"))
+        .await
+        .expect("the name is free");
+}

@@ -116,6 +116,12 @@ impl DeviceStore for FaultyStore {
     async fn unknown_devices(&self, ids: &[DeviceId]) -> Result<Vec<DeviceId>> {
         self.inner.unknown_devices(ids).await
     }
+    async fn update_device(&self, id: DeviceId, device: NewDevice) -> Result<Device> {
+        self.inner.update_device(id, device).await
+    }
+    async fn delete_device(&self, id: DeviceId) -> Result<u64> {
+        self.inner.delete_device(id).await
+    }
 }
 
 #[async_trait]

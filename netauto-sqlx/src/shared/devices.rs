@@ -90,3 +90,50 @@ pub(crate) async fn unknown_devices<P: Pools>(s: &P, ids: &[DeviceId]) -> Result
     }
     Ok(ids.into_iter().filter(|id| !known.contains(id)).collect())
 }
+
+pub(crate) async fn update_device<P: Pools>(s: &P, id: DeviceId, d: NewDevice) -> Result<Device> {
+    let row = sqlx::query::<P::DB>(
+        "UPDATE devices SET name = $1, host = $2, port = $3, platform = $4, username = $5,
+             credential_ref = $6, tags = $7, site = $8, jump_host = $9, vars = $10
+         WHERE id = $11 RETURNING *",
+    )
+    .text(&d.name)
+    .text(&d.host)
+    .opt_int32(Some(i32::from(d.port)))
+    .text(&d.platform)
+    .text(&d.username)
+    .opt_text(d.credential_ref.as_deref())
+    .json(&d.tags)?
+    .opt_text(d.site.as_deref())
+    .opt_text(d.jump_host.as_deref())
+    .json(&d.vars)?
+    .int(id.get())
+    .fetch_optional(P::DB::pool(s.writer()))
+    .await
+    .map_err(|e| exists_or_db(e, "device", &d.name))?;
+    match row {
+        Some(r) => rows::device(&r),
+        None => Err(Error::device_not_found(id)),
+    }
+}
+
+pub(crate) async fn delete_device<P: Pools>(s: &P, id: DeviceId) -> Result<u64> {
+    let mut tx = s.begin_write().await?;
+    let runs = sqlx::query::<P::DB>("SELECT count(*) AS n FROM runs WHERE device_id = $1")
+        .int(id.get())
+        .fetch_one(P::DB::conn(&mut *tx))
+        .await
+        .map_err(db)?
+        .int("n")?;
+    // Runs, their chunks and the chunks' index entries cascade.
+    let gone = sqlx::query::<P::DB>("DELETE FROM devices WHERE id = $1")
+        .int(id.get())
+        .execute(P::DB::conn(&mut *tx))
+        .await
+        .map_err(db)?;
+    if P::DB::rows_affected(&gone) == 0 {
+        return Err(Error::device_not_found(id));
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(u64::try_from(runs).unwrap_or(0))
+}
