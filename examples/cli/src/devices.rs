@@ -1,6 +1,5 @@
 //! `netauto devices add|import|list` and the device selection of `bulk run`.
 
-use std::collections::HashSet;
 use std::io::Read as _;
 use std::path::Path;
 
@@ -18,17 +17,10 @@ pub(crate) async fn add(
     platforms: &Platforms,
     device: NewDevice,
 ) -> anyhow::Result<()> {
-    let device = match inventory::validate_device(device) {
+    let device = match inventory::check_device(device, platforms) {
         Ok(device) => device,
-        Err(problem) => bail!("{problem}; no device added"),
+        Err(problem) => bail!("no device added: {problem}"),
     };
-    if platforms.get(&device.platform).is_none() {
-        bail!(
-            "unknown platform {:?}; no device added; {}",
-            device.platform,
-            inventory::unknown_platforms_hint(platforms)
-        );
-    }
     let name = device.name.clone();
     match store.create_device(device).await {
         Ok(d) => {
@@ -67,65 +59,9 @@ pub(crate) async fn import(
                 .read_to_string(&mut text)
         })
         .with_context(|| format!("cannot read {shown}"))?;
-    let rows = match inventory::parse(&text, format) {
-        Ok(rows) => rows,
-        Err(errors) => bail!(
-            "{shown}: {} bad {}, nothing imported: {}",
-            errors.len(),
-            if errors.len() == 1 { "row" } else { "rows" },
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
-    };
-    if let Err(errors) = inventory::check_platforms(&rows, platforms) {
-        bail!(
-            "{shown}: {} {} an unknown platform, nothing imported: {}; {}",
-            errors.len(),
-            if errors.len() == 1 {
-                "row names"
-            } else {
-                "rows name"
-            },
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-            inventory::unknown_platforms_hint(platforms)
-        );
-    }
-    let existing: HashSet<String> = store
-        .list_devices()
-        .await?
-        .into_iter()
-        .map(|d| d.name)
-        .collect();
-    let clashes: Vec<String> = rows
-        .iter()
-        .filter(|r| existing.contains(&r.device.name))
-        .map(|r| format!("{}: device {:?} already exists", r.place, r.device.name))
-        .collect();
-    if !clashes.is_empty() {
-        bail!(
-            "{shown}: {} {} already in the database, nothing imported: {}",
-            clashes.len(),
-            if clashes.len() == 1 {
-                "device is"
-            } else {
-                "devices are"
-            },
-            clashes.join("; ")
-        );
-    }
-    let total = rows.len();
-    // One atomic batch: a clash or a database failure imports nothing.
-    store
-        .create_devices(rows.into_iter().map(|r| r.device).collect())
+    let total = inventory::import(store, &text, format, platforms)
         .await
-        .with_context(|| format!("{shown}: nothing imported"))?;
+        .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
     eprintln!("imported {total} devices from {shown}");
     Ok(())
 }

@@ -1015,3 +1015,116 @@ mod tests {
         assert!(parse("[]", Format::Json).is_err());
     }
 }
+
+/// Why [`import`] wrote nothing.
+#[derive(Debug)]
+pub enum ImportError {
+    /// Rows are wrong: what (e.g. `2 bad rows`) and each problem with its place; for
+    /// unknown platforms the known ones are in `hint`.
+    Rows {
+        /// A summary: `2 bad rows`, `1 row names an unknown platform`, `3 devices are
+        /// already in the database`.
+        summary: String,
+        /// `line 3: …` per problem.
+        problems: Vec<String>,
+        /// More help (the known platforms), or empty.
+        hint: String,
+    },
+    /// The store failed (nothing was written: the import is one transaction).
+    Store(netauto_core::Error),
+}
+
+impl fmt::Display for ImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Rows {
+                summary,
+                problems,
+                hint,
+            } => {
+                write!(f, "{summary}, nothing imported: {}", problems.join("; "))?;
+                if !hint.is_empty() {
+                    write!(f, "; {hint}")?;
+                }
+                Ok(())
+            }
+            Self::Store(e) => write!(f, "nothing imported: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ImportError {}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Imports an inventory all or nothing: parsed and checked in full ([`parse`], known
+/// platforms, names not already in the store), then created in one transaction. Answers
+/// how many devices were created. The CLI's `devices import` and the web app's import use it.
+pub async fn import(
+    store: &dyn netauto_core::RunStore,
+    text: &str,
+    format: Format,
+    platforms: &Platforms,
+) -> Result<usize, ImportError> {
+    let to_strings = |errors: Vec<RowError>| errors.iter().map(ToString::to_string).collect();
+    let rows = parse(text, format).map_err(|errors| ImportError::Rows {
+        summary: plural(errors.len(), "bad row", "bad rows"),
+        problems: to_strings(errors),
+        hint: String::new(),
+    })?;
+    check_platforms(&rows, platforms).map_err(|errors| ImportError::Rows {
+        summary: plural(
+            errors.len(),
+            "row names an unknown platform",
+            "rows name an unknown platform",
+        ),
+        problems: to_strings(errors),
+        hint: unknown_platforms_hint(platforms),
+    })?;
+    let existing: std::collections::HashSet<String> = store
+        .list_devices()
+        .await
+        .map_err(ImportError::Store)?
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    let clashes: Vec<String> = rows
+        .iter()
+        .filter(|r| existing.contains(&r.device.name))
+        .map(|r| format!("{}: device {:?} already exists", r.place, r.device.name))
+        .collect();
+    if !clashes.is_empty() {
+        return Err(ImportError::Rows {
+            summary: plural(
+                clashes.len(),
+                "device is already in the database",
+                "devices are already in the database",
+            ),
+            problems: clashes,
+            hint: String::new(),
+        });
+    }
+    let total = rows.len();
+    store
+        .create_devices(rows.into_iter().map(|r| r.device).collect())
+        .await
+        .map_err(ImportError::Store)?;
+    Ok(total)
+}
+
+/// One device as `devices add` and the web app's form check it: the checks of an inventory
+/// row ([`validate_device`]) and a known platform. The problem in a sentence, with the known
+/// platforms when the platform is unknown.
+pub fn check_device(device: NewDevice, platforms: &Platforms) -> Result<NewDevice, String> {
+    let device = validate_device(device)?;
+    if platforms.get(&device.platform).is_none() {
+        return Err(format!(
+            "unknown platform {:?}; {}",
+            device.platform,
+            unknown_platforms_hint(platforms)
+        ));
+    }
+    Ok(device)
+}

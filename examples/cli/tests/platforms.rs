@@ -87,7 +87,7 @@ fn an_inventory_naming_an_unknown_platform_imports_nothing_and_names_the_known_o
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("unknown platform \"nope\"; no device added"),
+        err.contains("no device added: unknown platform \"nope\""),
         "{err}"
     );
 

@@ -26,6 +26,8 @@ use crate::{api, assets, live, metrics, pages};
 
 /// Largest login form accepted (user name, password, CSRF token).
 const LOGIN_BODY_LIMIT: usize = 8 * 1024;
+/// An inventory upload: the largest inventory the parser takes, and the form around it.
+const IMPORT_BODY_LIMIT: usize = netauto_cli::inventory::MAX_INVENTORY_BYTES + 64 * 1024;
 
 /// What an [`App`] is built from.
 #[derive(Debug, Clone)]
@@ -180,6 +182,19 @@ impl App {
             )
             .route("/logout", post(login::logout))
             .route("/devices", get(pages::devices::index))
+            .route(
+                "/devices/new",
+                get(pages::device_admin::new_page).post(pages::device_admin::create),
+            )
+            .route(
+                "/devices/import",
+                get(pages::device_admin::import_page)
+                    .post(pages::device_admin::import)
+                    .layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
+            )
+            .route("/devices/{id}", get(pages::device_admin::show))
+            .route("/devices/{id}/edit", post(pages::device_admin::edit))
+            .route("/devices/{id}/delete", post(pages::device_admin::delete))
             .route("/bulk", post(pages::devices::start_bulk))
             .route("/bulks", get(pages::history::page_handler))
             .route("/bulk/{bulk_ref}", get(pages::bulk::show))

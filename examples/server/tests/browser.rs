@@ -761,3 +761,56 @@ async fn results_history_rerun_diff_search_and_export_in_a_real_browser() {
     assert_eq!(tar, json!([0, true, true]));
     session.close().await;
 }
+
+/// Devices in the UI, by clicks: *Add device* from the devices page, the form filled and
+/// saved lands on the device's page; the device is then listed and linked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_is_added_from_the_devices_page_in_a_real_browser() {
+    let Some(mut session) = Session::start("add-device", 2).await else {
+        return;
+    };
+    let Session {
+        ref mut cdp,
+        ref base,
+        ..
+    } = session;
+    let cdp: &mut Cdp = cdp;
+    click_to(cdp, "#add-device", "/devices/new", "device-form").await;
+    cdp.eval(
+        "(() => { const f = document.getElementById('device-form'); \
+           f.querySelector('[name=name]').value = 'lab-rtr-9'; \
+           f.querySelector('[name=host]').value = '192.0.2.9'; \
+           f.querySelector('[name=platform]').value = 'juniper_junos'; \
+           f.querySelector('[name=username]').value = 'netops'; \
+           f.querySelector('[name=tags]').value = 'lab, edge'; \
+           document.getElementById('save-device').click(); return true; })()",
+    )
+    .await;
+    cdp.wait_for(
+        "the new device's page",
+        "location.pathname.startsWith('/devices/') && location.pathname !== '/devices/new' && !!document.getElementById('device-details')",
+        Duration::from_secs(15),
+    )
+    .await;
+    let details = cdp
+        .eval("document.getElementById('device-details').textContent")
+        .await;
+    let details = details.as_str().unwrap();
+    assert!(
+        details.contains("192.0.2.9:22")
+            && details.contains("juniper_junos")
+            && details.contains("lab, edge"),
+        "{details}"
+    );
+    assert_eq!(
+        cdp.eval("document.querySelector('.flash').textContent")
+            .await,
+        json!("Device lab-rtr-9 added.")
+    );
+    cdp.goto(&format!("{base}/devices")).await;
+    let linked = cdp
+        .eval("[...document.querySelectorAll('#devices td.name a')].some(a => a.textContent === 'lab-rtr-9')")
+        .await;
+    assert_eq!(linked, json!(true));
+    session.close().await;
+}

@@ -33,6 +33,10 @@ async fn every_page_and_api_route_requires_login() {
         "/retention".to_owned(),
         "/bulks".to_owned(),
         "/search?q=abc".to_owned(),
+        "/queues".to_owned(),
+        "/devices/new".to_owned(),
+        "/devices/import".to_owned(),
+        format!("/devices/{}", t.devices[0]),
     ] {
         let res = send(&t.router, Request::get(&uri).body(Body::empty()).unwrap()).await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "{uri}");
@@ -42,6 +46,7 @@ async fn every_page_and_api_route_requires_login() {
         "/api/devices".to_owned(),
         "/api/bulks".to_owned(),
         "/api/search?q=abc".to_owned(),
+        "/api/queues".to_owned(),
         format!("/api/bulk/{bulk}"),
         "/api/runs/1".to_owned(),
     ] {
@@ -1169,4 +1174,175 @@ async fn queues_pause_resume_and_job_actions() {
     .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND, "not a job action");
     handle.shutdown().await;
+}
+
+fn multipart(s: &Session, uri: &str, parts: &[(&str, Option<&str>, &str)]) -> Request<Body> {
+    let boundary = "netauto-test-boundary-7d1f";
+    let mut body = String::new();
+    for (name, file, value) in parts {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\""
+        ));
+        if let Some(f) = file {
+            body.push_str(&format!("; filename=\"{f}\"\r\nContent-Type: text/plain"));
+        }
+        body.push_str(&format!("\r\n\r\n{value}\r\n"));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    Request::post(uri)
+        .header(header::COOKIE, &s.cookie)
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(Body::from(body))
+        .unwrap()
+}
+
+/// Devices in the UI: add (checked as the CLI checks), a device's page with its runs, edit
+/// (a taken name refused), delete with confirmation; import a CSV file all or nothing with
+/// the bad row's line shown. Every form needs CSRF.
+#[tokio::test]
+async fn devices_are_added_edited_deleted_and_imported_in_the_ui() {
+    let t = test_app().await;
+    let s = login(&t.router).await;
+    let form = |csrf: &str, name: &str, port: &str| {
+        format!(
+            "csrf={csrf}&name={name}&host=10.1.1.1&port={port}&platform=cisco_ios&username=ops&tags=core%2C+dc1"
+        )
+    };
+    let res = send(
+        &t.router,
+        s.post_form("/devices/new", &form("wrong", "sw-9", "22")),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = send(
+        &t.router,
+        s.post_form("/devices/new", &form(&s.csrf, "sw-9", "70000")),
+    )
+    .await;
+    let html = body_text(res).await;
+    assert!(
+        html.contains("id=\"device-error\"") && html.contains("70000"),
+        "{html}"
+    );
+    let res = send(
+        &t.router,
+        s.post_form("/devices/new", &form(&s.csrf, "r1", "22")),
+    )
+    .await;
+    assert!(body_text(res).await.contains("already exists"));
+    let res = send(
+        &t.router,
+        s.post_form("/devices/new", &form(&s.csrf, "sw-9", "2222")),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = location(&res);
+    let device = t
+        .store
+        .list_devices()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.name == "sw-9")
+        .expect("added");
+    assert_eq!(page, format!("/devices/{}", device.id));
+    assert_eq!(
+        (device.port, device.tags.clone()),
+        (2222, vec!["core".to_owned(), "dc1".to_owned()])
+    );
+    let html = body_text(send(&t.router, s.get(&page)).await).await;
+    assert!(
+        html.contains("id=\"device-details\"") && html.contains("id=\"no-runs\""),
+        "{html}"
+    );
+
+    let res = send(
+        &t.router,
+        s.post_form(&format!("{page}/edit"), &form(&s.csrf, "r2", "22")),
+    )
+    .await;
+    assert!(
+        body_text(res).await.contains("Not saved: a device named"),
+        "a taken name"
+    );
+    let res = send(
+        &t.router,
+        s.post_form(&format!("{page}/edit"), &form(&s.csrf, "sw-10", "22")),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(t.store.device(device.id).await.unwrap().name, "sw-10");
+
+    let res = send(
+        &t.router,
+        s.post_form(&format!("{page}/delete"), &format!("csrf={}", s.csrf)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(t.store.device(device.id).await.is_ok(), "not confirmed");
+    let res = send(
+        &t.router,
+        s.post_form(
+            &format!("{page}/delete"),
+            &format!("csrf={}&confirm=yes", s.csrf),
+        ),
+    )
+    .await;
+    assert_eq!(location(&res), "/devices");
+    assert!(t.store.device(device.id).await.is_err(), "deleted");
+
+    // Import: one unknown platform imports nothing and names line 3; then a good file.
+    let before = t.store.list_devices().await.unwrap().len();
+    let bad =
+        "name,host,platform,username\nimp-1,10.2.0.1,cisco_ios,ops\nimp-2,10.2.0.2,nope,ops\n";
+    let res = send(
+        &t.router,
+        multipart(
+            &s,
+            "/devices/import",
+            &[("csrf", None, &s.csrf), ("file", Some("inv.csv"), bad)],
+        ),
+    )
+    .await;
+    let html = body_text(res).await;
+    assert!(
+        html.contains("id=\"import-problems\"") && html.contains("line 3"),
+        "{html}"
+    );
+    assert_eq!(
+        t.store.list_devices().await.unwrap().len(),
+        before,
+        "nothing imported"
+    );
+    let res = send(
+        &t.router,
+        multipart(
+            &s,
+            "/devices/import",
+            &[("csrf", None, "wrong"), ("file", Some("inv.csv"), bad)],
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let good = "- {name: imp-1, host: 10.2.0.1, platform: cisco_ios, username: ops}\n- {name: imp-2, host: 10.2.0.2, platform: junos, username: ops}\n";
+    let res = send(
+        &t.router,
+        multipart(
+            &s,
+            "/devices/import",
+            &[
+                ("csrf", None, &s.csrf),
+                ("format", None, ""),
+                ("file", Some("inv.yaml"), good),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(t.store.list_devices().await.unwrap().len(), before + 2);
+    let html = body_text(send(&t.router, s.get("/devices")).await).await;
+    assert!(html.contains("Imported 2 devices from inv.yaml"), "{html}");
 }

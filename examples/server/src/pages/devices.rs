@@ -106,6 +106,8 @@ fn devices_body(
                 button #open-bulk .primary type="button" disabled[modal.selected.is_empty()] {
                     "Run command on selected devices"
                 }
+                a.button #add-device href="/devices/new" { "Add device" }
+                a.button #import-link href="/devices/import" { "Import" }
             }
         }
         p.muted #selection-line { span #selected-count { (modal.selected.len()) } " selected" }
@@ -126,7 +128,7 @@ fn devices_body(
                                 input .pick type="checkbox" name="device_id" value=(d.id) form="bulk-form"
                                     aria-label={ "Select " (d.name) } checked[modal.selected.contains(&d.id)];
                             }
-                            td.name { (d.name) }
+                            td.name { a href={ "/devices/" (d.id) } { (d.name) } }
                             td.mono { (d.host) ":" (d.port) }
                             td { span.platform { (d.platform) } }
                             td { (d.site.as_deref().unwrap_or("—")) }

@@ -1,6 +1,7 @@
 //! HTML pages (maud: everything interpolated is escaped).
 
 pub(crate) mod bulk;
+pub(crate) mod device_admin;
 pub(crate) mod devices;
 pub(crate) mod diff;
 pub(crate) mod export;
