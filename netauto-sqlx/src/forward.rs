@@ -349,6 +349,13 @@ macro_rules! job_queue_by_concern {
                 queue::counts(&self.db).await
             }
 
+            async fn finished_since(
+                &self,
+                since: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<Vec<netauto_core::JobCount>> {
+                queue::finished_since(&self.db, since).await
+            }
+
             async fn pause_queue(
                 &self,
                 queue: &str,

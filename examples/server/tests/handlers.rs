@@ -1114,6 +1114,21 @@ async fn queues_pause_resume_and_job_actions() {
     .await;
     assert_eq!(res.status(), StatusCode::OK);
     wait_bulk(&t.store, &bulk_ref).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let v: Value =
+            serde_json::from_str(&body_text(send(&t.router, s.get("/api/queues")).await).await)
+                .unwrap();
+        if v["queues"][0]["completed_last_5m"] == 1 {
+            assert_eq!(v["queues"][0]["completed_last_hour"], 1, "{v}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bulk job's completion is not counted: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     // A job of a worker nobody runs is discarded with its error, then retried or discarded.
     let job = match t

@@ -133,6 +133,30 @@ pub trait JobQueue: Send + Sync + Debug + 'static {
     /// [`Conflict::JobFinished`](crate::Conflict::JobFinished).
     async fn discard_job(&self, id: JobId, now: DateTime<Utc>) -> Result<Job>;
 
+    /// How many jobs of each queue reached each terminal state (`completed`, `discarded`,
+    /// `cancelled`) at or after `since`, ordered by queue then state: recent throughput.
+    /// The default reads every job; backends count in the database.
+    async fn finished_since(&self, since: DateTime<Utc>) -> Result<Vec<JobCount>> {
+        let mut counts: std::collections::BTreeMap<(String, &'static str), (JobState, u64)> =
+            std::collections::BTreeMap::new();
+        for job in self.list(&JobFilter::all()).await? {
+            if job.state.is_terminal() && job.finished_at.is_some_and(|t| t >= since) {
+                counts
+                    .entry((job.queue, job.state.as_str()))
+                    .or_insert((job.state, 0))
+                    .1 += 1;
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((queue, _), (state, count))| JobCount {
+                queue,
+                state,
+                count,
+            })
+            .collect())
+    }
+
     /// How many jobs each queue has in each state, ordered by queue then state; a queue and
     /// state without jobs is left out. For dashboards and metrics: the default reads every
     /// job, backends count in the database.

@@ -154,6 +154,7 @@ macro_rules! __netauto_conformance_checks {
             queue::counts_by_queue_and_state,
             queue::paused_queues_are_not_claimed,
             queue::retry_and_discard_jobs,
+            queue::finished_since_counts_recent_ends,
             lifecycle::fenced_operations_reject_stale_attempts,
             lifecycle::complete_many_is_fenced,
             lifecycle::fail_retries_then_discards,

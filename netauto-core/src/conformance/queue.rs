@@ -541,3 +541,37 @@ pub async fn retry_and_discard_jobs(b: &Backend) {
         "an unknown job"
     );
 }
+
+/// `finished_since` counts the jobs that ended at or after a time, per queue and terminal
+/// state: recent throughput.
+pub async fn finished_since_counts_recent_ends(b: &Backend) {
+    let done = executing(b, NewJob::new("tp", "w", json!({})), at(0), 60).await;
+    b.queue
+        .complete(done.id, 1, at(10))
+        .await
+        .expect("complete");
+    let gone = enqueue(b, NewJob::new("tp", "w", json!({})), at(0)).await;
+    b.queue.cancel(gone.id, at(20)).await.expect("cancel");
+    enqueue(b, NewJob::new("tp", "w", json!({})), at(0)).await;
+    let count = |since| async move {
+        b.queue
+            .finished_since(since)
+            .await
+            .expect("finished_since")
+            .into_iter()
+            .map(|c| (c.queue, c.state, c.count))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        count(at(0)).await,
+        [
+            ("tp".to_owned(), JobState::Cancelled, 1),
+            ("tp".to_owned(), JobState::Completed, 1),
+        ]
+    );
+    assert_eq!(
+        count(at(20)).await,
+        [("tp".to_owned(), JobState::Cancelled, 1)]
+    );
+    assert!(count(at(21)).await.is_empty());
+}

@@ -141,6 +141,9 @@ impl<H: QueueHooks> JobQueue for HookedQueue<H> {
     async fn counts(&self) -> Result<Vec<crate::JobCount>> {
         self.inner.counts().await
     }
+    async fn finished_since(&self, since: DateTime<Utc>) -> Result<Vec<crate::JobCount>> {
+        self.inner.finished_since(since).await
+    }
     async fn pause_queue(&self, queue: &str, now: DateTime<Utc>) -> Result<()> {
         self.inner.pause_queue(queue, now).await
     }

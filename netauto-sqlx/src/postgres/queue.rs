@@ -15,8 +15,8 @@ use crate::rules::clamp;
 use crate::sql::InsertJob;
 
 pub(super) use crate::shared::queue::{
-    cancel, complete, counts, discard_job, enqueue_all, fail, heartbeat, job, pause_queue,
-    paused_queues, prune, release, rescue_expired, resume_queue, retry_job,
+    cancel, complete, counts, discard_job, enqueue_all, fail, finished_since, heartbeat, job,
+    pause_queue, paused_queues, prune, release, rescue_expired, resume_queue, retry_job,
 };
 
 impl InsertJob for Postgres {

@@ -192,6 +192,28 @@ pub(crate) async fn counts<P: Pools>(q: &P) -> Result<Vec<netauto_core::JobCount
     .fetch_all(P::DB::pool(q.reader()))
     .await
     .map_err(db)?;
+    job_counts::<P>(&rows)
+}
+
+pub(crate) async fn finished_since<P: Pools>(
+    q: &P,
+    since: DateTime<Utc>,
+) -> Result<Vec<netauto_core::JobCount>> {
+    let rows = sqlx::query::<P::DB>(
+        "SELECT queue, state, count(*) AS n FROM jobs
+         WHERE state IN ('completed', 'discarded', 'cancelled') AND finished_at >= $1
+         GROUP BY queue, state ORDER BY queue, state",
+    )
+    .time(since)
+    .fetch_all(P::DB::pool(q.reader()))
+    .await
+    .map_err(db)?;
+    job_counts::<P>(&rows)
+}
+
+fn job_counts<P: Pools>(
+    rows: &[<P::DB as sqlx::Database>::Row],
+) -> Result<Vec<netauto_core::JobCount>> {
     rows.iter()
         .map(|r| {
             use crate::rows::{Columns, StoredRow};

@@ -30,6 +30,9 @@ struct QueueRow {
     limit: Option<usize>,
     counts: BTreeMap<&'static str, u64>,
     paused: Option<chrono::DateTime<Utc>>,
+    /// Jobs completed in the last 5 minutes and the last hour (every node).
+    completed_5m: u64,
+    completed_1h: u64,
 }
 
 /// Every queue this node runs or that has jobs, with counts and pause; the newest failures.
@@ -47,6 +50,25 @@ async fn overview(state: &AppState) -> netauto_core::Result<(Vec<QueueRow>, Vec<
     for p in state.queue.paused_queues().await? {
         entry(&mut rows, &p.queue).paused = Some(p.paused_at);
     }
+    let now = Utc::now();
+    for c in state
+        .queue
+        .finished_since(now - chrono::TimeDelta::hours(1))
+        .await?
+    {
+        if c.state == JobState::Completed {
+            entry(&mut rows, &c.queue).completed_1h += c.count;
+        }
+    }
+    for c in state
+        .queue
+        .finished_since(now - chrono::TimeDelta::minutes(5))
+        .await?
+    {
+        if c.state == JobState::Completed {
+            entry(&mut rows, &c.queue).completed_5m += c.count;
+        }
+    }
     let mut failures = state
         .queue
         .list(&JobFilter::all().with_states([JobState::Retryable, JobState::Discarded]))
@@ -63,6 +85,8 @@ fn entry<'a>(rows: &'a mut BTreeMap<String, QueueRow>, name: &str) -> &'a mut Qu
         limit: None,
         counts: BTreeMap::new(),
         paused: None,
+        completed_5m: 0,
+        completed_1h: 0,
     })
 }
 
@@ -88,7 +112,7 @@ pub(crate) async fn page_handler(
             thead { tr {
                 th { "Queue" } th { "This node runs" }
                 @for s in STATES { th { (s.as_str()) } }
-                th { "completed" } th { "" }
+                th { "completed" } th title="Jobs completed by every node" { "last 5 min / hour" } th { "" }
             } }
             tbody {
                 @for q in &queues {
@@ -97,6 +121,7 @@ pub(crate) async fn page_handler(
                         td.n { @if let Some(l) = q.limit { (l) " at once" } @else { "—" } }
                         @for s in STATES { td.n { (q.counts.get(s.as_str()).copied().unwrap_or(0)) } }
                         td.n { (q.counts.get("completed").copied().unwrap_or(0)) }
+                        td.n.throughput { (q.completed_5m) " / " (q.completed_1h) }
                         td {
                             @let (action, label) = if q.paused.is_some() { ("resume", "Resume") } else { ("pause", "Pause") };
                             form.inline method="post" action={ "/queues/" (q.name) "/" (action) } {
@@ -233,7 +258,8 @@ async fn page_action(
     Ok(Redirect::to("/queues").into_response())
 }
 
-/// GET /api/queues → `{"queues": [{name, limit, paused_at, counts: {state: n}}], "failures": [job…]}`.
+/// GET /api/queues → `{"queues": [{name, limit, paused_at, counts: {state: n},
+/// completed_last_5m, completed_last_hour}], "failures": [job…]}`.
 pub(crate) async fn api(
     State(state): State<AppState>,
     _user: CurrentUser,
@@ -245,6 +271,8 @@ pub(crate) async fn api(
             "limit": q.limit,
             "paused_at": q.paused,
             "counts": q.counts,
+            "completed_last_5m": q.completed_5m,
+            "completed_last_hour": q.completed_1h,
         })).collect::<Vec<_>>(),
         "failures": failures,
     })))
