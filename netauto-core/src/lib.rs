@@ -67,7 +67,7 @@ pub use backend::progress::{
     BulkEvent, FeedItem, ProgressEvent, ProgressSink, RunEvent, Subscription, run_topic,
 };
 pub use backend::queue::JobQueue;
-pub use backend::store::{BulkStore, DeviceStore, RetentionStore, RunLog, RunStore};
+pub use backend::store::{BulkStore, DeviceStore, RetentionStore, RunLog, RunStore, TokenStore};
 pub use error::{BoxError, CommandError, ConfigError, Conflict, Error, Result, ValidationError};
 pub use exec::{ExecLimits, LimitOverrides};
 pub use model::bulk::{
@@ -83,6 +83,7 @@ pub use model::job::{
 pub use model::run::{
     ChunkAppended, NewRun, OutputStream, Run, RunChunk, RunFinish, RunStatus, UnknownStatus,
 };
+pub use model::token::{ApiToken, NewApiToken};
 pub use runtime::{Clock, ManualClock, SystemClock};
 
 #[cfg(any(test, feature = "mock"))]

@@ -69,6 +69,8 @@ struct StoredBulk {
 
 #[derive(Debug, Default)]
 struct StoreState {
+    /// API tokens by id, with the hash of their secret.
+    tokens: BTreeMap<i64, (netauto_core::ApiToken, String)>,
     last_device_id: i64,
     devices: BTreeMap<DeviceId, Device>,
     device_names: HashMap<String, DeviceId>,
@@ -441,6 +443,79 @@ impl RunLog for InMemoryRunStore {
             }
         }
         Ok(found)
+    }
+}
+
+#[async_trait]
+impl netauto_core::TokenStore for InMemoryRunStore {
+    async fn create_token(
+        &self,
+        token: netauto_core::NewApiToken,
+        now: DateTime<Utc>,
+    ) -> Result<netauto_core::ApiToken> {
+        let mut state = self.lock()?;
+        if state.tokens.values().any(|(_, h)| *h == token.hash) {
+            return Err(Conflict::Exists {
+                what: "token",
+                key: token.name,
+            }
+            .into());
+        }
+        let id = state.tokens.keys().next_back().map_or(1, |last| last + 1);
+        let stored = netauto_core::ApiToken {
+            id,
+            user: token.user,
+            name: token.name,
+            created_at: now,
+            expires_at: token.expires_at,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        state.tokens.insert(id, (stored.clone(), token.hash));
+        Ok(stored)
+    }
+    async fn tokens_of(&self, user: &str) -> Result<Vec<netauto_core::ApiToken>> {
+        Ok(self
+            .lock()?
+            .tokens
+            .values()
+            .rev()
+            .filter(|(t, _)| t.user == user)
+            .map(|(t, _)| t.clone())
+            .collect())
+    }
+    async fn revoke_token(
+        &self,
+        id: i64,
+        user: &str,
+        now: DateTime<Utc>,
+    ) -> Result<netauto_core::ApiToken> {
+        let mut state = self.lock()?;
+        match state.tokens.get_mut(&id) {
+            Some((t, _)) if t.user == user => {
+                t.revoked_at.get_or_insert(now);
+                Ok(t.clone())
+            }
+            _ => Err(Error::NotFound {
+                what: "token",
+                id: id.to_string(),
+            }),
+        }
+    }
+    async fn use_token(
+        &self,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<netauto_core::ApiToken>> {
+        let mut state = self.lock()?;
+        Ok(state
+            .tokens
+            .values_mut()
+            .find(|(t, h)| h == hash && t.is_live(now))
+            .map(|(t, _)| {
+                t.last_used_at = Some(now);
+                t.clone()
+            }))
     }
 }
 

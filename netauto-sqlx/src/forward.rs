@@ -16,6 +16,39 @@ macro_rules! run_store_by_concern {
 
         #[async_trait::async_trait]
         #[deny(clippy::missing_trait_methods)]
+        impl netauto_core::TokenStore for $store {
+            async fn create_token(
+                &self,
+                token: netauto_core::NewApiToken,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<netauto_core::ApiToken> {
+                crate::shared::tokens::create_token(&self.db, token, now).await
+            }
+            async fn tokens_of(
+                &self,
+                user: &str,
+            ) -> netauto_core::Result<Vec<netauto_core::ApiToken>> {
+                crate::shared::tokens::tokens_of(&self.db, user).await
+            }
+            async fn revoke_token(
+                &self,
+                id: i64,
+                user: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<netauto_core::ApiToken> {
+                crate::shared::tokens::revoke_token(&self.db, id, user, now).await
+            }
+            async fn use_token(
+                &self,
+                hash: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<Option<netauto_core::ApiToken>> {
+                crate::shared::tokens::use_token(&self.db, hash, now).await
+            }
+        }
+
+        #[async_trait::async_trait]
+        #[deny(clippy::missing_trait_methods)]
         impl netauto_core::DeviceStore for $store {
             async fn create_device(
                 &self,

@@ -11,7 +11,14 @@ mod support;
 
 /// Every embedded migration, applied: a legacy database (versions 1 and 2) gets the later
 /// ones too.
-const ALL_APPLIED: [(i64, bool); 5] = [(1, true), (2, true), (3, true), (4, true), (5, true)];
+const ALL_APPLIED: [(i64, bool); 6] = [
+    (1, true),
+    (2, true),
+    (3, true),
+    (4, true),
+    (5, true),
+    (6, true),
+];
 
 /// A device written as the version that ran the legacy migrator wrote it (its columns only).
 const LEGACY_DEVICE: &str = "INSERT INTO devices (name, host, port, platform, username, credential_ref, tags, site) \

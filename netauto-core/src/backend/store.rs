@@ -17,6 +17,7 @@ use crate::model::device::{Device, NewDevice};
 use crate::model::ids::{BulkRef, DeviceId, RunId};
 use crate::model::job::{Enqueued, NewJob};
 use crate::model::run::{ChunkAppended, NewRun, OutputStream, Run, RunChunk, RunFinish};
+use crate::model::token::{ApiToken, NewApiToken};
 use crate::retention::{DeleteGuard, DeletedRuns, DeviceTotal, FootprintCursor, RunFootprint};
 use crate::search::SearchQuery;
 
@@ -222,9 +223,29 @@ pub trait RetentionStore: Send + Sync + Debug + 'static {
 /// [`conformance`](crate::conformance) (feature `conformance`). A backend implements the four
 /// capability traits; `RunStore` comes with them. A wrapper forwards every method of each
 /// (`#[deny(clippy::missing_trait_methods)]` on its impls), provided ones included.
-pub trait RunStore: DeviceStore + RunLog + BulkStore + RetentionStore {}
+pub trait RunStore: DeviceStore + RunLog + BulkStore + RetentionStore + TokenStore {}
 
-impl<T: DeviceStore + RunLog + BulkStore + RetentionStore> RunStore for T {}
+impl<T: DeviceStore + RunLog + BulkStore + RetentionStore + TokenStore> RunStore for T {}
+
+/// API tokens: stored hashed, looked up by hash. Part of [`RunStore`].
+#[async_trait]
+pub trait TokenStore: Send + Sync + Debug + 'static {
+    /// Stores a token; a second token with the same hash is
+    /// [`Conflict::Exists`](crate::Conflict::Exists).
+    async fn create_token(&self, token: NewApiToken, now: DateTime<Utc>) -> Result<ApiToken>;
+
+    /// A user's tokens, newest first, revoked and expired ones included.
+    async fn tokens_of(&self, user: &str) -> Result<Vec<ApiToken>>;
+
+    /// Revokes token `id` of `user` (at once, on every node). Another user's or an unknown
+    /// token is [`Error::NotFound`](crate::Error::NotFound); revoking twice keeps the first
+    /// time.
+    async fn revoke_token(&self, id: i64, user: &str, now: DateTime<Utc>) -> Result<ApiToken>;
+
+    /// The live token (not revoked, not expired at `now`) with this hash, its last use set
+    /// to `now`; `None` for anything else.
+    async fn use_token(&self, hash: &str, now: DateTime<Utc>) -> Result<Option<ApiToken>>;
+}
 
 #[cfg(any(test, feature = "mock"))]
 mockall::mock! {
@@ -303,6 +324,29 @@ mockall::mock! {
             limit: usize,
         ) -> Result<Vec<RunFootprint>>;
         async fn delete_runs(&self, ids: &[RunId], guard: DeleteGuard) -> Result<DeletedRuns>;
+    }
+}
+
+#[cfg(any(test, feature = "mock"))]
+#[async_trait]
+impl TokenStore for MockRunStore {
+    async fn create_token(&self, token: NewApiToken, _now: DateTime<Utc>) -> Result<ApiToken> {
+        Err(crate::Error::Validation(crate::ValidationError::Field {
+            field: "token",
+            reason: format!("the mock store keeps no tokens ({})", token.name),
+        }))
+    }
+    async fn tokens_of(&self, _user: &str) -> Result<Vec<ApiToken>> {
+        Ok(Vec::new())
+    }
+    async fn revoke_token(&self, id: i64, _user: &str, _now: DateTime<Utc>) -> Result<ApiToken> {
+        Err(crate::Error::NotFound {
+            what: "token",
+            id: id.to_string(),
+        })
+    }
+    async fn use_token(&self, _hash: &str, _now: DateTime<Utc>) -> Result<Option<ApiToken>> {
+        Ok(None)
     }
 }
 

@@ -175,6 +175,7 @@ macro_rules! __netauto_conformance_checks {
             store::delete_runs_cascades_to_chunks,
             store::delete_guard_keeps_runs_that_changed,
             store::devices_are_updated_and_deleted_with_their_runs,
+            store::api_tokens_work_until_revoked_or_expired,
             bulk::create_bulk_is_atomic,
             bulk::record_outcome_completes_exactly_once,
             bulk::record_outcome_is_idempotent_per_device,

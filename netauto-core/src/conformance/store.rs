@@ -685,3 +685,101 @@ pub async fn devices_are_updated_and_deleted_with_their_runs(b: &Backend) {
         .await
         .expect("the name is free");
 }
+
+/// API tokens: found by hash only while live (not revoked, not expired), last use recorded;
+/// listed per user newest first; revoked only by their user; a hash is unique.
+pub async fn api_tokens_work_until_revoked_or_expired(b: &Backend) {
+    use crate::{ApiToken, NewApiToken};
+    let new = |user: &str, name: &str, hash: &str, expires_at| NewApiToken {
+        user: user.into(),
+        name: name.into(),
+        hash: hash.into(),
+        expires_at,
+    };
+    let ci = b
+        .store
+        .create_token(new("ann", "ci", "h1", None), at(0))
+        .await
+        .expect("create");
+    let short = b
+        .store
+        .create_token(new("ann", "short", "h2", Some(at(100))), at(1))
+        .await
+        .expect("create");
+    b.store
+        .create_token(new("bob", "bob's", "h3", None), at(2))
+        .await
+        .expect("create");
+    assert_err!(
+        b.store
+            .create_token(new("bob", "again", "h3", None), at(3))
+            .await,
+        Error::Conflict(crate::Conflict::Exists { .. }),
+        "a hash twice"
+    );
+    let names = |ts: Vec<ApiToken>| ts.into_iter().map(|t| t.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(b.store.tokens_of("ann").await.expect("tokens")),
+        ["short", "ci"]
+    );
+
+    let used = b
+        .store
+        .use_token("h1", at(10))
+        .await
+        .expect("use")
+        .expect("live");
+    assert_eq!(
+        (used.id, used.user.as_str(), used.last_used_at),
+        (ci.id, "ann", Some(at(10)))
+    );
+    assert!(
+        b.store
+            .use_token("nope", at(10))
+            .await
+            .expect("use")
+            .is_none()
+    );
+    assert!(
+        b.store
+            .use_token("h2", at(99))
+            .await
+            .expect("use")
+            .is_some()
+    );
+    assert!(
+        b.store
+            .use_token("h2", at(100))
+            .await
+            .expect("use")
+            .is_none(),
+        "expired"
+    );
+
+    assert_err!(
+        b.store.revoke_token(ci.id, "bob", at(20)).await,
+        Error::NotFound { .. },
+        "another user's token"
+    );
+    let revoked = b
+        .store
+        .revoke_token(ci.id, "ann", at(20))
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.revoked_at, Some(at(20)));
+    let again = b
+        .store
+        .revoke_token(ci.id, "ann", at(30))
+        .await
+        .expect("revoke twice");
+    assert_eq!(again.revoked_at, Some(at(20)), "the first time stays");
+    assert!(
+        b.store
+            .use_token("h1", at(21))
+            .await
+            .expect("use")
+            .is_none(),
+        "revoked"
+    );
+    assert_eq!(short.user, "ann");
+}

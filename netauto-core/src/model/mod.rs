@@ -5,3 +5,4 @@ pub(crate) mod device;
 pub(crate) mod ids;
 pub(crate) mod job;
 pub(crate) mod run;
+pub(crate) mod token;

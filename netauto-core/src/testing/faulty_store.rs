@@ -172,6 +172,32 @@ impl RunLog for FaultyStore {
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
+impl crate::TokenStore for FaultyStore {
+    async fn create_token(
+        &self,
+        token: crate::NewApiToken,
+        now: DateTime<Utc>,
+    ) -> Result<crate::ApiToken> {
+        self.inner.create_token(token, now).await
+    }
+    async fn tokens_of(&self, user: &str) -> Result<Vec<crate::ApiToken>> {
+        self.inner.tokens_of(user).await
+    }
+    async fn revoke_token(
+        &self,
+        id: i64,
+        user: &str,
+        now: DateTime<Utc>,
+    ) -> Result<crate::ApiToken> {
+        self.inner.revoke_token(id, user, now).await
+    }
+    async fn use_token(&self, hash: &str, now: DateTime<Utc>) -> Result<Option<crate::ApiToken>> {
+        self.inner.use_token(hash, now).await
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl BulkStore for FaultyStore {
     async fn bulk_runs(&self, bulk_ref: &BulkRef, device_ids: &[DeviceId]) -> Result<Vec<Run>> {
         self.inner.bulk_runs(bulk_ref, device_ids).await

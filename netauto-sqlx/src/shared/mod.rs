@@ -9,3 +9,4 @@ pub(crate) mod queue;
 pub(crate) mod retention;
 pub(crate) mod runs;
 pub(crate) mod search;
+pub(crate) mod tokens;
