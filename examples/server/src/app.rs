@@ -22,7 +22,7 @@ use crate::login::{self, LoginGate};
 use crate::retention::{LastPurge, RecordingRetention};
 use crate::session::Sessions;
 use crate::users::Users;
-use crate::{api, assets, live, metrics, pages};
+use crate::{api, assets, live, metrics, pages, tokens};
 
 /// Largest login form accepted (user name, password, CSRF token).
 const LOGIN_BODY_LIMIT: usize = 8 * 1024;
@@ -216,6 +216,8 @@ impl App {
                 post(pages::queues::page_queue_action),
             )
             .route("/jobs/{id}/{action}", post(pages::queues::page_job_action))
+            .route("/tokens", get(tokens::page_handler).post(tokens::create))
+            .route("/tokens/{id}/revoke", post(tokens::revoke))
             .route("/retention", get(pages::retention::show))
             .route("/api/devices", get(api::devices))
             .route("/api/bulk", post(api::create_bulk))
@@ -227,6 +229,7 @@ impl App {
             .route("/api/bulk/{bulk_ref}/export", get(pages::export::api))
             .route("/api/search", get(pages::search::api))
             .route("/api/queues", get(pages::queues::api))
+            .route("/api/tokens", get(tokens::api))
             .route(
                 "/api/queues/{queue}/{action}",
                 post(pages::queues::api_queue_action),

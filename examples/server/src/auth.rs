@@ -66,8 +66,10 @@ pub(crate) struct CurrentUser {
     pub(crate) name: String,
     /// The session's CSRF token (put in every form).
     pub(crate) csrf: String,
-    /// The session token.
+    /// The session token (empty for a request authenticated by an API token).
     pub(crate) token: String,
+    /// Authenticated by `Authorization: Bearer` (an API token): no session, no CSRF needed.
+    pub(crate) bearer: bool,
 }
 
 impl CurrentUser {
@@ -95,7 +97,7 @@ impl IntoResponse for Unauthenticated {
                 StatusCode::UNAUTHORIZED,
                 axum::Json(serde_json::json!({
                     "error": "unauthenticated",
-                    "message": "log in first: POST /login, then send the session cookie",
+                    "message": "log in first (POST /login, then send the session cookie) or send Authorization: Bearer <API token>",
                 })),
             )
                 .into_response()
@@ -113,24 +115,61 @@ impl FromRequestParts<AppState> for CurrentUser {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let api = parts.uri.path().starts_with("/api/");
+        // API tokens work on /api/* only; pages need a session.
+        if let Some(secret) = bearer(&parts.headers).filter(|_| api) {
+            let found = state
+                .store
+                .use_token(&crate::tokens::hash(secret), chrono::Utc::now())
+                .await;
+            return match found {
+                Ok(Some(t)) => Ok(Self {
+                    name: t.user,
+                    csrf: String::new(),
+                    token: String::new(),
+                    bearer: true,
+                }),
+                Ok(None) => Err(Unauthenticated { api }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "API token lookup failed");
+                    Err(Unauthenticated { api })
+                }
+            };
+        }
         let token = cookie_token(&CookieJar::from_headers(&parts.headers))
             .ok_or(Unauthenticated { api })?;
         match state.sessions.get(&token) {
             Some(SessionView {
                 user: Some(name),
                 csrf,
-            }) => Ok(Self { name, csrf, token }),
+            }) => Ok(Self {
+                name,
+                csrf,
+                token,
+                bearer: false,
+            }),
             _ => Err(Unauthenticated { api }),
         }
     }
 }
 
-/// The CSRF header of an API request, checked against the session.
-pub(crate) fn api_csrf_ok(user: &CurrentUser, headers: &HeaderMap) -> bool {
+/// The secret of an `Authorization: Bearer` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
-        .get(CSRF_HEADER)
+        .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| user.csrf_ok(v))
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// The CSRF header of an API request, checked against the session. A request authenticated
+/// by an API token needs none (a browser never sends one on its own).
+pub(crate) fn api_csrf_ok(user: &CurrentUser, headers: &HeaderMap) -> bool {
+    user.bearer
+        || headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| user.csrf_ok(v))
 }
 
 /// `403` page for a missing or wrong CSRF token.

@@ -35,6 +35,7 @@ pub mod serve;
 mod session;
 mod text;
 mod throttle;
+mod tokens;
 pub mod transport;
 mod users;
 

@@ -34,6 +34,7 @@ async fn every_page_and_api_route_requires_login() {
         "/bulks".to_owned(),
         "/search?q=abc".to_owned(),
         "/queues".to_owned(),
+        "/tokens".to_owned(),
         "/devices/new".to_owned(),
         "/devices/import".to_owned(),
         format!("/devices/{}", t.devices[0]),
@@ -47,6 +48,7 @@ async fn every_page_and_api_route_requires_login() {
         "/api/bulks".to_owned(),
         "/api/search?q=abc".to_owned(),
         "/api/queues".to_owned(),
+        "/api/tokens".to_owned(),
         format!("/api/bulk/{bulk}"),
         "/api/runs/1".to_owned(),
     ] {
@@ -1360,4 +1362,99 @@ async fn devices_are_added_edited_deleted_and_imported_in_the_ui() {
     assert_eq!(t.store.list_devices().await.unwrap().len(), before + 2);
     let html = body_text(send(&t.router, s.get("/devices")).await).await;
     assert!(html.contains("Imported 2 devices from inv.yaml"), "{html}");
+}
+
+/// API tokens: created on /tokens (the secret shown once, only its hash stored), a script's
+/// `Authorization: Bearer` creates a bulk through `/api/bulk` without a session or CSRF;
+/// pages do not take tokens; a revoked or unknown token is 401.
+#[tokio::test]
+async fn a_bearer_token_creates_a_bulk_until_it_is_revoked() {
+    let t = test_app().await;
+    let handle = t.app.runner().clone().start();
+    let s = login(&t.router).await;
+    let res = send(&t.router, s.post_form("/tokens", "csrf=wrong&name=ci")).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = send(
+        &t.router,
+        s.post_form("/tokens", &format!("csrf={}&name=ci&days=0", s.csrf)),
+    )
+    .await;
+    assert!(
+        body_text(res).await.contains("id=\"token-error\""),
+        "0 days refused"
+    );
+    let res = send(
+        &t.router,
+        s.post_form(
+            "/tokens",
+            &format!("csrf={}&name=ci-pipeline&days=30", s.csrf),
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+    let html = body_text(res).await;
+    let at = html
+        .find("<pre id=\"token-secret\">")
+        .expect("the secret is shown")
+        + 23;
+    let secret = html[at..at + html[at..].find('<').unwrap()].to_owned();
+    assert!(
+        secret.starts_with("netauto_") && secret.len() == 8 + 64,
+        "{secret}"
+    );
+    let html = body_text(send(&t.router, s.get("/tokens")).await).await;
+    assert!(
+        html.contains("ci-pipeline") && !html.contains(&secret),
+        "shown once: {html}"
+    );
+
+    let bearer = |uri: &str, body: Option<&str>, token: &str| {
+        let b = match body {
+            Some(_) => Request::post(uri).header(header::CONTENT_TYPE, "application/json"),
+            None => Request::get(uri),
+        };
+        b.header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::from(body.unwrap_or_default().to_owned()))
+            .unwrap()
+    };
+    let body = format!(
+        r#"{{"device_ids":[{}],"command":"show version"}}"#,
+        t.devices[0]
+    );
+    let res = send(&t.router, bearer("/api/bulk", Some(&body), &secret)).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "no CSRF needed with a token"
+    );
+    let v: Value = serde_json::from_str(&body_text(res).await).unwrap();
+    let bulk_ref = BulkRef::parse(v["bulk_ref"].as_str().unwrap()).unwrap();
+    let bulk = wait_bulk(&t.store, &bulk_ref).await;
+    assert_eq!(
+        bulk.requested_by,
+        common::USER,
+        "the token acts as its user"
+    );
+    let v: Value = serde_json::from_str(
+        &body_text(send(&t.router, bearer("/api/tokens", None, &secret)).await).await,
+    )
+    .unwrap();
+    assert_eq!(v["tokens"][0]["status"], "active");
+    assert!(v["tokens"][0]["last_used_at"].is_string(), "{v}");
+    let res = send(&t.router, bearer("/devices", None, &secret)).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "pages need a session");
+    let res = send(&t.router, bearer("/api/devices", None, "netauto_0000")).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    let id = v["tokens"][0]["id"].as_i64().unwrap();
+    let res = send(
+        &t.router,
+        s.post_form(&format!("/tokens/{id}/revoke"), &format!("csrf={}", s.csrf)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let res = send(&t.router, bearer("/api/devices", None, &secret)).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "revoked");
+    handle.shutdown().await;
 }

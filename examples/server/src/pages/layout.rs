@@ -12,6 +12,7 @@ pub(crate) enum Section {
     Runs,
     Search,
     Queues,
+    Tokens,
     Retention,
 }
 
@@ -45,6 +46,7 @@ pub(crate) fn page(
                         (nav(Section::Search, "/search", "Search"))
                         (nav(Section::Queues, "/queues", "Queues"))
                         (nav(Section::Retention, "/retention", "Retention"))
+                        (nav(Section::Tokens, "/tokens", "API tokens"))
                     }
                     div.user {
                         span.who { (user.name) }
