@@ -513,7 +513,11 @@ impl netauto_core::TokenStore for InMemoryRunStore {
             .values_mut()
             .find(|(t, h)| h == hash && t.is_live(now))
             .map(|(t, _)| {
-                t.last_used_at = Some(now);
+                if t.last_used_at
+                    .is_none_or(|u| now - u >= chrono::TimeDelta::minutes(1))
+                {
+                    t.last_used_at = Some(now);
+                }
                 t.clone()
             }))
     }

@@ -243,7 +243,8 @@ pub trait TokenStore: Send + Sync + Debug + 'static {
     async fn revoke_token(&self, id: i64, user: &str, now: DateTime<Utc>) -> Result<ApiToken>;
 
     /// The live token (not revoked, not expired at `now`) with this hash, its last use set
-    /// to `now`; `None` for anything else.
+    /// to `now` when it was unset or at least a minute old (so that frequent calls do not
+    /// all write); `None` for anything else.
     async fn use_token(&self, hash: &str, now: DateTime<Utc>) -> Result<Option<ApiToken>>;
 }
 

@@ -757,7 +757,7 @@ pub async fn api_tokens_work_until_revoked_or_expired(b: &Backend) {
     );
 
     assert_err!(
-        b.store.revoke_token(ci.id, "bob", at(20)).await,
+        b.store.revoke_token(ci.id, "bob", at(80)).await,
         Error::NotFound { .. },
         "another user's token"
     );

@@ -79,15 +79,31 @@ pub(crate) async fn use_token<P: Pools>(
     hash: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<ApiToken>> {
+    // A read first: a script polling the API must not take the (SQLite: only) writer on
+    // every request. The last use is written when it is a minute old or more.
     let row = sqlx::query::<P::DB>(
-        "UPDATE api_tokens SET last_used_at = $1
-         WHERE hash = $2 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1)
-         RETURNING *",
+        "SELECT * FROM api_tokens
+         WHERE hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
     )
-    .time(now)
     .text(hash)
-    .fetch_optional(P::DB::pool(s.writer()))
+    .time(now)
+    .fetch_optional(P::DB::pool(s.reader()))
     .await
     .map_err(db)?;
-    row.as_ref().map(token).transpose()
+    let Some(mut found) = row.as_ref().map(token).transpose()? else {
+        return Ok(None);
+    };
+    if found
+        .last_used_at
+        .is_none_or(|t| now - t >= chrono::TimeDelta::minutes(1))
+    {
+        sqlx::query::<P::DB>("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            .time(now)
+            .int(found.id)
+            .execute(P::DB::pool(s.writer()))
+            .await
+            .map_err(db)?;
+        found.last_used_at = Some(now);
+    }
+    Ok(Some(found))
 }
