@@ -140,6 +140,19 @@ impl QueueState {
     }
 
     /// Applies `change` to job `id`, keeping the indexes in step. Answers the new job.
+    /// Ends a job that is not terminal in `end` (cancelled or discarded).
+    fn end_job(&mut self, id: JobId, end: JobState, now: DateTime<Utc>) -> Result<Job> {
+        let current = self.jobs.get(&id).ok_or_else(|| Error::job_not_found(id))?;
+        if current.state.is_terminal() {
+            return Err(Conflict::JobFinished(id).into());
+        }
+        self.update(id, |job| {
+            job.state = end;
+            job.finished_at = Some(now);
+            job.lease_expires_at = None;
+        })
+    }
+
     fn update(&mut self, id: JobId, change: impl FnOnce(&mut Job)) -> Result<Job> {
         let mut job = self
             .jobs
@@ -318,19 +331,7 @@ impl JobQueue for InMemoryJobQueue {
     }
 
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<Job> {
-        let mut state = self.lock()?;
-        let current = state
-            .jobs
-            .get(&id)
-            .ok_or_else(|| Error::job_not_found(id))?;
-        if current.state.is_terminal() {
-            return Err(Conflict::JobFinished(id).into());
-        }
-        state.update(id, |job| {
-            job.state = JobState::Cancelled;
-            job.finished_at = Some(now);
-            job.lease_expires_at = None;
-        })
+        self.lock()?.end_job(id, JobState::Cancelled, now)
     }
 
     async fn rescue_expired(&self, now: DateTime<Utc>) -> Result<Vec<JobId>> {
@@ -380,19 +381,7 @@ impl JobQueue for InMemoryJobQueue {
     }
 
     async fn discard_job(&self, id: JobId, now: DateTime<Utc>) -> Result<Job> {
-        let mut state = self.lock()?;
-        let current = state
-            .jobs
-            .get(&id)
-            .ok_or_else(|| Error::job_not_found(id))?;
-        if current.state.is_terminal() {
-            return Err(Conflict::JobFinished(id).into());
-        }
-        state.update(id, |job| {
-            job.state = JobState::Discarded;
-            job.finished_at = Some(now);
-            job.lease_expires_at = None;
-        })
+        self.lock()?.end_job(id, JobState::Discarded, now)
     }
 
     async fn prune(&self, finished_before: DateTime<Utc>) -> Result<u64> {

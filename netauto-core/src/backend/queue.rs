@@ -137,45 +137,37 @@ pub trait JobQueue: Send + Sync + Debug + 'static {
     /// `cancelled`) at or after `since`, ordered by queue then state: recent throughput.
     /// The default reads every job; backends count in the database.
     async fn finished_since(&self, since: DateTime<Utc>) -> Result<Vec<JobCount>> {
-        let mut counts: std::collections::BTreeMap<(String, &'static str), (JobState, u64)> =
-            std::collections::BTreeMap::new();
-        for job in self.list(&JobFilter::all()).await? {
-            if job.state.is_terminal() && job.finished_at.is_some_and(|t| t >= since) {
-                counts
-                    .entry((job.queue, job.state.as_str()))
-                    .or_insert((job.state, 0))
-                    .1 += 1;
-            }
-        }
-        Ok(counts
-            .into_iter()
-            .map(|((queue, _), (state, count))| JobCount {
-                queue,
-                state,
-                count,
-            })
-            .collect())
+        let jobs = self.list(&JobFilter::all()).await?;
+        Ok(count_jobs(jobs.into_iter().filter(|j| {
+            j.state.is_terminal() && j.finished_at.is_some_and(|t| t >= since)
+        })))
     }
 
     /// How many jobs each queue has in each state, ordered by queue then state; a queue and
     /// state without jobs is left out. For dashboards and metrics: the default reads every
     /// job, backends count in the database.
     async fn counts(&self) -> Result<Vec<JobCount>> {
-        let mut counts: std::collections::BTreeMap<(String, &'static str), (JobState, u64)> =
-            std::collections::BTreeMap::new();
-        for job in self.list(&JobFilter::all()).await? {
-            counts
-                .entry((job.queue, job.state.as_str()))
-                .or_insert((job.state, 0))
-                .1 += 1;
-        }
-        Ok(counts
-            .into_iter()
-            .map(|((queue, _), (state, count))| JobCount {
-                queue,
-                state,
-                count,
-            })
-            .collect())
+        Ok(count_jobs(self.list(&JobFilter::all()).await?))
     }
+}
+
+/// Jobs counted per queue and state, ordered by queue then state name (as the databases
+/// order them).
+fn count_jobs(jobs: impl IntoIterator<Item = Job>) -> Vec<JobCount> {
+    let mut counts: std::collections::BTreeMap<(String, &'static str), (JobState, u64)> =
+        std::collections::BTreeMap::new();
+    for job in jobs {
+        counts
+            .entry((job.queue, job.state.as_str()))
+            .or_insert((job.state, 0))
+            .1 += 1;
+    }
+    counts
+        .into_iter()
+        .map(|((queue, _), (state, count))| JobCount {
+            queue,
+            state,
+            count,
+        })
+        .collect()
 }

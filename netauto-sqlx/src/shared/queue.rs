@@ -63,16 +63,23 @@ pub(crate) async fn release<P: Pools>(
 }
 
 pub(crate) async fn cancel<P: Pools>(q: &P, id: JobId, now: DateTime<Utc>) -> Result<Job> {
-    let cancelled = sqlx::query::<P::DB>(
-        "UPDATE jobs SET state = 'cancelled', finished_at = $1, lease_expires_at = NULL
+    end_job(q, id, JobState::Cancelled, now).await
+}
+
+/// Ends a job that is not terminal in `state` (`cancelled` or `discarded`); an executing
+/// attempt is fenced out, a terminal job is a conflict.
+async fn end_job<P: Pools>(q: &P, id: JobId, state: JobState, now: DateTime<Utc>) -> Result<Job> {
+    let ended = sqlx::query::<P::DB>(
+        "UPDATE jobs SET state = $3, finished_at = $1, lease_expires_at = NULL
          WHERE id = $2 AND state NOT IN ('completed', 'discarded', 'cancelled') RETURNING *",
     )
     .time(now)
     .int(id.get())
+    .text(state.as_str())
     .fetch_optional(P::DB::pool(q.writer()))
     .await
     .map_err(db)?;
-    match cancelled {
+    match ended {
         Some(r) => rows::job(&r),
         None => Err(not_cancellable_job(P::DB::pool(q.reader()), id).await),
     }
@@ -290,17 +297,5 @@ pub(crate) async fn retry_job<P: Pools>(q: &P, id: JobId, now: DateTime<Utc>) ->
 }
 
 pub(crate) async fn discard_job<P: Pools>(q: &P, id: JobId, now: DateTime<Utc>) -> Result<Job> {
-    let discarded = sqlx::query::<P::DB>(
-        "UPDATE jobs SET state = 'discarded', finished_at = $1, lease_expires_at = NULL
-         WHERE id = $2 AND state NOT IN ('completed', 'discarded', 'cancelled') RETURNING *",
-    )
-    .time(now)
-    .int(id.get())
-    .fetch_optional(P::DB::pool(q.writer()))
-    .await
-    .map_err(db)?;
-    match discarded {
-        Some(r) => rows::job(&r),
-        None => Err(crate::sql::not_cancellable_job(P::DB::pool(q.reader()), id).await),
-    }
+    end_job(q, id, JobState::Discarded, now).await
 }

@@ -154,6 +154,50 @@ fn new_form(
     )
 }
 
+/// Why a form's device was not saved: a problem with the form, or the store's error.
+enum NotSaved {
+    Form(String),
+    Store(Error),
+}
+
+impl From<String> for NotSaved {
+    fn from(p: String) -> Self {
+        Self::Form(p)
+    }
+}
+
+impl From<Error> for NotSaved {
+    fn from(e: Error) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// After an add or an edit: the redirect to the device's page with a flash (`what`: added,
+/// saved), or the problem to show in the form (a taken name is one); other store errors fail.
+fn saved_or_problem(
+    state: &AppState,
+    user: &CurrentUser,
+    saved: Result<Device, NotSaved>,
+    what: &str,
+) -> Result<Result<Response, String>, PageError> {
+    match saved {
+        Ok(d) => {
+            tracing::info!(user = %user.name, device_id = d.id.get(), "device {what}");
+            state
+                .sessions
+                .set_flash(&user.token, format!("Device {} {what}.", d.name));
+            Ok(Ok(
+                Redirect::to(&format!("/devices/{}", d.id)).into_response()
+            ))
+        }
+        Err(NotSaved::Form(p)) => Ok(Err(p)),
+        Err(NotSaved::Store(Error::Conflict(Conflict::Exists { key, .. }))) => {
+            Ok(Err(format!("a device named {key:?} already exists")))
+        }
+        Err(NotSaved::Store(e)) => Err(e.into()),
+    }
+}
+
 /// POST /devices/new
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -163,21 +207,13 @@ pub(crate) async fn create(
     if !user.csrf_ok(&form.csrf) {
         return Ok(csrf_rejected());
     }
-    let problem = match form.device(BTreeMap::new()) {
-        Err(p) => p,
-        Ok(device) => match state.store.create_device(device).await {
-            Ok(d) => {
-                tracing::info!(user = %user.name, device_id = d.id.get(), "device added");
-                state
-                    .sessions
-                    .set_flash(&user.token, format!("Device {} added.", d.name));
-                return Ok(Redirect::to(&format!("/devices/{}", d.id)).into_response());
-            }
-            Err(Error::Conflict(Conflict::Exists { key, .. })) => {
-                format!("a device named {key:?} already exists")
-            }
-            Err(e) => return Err(e.into()),
-        },
+    let saved: Result<Device, NotSaved> = match form.device(BTreeMap::new()) {
+        Err(p) => Err(p.into()),
+        Ok(device) => state.store.create_device(device).await.map_err(Into::into),
+    };
+    let problem = match saved_or_problem(&state, &user, saved, "added")? {
+        Ok(done) => return Ok(done),
+        Err(problem) => problem,
     };
     Ok(new_form(
         &state,
@@ -273,21 +309,17 @@ pub(crate) async fn edit(
         return Ok(csrf_rejected());
     }
     let device = state.store.device(parse_id(&raw)?).await?;
-    let problem = match form.device(device.vars.clone()) {
-        Err(p) => p,
-        Ok(new) => match state.store.update_device(device.id, new).await {
-            Ok(d) => {
-                tracing::info!(user = %user.name, device_id = d.id.get(), "device edited");
-                state
-                    .sessions
-                    .set_flash(&user.token, format!("Device {} saved.", d.name));
-                return Ok(Redirect::to(&format!("/devices/{}", d.id)).into_response());
-            }
-            Err(Error::Conflict(Conflict::Exists { key, .. })) => {
-                format!("a device named {key:?} already exists")
-            }
-            Err(e) => return Err(e.into()),
-        },
+    let saved: Result<Device, NotSaved> = match form.device(device.vars.clone()) {
+        Err(p) => Err(p.into()),
+        Ok(new) => state
+            .store
+            .update_device(device.id, new)
+            .await
+            .map_err(Into::into),
+    };
+    let problem = match saved_or_problem(&state, &user, saved, "saved")? {
+        Ok(done) => return Ok(done),
+        Err(problem) => problem,
     };
     Ok(show_device(
         &state,
