@@ -67,7 +67,9 @@ pub use backend::progress::{
     BulkEvent, FeedItem, ProgressEvent, ProgressSink, RunEvent, Subscription, run_topic,
 };
 pub use backend::queue::JobQueue;
-pub use backend::store::{BulkStore, DeviceStore, RetentionStore, RunLog, RunStore, TokenStore};
+pub use backend::store::{
+    BulkStore, DeviceStore, RetentionStore, RunLog, RunStore, TeamStore, TokenStore,
+};
 pub use error::{BoxError, CommandError, ConfigError, Conflict, Error, Result, ValidationError};
 pub use exec::{ExecLimits, LimitOverrides};
 pub use model::bulk::{
@@ -82,6 +84,10 @@ pub use model::job::{
 };
 pub use model::run::{
     ChunkAppended, NewRun, OutputStream, Run, RunChunk, RunFinish, RunStatus, UnknownStatus,
+};
+pub use model::team::{
+    AuditEvent, AuditQuery, MAX_AUDIT_PAGE, MAX_USER_NAME, NewAuditEvent, NewUser, Role, User,
+    check_user_name,
 };
 pub use model::token::{ApiToken, NewApiToken};
 pub use runtime::{Clock, ManualClock, SystemClock};

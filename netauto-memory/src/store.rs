@@ -71,6 +71,11 @@ struct StoredBulk {
 struct StoreState {
     /// API tokens by id, with the hash of their secret.
     tokens: BTreeMap<i64, (netauto_core::ApiToken, String)>,
+    /// User accounts by name.
+    users: BTreeMap<String, netauto_core::User>,
+    /// The audit log by id.
+    audit: BTreeMap<i64, netauto_core::AuditEvent>,
+    last_audit_id: i64,
     last_device_id: i64,
     devices: BTreeMap<DeviceId, Device>,
     device_names: HashMap<String, DeviceId>,
@@ -520,6 +525,117 @@ impl netauto_core::TokenStore for InMemoryRunStore {
                 }
                 t.clone()
             }))
+    }
+}
+
+fn no_user(name: &str) -> Error {
+    Error::NotFound {
+        what: "user",
+        id: name.to_owned(),
+    }
+}
+
+#[async_trait]
+impl netauto_core::TeamStore for InMemoryRunStore {
+    async fn create_user(
+        &self,
+        user: netauto_core::NewUser,
+        now: DateTime<Utc>,
+    ) -> Result<netauto_core::User> {
+        let mut state = self.lock()?;
+        if state.users.contains_key(&user.name) {
+            return Err(Conflict::Exists {
+                what: "user",
+                key: user.name,
+            }
+            .into());
+        }
+        let stored = netauto_core::User {
+            name: user.name.clone(),
+            role: user.role,
+            password_hash: user.password_hash,
+            created_at: now,
+            updated_at: now,
+        };
+        state.users.insert(user.name, stored.clone());
+        Ok(stored)
+    }
+    async fn user(&self, name: &str) -> Result<Option<netauto_core::User>> {
+        Ok(self.lock()?.users.get(name).cloned())
+    }
+    async fn users(&self) -> Result<Vec<netauto_core::User>> {
+        Ok(self.lock()?.users.values().cloned().collect())
+    }
+    async fn set_user_role(
+        &self,
+        name: &str,
+        role: netauto_core::Role,
+        now: DateTime<Utc>,
+    ) -> Result<netauto_core::User> {
+        let mut state = self.lock()?;
+        let user = state.users.get_mut(name).ok_or_else(|| no_user(name))?;
+        user.role = role;
+        user.updated_at = now;
+        Ok(user.clone())
+    }
+    async fn set_user_password(
+        &self,
+        name: &str,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<netauto_core::User> {
+        let mut state = self.lock()?;
+        let user = state.users.get_mut(name).ok_or_else(|| no_user(name))?;
+        hash.clone_into(&mut user.password_hash);
+        user.updated_at = now;
+        Ok(user.clone())
+    }
+    async fn remove_user(&self, name: &str, now: DateTime<Utc>) -> Result<netauto_core::User> {
+        let mut state = self.lock()?;
+        let user = state.users.remove(name).ok_or_else(|| no_user(name))?;
+        for (t, _) in state.tokens.values_mut().filter(|(t, _)| t.user == name) {
+            t.revoked_at.get_or_insert(now);
+        }
+        Ok(user)
+    }
+    async fn record_audit(
+        &self,
+        event: netauto_core::NewAuditEvent,
+        now: DateTime<Utc>,
+    ) -> Result<netauto_core::AuditEvent> {
+        let mut state = self.lock()?;
+        state.last_audit_id += 1;
+        let stored = netauto_core::AuditEvent {
+            id: state.last_audit_id,
+            at: now,
+            actor: event.actor,
+            action: event.action,
+            target: event.target,
+            detail: event.detail,
+            address: event.address,
+        };
+        state.audit.insert(stored.id, stored.clone());
+        Ok(stored)
+    }
+    async fn audit_events(
+        &self,
+        query: &netauto_core::AuditQuery,
+    ) -> Result<Vec<netauto_core::AuditEvent>> {
+        Ok(self
+            .lock()?
+            .audit
+            .values()
+            .rev()
+            .filter(|e| query.admits(e))
+            .take(query.page_size())
+            .cloned()
+            .collect())
+    }
+    async fn prune_audit(&self, cutoff: DateTime<Utc>) -> Result<u64> {
+        let mut state = self.lock()?;
+        let before = state.audit.len();
+        state.audit.retain(|_, e| e.at >= cutoff);
+        Ok((before - state.audit.len()) as u64)
     }
 }
 

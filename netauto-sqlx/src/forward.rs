@@ -49,6 +49,66 @@ macro_rules! run_store_by_concern {
 
         #[async_trait::async_trait]
         #[deny(clippy::missing_trait_methods)]
+        impl netauto_core::TeamStore for $store {
+            async fn create_user(
+                &self,
+                user: netauto_core::NewUser,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<netauto_core::User> {
+                crate::shared::team::create_user(&self.db, user, now).await
+            }
+            async fn user(&self, name: &str) -> netauto_core::Result<Option<netauto_core::User>> {
+                crate::shared::team::user_named(&self.db, name).await
+            }
+            async fn users(&self) -> netauto_core::Result<Vec<netauto_core::User>> {
+                crate::shared::team::users(&self.db).await
+            }
+            async fn set_user_role(
+                &self,
+                name: &str,
+                role: netauto_core::Role,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<netauto_core::User> {
+                crate::shared::team::set_user_role(&self.db, name, role, now).await
+            }
+            async fn set_user_password(
+                &self,
+                name: &str,
+                hash: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<netauto_core::User> {
+                crate::shared::team::set_user_password(&self.db, name, hash, now).await
+            }
+            async fn remove_user(
+                &self,
+                name: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<netauto_core::User> {
+                crate::shared::team::remove_user(&self.db, name, now).await
+            }
+            async fn record_audit(
+                &self,
+                event: netauto_core::NewAuditEvent,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<netauto_core::AuditEvent> {
+                crate::shared::team::record_audit(&self.db, event, now).await
+            }
+            async fn audit_events(
+                &self,
+                query: &netauto_core::AuditQuery,
+            ) -> netauto_core::Result<Vec<netauto_core::AuditEvent>> {
+                crate::shared::team::audit_events(&self.db, query).await
+            }
+            async fn prune_audit(
+                &self,
+                cutoff: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<u64> {
+                crate::shared::team::prune_audit(&self.db, cutoff).await
+            }
+        }
+
+        #[async_trait::async_trait]
+        #[deny(clippy::missing_trait_methods)]
         impl netauto_core::DeviceStore for $store {
             async fn create_device(
                 &self,

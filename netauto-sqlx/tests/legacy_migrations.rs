@@ -11,13 +11,14 @@ mod support;
 
 /// Every embedded migration, applied: a legacy database (versions 1 and 2) gets the later
 /// ones too.
-const ALL_APPLIED: [(i64, bool); 6] = [
+const ALL_APPLIED: [(i64, bool); 7] = [
     (1, true),
     (2, true),
     (3, true),
     (4, true),
     (5, true),
     (6, true),
+    (7, true),
 ];
 
 /// A device written as the version that ran the legacy migrator wrote it (its columns only).

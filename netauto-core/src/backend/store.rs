@@ -17,6 +17,7 @@ use crate::model::device::{Device, NewDevice};
 use crate::model::ids::{BulkRef, DeviceId, RunId};
 use crate::model::job::{Enqueued, NewJob};
 use crate::model::run::{ChunkAppended, NewRun, OutputStream, Run, RunChunk, RunFinish};
+use crate::model::team::{AuditEvent, AuditQuery, NewAuditEvent, NewUser, Role, User};
 use crate::model::token::{ApiToken, NewApiToken};
 use crate::retention::{DeleteGuard, DeletedRuns, DeviceTotal, FootprintCursor, RunFootprint};
 use crate::search::SearchQuery;
@@ -223,9 +224,12 @@ pub trait RetentionStore: Send + Sync + Debug + 'static {
 /// [`conformance`](crate::conformance) (feature `conformance`). A backend implements the four
 /// capability traits; `RunStore` comes with them. A wrapper forwards every method of each
 /// (`#[deny(clippy::missing_trait_methods)]` on its impls), provided ones included.
-pub trait RunStore: DeviceStore + RunLog + BulkStore + RetentionStore + TokenStore {}
+pub trait RunStore:
+    DeviceStore + RunLog + BulkStore + RetentionStore + TokenStore + TeamStore
+{
+}
 
-impl<T: DeviceStore + RunLog + BulkStore + RetentionStore + TokenStore> RunStore for T {}
+impl<T: DeviceStore + RunLog + BulkStore + RetentionStore + TokenStore + TeamStore> RunStore for T {}
 
 /// API tokens: stored hashed, looked up by hash. Part of [`RunStore`].
 #[async_trait]
@@ -246,6 +250,40 @@ pub trait TokenStore: Send + Sync + Debug + 'static {
     /// to `now` when it was unset or at least a minute old (so that frequent calls do not
     /// all write); `None` for anything else.
     async fn use_token(&self, hash: &str, now: DateTime<Utc>) -> Result<Option<ApiToken>>;
+}
+
+/// User accounts with their role, and the audit log. Part of [`RunStore`].
+#[async_trait]
+pub trait TeamStore: Send + Sync + Debug + 'static {
+    /// Creates an account; a taken name is [`Conflict::Exists`](crate::Conflict::Exists).
+    async fn create_user(&self, user: NewUser, now: DateTime<Utc>) -> Result<User>;
+
+    /// The account named `name`, if there is one.
+    async fn user(&self, name: &str) -> Result<Option<User>>;
+
+    /// Every account, by name.
+    async fn users(&self) -> Result<Vec<User>>;
+
+    /// Sets an account's role; an unknown name is [`Error::NotFound`](crate::Error::NotFound).
+    async fn set_user_role(&self, name: &str, role: Role, now: DateTime<Utc>) -> Result<User>;
+
+    /// Sets an account's password hash; an unknown name is
+    /// [`Error::NotFound`](crate::Error::NotFound).
+    async fn set_user_password(&self, name: &str, hash: &str, now: DateTime<Utc>) -> Result<User>;
+
+    /// Removes an account and revokes its API tokens at `now`, in one transaction (a name
+    /// added again later does not get the old tokens back); an unknown name is
+    /// [`Error::NotFound`](crate::Error::NotFound).
+    async fn remove_user(&self, name: &str, now: DateTime<Utc>) -> Result<User>;
+
+    /// Appends an entry to the audit log, stamped `now`.
+    async fn record_audit(&self, event: NewAuditEvent, now: DateTime<Utc>) -> Result<AuditEvent>;
+
+    /// One page of the audit log, newest first (see [`AuditQuery`]).
+    async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
+
+    /// Deletes the audit entries older than `cutoff`; answers how many.
+    async fn prune_audit(&self, cutoff: DateTime<Utc>) -> Result<u64>;
 }
 
 #[cfg(any(test, feature = "mock"))]
@@ -348,6 +386,64 @@ impl TokenStore for MockRunStore {
     }
     async fn use_token(&self, _hash: &str, _now: DateTime<Utc>) -> Result<Option<ApiToken>> {
         Ok(None)
+    }
+}
+
+#[cfg(any(test, feature = "mock"))]
+#[async_trait]
+impl TeamStore for MockRunStore {
+    async fn create_user(&self, user: NewUser, _now: DateTime<Utc>) -> Result<User> {
+        Err(crate::Error::Validation(crate::ValidationError::Field {
+            field: "user",
+            reason: format!("the mock store keeps no users ({})", user.name),
+        }))
+    }
+    async fn user(&self, _name: &str) -> Result<Option<User>> {
+        Ok(None)
+    }
+    async fn users(&self) -> Result<Vec<User>> {
+        Ok(Vec::new())
+    }
+    async fn set_user_role(&self, name: &str, _role: Role, _now: DateTime<Utc>) -> Result<User> {
+        Err(crate::Error::NotFound {
+            what: "user",
+            id: name.to_owned(),
+        })
+    }
+    async fn set_user_password(
+        &self,
+        name: &str,
+        _hash: &str,
+        _now: DateTime<Utc>,
+    ) -> Result<User> {
+        Err(crate::Error::NotFound {
+            what: "user",
+            id: name.to_owned(),
+        })
+    }
+    async fn remove_user(&self, name: &str, _now: DateTime<Utc>) -> Result<User> {
+        Err(crate::Error::NotFound {
+            what: "user",
+            id: name.to_owned(),
+        })
+    }
+    async fn record_audit(&self, event: NewAuditEvent, now: DateTime<Utc>) -> Result<AuditEvent> {
+        // Accepted and forgotten: handlers that audit still work against the mock.
+        Ok(AuditEvent {
+            id: 0,
+            at: now,
+            actor: event.actor,
+            action: event.action,
+            target: event.target,
+            detail: event.detail,
+            address: event.address,
+        })
+    }
+    async fn audit_events(&self, _query: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        Ok(Vec::new())
+    }
+    async fn prune_audit(&self, _cutoff: DateTime<Utc>) -> Result<u64> {
+        Ok(0)
     }
 }
 

@@ -176,6 +176,8 @@ macro_rules! __netauto_conformance_checks {
             store::delete_guard_keeps_runs_that_changed,
             store::devices_are_updated_and_deleted_with_their_runs,
             store::api_tokens_work_until_revoked_or_expired,
+            store::users_keep_their_role_and_removal_revokes_tokens,
+            store::audit_log_pages_filters_and_prunes,
             bulk::create_bulk_is_atomic,
             bulk::record_outcome_completes_exactly_once,
             bulk::record_outcome_is_idempotent_per_device,

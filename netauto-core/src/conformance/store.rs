@@ -783,3 +783,182 @@ pub async fn api_tokens_work_until_revoked_or_expired(b: &Backend) {
     );
     assert_eq!(short.user, "ann");
 }
+
+/// Users: unique names, a role and a password hash that change, listed by name; removing
+/// one revokes their API tokens (a name added again does not get them back).
+pub async fn users_keep_their_role_and_removal_revokes_tokens(b: &Backend) {
+    use crate::{NewApiToken, NewUser, Role};
+    let new = |name: &str, role| NewUser {
+        name: name.into(),
+        role,
+        password_hash: format!("$argon2id$hash-of-{name}"),
+    };
+    let ann = b
+        .store
+        .create_user(new("ann", Role::Admin), at(0))
+        .await
+        .expect("create");
+    assert_eq!((ann.role, ann.created_at), (Role::Admin, at(0)));
+    b.store
+        .create_user(new("bob", Role::Viewer), at(1))
+        .await
+        .expect("create");
+    assert_err!(
+        b.store.create_user(new("bob", Role::Admin), at(2)).await,
+        Error::Conflict(crate::Conflict::Exists { .. }),
+        "a name twice"
+    );
+    let names: Vec<_> = b
+        .store
+        .users()
+        .await
+        .expect("users")
+        .into_iter()
+        .map(|u| (u.name, u.role))
+        .collect();
+    assert_eq!(
+        names,
+        [("ann".into(), Role::Admin), ("bob".into(), Role::Viewer)]
+    );
+    let bob = b
+        .store
+        .set_user_role("bob", Role::Operator, at(5))
+        .await
+        .expect("role");
+    assert_eq!((bob.role, bob.updated_at), (Role::Operator, at(5)));
+    let bob = b
+        .store
+        .set_user_password("bob", "$argon2id$new", at(6))
+        .await
+        .expect("password");
+    assert_eq!(bob.password_hash, "$argon2id$new");
+    assert_eq!(
+        b.store.user("bob").await.expect("user").map(|u| u.role),
+        Some(Role::Operator)
+    );
+    assert!(b.store.user("carol").await.expect("user").is_none());
+    assert_err!(
+        b.store.set_user_role("carol", Role::Admin, at(7)).await,
+        Error::NotFound { .. },
+        "unknown user"
+    );
+
+    b.store
+        .create_token(
+            NewApiToken {
+                user: "bob".into(),
+                name: "ci".into(),
+                hash: "bob-h".into(),
+                expires_at: None,
+            },
+            at(8),
+        )
+        .await
+        .expect("token");
+    let removed = b.store.remove_user("bob", at(9)).await.expect("remove");
+    assert_eq!(removed.name, "bob");
+    assert!(b.store.user("bob").await.expect("user").is_none());
+    assert_err!(
+        b.store.remove_user("bob", at(10)).await,
+        Error::NotFound { .. },
+        "removed twice"
+    );
+    b.store
+        .create_user(new("bob", Role::Viewer), at(11))
+        .await
+        .expect("the name is free again");
+    assert!(
+        b.store
+            .use_token("bob-h", at(12))
+            .await
+            .expect("use")
+            .is_none(),
+        "the old token stays revoked"
+    );
+}
+
+/// The audit log: ids increase, newest first, keyset pages, actor and action filters
+/// (`bulk` matches `bulk.start`, not `bulkhead`), pruning by age.
+pub async fn audit_log_pages_filters_and_prunes(b: &Backend) {
+    use crate::{AuditQuery, NewAuditEvent};
+    let entries = [
+        ("ann", "login", ""),
+        ("ann", "bulk.start", "b1"),
+        ("bob", "bulk.cancel", "b1"),
+        ("bob", "bulkhead", ""),
+        ("ann", "user.role", "bob"),
+    ];
+    let mut ids = Vec::new();
+    for (i, (actor, action, target)) in entries.into_iter().enumerate() {
+        let e = b
+            .store
+            .record_audit(
+                NewAuditEvent::new(actor, action, target)
+                    .detail("d")
+                    .address(Some("127.0.0.1".into())),
+                at(i as i64 * 10),
+            )
+            .await
+            .expect("record");
+        assert_eq!(
+            (e.at, e.address.as_deref()),
+            (at(i as i64 * 10), Some("127.0.0.1"))
+        );
+        ids.push(e.id);
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase");
+    let list = |q: AuditQuery| async move {
+        b.store
+            .audit_events(&q)
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|e| e.action)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        list(AuditQuery::default()).await,
+        [
+            "user.role",
+            "bulkhead",
+            "bulk.cancel",
+            "bulk.start",
+            "login"
+        ]
+    );
+    let page = AuditQuery {
+        limit: Some(2),
+        ..AuditQuery::default()
+    };
+    assert_eq!(list(page.clone()).await, ["user.role", "bulkhead"]);
+    assert_eq!(
+        list(AuditQuery {
+            before: Some(ids[3]),
+            ..page
+        })
+        .await,
+        ["bulk.cancel", "bulk.start"]
+    );
+    assert_eq!(
+        list(AuditQuery {
+            action: Some("bulk".into()),
+            ..AuditQuery::default()
+        })
+        .await,
+        ["bulk.cancel", "bulk.start"]
+    );
+    assert_eq!(
+        list(AuditQuery {
+            actor: Some("ann".into()),
+            action: Some("bulk.start".into()),
+            ..AuditQuery::default()
+        })
+        .await,
+        ["bulk.start"]
+    );
+    assert_eq!(b.store.prune_audit(at(20)).await.expect("prune"), 2);
+    assert_eq!(
+        list(AuditQuery::default()).await,
+        ["user.role", "bulkhead", "bulk.cancel"]
+    );
+}

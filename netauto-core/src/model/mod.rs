@@ -5,4 +5,5 @@ pub(crate) mod device;
 pub(crate) mod ids;
 pub(crate) mod job;
 pub(crate) mod run;
+pub(crate) mod team;
 pub(crate) mod token;

@@ -198,6 +198,52 @@ impl crate::TokenStore for FaultyStore {
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
+impl crate::TeamStore for FaultyStore {
+    async fn create_user(&self, user: crate::NewUser, now: DateTime<Utc>) -> Result<crate::User> {
+        self.inner.create_user(user, now).await
+    }
+    async fn user(&self, name: &str) -> Result<Option<crate::User>> {
+        self.inner.user(name).await
+    }
+    async fn users(&self) -> Result<Vec<crate::User>> {
+        self.inner.users().await
+    }
+    async fn set_user_role(
+        &self,
+        name: &str,
+        role: crate::Role,
+        now: DateTime<Utc>,
+    ) -> Result<crate::User> {
+        self.inner.set_user_role(name, role, now).await
+    }
+    async fn set_user_password(
+        &self,
+        name: &str,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<crate::User> {
+        self.inner.set_user_password(name, hash, now).await
+    }
+    async fn remove_user(&self, name: &str, now: DateTime<Utc>) -> Result<crate::User> {
+        self.inner.remove_user(name, now).await
+    }
+    async fn record_audit(
+        &self,
+        event: crate::NewAuditEvent,
+        now: DateTime<Utc>,
+    ) -> Result<crate::AuditEvent> {
+        self.inner.record_audit(event, now).await
+    }
+    async fn audit_events(&self, query: &crate::AuditQuery) -> Result<Vec<crate::AuditEvent>> {
+        self.inner.audit_events(query).await
+    }
+    async fn prune_audit(&self, cutoff: DateTime<Utc>) -> Result<u64> {
+        self.inner.prune_audit(cutoff).await
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl BulkStore for FaultyStore {
     async fn bulk_runs(&self, bulk_ref: &BulkRef, device_ids: &[DeviceId]) -> Result<Vec<Run>> {
         self.inner.bulk_runs(bulk_ref, device_ids).await

@@ -9,4 +9,5 @@ pub(crate) mod queue;
 pub(crate) mod retention;
 pub(crate) mod runs;
 pub(crate) mod search;
+pub(crate) mod team;
 pub(crate) mod tokens;
