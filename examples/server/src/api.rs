@@ -103,6 +103,14 @@ pub(crate) async fn create_bulk(
         .enqueue_with_limits(&body.device_ids, &body.command, &user.name, limits)
         .await?;
     let total = state.store.bulk(&bulk_ref).await?.counters.total;
+    state
+        .audit(
+            &user,
+            "bulk.start",
+            bulk_ref.to_string(),
+            format!("{total} devices: {}", body.command),
+        )
+        .await;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -138,6 +146,14 @@ pub(crate) async fn rerun_bulk(
     let body = json_body(body)?;
     let bulk_ref = state.bulk.rerun(&parent, body.devices, &user.name).await?;
     let total = state.store.bulk_state(&bulk_ref).await?.counters.total;
+    state
+        .audit(
+            &user,
+            "bulk.rerun",
+            bulk_ref.to_string(),
+            format!("{total} devices, from {parent}"),
+        )
+        .await;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -200,6 +216,14 @@ pub(crate) async fn cancel_bulk(
         BulkRef::parse(&raw).map_err(|_| ApiError::NotFound(format!("bulk {raw:?} not found")))?;
     let c = state.bulk.cancel(&bulk_ref).await?;
     tracing::info!(user = %user.name, bulk_ref = %bulk_ref, devices_cancelled = c.devices_cancelled, "bulk cancelled");
+    state
+        .audit(
+            &user,
+            "bulk.cancel",
+            bulk_ref.to_string(),
+            cancel_detail(&c),
+        )
+        .await;
     Ok(Json(json!({
         "bulk_ref": bulk_ref,
         "cancelled": c.newly_cancelled,
@@ -225,6 +249,7 @@ pub(crate) async fn cancel_run(
         .map_err(|_| ApiError::NotFound(format!("run {raw:?} not found")))?;
     let run = state.network.cancel_run(id).await?;
     tracing::info!(user = %user.name, run_id = id.get(), "run cancel requested");
+    state.audit(&user, "run.cancel", id.to_string(), "").await;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"run_id": run.id, "status": "cancelling"})),
@@ -290,4 +315,16 @@ pub(crate) async fn run(
         "next_seq": next,
         "more": more,
     })))
+}
+
+/// The audit detail of a bulk cancel.
+pub(crate) fn cancel_detail(c: &netauto_core::BulkCancelled) -> String {
+    if c.newly_cancelled {
+        format!(
+            "{} devices not started cancelled, {} running stopped",
+            c.devices_cancelled, c.counters.pending
+        )
+    } else {
+        "already finished or cancelled".to_owned()
+    }
 }

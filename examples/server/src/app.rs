@@ -1,5 +1,6 @@
 //! [`App`]: the services, the runner and the router, wired to whatever backend is given.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
@@ -17,6 +18,7 @@ use netauto_core::runtime::{CronEntry, CronSchedule};
 use netauto_core::runtime::{Runner, RunnerConfig};
 use netauto_core::{ExecLimits, JobQueue, NetworkClient, ProgressSink, RunStore};
 
+use crate::access::{Access, Routes};
 use crate::config::WebLimits;
 use crate::login::{self, LoginGate};
 use crate::retention::{LastPurge, RecordingRetention};
@@ -80,6 +82,8 @@ pub(crate) struct AppState {
     pub(crate) runner: Runner,
     /// The bearer token `/metrics` requires, if any.
     pub(crate) metrics_token: Option<String>,
+    /// Days of audit log kept (pruned with every retention run).
+    pub(crate) audit_days: Arc<AtomicU32>,
 }
 
 /// The web app and its (not yet started) job runner.
@@ -99,11 +103,14 @@ impl App {
             .with_limits(parts.exec_limits);
         let retention = RetentionWorker::new(parts.store.clone(), parts.retention);
         let last_purge = LastPurge::default();
+        let audit_days = Arc::new(AtomicU32::new(crate::team::DEFAULT_AUDIT_MAX_DAYS));
         let registry = WorkerRegistry::new()
             .with(BulkJob::new(network.clone()))
             .with(RecordingRetention::new(
                 retention.clone(),
                 last_purge.clone(),
+                parts.store.clone(),
+                audit_days.clone(),
             ));
         let queue = parts.queue.clone();
         let runner = Runner::new(parts.queue, registry)
@@ -130,6 +137,7 @@ impl App {
             queue,
             runner: runner.clone(),
             metrics_token: None,
+            audit_days,
         };
         Ok(Self { state, runner })
     }
@@ -147,6 +155,13 @@ impl App {
     /// or output.
     pub fn with_metrics_token(mut self, token: Option<String>) -> Self {
         self.state.metrics_token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// Keeps `days` of audit log (default [`DEFAULT_AUDIT_MAX_DAYS`](crate::DEFAULT_AUDIT_MAX_DAYS);
+    /// the binary reads `NETAUTO_AUDIT_MAX_DAYS`): older entries go with every retention run.
+    pub fn with_audit_max_days(self, days: u32) -> Self {
+        self.state.audit_days.store(days.max(1), Ordering::Relaxed);
         self
     }
 
@@ -170,85 +185,111 @@ impl App {
         &self.runner
     }
 
-    /// All routes: pages, live event streams, JSON API, assets.
+    /// All routes: pages, live event streams, JSON API, assets; each behind its role (see
+    /// [`route_access`](Self::route_access)).
     pub fn router(&self) -> Router {
-        Router::new()
-            .route("/", get(pages::home))
-            .route(
+        self.routes()
+            .finish(self.state.clone())
+            .fallback(pages::not_found)
+            .layer(middleware::from_fn(security_headers))
+            .with_state(self.state.clone())
+    }
+
+    /// Every route path with who may use it: [`Access::Open`] for anyone, or the least role.
+    /// The same table the router enforces.
+    pub fn route_access(&self) -> Vec<(&'static str, Access)> {
+        self.routes().rules()
+    }
+
+    fn routes(&self) -> Routes {
+        Routes::new()
+            .open("/", get(pages::home))
+            .open(
                 "/login",
                 get(login::login_page)
                     .post(login::login)
                     .layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT)),
             )
-            .route("/logout", post(login::logout))
-            .route("/devices", get(pages::devices::index))
-            .route(
+            .open("/metrics", get(metrics::metrics))
+            .open("/healthz", get(metrics::healthz))
+            .open("/assets/app.css", get(assets::css))
+            .open("/assets/app.js", get(assets::js))
+            // Reading: every logged-in user.
+            .viewer("/logout", post(login::logout))
+            .viewer("/devices", get(pages::devices::index))
+            .viewer("/devices/{id}", get(pages::device_admin::show))
+            .viewer("/bulks", get(pages::history::page_handler))
+            .viewer("/bulk/{bulk_ref}", get(pages::bulk::show))
+            .viewer("/bulk/{bulk_ref}/events", get(live::bulk_events))
+            .viewer("/bulk/{bulk_ref}/fleet", get(pages::fleet::page_handler))
+            .viewer("/bulk/{bulk_ref}/export", get(pages::export::page_handler))
+            .viewer("/runs/{id}", get(pages::runs::show))
+            .viewer("/runs/{id}/events", get(live::run_events))
+            .viewer("/runs/{id}/raw", get(pages::runs::raw))
+            .viewer("/runs/{id}/diff", get(pages::diff::page_previous))
+            .viewer("/runs/{id}/diff/{other}", get(pages::diff::page_pair))
+            .viewer("/search", get(pages::search::page_handler))
+            .viewer("/queues", get(pages::queues::page_handler))
+            .viewer("/retention", get(pages::retention::show))
+            // A user's own API tokens act with the user's role.
+            .viewer("/tokens", get(tokens::page_handler).post(tokens::create))
+            .viewer("/tokens/{id}/revoke", post(tokens::revoke))
+            .viewer("/api/devices", get(api::devices))
+            .viewer("/api/bulks", get(pages::history::api))
+            .viewer("/api/bulk/{bulk_ref}", get(api::bulk))
+            .viewer("/api/bulk/{bulk_ref}/fleet", get(pages::fleet::api))
+            .viewer("/api/bulk/{bulk_ref}/export", get(pages::export::api))
+            .viewer("/api/search", get(pages::search::api))
+            .viewer("/api/queues", get(pages::queues::api))
+            .viewer("/api/tokens", get(tokens::api))
+            .viewer("/api/runs/{id}", get(api::run))
+            .viewer("/api/runs/{id}/diff", get(pages::diff::api_previous))
+            .viewer("/api/runs/{id}/diff/{other}", get(pages::diff::api_pair))
+            // Running commands: operators.
+            .operator("/bulk", post(pages::devices::start_bulk))
+            .operator("/bulk/{bulk_ref}/cancel", post(pages::bulk::cancel))
+            .operator("/bulk/{bulk_ref}/rerun", post(pages::bulk::rerun))
+            .operator("/runs/{id}/cancel", post(pages::runs::cancel))
+            .operator("/api/bulk", post(api::create_bulk))
+            .operator("/api/bulk/{bulk_ref}/cancel", post(api::cancel_bulk))
+            .operator("/api/bulk/{bulk_ref}/rerun", post(api::rerun_bulk))
+            .operator("/api/runs/{id}/cancel", post(api::cancel_run))
+            // Devices, users, queues and jobs, retention runs, the audit log: admins.
+            .admin(
                 "/devices/new",
                 get(pages::device_admin::new_page).post(pages::device_admin::create),
             )
-            .route(
+            .admin(
                 "/devices/import",
                 get(pages::device_admin::import_page)
                     .post(pages::device_admin::import)
                     .layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
             )
-            .route("/devices/{id}", get(pages::device_admin::show))
-            .route("/devices/{id}/edit", post(pages::device_admin::edit))
-            .route("/devices/{id}/delete", post(pages::device_admin::delete))
-            .route("/bulk", post(pages::devices::start_bulk))
-            .route("/bulks", get(pages::history::page_handler))
-            .route("/bulk/{bulk_ref}", get(pages::bulk::show))
-            .route("/bulk/{bulk_ref}/events", get(live::bulk_events))
-            .route("/bulk/{bulk_ref}/cancel", post(pages::bulk::cancel))
-            .route("/bulk/{bulk_ref}/rerun", post(pages::bulk::rerun))
-            .route("/bulk/{bulk_ref}/fleet", get(pages::fleet::page_handler))
-            .route("/bulk/{bulk_ref}/export", get(pages::export::page_handler))
-            .route("/runs/{id}", get(pages::runs::show))
-            .route("/runs/{id}/events", get(live::run_events))
-            .route("/runs/{id}/raw", get(pages::runs::raw))
-            .route("/runs/{id}/cancel", post(pages::runs::cancel))
-            .route("/runs/{id}/diff", get(pages::diff::page_previous))
-            .route("/runs/{id}/diff/{other}", get(pages::diff::page_pair))
-            .route("/search", get(pages::search::page_handler))
-            .route("/queues", get(pages::queues::page_handler))
-            .route(
+            .admin("/devices/{id}/edit", post(pages::device_admin::edit))
+            .admin("/devices/{id}/delete", post(pages::device_admin::delete))
+            .admin(
                 "/queues/{queue}/{action}",
                 post(pages::queues::page_queue_action),
             )
-            .route("/jobs/{id}/{action}", post(pages::queues::page_job_action))
-            .route("/tokens", get(tokens::page_handler).post(tokens::create))
-            .route("/tokens/{id}/revoke", post(tokens::revoke))
-            .route("/retention", get(pages::retention::show))
-            .route("/api/devices", get(api::devices))
-            .route("/api/bulk", post(api::create_bulk))
-            .route("/api/bulks", get(pages::history::api))
-            .route("/api/bulk/{bulk_ref}", get(api::bulk))
-            .route("/api/bulk/{bulk_ref}/cancel", post(api::cancel_bulk))
-            .route("/api/bulk/{bulk_ref}/rerun", post(api::rerun_bulk))
-            .route("/api/bulk/{bulk_ref}/fleet", get(pages::fleet::api))
-            .route("/api/bulk/{bulk_ref}/export", get(pages::export::api))
-            .route("/api/search", get(pages::search::api))
-            .route("/api/queues", get(pages::queues::api))
-            .route("/api/tokens", get(tokens::api))
-            .route(
+            .admin("/jobs/{id}/{action}", post(pages::queues::page_job_action))
+            .admin(
                 "/api/queues/{queue}/{action}",
                 post(pages::queues::api_queue_action),
             )
-            .route(
+            .admin(
                 "/api/jobs/{id}/{action}",
                 post(pages::queues::api_job_action),
             )
-            .route("/api/runs/{id}", get(api::run))
-            .route("/api/runs/{id}/cancel", post(api::cancel_run))
-            .route("/api/runs/{id}/diff", get(pages::diff::api_previous))
-            .route("/api/runs/{id}/diff/{other}", get(pages::diff::api_pair))
-            .route("/metrics", get(metrics::metrics))
-            .route("/healthz", get(metrics::healthz))
-            .route("/assets/app.css", get(assets::css))
-            .route("/assets/app.js", get(assets::js))
-            .fallback(pages::not_found)
-            .layer(middleware::from_fn(security_headers))
-            .with_state(self.state.clone())
+            .admin("/retention/run", post(pages::retention::run_now))
+            .admin(
+                "/users",
+                get(pages::users::page_handler).post(pages::users::add),
+            )
+            .admin("/users/{name}/role", post(pages::users::set_role))
+            .admin("/users/{name}/remove", post(pages::users::remove))
+            .admin("/api/users", get(pages::users::api))
+            .admin("/audit", get(pages::audit::page_handler))
+            .admin("/api/audit", get(pages::audit::api))
     }
 }
 

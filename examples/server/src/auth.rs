@@ -5,6 +5,8 @@
 //! `Path=/` (plus `Secure` when the app is configured for HTTPS). Every session — anonymous
 //! ones too, for the login form — has its own CSRF token, rotated with the session at login.
 
+use std::net::IpAddr;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -12,6 +14,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 
 use crate::app::AppState;
+use netauto_core::Role;
+
 use crate::session::SessionView;
 
 /// Name of the session cookie.
@@ -70,6 +74,11 @@ pub(crate) struct CurrentUser {
     pub(crate) token: String,
     /// Authenticated by `Authorization: Bearer` (an API token): no session, no CSRF needed.
     pub(crate) bearer: bool,
+    /// What they may do (looked up on every request: a changed role or a removed user
+    /// takes effect at once).
+    pub(crate) role: Role,
+    /// The client's address, when the server knows it (for the audit log).
+    pub(crate) address: Option<IpAddr>,
 }
 
 impl CurrentUser {
@@ -114,41 +123,69 @@ impl FromRequestParts<AppState> for CurrentUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let api = parts.uri.path().starts_with("/api/");
-        // API tokens work on /api/* only; pages need a session.
-        if let Some(secret) = bearer(&parts.headers).filter(|_| api) {
-            let found = state
-                .store
-                .use_token(&crate::tokens::hash(secret), chrono::Utc::now())
-                .await;
-            return match found {
-                Ok(Some(t)) => Ok(Self {
-                    name: t.user,
-                    csrf: String::new(),
-                    token: String::new(),
-                    bearer: true,
-                }),
-                Ok(None) => Err(Unauthenticated { api }),
-                Err(e) => {
-                    tracing::warn!(error = %e, "API token lookup failed");
-                    Err(Unauthenticated { api })
-                }
-            };
+        // The authorization layer has resolved the user already on every protected route.
+        if let Some(user) = parts.extensions.get::<CurrentUser>() {
+            return Ok(user.clone());
         }
-        let token = cookie_token(&CookieJar::from_headers(&parts.headers))
-            .ok_or(Unauthenticated { api })?;
-        match state.sessions.get(&token) {
-            Some(SessionView {
-                user: Some(name),
-                csrf,
-            }) => Ok(Self {
-                name,
-                csrf,
-                token,
-                bearer: false,
-            }),
-            _ => Err(Unauthenticated { api }),
+        resolve(parts, state).await
+    }
+}
+
+/// The user of a request (session cookie, or an API token on `/api/*`) with their current
+/// role; a user removed since their session started is unauthenticated.
+pub(crate) async fn resolve(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<CurrentUser, Unauthenticated> {
+    let api = parts.uri.path().starts_with("/api/");
+    let address = crate::login::peer(parts);
+    let (name, csrf, token, bearer) = identify(parts, state, api).await?;
+    match state.role_of(&name).await {
+        Ok(Some(role)) => Ok(CurrentUser {
+            name,
+            csrf,
+            token,
+            bearer,
+            role,
+            address,
+        }),
+        Ok(None) => Err(Unauthenticated { api }),
+        Err(e) => {
+            tracing::warn!(error = %e, "user lookup failed");
+            Err(Unauthenticated { api })
         }
+    }
+}
+
+/// Name, CSRF token, session token and whether by API token.
+async fn identify(
+    parts: &Parts,
+    state: &AppState,
+    api: bool,
+) -> Result<(String, String, String, bool), Unauthenticated> {
+    // API tokens work on /api/* only; pages need a session.
+    if let Some(secret) = bearer(&parts.headers).filter(|_| api) {
+        let found = state
+            .store
+            .use_token(&crate::tokens::hash(secret), chrono::Utc::now())
+            .await;
+        return match found {
+            Ok(Some(t)) => Ok((t.user, String::new(), String::new(), true)),
+            Ok(None) => Err(Unauthenticated { api }),
+            Err(e) => {
+                tracing::warn!(error = %e, "API token lookup failed");
+                Err(Unauthenticated { api })
+            }
+        };
+    }
+    let token =
+        cookie_token(&CookieJar::from_headers(&parts.headers)).ok_or(Unauthenticated { api })?;
+    match state.sessions.get(&token) {
+        Some(SessionView {
+            user: Some(name),
+            csrf,
+        }) => Ok((name, csrf, token, false)),
+        _ => Err(Unauthenticated { api }),
     }
 }
 

@@ -18,6 +18,7 @@
 //! The binary (`src/main.rs`) picks the database from `DATABASE_URL` (SQLite file by default,
 //! PostgreSQL when the URL says so) and, with `--demo`, starts the device simulator.
 
+pub mod access;
 mod api;
 mod app;
 mod assets;
@@ -33,13 +34,16 @@ mod pages;
 mod retention;
 pub mod serve;
 mod session;
+mod team;
 mod text;
 mod throttle;
 mod tokens;
 pub mod transport;
 mod users;
 
+pub use access::Access;
 pub use app::{App, AppParts};
 pub use config::{ServeConfig, WebLimits};
 pub use metrics::{Metrics, MetricsLayer};
+pub use team::{AUDIT_MAX_DAYS_VAR, DEFAULT_AUDIT_MAX_DAYS, audit_max_days_from_env};
 pub use users::{Users, UsersError, hash_password, hash_password_with};

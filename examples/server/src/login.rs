@@ -48,13 +48,16 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
-        Ok(Self(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
+        Ok(Self(peer(parts)))
     }
+}
+
+/// The TCP peer's address, when the server knows it.
+pub(crate) fn peer(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
 }
 
 /// The throttle and the verification slots.
@@ -210,11 +213,21 @@ pub(crate) async fn login(
             );
         }
     };
-    let users = state.users.clone();
-    let check = name.clone();
+    let hash = match state.password_hash(&name).await {
+        Ok(hash) => hash,
+        Err(e) => {
+            tracing::warn!(error = %e, "user lookup failed at login");
+            return refused(
+                &session.csrf,
+                StatusCode::SERVICE_UNAVAILABLE,
+                Duration::from_secs(1),
+                "The user database cannot be read. Try again in a moment.",
+            );
+        }
+    };
     // The slot is held by the check itself: a client that hangs up does not free it early.
     let ok = tokio::task::spawn_blocking(move || {
-        let ok = users.verify(&check, &form.password);
+        let ok = crate::users::verify_hash(hash.as_deref(), &form.password);
         drop(permit);
         ok
     })
@@ -223,6 +236,15 @@ pub(crate) async fn login(
     if !ok {
         let failures = attempt.failed(Instant::now());
         tracing::warn!(user = ?logged_name(&name), client = %client(addr), failures, "failed login");
+        state
+            .audit_as(
+                logged_name(&name),
+                addr.map(|a| a.to_string()),
+                "login.failed",
+                String::new(),
+                format!("wrong user name or password ({failures} in a row)"),
+            )
+            .await;
         return (
             StatusCode::UNAUTHORIZED,
             layout::login(&session.csrf, Some("Wrong user name or password.")),
@@ -234,6 +256,15 @@ pub(crate) async fn login(
     state.sessions.remove(&token);
     let token = state.sessions.create(Some(name.clone()));
     tracing::info!(user = ?logged_name(&name), client = %client(addr), "logged in");
+    state
+        .audit_as(
+            &name,
+            addr.map(|a| a.to_string()),
+            "login",
+            String::new(),
+            String::new(),
+        )
+        .await;
     (set_cookie(&state, jar, &token), Redirect::to("/devices")).into_response()
 }
 
@@ -254,6 +285,7 @@ pub(crate) async fn logout(
         return csrf_rejected();
     }
     state.sessions.remove(&user.token);
+    state.audit(&user, "logout", "", "").await;
     (expire_cookie(CookieJar::new()), Redirect::to("/login")).into_response()
 }
 

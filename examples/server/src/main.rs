@@ -3,6 +3,7 @@
 //! ```text
 //! netauto-server [--demo] [--bind ADDR]     serve (DATABASE_URL picks the database)
 //! netauto-server hash-password              read a password on stdin, print its argon2 hash
+//! netauto-server users list|add|set-role|set-password|remove   accounts in the database
 //! ```
 //!
 //! SIGINT and SIGTERM shut it down gracefully: no new connection, open event streams end,
@@ -41,6 +42,7 @@ env: DATABASE_URL (default {DEFAULT_DATABASE_URL}), NETAUTO_USERS_FILE, NETAUTO_
      NETAUTO_COMMAND_TIMEOUT (300) deadline of each device command, a bulk may set its own
      NETAUTO_RUN_MAX_OUTPUT (16MiB) output kept per run; at the cap the session closes
      NETAUTO_SECURE_COOKIES=1 (behind HTTPS)
+     NETAUTO_AUDIT_MAX_DAYS (365) audit log kept; older entries go with every retention run
 
 limits (durations: seconds, or 500ms, 90s, 15m, 2h):
      NETAUTO_LOGIN_FREE_FAILURES (5) failed logins per user name / client address before backoff
@@ -77,6 +79,141 @@ struct Cli {
 enum Command {
     /// Read a password on stdin, print its argon2 hash (for NETAUTO_USERS_FILE or NETAUTO_USERS).
     HashPassword,
+    /// Manage the accounts in the database (DATABASE_URL); each change is in the audit log.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// List the accounts in the database and in the users file, with their role.
+    List,
+    /// Add an account; its password is read on stdin.
+    Add {
+        /// Login name.
+        name: String,
+        /// viewer (read), operator (also run, cancel, re-run bulks) or admin (everything).
+        #[arg(long, default_value = "viewer")]
+        role: String,
+    },
+    /// Change an account's role.
+    SetRole {
+        /// Login name.
+        name: String,
+        /// viewer, operator or admin.
+        role: String,
+    },
+    /// Change an account's password (read on stdin).
+    SetPassword {
+        /// Login name.
+        name: String,
+    },
+    /// Remove an account and revoke its API tokens.
+    Remove {
+        /// Login name.
+        name: String,
+    },
+}
+
+fn password_from_stdin() -> Result<String, BoxError> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.chars().count() < 8 {
+        return Err("the password (on stdin) needs at least 8 characters".into());
+    }
+    Ok(password)
+}
+
+/// `netauto-server users …`: on the database of DATABASE_URL (migrated first).
+async fn users_command(command: UsersCommand) -> Result<(), BoxError> {
+    use netauto_core::{NewAuditEvent, NewUser, Role, check_user_name};
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
+    let db = Database::connect(&url).await?;
+    db.migrate().await?;
+    let store = db.store();
+    let file = Users::from_env()?;
+    let now = chrono::Utc::now;
+    let in_file = |name: &str| -> Result<(), BoxError> {
+        match file.role(name) {
+            Some(_) => Err(format!(
+                "{name} is in the users file (NETAUTO_USERS_FILE / NETAUTO_USERS): change it there"
+            )
+            .into()),
+            None => Ok(()),
+        }
+    };
+    let actor = format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned())
+    );
+    let (action, target, detail) = match command {
+        UsersCommand::List => {
+            for (name, role) in file.roles() {
+                println!("{name}\t{role}\tusers file");
+            }
+            for u in store.users().await? {
+                if file.role(&u.name).is_none() {
+                    println!("{}\t{}\tdatabase", u.name, u.role);
+                }
+            }
+            return Ok(());
+        }
+        UsersCommand::Add { name, role } => {
+            let role: Role = role.parse()?;
+            check_user_name(&name)?;
+            in_file(&name)?;
+            let hash = netauto_server::hash_password(&password_from_stdin()?)?;
+            let u = store
+                .create_user(
+                    NewUser {
+                        name,
+                        role,
+                        password_hash: hash,
+                    },
+                    now(),
+                )
+                .await?;
+            println!("added {} as {}", u.name, u.role);
+            ("user.add", u.name, format!("role {}", u.role))
+        }
+        UsersCommand::SetRole { name, role } => {
+            let role: Role = role.parse()?;
+            in_file(&name)?;
+            let before = store.user(&name).await?.map(|u| u.role);
+            let u = store.set_user_role(&name, role, now()).await?;
+            println!("{} is now {}", u.name, u.role);
+            let from = before.map_or_else(|| "?".to_owned(), |r| r.to_string());
+            ("user.role", u.name, format!("{from} → {}", u.role))
+        }
+        UsersCommand::SetPassword { name } => {
+            in_file(&name)?;
+            let hash = netauto_server::hash_password(&password_from_stdin()?)?;
+            let u = store.set_user_password(&name, &hash, now()).await?;
+            println!("password of {} changed", u.name);
+            ("user.password", u.name, String::new())
+        }
+        UsersCommand::Remove { name } => {
+            in_file(&name)?;
+            let u = store.remove_user(&name, now()).await?;
+            println!(
+                "removed {} (was {}); their API tokens are revoked",
+                u.name, u.role
+            );
+            (
+                "user.remove",
+                u.name,
+                format!("was {}; API tokens revoked", u.role),
+            )
+        }
+    };
+    store
+        .record_audit(
+            NewAuditEvent::new(actor, action, target).detail(detail),
+            now(),
+        )
+        .await?;
+    Ok(())
 }
 
 fn hash_password_from_stdin() -> Result<(), BoxError> {
@@ -112,12 +249,15 @@ async fn main() {
 
 async fn run() -> Result<(), BoxError> {
     let args = Cli::parse();
-    if let Some(Command::HashPassword) = args.command {
-        return hash_password_from_stdin();
+    match args.command {
+        Some(Command::HashPassword) => return hash_password_from_stdin(),
+        Some(Command::Users(command)) => return users_command(command).await,
+        None => {}
     }
     // Read every knob before touching anything: a bad value stops the start with its name.
     let limits = WebLimits::from_env()?;
     let exec_limits = ExecLimits::from_env()?;
+    let audit_days = netauto_server::audit_max_days_from_env()?;
     let devices_per_job = netauto_core::bulk::devices_per_job_from_env()?;
     let serve_config = ServeConfig::from_env()?;
     // Installed before serving: a signal that arrives early drains too.
@@ -160,8 +300,8 @@ async fn run() -> Result<(), BoxError> {
     } else {
         transport::from_env()?
     };
-    if users.is_empty() {
-        return Err("no users: set NETAUTO_USERS_FILE or NETAUTO_USERS (see `netauto-server hash-password`), or run with --demo".into());
+    if users.is_empty() && db.store().users().await?.is_empty() {
+        return Err("no users: add one with `netauto-server users add NAME --role admin`, or set NETAUTO_USERS_FILE or NETAUTO_USERS (see `netauto-server hash-password`), or run with --demo".into());
     }
 
     let runner = RunnerConfig {
@@ -181,6 +321,7 @@ async fn run() -> Result<(), BoxError> {
         devices_per_job,
     })?
     .with_limits(&limits)
+    .with_audit_max_days(audit_days)
     .with_metrics_token(std::env::var(netauto_server::metrics::METRICS_TOKEN_VAR).ok());
     let handle = app.runner().clone().start();
     let listener_task = match &db {

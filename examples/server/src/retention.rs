@@ -1,11 +1,13 @@
 //! The retention worker as the app runs it: [`RetentionWorker`] itself, plus a record of the
 //! last purge this process ran for the retention page.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use netauto_core::retention::{PurgeReport, RetentionArgs, RetentionWorker};
 use netauto_core::runtime::{JobContext, Worker, WorkerError};
+use netauto_core::{NewAuditEvent, RunStore};
 
 use crate::app::lock;
 
@@ -27,16 +29,30 @@ impl LastPurge {
     }
 }
 
-/// Runs [`RetentionWorker`] under its own name and queue, and records each report.
+/// Runs [`RetentionWorker`] under its own name and queue, records each report (for the page
+/// and in the audit log) and prunes the audit log by its own age limit.
 #[derive(Debug, Clone)]
 pub(crate) struct RecordingRetention {
     inner: RetentionWorker,
     last: LastPurge,
+    store: Arc<dyn RunStore>,
+    /// Days of audit log kept ([`crate::team::AUDIT_MAX_DAYS_VAR`]).
+    audit_days: Arc<AtomicU32>,
 }
 
 impl RecordingRetention {
-    pub(crate) fn new(inner: RetentionWorker, last: LastPurge) -> Self {
-        Self { inner, last }
+    pub(crate) fn new(
+        inner: RetentionWorker,
+        last: LastPurge,
+        store: Arc<dyn RunStore>,
+        audit_days: Arc<AtomicU32>,
+    ) -> Self {
+        Self {
+            inner,
+            last,
+            store,
+            audit_days,
+        }
     }
 }
 
@@ -48,7 +64,29 @@ impl Worker for RecordingRetention {
     type Args = RetentionArgs;
 
     async fn perform(&self, ctx: &JobContext, args: RetentionArgs) -> Result<(), WorkerError> {
-        let report = self.inner.purge(ctx.now(), args.dry_run).await?;
+        let now = ctx.now();
+        let report = self.inner.purge(now, args.dry_run).await?;
+        let days = self.audit_days.load(Ordering::Relaxed).max(1);
+        let pruned = if args.dry_run {
+            0
+        } else {
+            self.store
+                .prune_audit(now - chrono::TimeDelta::days(i64::from(days)))
+                .await?
+        };
+        let detail = format!(
+            "{}deleted {} runs ({} bytes) by age, {} runs ({} bytes) by byte cap; {} audit entries older than {days} days pruned",
+            if report.dry_run { "dry run: " } else { "" },
+            report.deleted_age.runs,
+            report.deleted_age.bytes,
+            report.deleted_bytes.runs,
+            report.deleted_bytes.bytes,
+            pruned,
+        );
+        let event = NewAuditEvent::new("system", "retention.purge", "").detail(detail);
+        if let Err(e) = self.store.record_audit(event, now).await {
+            tracing::warn!(error = %e, "cannot write the audit log");
+        }
         self.last.set(report);
         Ok(())
     }

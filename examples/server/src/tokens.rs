@@ -176,6 +176,17 @@ pub(crate) async fn create(
         )
         .await?;
     tracing::info!(user = %user.name, token_id = token.id, token = %token.name, "API token created");
+    let expiry = token
+        .expires_at
+        .map_or_else(|| "no expiry".to_owned(), |e| format!("expires {e}"));
+    state
+        .audit(
+            &user,
+            "token.create",
+            &token.name,
+            format!("id {}, {expiry}", token.id),
+        )
+        .await;
     let tokens = state.store.tokens_of(&user.name).await?;
     let mut res = render(&user, &tokens, None, Some((&token, &secret)), None).into_response();
     // The secret is on this page only: never cache it.
@@ -208,6 +219,9 @@ pub(crate) async fn revoke(
         .map_err(|_| PageError::NotFound("no such token".to_owned()))?;
     let t = state.store.revoke_token(id, &user.name, Utc::now()).await?;
     tracing::info!(user = %user.name, token_id = t.id, token = %t.name, "API token revoked");
+    state
+        .audit(&user, "token.revoke", &t.name, format!("id {}", t.id))
+        .await;
     state
         .sessions
         .set_flash(&user.token, format!("Token {} revoked.", t.name));

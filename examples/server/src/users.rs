@@ -1,12 +1,17 @@
-//! Accounts: user names with argon2 password hashes, from a file or the environment.
+//! Accounts from a file or the environment: user names with an optional role (default
+//! `admin`, what every account could do before roles existed) and argon2 password hashes.
+//! Accounts in the database ([`TeamStore`](netauto_core::TeamStore)) are the other source;
+//! a name in the file is managed by the file.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use netauto_core::Role;
 
-/// Variable naming a users file: one `name:$argon2id$…` line per user, `#` starts a comment.
+/// Variable naming a users file: one `name:$argon2id$…` or `name:role:$argon2id$…` line per
+/// user, `#` starts a comment.
 pub(crate) const USERS_FILE_VAR: &str = "NETAUTO_USERS_FILE";
 /// Variable holding users inline: `name:$argon2id$…` entries separated by whitespace.
 pub(crate) const USERS_VAR: &str = "NETAUTO_USERS";
@@ -24,8 +29,10 @@ pub enum UsersError {
         #[source]
         source: std::io::Error,
     },
-    /// An entry is not `name:<argon2 PHC string>`.
-    #[error("{origin}: entry {index} is not name:<argon2 hash> ({reason})")]
+    /// An entry is not `name:<argon2 PHC string>` or `name:role:<argon2 PHC string>`.
+    #[error(
+        "{origin}: entry {index} is not name:<argon2 hash> or name:role:<argon2 hash> ({reason})"
+    )]
     Entry {
         /// Where it came from (a file or a variable).
         origin: String,
@@ -42,7 +49,7 @@ pub enum UsersError {
 /// The accounts allowed to log in.
 #[derive(Clone, Default)]
 pub struct Users {
-    hashes: BTreeMap<String, String>,
+    hashes: BTreeMap<String, (Role, String)>,
 }
 
 impl fmt::Debug for Users {
@@ -92,29 +99,64 @@ impl Users {
                 index: i + 1,
                 reason: reason.to_owned(),
             };
-            let (name, hash) = entry.split_once(':').ok_or_else(|| bad("no ':'"))?;
+            let (name, rest) = entry.split_once(':').ok_or_else(|| bad("no ':'"))?;
             if name.trim().is_empty() {
                 return Err(bad("empty name"));
             }
+            // A PHC string starts with `$` and holds no ':'.
+            let (role, hash) = match rest.split_once(':') {
+                Some((role, hash)) if !rest.starts_with('$') => (
+                    role.parse::<Role>()
+                        .map_err(|_| bad("the role is not viewer, operator or admin"))?,
+                    hash,
+                ),
+                _ => (Role::Admin, rest),
+            };
             PasswordHash::new(hash).map_err(|_| bad("not an argon2 PHC string"))?;
-            self.hashes.insert(name.trim().to_owned(), hash.to_owned());
+            self.hashes
+                .insert(name.trim().to_owned(), (role, hash.to_owned()));
         }
         Ok(())
     }
 
-    /// Adds (or replaces) a user whose password hash is already known (a PHC string).
-    pub fn with_hash(mut self, name: impl Into<String>, phc: impl Into<String>) -> Self {
-        self.hashes.insert(name.into(), phc.into());
+    /// Adds (or replaces) an `admin` whose password hash is already known (a PHC string).
+    pub fn with_hash(self, name: impl Into<String>, phc: impl Into<String>) -> Self {
+        self.with_role_hash(name, Role::Admin, phc)
+    }
+
+    /// Adds (or replaces) a user with a role, whose password hash is already known.
+    pub fn with_role_hash(
+        mut self,
+        name: impl Into<String>,
+        role: Role,
+        phc: impl Into<String>,
+    ) -> Self {
+        self.hashes.insert(name.into(), (role, phc.into()));
         self
     }
 
-    /// Adds (or replaces) a user, hashing `password` with the default argon2id parameters.
+    /// Adds (or replaces) an `admin`, hashing `password` with the default argon2id parameters.
     pub fn with_password(
         self,
         name: impl Into<String>,
         password: &str,
     ) -> Result<Self, UsersError> {
         Ok(self.with_hash(name, hash_password(password)?))
+    }
+
+    /// The role of `name`, if the file or the environment has that user.
+    pub fn role(&self, name: &str) -> Option<Role> {
+        self.hashes.get(name).map(|(role, _)| *role)
+    }
+
+    /// Every user with their role, by name.
+    pub fn roles(&self) -> impl Iterator<Item = (&str, Role)> {
+        self.hashes.iter().map(|(n, (r, _))| (n.as_str(), *r))
+    }
+
+    /// The password hash of `name`, if known here.
+    pub(crate) fn hash_of(&self, name: &str) -> Option<&str> {
+        self.hashes.get(name).map(|(_, h)| h.as_str())
     }
 
     /// Whether there is no account.
@@ -130,25 +172,22 @@ impl Users {
     /// Whether `password` is `name`'s. Unknown names cost as much as known ones, so timing
     /// does not tell which names exist. CPU-heavy: call it off the async threads.
     pub fn verify(&self, name: &str, password: &str) -> bool {
-        let (hash, known) = match self.hashes.get(name) {
-            Some(h) => (h.as_str(), true),
-            None => (
-                self.hashes
-                    .values()
-                    .next()
-                    .map_or(DUMMY_HASH, String::as_str),
-                false,
-            ),
-        };
-        let ok = PasswordHash::new(hash)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false);
-        ok && known
+        verify_hash(self.hash_of(name), password)
     }
+}
+
+/// Whether `password` matches `hash`; without a hash (an unknown user) a dummy hash is
+/// checked, so the answer takes as long and is `false`. CPU-heavy: call it off the async
+/// threads.
+pub(crate) fn verify_hash(hash: Option<&str>, password: &str) -> bool {
+    let ok = PasswordHash::new(hash.unwrap_or(DUMMY_HASH))
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false);
+    ok && hash.is_some()
 }
 
 /// A valid hash of a random password, verified against when the user name is unknown.
@@ -195,7 +234,20 @@ mod tests {
             .add_entries("test", [good.as_str()].into_iter())
             .unwrap();
         assert!(users.names().eq(["ann"]));
-        for bad in ["ann", ":$argon2id$v=19$x", "ann:plaintext"] {
+        assert_eq!(users.role("ann"), Some(Role::Admin), "the default role");
+        let viewer = format!("bob:viewer:{}", cheap("y"));
+        users
+            .add_entries("test", [viewer.as_str()].into_iter())
+            .unwrap();
+        assert_eq!(users.role("bob"), Some(Role::Viewer));
+        assert!(users.verify("bob", "y"));
+        let bad_role = format!("carol:root:{}", cheap("z"));
+        for bad in [
+            "ann",
+            ":$argon2id$v=19$x",
+            "ann:plaintext",
+            bad_role.as_str(),
+        ] {
             let e = users.add_entries("test", [bad].into_iter()).unwrap_err();
             assert!(e.to_string().starts_with("test: entry 1"), "{e}");
         }

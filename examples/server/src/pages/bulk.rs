@@ -84,6 +84,14 @@ pub(crate) async fn rerun(
             tracing::info!(user = %user.name, parent = %bulk_ref, bulk_ref = %child, "bulk run again");
             let total = state.store.bulk_state(&child).await?.counters.total;
             state
+                .audit(
+                    &user,
+                    "bulk.rerun",
+                    child.to_string(),
+                    format!("{total} devices, from {bulk_ref}"),
+                )
+                .await;
+            state
                 .sessions
                 .set_flash(&user.token, format!("Running again on {total} devices"));
             Ok(Redirect::to(&format!("/bulk/{child}")).into_response())
@@ -111,6 +119,14 @@ pub(crate) async fn cancel(
     let bulk_ref = parse_ref(&raw)?;
     let c = state.bulk.cancel(&bulk_ref).await?;
     tracing::info!(user = %user.name, bulk_ref = %bulk_ref, devices_cancelled = c.devices_cancelled, "bulk cancelled");
+    state
+        .audit(
+            &user,
+            "bulk.cancel",
+            bulk_ref.to_string(),
+            crate::api::cancel_detail(&c),
+        )
+        .await;
     let message = if !c.newly_cancelled {
         "This bulk had already finished or been cancelled.".to_owned()
     } else if c.counters.pending == 0 {

@@ -174,7 +174,7 @@ impl From<Error> for NotSaved {
 
 /// After an add or an edit: the redirect to the device's page with a flash (`what`: added,
 /// saved), or the problem to show in the form (a taken name is one); other store errors fail.
-fn saved_or_problem(
+async fn saved_or_problem(
     state: &AppState,
     user: &CurrentUser,
     saved: Result<Device, NotSaved>,
@@ -183,6 +183,13 @@ fn saved_or_problem(
     match saved {
         Ok(d) => {
             tracing::info!(user = %user.name, device_id = d.id.get(), "device {what}");
+            let action = if what == "added" {
+                "device.create"
+            } else {
+                "device.update"
+            };
+            let detail = format!("id {}, {}:{} ({})", d.id, d.host, d.port, d.platform);
+            state.audit(user, action, &d.name, detail).await;
             state
                 .sessions
                 .set_flash(&user.token, format!("Device {} {what}.", d.name));
@@ -211,7 +218,7 @@ pub(crate) async fn create(
         Err(p) => Err(p.into()),
         Ok(device) => state.store.create_device(device).await.map_err(Into::into),
     };
-    let problem = match saved_or_problem(&state, &user, saved, "added")? {
+    let problem = match saved_or_problem(&state, &user, saved, "added").await? {
         Ok(done) => return Ok(done),
         Err(problem) => problem,
     };
@@ -317,7 +324,7 @@ pub(crate) async fn edit(
             .await
             .map_err(Into::into),
     };
-    let problem = match saved_or_problem(&state, &user, saved, "saved")? {
+    let problem = match saved_or_problem(&state, &user, saved, "saved").await? {
         Ok(done) => return Ok(done),
         Err(problem) => problem,
     };
@@ -362,6 +369,14 @@ pub(crate) async fn delete(
     let device = state.store.device(id).await?;
     let runs = state.store.delete_device(id).await?;
     tracing::info!(user = %user.name, device_id = id.get(), runs, "device deleted");
+    state
+        .audit(
+            &user,
+            "device.delete",
+            &device.name,
+            format!("id {id}, with its {runs} runs"),
+        )
+        .await;
     state.sessions.set_flash(
         &user.token,
         format!("Device {} deleted with its {runs} runs.", device.name),
@@ -486,6 +501,9 @@ pub(crate) async fn import(
     match inventory::import(state.store.as_ref(), &text, format, platforms()).await {
         Ok(n) => {
             tracing::info!(user = %user.name, devices = n, "devices imported");
+            state
+                .audit(&user, "device.import", &file_name, format!("{n} devices"))
+                .await;
             state.sessions.set_flash(
                 &user.token,
                 format!("Imported {n} devices from {file_name}."),

@@ -242,6 +242,14 @@ pub(crate) async fn start_bulk(
             Ok(bulk_ref) => {
                 let n = ids.iter().collect::<HashSet<_>>().len();
                 state
+                    .audit(
+                        &user,
+                        "bulk.start",
+                        bulk_ref.to_string(),
+                        format!("{n} devices: {command}"),
+                    )
+                    .await;
+                state
                     .sessions
                     .set_flash(&user.token, format!("Bulk started on {n} devices"));
                 return Ok(Redirect::to(&format!("/bulk/{bulk_ref}")).into_response());

@@ -2,6 +2,8 @@
 
 use maud::{DOCTYPE, Markup, html};
 
+use netauto_core::Role;
+
 use crate::auth::CurrentUser;
 
 /// Which top-level section a page belongs to (highlighted in the navigation).
@@ -14,6 +16,8 @@ pub(crate) enum Section {
     Queues,
     Tokens,
     Retention,
+    Users,
+    Audit,
 }
 
 /// A full page for a logged-in user.
@@ -47,9 +51,14 @@ pub(crate) fn page(
                         (nav(Section::Queues, "/queues", "Queues"))
                         (nav(Section::Retention, "/retention", "Retention"))
                         (nav(Section::Tokens, "/tokens", "API tokens"))
+                        @if user.role >= Role::Admin {
+                            (nav(Section::Users, "/users", "Users"))
+                            (nav(Section::Audit, "/audit", "Audit"))
+                        }
                     }
                     div.user {
                         span.who { (user.name) }
+                        span.role.muted { (user.role.as_str()) }
                         form method="post" action="/logout" {
                             input type="hidden" name="csrf" value=(user.csrf);
                             button.link type="submit" { "Log out" }

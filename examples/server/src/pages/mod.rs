@@ -1,5 +1,6 @@
 //! HTML pages (maud: everything interpolated is escaped).
 
+pub(crate) mod audit;
 pub(crate) mod bulk;
 pub(crate) mod device_admin;
 pub(crate) mod devices;
@@ -12,6 +13,7 @@ pub(crate) mod queues;
 pub(crate) mod retention;
 pub(crate) mod runs;
 pub(crate) mod search;
+pub(crate) mod users;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};

@@ -178,7 +178,7 @@ pub(crate) async fn page_handler(
 /// What a queue or job action did, as a flash message.
 async fn act(
     state: &AppState,
-    user: &str,
+    user: &CurrentUser,
     what: &str,
     target: &str,
 ) -> Result<String, netauto_core::Error> {
@@ -209,7 +209,13 @@ async fn act(
             format!("Job {id}: {}.", job.state.as_str())
         }
     };
-    tracing::info!(user, action = what, target, "queue action");
+    tracing::info!(user = %user.name, action = what, target, "queue action");
+    let action = if QUEUE_ACTIONS.contains(&what) {
+        format!("queue.{what}")
+    } else {
+        format!("job.{what}")
+    };
+    state.audit(user, &action, target, message.clone()).await;
     Ok(message)
 }
 
@@ -249,7 +255,7 @@ async fn page_action(
     if !allowed.contains(&what.as_str()) {
         return Err(PageError::NotFound("no such action".to_owned()));
     }
-    let message = match act(&state, &user.name, &what, &target).await {
+    let message = match act(&state, &user, &what, &target).await {
         Ok(m) => m,
         Err(netauto_core::Error::Conflict(c)) => format!("Not done: {c}."),
         Err(e) => return Err(e.into()),
@@ -312,6 +318,6 @@ async fn api_action(
     if !allowed.contains(&what.as_str()) {
         return Err(ApiError::NotFound(format!("no action {what:?}")));
     }
-    let message = act(&state, &user.name, &what, &target).await?;
+    let message = act(&state, &user, &what, &target).await?;
     Ok(Json(json!({ "message": message })))
 }

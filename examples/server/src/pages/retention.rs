@@ -7,8 +7,15 @@ use maud::{Markup, html};
 use netauto_core::retention::PurgePlan;
 
 use crate::app::AppState;
-use crate::auth::CurrentUser;
+use axum::Form;
+use axum::response::{IntoResponse, Redirect, Response};
+use netauto_core::Role;
+use netauto_core::retention::{RetentionArgs, RetentionWorker};
+use netauto_core::runtime::Worker as _;
+
+use crate::auth::{CurrentUser, csrf_rejected};
 use crate::error::PageError;
+use crate::login::CsrfForm;
 use crate::pages::layout::{Section, page};
 use crate::pages::{human_bytes, human_duration, time, time_opt};
 
@@ -52,12 +59,53 @@ pub(crate) async fn show(
                 }
             }
         }
+        @if user.role >= Role::Admin {
+            form #retention-run method="post" action="/retention/run" {
+                input type="hidden" name="csrf" value=(user.csrf);
+                button.danger #run-retention type="submit" { "Purge now" }
+                span.muted { " deletes what the dry run below lists, as the schedule would" }
+            }
+        }
         section.card {
             h2 { "Dry run: what a purge now would delete" }
             (preview(&plan))
         }
     };
-    Ok(page("Retention", Section::Retention, &user, None, body))
+    let flash = user.take_flash(&state);
+    Ok(page(
+        "Retention",
+        Section::Retention,
+        &user,
+        flash.as_deref(),
+        body,
+    ))
+}
+
+/// POST /retention/run (`csrf`): queues a purge now; the runner takes it like a scheduled one.
+pub(crate) async fn run_now(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    if !user.csrf_ok(&form.csrf) {
+        return Ok(csrf_rejected());
+    }
+    let job = RetentionWorker::new_job(&RetentionArgs::default())?;
+    // Through the runner's queue: this node's runner wakes at once.
+    let queued = state.runner.queue().enqueue(job, Utc::now()).await?;
+    state
+        .audit(
+            &user,
+            "retention.run",
+            "",
+            format!("job {}", queued.job().id),
+        )
+        .await;
+    state.sessions.set_flash(
+        &user.token,
+        "Purge queued: the last purge below shows its result when it has run.".to_owned(),
+    );
+    Ok(Redirect::to("/retention").into_response())
 }
 
 fn preview(plan: &PurgePlan) -> Markup {

@@ -141,6 +141,7 @@ pub(crate) async fn cancel(
     let message = match state.network.cancel_run(id).await {
         Ok(_) => {
             tracing::info!(user = %user.name, run_id = id.get(), "run cancel requested");
+            state.audit(&user, "run.cancel", id.to_string(), "").await;
             "Cancel requested: the session closes within a second; the output so far is kept."
         }
         Err(netauto_core::Error::Conflict(_)) => "This run had already finished.",
