@@ -77,6 +77,15 @@ pub async fn test_app_with(
     client: Arc<dyn NetworkClient>,
     exec_limits: netauto_core::ExecLimits,
 ) -> TestApp {
+    test_app_for(cheap_users(), client, exec_limits).await
+}
+
+/// [`test_app_with`] with these file users.
+pub async fn test_app_for(
+    users: Users,
+    client: Arc<dyn NetworkClient>,
+    exec_limits: netauto_core::ExecLimits,
+) -> TestApp {
     let db = netauto_sqlx::Database::connect("sqlite::memory:")
         .await
         .unwrap();
@@ -100,7 +109,7 @@ pub async fn test_app_with(
         progress: db.progress(),
         client,
         retention: RetentionConfig::default(),
-        users: cheap_users(),
+        users,
         runner,
         secure_cookies: false,
         exec_limits,
@@ -186,10 +195,40 @@ pub async fn login_form(router: &Router) -> Session {
 }
 
 pub async fn login(router: &Router) -> Session {
+    login_as(router, USER, PASSWORD).await
+}
+
+/// A cheap argon2 hash of `password` (tests only).
+pub fn cheap_hash(password: &str) -> String {
+    hash_password_with(password, argon2::Params::new(8, 1, 1, None).unwrap()).unwrap()
+}
+
+/// Adds `name` with `role` to the database (password `password`).
+pub async fn add_user(
+    store: &Arc<dyn RunStore>,
+    name: &str,
+    role: netauto_core::Role,
+    password: &str,
+) {
+    store
+        .create_user(
+            netauto_core::NewUser {
+                name: name.into(),
+                role,
+                password_hash: cheap_hash(password),
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+}
+
+/// Logs `user` in (a password without `&`, `+` or `%`).
+pub async fn login_as(router: &Router, user: &str, password: &str) -> Session {
     let anon = login_form(router).await;
     let form = format!(
-        "username={USER}&password={}&csrf={}",
-        PASSWORD.replace(' ', "+"),
+        "username={user}&password={}&csrf={}",
+        password.replace(' ', "+"),
         anon.csrf
     );
     let res = send(router, anon.post_form("/login", &form)).await;
