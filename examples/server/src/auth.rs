@@ -87,6 +87,17 @@ impl CurrentUser {
         same_token(&self.csrf, given)
     }
 
+    /// Whether they may run, cancel and re-run bulks (pages show those buttons only then;
+    /// the route check is what enforces it).
+    pub(crate) fn can_run(&self) -> bool {
+        self.role >= Role::Operator
+    }
+
+    /// Whether they are an admin (devices, users, queues, retention, audit).
+    pub(crate) fn is_admin(&self) -> bool {
+        self.role >= Role::Admin
+    }
+
     /// Takes the one-shot flash message.
     pub(crate) fn take_flash(&self, state: &AppState) -> Option<String> {
         state.sessions.take_flash(&self.token)

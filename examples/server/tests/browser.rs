@@ -194,7 +194,15 @@ impl Session {
         let runner = app.runner().clone().start();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(axum::serve(listener, app.router()).into_future());
+        // With the peer address, as the server binary has it (the audit log shows it).
+        let server = tokio::spawn(
+            axum::serve(
+                listener,
+                app.router()
+                    .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .into_future(),
+        );
 
         // Chromium with a fresh profile, DevTools on a free port.
         let profile = dir.join("profile");
@@ -762,29 +770,75 @@ async fn results_history_rerun_diff_search_and_export_in_a_real_browser() {
     session.close().await;
 }
 
-/// Devices in the UI, by clicks: *Add device* from the devices page, the form filled and
-/// saved lands on the device's page; the device is then listed and linked.
+/// Logs in through the login form as `user` and waits for the devices index.
+async fn log_in(cdp: &mut Cdp, base: &str, user: &str, password: &str) {
+    cdp.goto(&format!("{base}/login")).await;
+    cdp.eval(&format!(
+        "document.getElementById('username').value = {user}; \
+         document.getElementById('password').value = {pw}; \
+         document.querySelector('form.login-card button').click(); true",
+        user = json!(user),
+        pw = json!(password),
+    ))
+    .await;
+    cdp.wait_for(
+        "the devices index after login",
+        "location.pathname === '/devices' && document.readyState === 'complete' && !!document.getElementById('devices')",
+        Duration::from_secs(15),
+    )
+    .await;
+}
+
+/// Logs out with the header's button and waits for the login page.
+async fn log_out(cdp: &mut Cdp) {
+    cdp.eval("document.querySelector('form[action=\"/logout\"] button').click(); true")
+        .await;
+    cdp.wait_for(
+        "the login page after logout",
+        "location.pathname === '/login' && document.readyState === 'complete'",
+        Duration::from_secs(15),
+    )
+    .await;
+}
+
+/// A team, by clicks: the admin adds a device on the devices page (saved, it lands on its
+/// page) and an operator on /users; the operator logs in, sees no admin links, runs a bulk
+/// on the new device, and is refused /audit; the admin's /audit shows all of it, with the
+/// operator's address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_device_is_added_from_the_devices_page_in_a_real_browser() {
+async fn admin_adds_a_device_and_an_operator_who_runs_a_bulk_in_a_real_browser() {
     let Some(mut session) = Session::start("add-device", 2).await else {
         return;
     };
     let Session {
         ref mut cdp,
         ref base,
+        ref demo,
         ..
     } = session;
     let cdp: &mut Cdp = cdp;
+    // The new device is reachable: the address and credential of a simulated one.
+    let sim = demo
+        .devices
+        .iter()
+        .find(|d| d.platform == "cisco_ios")
+        .expect("a simulated cisco_ios device");
     click_to(cdp, "#add-device", "/devices/new", "device-form").await;
-    cdp.eval(
-        "(() => { const f = document.getElementById('device-form'); \
+    cdp.eval(&format!(
+        "(() => {{ const f = document.getElementById('device-form'); \
            f.querySelector('[name=name]').value = 'lab-rtr-9'; \
-           f.querySelector('[name=host]').value = '192.0.2.9'; \
-           f.querySelector('[name=platform]').value = 'juniper_junos'; \
-           f.querySelector('[name=username]').value = 'netops'; \
+           f.querySelector('[name=host]').value = {host}; \
+           f.querySelector('[name=port]').value = {port}; \
+           f.querySelector('[name=platform]').value = 'cisco_ios'; \
+           f.querySelector('[name=username]').value = {username}; \
+           f.querySelector('[name=credential_ref]').value = {cred}; \
            f.querySelector('[name=tags]').value = 'lab, edge'; \
-           document.getElementById('save-device').click(); return true; })()",
-    )
+           document.getElementById('save-device').click(); return true; }})()",
+        host = json!(sim.host),
+        port = json!(sim.port.to_string()),
+        username = json!(sim.username),
+        cred = json!(sim.credential_ref.clone().unwrap_or_default()),
+    ))
     .await;
     cdp.wait_for(
         "the new device's page",
@@ -797,8 +851,8 @@ async fn a_device_is_added_from_the_devices_page_in_a_real_browser() {
         .await;
     let details = details.as_str().unwrap();
     assert!(
-        details.contains("192.0.2.9:22")
-            && details.contains("juniper_junos")
+        details.contains(&format!("{}:{}", sim.host, sim.port))
+            && details.contains("cisco_ios")
             && details.contains("lab, edge"),
         "{details}"
     );
@@ -807,10 +861,94 @@ async fn a_device_is_added_from_the_devices_page_in_a_real_browser() {
             .await,
         json!("Device lab-rtr-9 added.")
     );
-    cdp.goto(&format!("{base}/devices")).await;
-    let linked = cdp
-        .eval("[...document.querySelectorAll('#devices td.name a')].some(a => a.textContent === 'lab-rtr-9')")
+
+    // The operator, added on /users.
+    click_to(cdp, "header nav a[href='/users']", "/users", "user-form").await;
+    cdp.eval(
+        "(() => { const f = document.getElementById('user-form'); \
+           f.querySelector('[name=name]').value = 'olga'; \
+           f.querySelector('[name=password]').value = 'olga-secret-pw'; \
+           f.querySelector('[name=role]').value = 'operator'; \
+           document.getElementById('add-user').click(); return true; })()",
+    )
+    .await;
+    cdp.wait_for(
+        "olga in the users table",
+        "location.pathname === '/users' && !!document.querySelector('#users tr[data-user=olga]')",
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(
+        cdp.eval("document.querySelector('#users tr[data-user=olga] select').value")
+            .await,
+        json!("operator")
+    );
+    log_out(cdp).await;
+
+    // The operator runs a bulk on the new device.
+    log_in(cdp, base, "olga", "olga-secret-pw").await;
+    assert_eq!(
+        cdp.eval("[!!document.querySelector('header nav a[href=\"/audit\"]'), document.querySelector('header .role').textContent]")
+            .await,
+        json!([false, "operator"])
+    );
+    let picked = cdp
+        .eval(
+            "(() => { let n = 0; for (const row of document.querySelectorAll('#devices tbody tr')) { \
+               if (row.querySelector('td.name').textContent === 'lab-rtr-9') { row.querySelector('input.pick').click(); n++; } } \
+             document.getElementById('open-bulk').click(); \
+             document.getElementById('command').value = 'show version'; \
+             document.getElementById('submit-bulk').click(); return n; })()",
+        )
         .await;
-    assert_eq!(linked, json!(true));
+    assert_eq!(picked, json!(1));
+    cdp.wait_for(
+        "the operator's bulk to finish ok",
+        "location.pathname.startsWith('/bulk/') && !!document.getElementById('summary') \
+         && !document.getElementById('summary').hidden && document.getElementById('c-ok').textContent === '1'",
+        Duration::from_secs(60),
+    )
+    .await;
+    cdp.goto(&format!("{base}/audit")).await;
+    let refused = cdp
+        .eval("[document.title, document.body.innerText.includes('needs the admin role')]")
+        .await;
+    assert_eq!(refused[1], json!(true), "{refused}");
+    assert!(
+        !cdp.eval("!!document.getElementById('audit')")
+            .await
+            .as_bool()
+            .unwrap()
+    );
+    cdp.goto(&format!("{base}/devices")).await;
+    log_out(cdp).await;
+
+    // The admin reads who did what.
+    log_in(cdp, base, common::USER, common::PASSWORD).await;
+    click_to(cdp, "header nav a[href='/audit']", "/audit", "audit").await;
+    let rows = cdp
+        .eval(
+            "[...document.querySelectorAll('#audit tbody tr')].map(r => \
+               [...r.querySelectorAll('td')].slice(1, 4).map(td => td.textContent).concat([r.lastElementChild.textContent]).join(' | '))",
+        )
+        .await;
+    let rows: Vec<String> = serde_json::from_value(rows).unwrap();
+    let has = |needle: &str| rows.iter().any(|r| r.starts_with(needle));
+    for needle in [
+        "ann | device.create | lab-rtr-9",
+        "ann | user.add | olga",
+        "olga | login |",
+        "olga | bulk.start |",
+        "olga | logout |",
+    ] {
+        assert!(has(needle), "{needle} in {rows:#?}");
+    }
+    assert!(
+        rows.iter()
+            .filter(|r| r.starts_with("olga | bulk.start"))
+            .all(|r| r.ends_with("127.0.0.1")),
+        "{rows:#?}"
+    );
+    assert!(!rows.iter().any(|r| r.contains("olga-secret-pw")));
     session.close().await;
 }

@@ -403,6 +403,11 @@ async fn logins_and_failed_logins_are_audited_without_the_password() {
     .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let vic = login_as(&t.router, "vic", PASSWORD).await;
+    let page = body_text(send(&t.router, vic.get("/devices")).await).await;
+    assert!(
+        !page.contains("id=\"open-bulk\"") && !page.contains("id=\"add-device\""),
+        "a viewer is not offered what they may not do"
+    );
     let res = send(
         &t.router,
         vic.post_form("/logout", &format!("csrf={}", vic.csrf)),

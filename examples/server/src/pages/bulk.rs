@@ -164,22 +164,24 @@ fn body(
                     @if bulk.cancelled_at.is_some() && !finished { "cancelling" }
                     @else if finished { "finished" } @else { "live" }
                 }
-                @if !finished && bulk.cancelled_at.is_none() {
+                @if user.can_run() && !finished && bulk.cancelled_at.is_none() {
                     form #cancel-form method="post" action={ "/bulk/" (bulk.bulk_ref) "/cancel" } {
                         input type="hidden" name="csrf" value=(user.csrf);
                         button #cancel-bulk-run .danger type="submit" { "Cancel bulk" }
                     }
                 }
                 a #fleet-view href={ "/bulk/" (bulk.bulk_ref) "/fleet" } { "Fleet view" }
-                form #rerun-failed-form .rerun method="post" action={ "/bulk/" (bulk.bulk_ref) "/rerun" } {
-                    input type="hidden" name="csrf" value=(user.csrf);
-                    input type="hidden" name="devices" value="failed";
-                    button #rerun-failed type="submit" title="Failed, error, timeout and cancelled devices" { "Run again on failed devices" }
-                }
-                form #rerun-all-form .rerun method="post" action={ "/bulk/" (bulk.bulk_ref) "/rerun" } {
-                    input type="hidden" name="csrf" value=(user.csrf);
-                    input type="hidden" name="devices" value="all";
-                    button #rerun-all type="submit" { "Run again on all" }
+                @if user.can_run() {
+                    form #rerun-failed-form .rerun method="post" action={ "/bulk/" (bulk.bulk_ref) "/rerun" } {
+                        input type="hidden" name="csrf" value=(user.csrf);
+                        input type="hidden" name="devices" value="failed";
+                        button #rerun-failed type="submit" title="Failed, error, timeout and cancelled devices" { "Run again on failed devices" }
+                    }
+                    form #rerun-all-form .rerun method="post" action={ "/bulk/" (bulk.bulk_ref) "/rerun" } {
+                        input type="hidden" name="csrf" value=(user.csrf);
+                        input type="hidden" name="devices" value="all";
+                        button #rerun-all type="submit" { "Run again on all" }
+                    }
                 }
             }
             dl.meta {

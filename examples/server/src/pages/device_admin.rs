@@ -286,14 +286,16 @@ async fn show_device(
                 }
             }
         }
-        h2 { "Edit" }
-        @if let Some(e) = error { p.error #device-error role="alert" { (e) } }
-        form #device-form method="post" action={ "/devices/" (device.id) "/edit" } { (fields(form, &user.csrf, "Save")) }
-        h2 { "Delete" }
-        form #delete-device-form method="post" action={ "/devices/" (device.id) "/delete" } {
-            input type="hidden" name="csrf" value=(user.csrf);
-            label.check { input name="confirm" type="checkbox" value="yes" required; " Delete " (device.name) " and its runs and their output" }
-            div.actions { button.danger #delete-device type="submit" { "Delete device" } }
+        @if user.is_admin() {
+            h2 { "Edit" }
+            @if let Some(e) = error { p.error #device-error role="alert" { (e) } }
+            form #device-form method="post" action={ "/devices/" (device.id) "/edit" } { (fields(form, &user.csrf, "Save")) }
+            h2 { "Delete" }
+            form #delete-device-form method="post" action={ "/devices/" (device.id) "/delete" } {
+                input type="hidden" name="csrf" value=(user.csrf);
+                label.check { input name="confirm" type="checkbox" value="yes" required; " Delete " (device.name) " and its runs and their output" }
+                div.actions { button.danger #delete-device type="submit" { "Delete device" } }
+            }
         }
     };
     Ok(page(

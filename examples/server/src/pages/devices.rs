@@ -103,11 +103,15 @@ fn devices_body(
                         option value=(platform) { (platform) }
                     }
                 }
-                button #open-bulk .primary type="button" disabled[modal.selected.is_empty()] {
-                    "Run command on selected devices"
+                @if user.can_run() {
+                    button #open-bulk .primary type="button" disabled[modal.selected.is_empty()] {
+                        "Run command on selected devices"
+                    }
                 }
-                a.button #add-device href="/devices/new" { "Add device" }
-                a.button #import-link href="/devices/import" { "Import" }
+                @if user.is_admin() {
+                    a.button #add-device href="/devices/new" { "Add device" }
+                    a.button #import-link href="/devices/import" { "Import" }
+                }
             }
         }
         p.muted #selection-line { span #selected-count { (modal.selected.len()) } " selected" }

@@ -124,10 +124,10 @@ pub(crate) async fn page_handler(
                         td.n.throughput { (q.completed_5m) " / " (q.completed_1h) }
                         td {
                             @let (action, label) = if q.paused.is_some() { ("resume", "Resume") } else { ("pause", "Pause") };
-                            form.inline method="post" action={ "/queues/" (q.name) "/" (action) } {
+                            @if user.is_admin() { form.inline method="post" action={ "/queues/" (q.name) "/" (action) } {
                                 input type="hidden" name="csrf" value=(user.csrf);
                                 button.pause-toggle type="submit" { (label) }
-                            }
+                            } }
                         }
                     }
                 }
@@ -152,7 +152,7 @@ pub(crate) async fn page_handler(
                             }
                             td {
                                 @for (action, label) in [("retry", "Retry"), ("cancel", "Cancel"), ("discard", "Discard")] {
-                                    @if action == "retry" || !j.state.is_terminal() {
+                                    @if user.is_admin() && (action == "retry" || !j.state.is_terminal()) {
                                         form.inline method="post" action={ "/jobs/" (j.id) "/" (action) } {
                                             input type="hidden" name="csrf" value=(user.csrf);
                                             button type="submit" class={ "job-" (action) } { (label) }

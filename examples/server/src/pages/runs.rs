@@ -79,7 +79,7 @@ pub(crate) async fn show(
                 h1 { "Run #" (run.id) " on " (device_name) }
                 span #run-status { (badge(Some(run.status))) }
                 a #diff-previous href={ "/runs/" (run.id) "/diff" } { "Diff with the previous run" }
-                @if !run.status.is_finished() {
+                @if user.can_run() && !run.status.is_finished() {
                     form #cancel-form method="post" action={ "/runs/" (run.id) "/cancel" } {
                         input type="hidden" name="csrf" value=(user.csrf);
                         button #cancel-run .danger type="submit" { "Cancel run" }
