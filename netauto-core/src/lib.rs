@@ -86,8 +86,8 @@ pub use model::run::{
     ChunkAppended, NewRun, OutputStream, Run, RunChunk, RunFinish, RunStatus, UnknownStatus,
 };
 pub use model::team::{
-    AuditEvent, AuditQuery, MAX_AUDIT_PAGE, MAX_USER_NAME, NewAuditEvent, NewUser, Role, User,
-    check_user_name,
+    AuditEvent, AuditQuery, MAX_AUDIT_PAGE, MAX_USER_NAME, NewAuditEvent, NewUser, NewWebhook,
+    NewWebhookDelivery, Role, User, Webhook, WebhookDelivery, check_user_name,
 };
 pub use model::token::{ApiToken, NewApiToken};
 pub use runtime::{Clock, ManualClock, SystemClock};

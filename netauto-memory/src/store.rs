@@ -76,6 +76,12 @@ struct StoreState {
     /// The audit log by id.
     audit: BTreeMap<i64, netauto_core::AuditEvent>,
     last_audit_id: i64,
+    /// Webhooks by id.
+    webhooks: BTreeMap<i64, netauto_core::Webhook>,
+    last_webhook_id: i64,
+    /// Webhook delivery attempts by id.
+    deliveries: BTreeMap<i64, netauto_core::WebhookDelivery>,
+    last_delivery_id: i64,
     last_device_id: i64,
     devices: BTreeMap<DeviceId, Device>,
     device_names: HashMap<String, DeviceId>,
@@ -635,7 +641,81 @@ impl netauto_core::TeamStore for InMemoryRunStore {
         let mut state = self.lock()?;
         let before = state.audit.len();
         state.audit.retain(|_, e| e.at >= cutoff);
+        state.deliveries.retain(|_, d| d.at >= cutoff);
         Ok((before - state.audit.len()) as u64)
+    }
+    async fn create_webhook(
+        &self,
+        w: netauto_core::NewWebhook,
+        now: DateTime<Utc>,
+    ) -> Result<netauto_core::Webhook> {
+        let mut state = self.lock()?;
+        state.last_webhook_id += 1;
+        let stored = netauto_core::Webhook {
+            id: state.last_webhook_id,
+            url: w.url,
+            events: w.events,
+            failed_threshold: w.failed_threshold,
+            secret: w.secret,
+            created_by: w.created_by,
+            created_at: now,
+        };
+        state.webhooks.insert(stored.id, stored.clone());
+        Ok(stored)
+    }
+    async fn webhooks(&self) -> Result<Vec<netauto_core::Webhook>> {
+        Ok(self.lock()?.webhooks.values().cloned().collect())
+    }
+    async fn delete_webhook(&self, id: i64) -> Result<netauto_core::Webhook> {
+        let mut state = self.lock()?;
+        let gone = state.webhooks.remove(&id).ok_or_else(|| Error::NotFound {
+            what: "webhook",
+            id: id.to_string(),
+        })?;
+        state.deliveries.retain(|_, d| d.webhook_id != id);
+        Ok(gone)
+    }
+    async fn record_delivery(
+        &self,
+        d: netauto_core::NewWebhookDelivery,
+        now: DateTime<Utc>,
+    ) -> Result<netauto_core::WebhookDelivery> {
+        let mut state = self.lock()?;
+        if !state.webhooks.contains_key(&d.webhook_id) {
+            return Err(Error::NotFound {
+                what: "webhook",
+                id: d.webhook_id.to_string(),
+            });
+        }
+        state.last_delivery_id += 1;
+        let stored = netauto_core::WebhookDelivery {
+            id: state.last_delivery_id,
+            webhook_id: d.webhook_id,
+            event: d.event,
+            target: d.target,
+            attempt: d.attempt,
+            status_code: d.status_code,
+            error: d.error,
+            duration_ms: d.duration_ms,
+            at: now,
+        };
+        state.deliveries.insert(stored.id, stored.clone());
+        Ok(stored)
+    }
+    async fn deliveries(
+        &self,
+        webhook_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<netauto_core::WebhookDelivery>> {
+        Ok(self
+            .lock()?
+            .deliveries
+            .values()
+            .rev()
+            .filter(|d| webhook_id.is_none_or(|w| d.webhook_id == w))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 }
 

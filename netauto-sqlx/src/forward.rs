@@ -105,6 +105,36 @@ macro_rules! run_store_by_concern {
             ) -> netauto_core::Result<u64> {
                 crate::shared::team::prune_audit(&self.db, cutoff).await
             }
+            async fn create_webhook(
+                &self,
+                webhook: netauto_core::NewWebhook,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<netauto_core::Webhook> {
+                crate::shared::team::create_webhook(&self.db, webhook, now).await
+            }
+            async fn webhooks(&self) -> netauto_core::Result<Vec<netauto_core::Webhook>> {
+                crate::shared::team::webhooks(&self.db).await
+            }
+            async fn delete_webhook(
+                &self,
+                id: i64,
+            ) -> netauto_core::Result<netauto_core::Webhook> {
+                crate::shared::team::delete_webhook(&self.db, id).await
+            }
+            async fn record_delivery(
+                &self,
+                delivery: netauto_core::NewWebhookDelivery,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> netauto_core::Result<netauto_core::WebhookDelivery> {
+                crate::shared::team::record_delivery(&self.db, delivery, now).await
+            }
+            async fn deliveries(
+                &self,
+                webhook_id: Option<i64>,
+                limit: usize,
+            ) -> netauto_core::Result<Vec<netauto_core::WebhookDelivery>> {
+                crate::shared::team::deliveries(&self.db, webhook_id, limit).await
+            }
         }
 
         #[async_trait::async_trait]

@@ -17,7 +17,10 @@ use crate::model::device::{Device, NewDevice};
 use crate::model::ids::{BulkRef, DeviceId, RunId};
 use crate::model::job::{Enqueued, NewJob};
 use crate::model::run::{ChunkAppended, NewRun, OutputStream, Run, RunChunk, RunFinish};
-use crate::model::team::{AuditEvent, AuditQuery, NewAuditEvent, NewUser, Role, User};
+use crate::model::team::{
+    AuditEvent, AuditQuery, NewAuditEvent, NewUser, NewWebhook, NewWebhookDelivery, Role, User,
+    Webhook, WebhookDelivery,
+};
 use crate::model::token::{ApiToken, NewApiToken};
 use crate::retention::{DeleteGuard, DeletedRuns, DeviceTotal, FootprintCursor, RunFootprint};
 use crate::search::SearchQuery;
@@ -252,7 +255,8 @@ pub trait TokenStore: Send + Sync + Debug + 'static {
     async fn use_token(&self, hash: &str, now: DateTime<Utc>) -> Result<Option<ApiToken>>;
 }
 
-/// User accounts with their role, and the audit log. Part of [`RunStore`].
+/// User accounts with their role, the audit log, and webhooks with their delivery log. Part
+/// of [`RunStore`].
 #[async_trait]
 pub trait TeamStore: Send + Sync + Debug + 'static {
     /// Creates an account; a taken name is [`Conflict::Exists`](crate::Conflict::Exists).
@@ -282,8 +286,33 @@ pub trait TeamStore: Send + Sync + Debug + 'static {
     /// One page of the audit log, newest first (see [`AuditQuery`]).
     async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
 
-    /// Deletes the audit entries older than `cutoff`; answers how many.
+    /// Deletes the audit entries and webhook delivery records older than `cutoff`; answers
+    /// how many audit entries.
     async fn prune_audit(&self, cutoff: DateTime<Utc>) -> Result<u64>;
+
+    /// Stores a webhook.
+    async fn create_webhook(&self, webhook: NewWebhook, now: DateTime<Utc>) -> Result<Webhook>;
+
+    /// Every webhook, by id.
+    async fn webhooks(&self) -> Result<Vec<Webhook>>;
+
+    /// Deletes a webhook and its delivery records; an unknown id is
+    /// [`Error::NotFound`](crate::Error::NotFound).
+    async fn delete_webhook(&self, id: i64) -> Result<Webhook>;
+
+    /// Records a delivery attempt, stamped `now`.
+    async fn record_delivery(
+        &self,
+        delivery: NewWebhookDelivery,
+        now: DateTime<Utc>,
+    ) -> Result<WebhookDelivery>;
+
+    /// The newest `limit` delivery attempts (of one webhook, or of all), newest first.
+    async fn deliveries(
+        &self,
+        webhook_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>>;
 }
 
 #[cfg(any(test, feature = "mock"))]
@@ -444,6 +473,45 @@ impl TeamStore for MockRunStore {
     }
     async fn prune_audit(&self, _cutoff: DateTime<Utc>) -> Result<u64> {
         Ok(0)
+    }
+    async fn create_webhook(&self, webhook: NewWebhook, _now: DateTime<Utc>) -> Result<Webhook> {
+        Err(crate::Error::Validation(crate::ValidationError::Field {
+            field: "webhook",
+            reason: format!("the mock store keeps no webhooks ({})", webhook.url),
+        }))
+    }
+    async fn webhooks(&self) -> Result<Vec<Webhook>> {
+        Ok(Vec::new())
+    }
+    async fn delete_webhook(&self, id: i64) -> Result<Webhook> {
+        Err(crate::Error::NotFound {
+            what: "webhook",
+            id: id.to_string(),
+        })
+    }
+    async fn record_delivery(
+        &self,
+        d: NewWebhookDelivery,
+        now: DateTime<Utc>,
+    ) -> Result<WebhookDelivery> {
+        Ok(WebhookDelivery {
+            id: 0,
+            webhook_id: d.webhook_id,
+            event: d.event,
+            target: d.target,
+            attempt: d.attempt,
+            status_code: d.status_code,
+            error: d.error,
+            duration_ms: d.duration_ms,
+            at: now,
+        })
+    }
+    async fn deliveries(
+        &self,
+        _webhook_id: Option<i64>,
+        _limit: usize,
+    ) -> Result<Vec<WebhookDelivery>> {
+        Ok(Vec::new())
     }
 }
 

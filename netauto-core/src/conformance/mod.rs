@@ -178,6 +178,7 @@ macro_rules! __netauto_conformance_checks {
             store::api_tokens_work_until_revoked_or_expired,
             store::users_keep_their_role_and_removal_revokes_tokens,
             store::audit_log_pages_filters_and_prunes,
+            store::webhooks_keep_their_deliveries,
             bulk::create_bulk_is_atomic,
             bulk::record_outcome_completes_exactly_once,
             bulk::record_outcome_is_idempotent_per_device,

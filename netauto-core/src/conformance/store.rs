@@ -962,3 +962,103 @@ pub async fn audit_log_pages_filters_and_prunes(b: &Backend) {
         ["user.role", "bulkhead", "bulk.cancel"]
     );
 }
+
+/// Webhooks: stored with their secret and events, listed by id; delivery attempts recorded
+/// for a known webhook only, listed newest first (per webhook or all), deleted with their
+/// webhook and pruned with the audit log.
+pub async fn webhooks_keep_their_deliveries(b: &Backend) {
+    use crate::{NewWebhook, NewWebhookDelivery};
+    let new = |url: &str| NewWebhook {
+        url: url.into(),
+        events: vec!["bulk.finished".into(), "bulk.failed".into()],
+        failed_threshold: "10%".into(),
+        secret: "whsec_x".into(),
+        created_by: "ann".into(),
+    };
+    let a = b
+        .store
+        .create_webhook(new("http://a.example/hook"), at(0))
+        .await
+        .expect("create");
+    let c = b
+        .store
+        .create_webhook(new("https://c.example/hook"), at(1))
+        .await
+        .expect("create");
+    assert_eq!(
+        (
+            a.events.clone(),
+            a.secret.as_str(),
+            a.failed_threshold.as_str()
+        ),
+        (
+            vec!["bulk.finished".to_owned(), "bulk.failed".to_owned()],
+            "whsec_x",
+            "10%"
+        )
+    );
+    let all = b.store.webhooks().await.expect("list");
+    assert_eq!(all.iter().map(|w| w.id).collect::<Vec<_>>(), [a.id, c.id]);
+    let delivery = |hook: i64, attempt: u32, status: Option<u16>| NewWebhookDelivery {
+        webhook_id: hook,
+        event: "bulk.finished".into(),
+        target: "b1".into(),
+        attempt,
+        status_code: status,
+        error: status.is_none().then(|| "connection refused".to_owned()),
+        duration_ms: 12,
+    };
+    let d1 = b
+        .store
+        .record_delivery(delivery(a.id, 1, None), at(10))
+        .await
+        .expect("record");
+    assert_eq!(
+        (d1.attempt, d1.status_code, d1.error.as_deref(), d1.at),
+        (1, None, Some("connection refused"), at(10))
+    );
+    b.store
+        .record_delivery(delivery(a.id, 2, Some(200)), at(20))
+        .await
+        .expect("record");
+    b.store
+        .record_delivery(delivery(c.id, 1, Some(500)), at(30))
+        .await
+        .expect("record");
+    assert_err!(
+        b.store
+            .record_delivery(delivery(a.id + c.id + 100, 1, None), at(31))
+            .await,
+        Error::NotFound { .. },
+        "an unknown webhook"
+    );
+    let of_a = b.store.deliveries(Some(a.id), 10).await.expect("list");
+    assert_eq!(
+        of_a.iter().map(|d| d.status_code).collect::<Vec<_>>(),
+        [Some(200), None]
+    );
+    assert_eq!(b.store.deliveries(None, 2).await.expect("list").len(), 2);
+    b.store.prune_audit(at(15)).await.expect("prune");
+    assert_eq!(
+        b.store
+            .deliveries(Some(a.id), 10)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    let gone = b.store.delete_webhook(c.id).await.expect("delete");
+    assert_eq!(gone.url, "https://c.example/hook");
+    assert!(
+        b.store
+            .deliveries(Some(c.id), 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert_err!(
+        b.store.delete_webhook(c.id).await,
+        Error::NotFound { .. },
+        "deleted twice"
+    );
+}

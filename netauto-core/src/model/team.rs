@@ -242,6 +242,107 @@ impl AuditQuery {
     }
 }
 
+/// A webhook: where to POST which events, signed with its secret.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct Webhook {
+    /// Its id.
+    pub id: i64,
+    /// Where deliveries are POSTed (`http://` or `https://`).
+    pub url: String,
+    /// The events it gets (`bulk.finished`, `bulk.cancelled`, `bulk.failed`,
+    /// `retention.purge`).
+    pub events: Vec<String>,
+    /// For `bulk.failed`: the failed devices that make a bulk worth telling, `N` devices or
+    /// `P%` of the bulk.
+    pub failed_threshold: String,
+    /// The HMAC-SHA256 key of its signatures; never serialized or shown after creation.
+    #[serde(skip)]
+    pub secret: String,
+    /// Who created it.
+    pub created_by: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The secret stays out of logs.
+        f.debug_struct("Webhook")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("failed_threshold", &self.failed_threshold)
+            .field("created_by", &self.created_by)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A webhook to store.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewWebhook {
+    /// Where to POST.
+    pub url: String,
+    /// The events it gets.
+    pub events: Vec<String>,
+    /// See [`Webhook::failed_threshold`].
+    pub failed_threshold: String,
+    /// The signing key.
+    pub secret: String,
+    /// Who creates it.
+    pub created_by: String,
+}
+
+impl fmt::Debug for NewWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewWebhook")
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One attempt to deliver an event to a webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebhookDelivery {
+    /// Its id.
+    pub id: i64,
+    /// The webhook.
+    pub webhook_id: i64,
+    /// The event (`bulk.finished`, …).
+    pub event: String,
+    /// What it is about (a bulk ref), or empty.
+    pub target: String,
+    /// Attempt number (1-based).
+    pub attempt: u32,
+    /// The receiver's HTTP status, when it answered.
+    pub status_code: Option<u16>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// How long the attempt took (milliseconds).
+    pub duration_ms: u64,
+    /// When it was made.
+    pub at: DateTime<Utc>,
+}
+
+/// A delivery attempt to record (stamped with the time given to the store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewWebhookDelivery {
+    /// The webhook.
+    pub webhook_id: i64,
+    /// The event.
+    pub event: String,
+    /// What it is about.
+    pub target: String,
+    /// Attempt number.
+    pub attempt: u32,
+    /// The receiver's HTTP status, when it answered.
+    pub status_code: Option<u16>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// How long it took (milliseconds).
+    pub duration_ms: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

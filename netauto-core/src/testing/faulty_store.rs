@@ -240,6 +240,33 @@ impl crate::TeamStore for FaultyStore {
     async fn prune_audit(&self, cutoff: DateTime<Utc>) -> Result<u64> {
         self.inner.prune_audit(cutoff).await
     }
+    async fn create_webhook(
+        &self,
+        webhook: crate::NewWebhook,
+        now: DateTime<Utc>,
+    ) -> Result<crate::Webhook> {
+        self.inner.create_webhook(webhook, now).await
+    }
+    async fn webhooks(&self) -> Result<Vec<crate::Webhook>> {
+        self.inner.webhooks().await
+    }
+    async fn delete_webhook(&self, id: i64) -> Result<crate::Webhook> {
+        self.inner.delete_webhook(id).await
+    }
+    async fn record_delivery(
+        &self,
+        delivery: crate::NewWebhookDelivery,
+        now: DateTime<Utc>,
+    ) -> Result<crate::WebhookDelivery> {
+        self.inner.record_delivery(delivery, now).await
+    }
+    async fn deliveries(
+        &self,
+        webhook_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<crate::WebhookDelivery>> {
+        self.inner.deliveries(webhook_id, limit).await
+    }
 }
 
 #[async_trait]

@@ -17,3 +17,26 @@ CREATE TABLE audit_events (
 );
 CREATE INDEX audit_events_at ON audit_events (at);
 CREATE INDEX audit_events_actor ON audit_events (actor, id);
+-- Webhooks (the secret signs deliveries, so it is kept) and their delivery attempts.
+CREATE TABLE webhooks (
+    id               BIGSERIAL   PRIMARY KEY,
+    url              TEXT        NOT NULL,
+    events           TEXT        NOT NULL,
+    failed_threshold TEXT        NOT NULL,
+    secret           TEXT        NOT NULL,
+    created_by       TEXT        NOT NULL,
+    created_at       TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE webhook_deliveries (
+    id          BIGSERIAL   PRIMARY KEY,
+    webhook_id  BIGINT      NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    event       TEXT        NOT NULL,
+    target      TEXT        NOT NULL,
+    attempt     INTEGER     NOT NULL,
+    status_code INTEGER,
+    error       TEXT,
+    duration_ms BIGINT      NOT NULL,
+    at          TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (webhook_id, id);
+CREATE INDEX webhook_deliveries_at ON webhook_deliveries (at);

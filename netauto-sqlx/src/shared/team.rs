@@ -1,7 +1,10 @@
-//! User accounts and the audit log.
+//! User accounts, the audit log, webhooks and their deliveries.
 
 use chrono::{DateTime, Utc};
-use netauto_core::{AuditEvent, AuditQuery, Error, NewAuditEvent, NewUser, Result, Role, User};
+use netauto_core::{
+    AuditEvent, AuditQuery, Error, NewAuditEvent, NewUser, NewWebhook, NewWebhookDelivery, Result,
+    Role, User, Webhook, WebhookDelivery,
+};
 
 use crate::error::{db, exists_or_db};
 use crate::rows::StoredRow;
@@ -179,10 +182,144 @@ pub(crate) async fn audit_events<P: Pools>(s: &P, q: &AuditQuery) -> Result<Vec<
 }
 
 pub(crate) async fn prune_audit<P: Pools>(s: &P, cutoff: DateTime<Utc>) -> Result<u64> {
-    sqlx::query::<P::DB>("DELETE FROM audit_events WHERE at < $1")
+    let mut tx = s.begin_write().await?;
+    sqlx::query::<P::DB>("DELETE FROM webhook_deliveries WHERE at < $1")
         .time(cutoff)
-        .execute(P::DB::pool(s.writer()))
+        .execute(P::DB::conn(&mut *tx))
+        .await
+        .map_err(db)?;
+    let n = sqlx::query::<P::DB>("DELETE FROM audit_events WHERE at < $1")
+        .time(cutoff)
+        .execute(P::DB::conn(&mut *tx))
         .await
         .map(|done| P::DB::rows_affected(&done))
-        .map_err(db)
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(n)
+}
+
+fn webhook<R: StoredRow>(r: &R) -> Result<Webhook> {
+    let events: String = r.text("events")?;
+    Ok(Webhook {
+        id: r.int("id")?,
+        url: r.text("url")?,
+        events: events
+            .split(',')
+            .filter(|e| !e.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        failed_threshold: r.text("failed_threshold")?,
+        secret: r.text("secret")?,
+        created_by: r.text("created_by")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+fn delivery<R: StoredRow>(r: &R) -> Result<WebhookDelivery> {
+    Ok(WebhookDelivery {
+        id: r.int("id")?,
+        webhook_id: r.int("webhook_id")?,
+        event: r.text("event")?,
+        target: r.text("target")?,
+        attempt: u32::try_from(r.int("attempt")?).unwrap_or(0),
+        status_code: r
+            .opt_int("status_code")?
+            .and_then(|c| u16::try_from(c).ok()),
+        error: r.opt_text("error")?,
+        duration_ms: u64::try_from(r.int("duration_ms")?).unwrap_or(0),
+        at: r.time("at")?,
+    })
+}
+
+pub(crate) async fn create_webhook<P: Pools>(
+    s: &P,
+    w: NewWebhook,
+    now: DateTime<Utc>,
+) -> Result<Webhook> {
+    let row = sqlx::query::<P::DB>(
+        "INSERT INTO webhooks (url, events, failed_threshold, secret, created_by, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+    )
+    .text(&w.url)
+    .text(&w.events.join(","))
+    .text(&w.failed_threshold)
+    .text(&w.secret)
+    .text(&w.created_by)
+    .time(now)
+    .fetch_one(P::DB::pool(s.writer()))
+    .await
+    .map_err(db)?;
+    webhook(&row)
+}
+
+pub(crate) async fn webhooks<P: Pools>(s: &P) -> Result<Vec<Webhook>> {
+    let rows = sqlx::query::<P::DB>("SELECT * FROM webhooks ORDER BY id")
+        .fetch_all(P::DB::pool(s.reader()))
+        .await
+        .map_err(db)?;
+    rows.iter().map(webhook).collect()
+}
+
+pub(crate) async fn delete_webhook<P: Pools>(s: &P, id: i64) -> Result<Webhook> {
+    // Its deliveries cascade.
+    let row = sqlx::query::<P::DB>("DELETE FROM webhooks WHERE id = $1 RETURNING *")
+        .int(id)
+        .fetch_optional(P::DB::pool(s.writer()))
+        .await
+        .map_err(db)?;
+    row.as_ref()
+        .map(webhook)
+        .transpose()?
+        .ok_or_else(|| Error::NotFound {
+            what: "webhook",
+            id: id.to_string(),
+        })
+}
+
+pub(crate) async fn record_delivery<P: Pools>(
+    s: &P,
+    d: NewWebhookDelivery,
+    now: DateTime<Utc>,
+) -> Result<WebhookDelivery> {
+    let row = sqlx::query::<P::DB>(
+        "INSERT INTO webhook_deliveries
+           (webhook_id, event, target, attempt, status_code, error, duration_ms, at)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = $1)
+         RETURNING *",
+    )
+    .int(d.webhook_id)
+    .text(&d.event)
+    .text(&d.target)
+    .opt_int32(Some(i32::try_from(d.attempt).unwrap_or(i32::MAX)))
+    .opt_int32(d.status_code.map(i32::from))
+    .opt_text(d.error.as_deref())
+    .int(i64::try_from(d.duration_ms).unwrap_or(i64::MAX))
+    .time(now)
+    .fetch_optional(P::DB::pool(s.writer()))
+    .await
+    .map_err(db)?;
+    row.as_ref()
+        .map(delivery)
+        .transpose()?
+        .ok_or_else(|| Error::NotFound {
+            what: "webhook",
+            id: d.webhook_id.to_string(),
+        })
+}
+
+pub(crate) async fn deliveries<P: Pools>(
+    s: &P,
+    webhook_id: Option<i64>,
+    limit: usize,
+) -> Result<Vec<WebhookDelivery>> {
+    let rows = sqlx::query::<P::DB>(
+        "SELECT * FROM webhook_deliveries WHERE ($1 IS NULL OR webhook_id = $1)
+         ORDER BY id DESC LIMIT $2",
+    )
+    .opt_int(webhook_id)
+    .int(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(P::DB::pool(s.reader()))
+    .await
+    .map_err(db)?;
+    rows.iter().map(delivery).collect()
 }
