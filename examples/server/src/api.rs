@@ -224,6 +224,9 @@ pub(crate) async fn cancel_bulk(
             cancel_detail(&c),
         )
         .await;
+    if c.completed_now {
+        state.notifier.bulk_ended_or_log(&bulk_ref).await;
+    }
     Ok(Json(json!({
         "bulk_ref": bulk_ref,
         "cancelled": c.newly_cancelled,

@@ -1,6 +1,6 @@
 //! [`App`]: the services, the runner and the router, wired to whatever backend is given.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
@@ -24,6 +24,7 @@ use crate::login::{self, LoginGate};
 use crate::retention::{LastPurge, RecordingRetention};
 use crate::session::Sessions;
 use crate::users::Users;
+use crate::webhooks::{self, Notifier, NotifyingBulkJob, WebhookJob};
 use crate::{api, assets, live, metrics, pages, tokens};
 
 /// Largest login form accepted (user name, password, CSRF token).
@@ -84,6 +85,10 @@ pub(crate) struct AppState {
     pub(crate) metrics_token: Option<String>,
     /// Days of audit log kept (pruned with every retention run).
     pub(crate) audit_days: Arc<AtomicU32>,
+    /// Enqueues webhook deliveries.
+    pub(crate) notifier: Notifier,
+    /// First retry delay of a webhook delivery (milliseconds).
+    pub(crate) webhook_backoff_ms: Arc<AtomicU64>,
 }
 
 /// The web app and its (not yet started) job runner.
@@ -104,13 +109,25 @@ impl App {
         let retention = RetentionWorker::new(parts.store.clone(), parts.retention);
         let last_purge = LastPurge::default();
         let audit_days = Arc::new(AtomicU32::new(crate::team::DEFAULT_AUDIT_MAX_DAYS));
+        let webhook_backoff_ms = Arc::new(AtomicU64::new(
+            u64::try_from(webhooks::DEFAULT_BACKOFF.as_millis()).unwrap_or(u64::MAX),
+        ));
+        let notifier = Notifier::new(parts.store.clone(), parts.queue.clone());
         let registry = WorkerRegistry::new()
-            .with(BulkJob::new(network.clone()))
+            .with(NotifyingBulkJob::new(
+                BulkJob::new(network.clone()),
+                notifier.clone(),
+            ))
             .with(RecordingRetention::new(
                 retention.clone(),
                 last_purge.clone(),
                 parts.store.clone(),
                 audit_days.clone(),
+                notifier.clone(),
+            ))
+            .with(WebhookJob::new(
+                parts.store.clone(),
+                webhook_backoff_ms.clone(),
             ));
         let queue = parts.queue.clone();
         let runner = Runner::new(parts.queue, registry)
@@ -138,6 +155,8 @@ impl App {
             runner: runner.clone(),
             metrics_token: None,
             audit_days,
+            notifier,
+            webhook_backoff_ms,
         };
         Ok(Self { state, runner })
     }
@@ -162,6 +181,14 @@ impl App {
     /// the binary reads `NETAUTO_AUDIT_MAX_DAYS`): older entries go with every retention run.
     pub fn with_audit_max_days(self, days: u32) -> Self {
         self.state.audit_days.store(days.max(1), Ordering::Relaxed);
+        self
+    }
+
+    /// The first retry delay of a failed webhook delivery (default 10 s), doubling per
+    /// attempt up to an hour; 10 attempts in all.
+    pub fn with_webhook_backoff(self, first: std::time::Duration) -> Self {
+        let ms = u64::try_from(first.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.state.webhook_backoff_ms.store(ms, Ordering::Relaxed);
         self
     }
 
@@ -288,6 +315,12 @@ impl App {
             .admin("/users/{name}/role", post(pages::users::set_role))
             .admin("/users/{name}/remove", post(pages::users::remove))
             .admin("/api/users", get(pages::users::api))
+            .admin(
+                "/webhooks",
+                get(pages::webhooks::page_handler).post(pages::webhooks::create),
+            )
+            .admin("/webhooks/{id}/delete", post(pages::webhooks::delete))
+            .admin("/api/webhooks", get(pages::webhooks::api))
             .admin("/audit", get(pages::audit::page_handler))
             .admin("/api/audit", get(pages::audit::api))
     }

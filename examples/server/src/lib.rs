@@ -40,6 +40,7 @@ mod throttle;
 mod tokens;
 pub mod transport;
 mod users;
+pub mod webhooks;
 
 pub use access::Access;
 pub use app::{App, AppParts};

@@ -10,6 +10,7 @@ use netauto_core::runtime::{JobContext, Worker, WorkerError};
 use netauto_core::{NewAuditEvent, RunStore};
 
 use crate::app::lock;
+use crate::webhooks::Notifier;
 
 /// Planned deletions kept in the recorded report (the counts cover all of them).
 const KEEP_DELETIONS: usize = 100;
@@ -38,6 +39,8 @@ pub(crate) struct RecordingRetention {
     store: Arc<dyn RunStore>,
     /// Days of audit log kept ([`crate::team::AUDIT_MAX_DAYS_VAR`]).
     audit_days: Arc<AtomicU32>,
+    /// Tells webhooks of each purge.
+    notifier: Notifier,
 }
 
 impl RecordingRetention {
@@ -46,12 +49,14 @@ impl RecordingRetention {
         last: LastPurge,
         store: Arc<dyn RunStore>,
         audit_days: Arc<AtomicU32>,
+        notifier: Notifier,
     ) -> Self {
         Self {
             inner,
             last,
             store,
             audit_days,
+            notifier,
         }
     }
 }
@@ -86,6 +91,19 @@ impl Worker for RecordingRetention {
         let event = NewAuditEvent::new("system", "retention.purge", "").detail(detail);
         if let Err(e) = self.store.record_audit(event, now).await {
             tracing::warn!(error = %e, "cannot write the audit log");
+        }
+        if !report.dry_run {
+            let data = serde_json::json!({
+                "deleted_by_age": { "runs": report.deleted_age.runs, "bytes": report.deleted_age.bytes },
+                "deleted_by_byte_cap": { "runs": report.deleted_bytes.runs, "bytes": report.deleted_bytes.bytes },
+                "audit_entries_pruned": pruned,
+                "duration_ms": u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
+            });
+            // Failing here retries the purge, which then finds less to delete: fine.
+            self.notifier
+                .purged(ctx.job().id.get(), data)
+                .await
+                .map_err(|e| WorkerError::retry(format!("webhook events: {e}")))?;
         }
         self.last.set(report);
         Ok(())

@@ -32,10 +32,15 @@ pub(crate) fn hash(secret: &str) -> String {
 
 /// A new secret: 256 random bits, hex.
 fn generate() -> Result<String, getrandom::Error> {
+    generate_with(PREFIX)
+}
+
+/// `prefix` and 256 random bits, hex.
+pub(crate) fn generate_with(prefix: &str) -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;
     Ok(format!(
-        "{PREFIX}{}",
+        "{prefix}{}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
     ))
 }

@@ -77,6 +77,10 @@ const EXPECTED: &[(&str, &str, Option<Role>)] = &[
     ("POST", "/users", Some(Admin)),
     ("POST", "/users/{name}/role", Some(Admin)),
     ("GET", "/api/users", Some(Admin)),
+    ("GET", "/webhooks", Some(Admin)),
+    ("POST", "/webhooks", Some(Admin)),
+    ("POST", "/webhooks/{id}/delete", Some(Admin)),
+    ("GET", "/api/webhooks", Some(Admin)),
     ("GET", "/audit", Some(Admin)),
     ("GET", "/api/audit", Some(Admin)),
     // Destructive ones last: what follows them may find their target gone (404 still

@@ -127,6 +127,9 @@ pub(crate) async fn cancel(
             crate::api::cancel_detail(&c),
         )
         .await;
+    if c.completed_now {
+        state.notifier.bulk_ended_or_log(&bulk_ref).await;
+    }
     let message = if !c.newly_cancelled {
         "This bulk had already finished or been cancelled.".to_owned()
     } else if c.counters.pending == 0 {

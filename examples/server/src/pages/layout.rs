@@ -17,6 +17,7 @@ pub(crate) enum Section {
     Tokens,
     Retention,
     Users,
+    Webhooks,
     Audit,
 }
 
@@ -53,6 +54,7 @@ pub(crate) fn page(
                         (nav(Section::Tokens, "/tokens", "API tokens"))
                         @if user.role >= Role::Admin {
                             (nav(Section::Users, "/users", "Users"))
+                            (nav(Section::Webhooks, "/webhooks", "Webhooks"))
                             (nav(Section::Audit, "/audit", "Audit"))
                         }
                     }

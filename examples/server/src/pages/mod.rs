@@ -14,6 +14,7 @@ pub(crate) mod retention;
 pub(crate) mod runs;
 pub(crate) mod search;
 pub(crate) mod users;
+pub(crate) mod webhooks;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
