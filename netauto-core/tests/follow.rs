@@ -200,3 +200,64 @@ async fn a_quiet_feed_checks_the_counters_and_re_reads_only_when_something_was_m
     assert_eq!(updates.len(), 2, "{updates:?}");
     assert!(matches!(&updates[1], BulkUpdate::Snapshot(b) if b.counters.done() == 3));
 }
+
+#[tokio::test]
+async fn a_summary_after_a_lost_progress_event_comes_after_a_fresh_snapshot() {
+    let r = BulkRef::generate();
+    let mut store = MockRunStore::new();
+    let mut reads = 0;
+    let r2 = r.clone();
+    store.expect_bulk().times(2).returning(move |_| {
+        reads += 1;
+        Ok(if reads == 1 {
+            bulk(&r2, 3, &[])
+        } else {
+            bulk(&r2, 3, &[1, 2, 3])
+        })
+    });
+    let hub = LocalProgressHub::new();
+    let f = follow_bulk(Arc::new(store), &hub, &r)
+        .await
+        .unwrap()
+        .with_resync_after(Duration::from_millis(50));
+    // Device 2's Progress is lost on the way; the Summary is not.
+    hub.publish(progress(&r, 1, 1, 3)).await;
+    hub.publish(progress(&r, 3, 3, 3)).await;
+    hub.publish(summary(&r, 3)).await;
+    let updates = collect(f).await;
+    assert_eq!(updates.len(), 5, "{updates:?}");
+    assert!(
+        matches!(&updates[3], BulkUpdate::Snapshot(b) if b.outcomes.contains_key(&DeviceId(2))),
+        "{updates:?}"
+    );
+    assert!(matches!(updates[4], BulkUpdate::Summary { ok: 3, .. }));
+}
+
+#[tokio::test]
+async fn a_summary_that_overtook_a_progress_event_waits_for_it() {
+    let r = BulkRef::generate();
+    let mut store = MockRunStore::new();
+    let initial = bulk(&r, 2, &[]);
+    // Read once: the straggler arrives, nothing is re-read.
+    store
+        .expect_bulk()
+        .times(1)
+        .returning(move |_| Ok(initial.clone()));
+    let hub = LocalProgressHub::new();
+    let f = follow_bulk(Arc::new(store), &hub, &r).await.unwrap();
+    // Device 1's job published a moment before device 2's job ended the bulk, on another
+    // connection: its Progress arrives after the Summary.
+    hub.publish(progress(&r, 2, 1, 2)).await;
+    hub.publish(summary(&r, 2)).await;
+    hub.publish(progress(&r, 1, 2, 2)).await;
+    let updates = collect(f).await;
+    assert_eq!(updates.len(), 4, "{updates:?}");
+    assert!(matches!(
+        updates[2],
+        BulkUpdate::Progress {
+            device_id: DeviceId(1),
+            ..
+        }
+    ));
+    assert!(matches!(updates[3], BulkUpdate::Summary { ok: 2, .. }));
+}

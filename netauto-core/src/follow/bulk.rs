@@ -2,7 +2,10 @@
 //!
 //! It subscribes to the bulk's topic *before* reading the snapshot, so nothing that happens
 //! in between is missed (an event the snapshot already has is harmless: a viewer keys
-//! outcomes by device). Each event costs O(1): the store is read again only when events
+//! outcomes by device). A Summary that overtook some device's Progress (published by
+//! another job a moment earlier, on another database connection) is held until those arrive,
+//! for at most [`STRAGGLER_GRACE`]; if they do not (an event the feed lost), a fresh snapshot
+//! goes first: a viewer always ends complete. Each event costs O(1): the store is read again only when events
 //! were missed — the subscriber lagged, a cancel recorded many devices at once (without a
 //! Progress each), or the feed has been quiet for [`DEFAULT_RESYNC_AFTER`] while the store
 //! knows outcomes (or the end) no event announced (a worker killed between storing an
@@ -26,6 +29,9 @@ use crate::model::run::RunStatus;
 
 /// Default quiet spell after which a follower checks the store.
 pub const DEFAULT_RESYNC_AFTER: Duration = Duration::from_secs(10);
+
+/// Longest a Summary waits for Progress events it overtook (at most the resync spell).
+pub const STRAGGLER_GRACE: Duration = Duration::from_secs(2);
 
 /// What a [`BulkFollower`] yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +88,11 @@ pub struct BulkFollower {
     first: Option<Box<Bulk>>,
     /// A lag was reported: re-read the store before anything else.
     resync: bool,
+    /// A Summary waiting for the Progress events it overtook: the outcomes it counts, and
+    /// until when it waits.
+    held: Option<(BulkUpdate, u64, tokio::time::Instant)>,
+    /// The Summary to yield next (after the snapshot that filled in what never came).
+    after: Option<BulkUpdate>,
     done: bool,
 }
 
@@ -115,6 +126,8 @@ impl BulkFollower {
             known: HashSet::new(),
             first: None,
             resync: false,
+            held: None,
+            after: None,
             done: false,
         };
         f.first = Some(f.snapshot(bulk));
@@ -145,15 +158,40 @@ impl BulkFollower {
         if let Some(first) = self.first.take() {
             return Some(Ok(BulkUpdate::Snapshot(first)));
         }
+        if let Some(summary) = self.after.take() {
+            return Some(Ok(summary));
+        }
         loop {
             if std::mem::take(&mut self.resync) {
                 return self.reread().await;
             }
+            if let Some((_, counted, until)) = &self.held {
+                let (counted, until) = (*counted, *until);
+                if self.known.len() as u64 >= counted || tokio::time::Instant::now() >= until {
+                    let (summary, ..) = self.held.take()?;
+                    self.done = true;
+                    if self.known.len() as u64 >= counted {
+                        return Some(Ok(summary));
+                    }
+                    tracing::debug!(
+                        bulk_ref = %self.bulk_ref,
+                        announced = self.known.len(),
+                        counted,
+                        "bulk ended with outcomes no event announced; re-reading it"
+                    );
+                    self.after = Some(summary);
+                    return self.reread().await;
+                }
+            }
             if self.done {
                 return None;
             }
+            let wait = match &self.held {
+                Some((_, _, until)) => until.saturating_duration_since(tokio::time::Instant::now()),
+                None => self.resync_after,
+            };
             let item = match &mut self.sub {
-                Some(sub) => match tokio::time::timeout(self.resync_after, sub.next()).await {
+                Some(sub) => match tokio::time::timeout(wait, sub.next()).await {
                     Ok(Some(item)) => Some(item),
                     // The feed ended: the store is all there is from now on.
                     Ok(None) => {
@@ -168,6 +206,8 @@ impl BulkFollower {
                 }
             };
             let resync = match item {
+                // Waiting for stragglers: the top of the loop decides.
+                None if self.held.is_some() => continue,
                 None => match missed(&self.store, &self.bulk_ref, self.known.len()).await {
                     Ok(true) => true,
                     Ok(false) => continue,
@@ -212,14 +252,22 @@ impl BulkFollower {
                         duration,
                         ..
                     } => {
-                        self.done = true;
-                        return Some(Ok(BulkUpdate::Summary {
+                        let summary = BulkUpdate::Summary {
                             ok,
                             failed,
                             cancelled,
                             total,
                             duration,
-                        }));
+                        };
+                        let counted = ok + failed + cancelled;
+                        if self.known.len() as u64 >= counted {
+                            self.done = true;
+                            return Some(Ok(summary));
+                        }
+                        // Overtaken: wait a moment for the Progress events still on the way.
+                        let grace = STRAGGLER_GRACE.min(self.resync_after);
+                        self.held = Some((summary, counted, tokio::time::Instant::now() + grace));
+                        continue;
                     }
                     // Devices recorded at once, without a Progress each.
                     BulkEvent::Cancelled { .. } => true,

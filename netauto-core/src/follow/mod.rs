@@ -10,5 +10,5 @@
 mod bulk;
 mod run;
 
-pub use bulk::{BulkFollower, BulkUpdate, DEFAULT_RESYNC_AFTER, follow_bulk};
+pub use bulk::{BulkFollower, BulkUpdate, DEFAULT_RESYNC_AFTER, STRAGGLER_GRACE, follow_bulk};
 pub use run::{DEFAULT_RUN_PAGE, RunFollower, RunUpdate, follow_run};
