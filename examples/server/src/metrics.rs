@@ -21,6 +21,7 @@
 //! | `netauto_ssh_connect_duration_seconds` | histogram | `outcome` (`ok`, `connect`, `auth`, `host_key`, …) |
 //! | `netauto_retention_purges_total` | counter | |
 //! | `netauto_retention_purged_runs_total`, `netauto_retention_purged_bytes_total` | counter | `reason` (`age`, `bytes`) |
+//! | `netauto_webhook_deliveries_total` | counter | `event`, `outcome` (`delivered`, `failed`) |
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -69,6 +70,7 @@ pub struct Metrics {
     purges: Counter,
     purged_runs: Family<Labels, Counter>,
     purged_bytes: Family<Labels, Counter>,
+    webhook_deliveries: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -91,6 +93,7 @@ impl Metrics {
             purges: Counter::default(),
             purged_runs: Family::default(),
             purged_bytes: Family::default(),
+            webhook_deliveries: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -138,6 +141,11 @@ impl Metrics {
             "retention_purged_bytes",
             "Output bytes deleted by retention, by reason",
             m.purged_bytes.clone(),
+        );
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts, by event and outcome",
+            m.webhook_deliveries.clone(),
         );
         Self { registry, ..m }
     }
@@ -194,6 +202,14 @@ impl Metrics {
                     .get_or_create(&label("status", e.text("status")))
                     .observe(secs);
                 self.output_bytes.inc_by(e.num("bytes") as u64);
+            }
+            crate::webhooks::DELIVERY_EVENT => {
+                self.webhook_deliveries
+                    .get_or_create(&vec![
+                        ("event".to_owned(), e.text("webhook_event").to_owned()),
+                        ("outcome".to_owned(), e.text("outcome").to_owned()),
+                    ])
+                    .inc();
             }
             telemetry::SSH_CONNECT => {
                 self.ssh_connect

@@ -30,6 +30,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+/// The `tracing` event of each delivery attempt (fields `webhook_event`, `outcome`:
+/// `delivered` or `failed`, `attempt`, `duration_ms`), counted by `/metrics`.
+pub const DELIVERY_EVENT: &str = "netauto.webhook.delivery";
+
 /// Every event a webhook may get.
 pub const EVENTS: [&str; 4] = [
     "bulk.finished",
@@ -371,11 +375,28 @@ impl Worker for WebhookJob {
         }
         match error {
             None => {
-                tracing::info!(webhook_id = hook.id, event = %args.event, attempt, "webhook delivered");
+                tracing::info!(
+                    event = DELIVERY_EVENT,
+                    webhook_event = %args.event,
+                    outcome = "delivered",
+                    webhook_id = hook.id,
+                    attempt,
+                    duration_ms,
+                    "webhook delivered"
+                );
                 Ok(())
             }
             Some(e) => {
-                tracing::warn!(webhook_id = hook.id, event = %args.event, attempt, error = %e, "webhook delivery failed");
+                tracing::warn!(
+                    event = DELIVERY_EVENT,
+                    webhook_event = %args.event,
+                    outcome = "failed",
+                    webhook_id = hook.id,
+                    attempt,
+                    duration_ms,
+                    error = %e,
+                    "webhook delivery failed"
+                );
                 Err(WorkerError::retry(e))
             }
         }

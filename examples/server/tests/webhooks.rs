@@ -73,6 +73,11 @@ fn secret_of(html: &str) -> String {
 
 #[tokio::test]
 async fn deliveries_are_signed_retried_with_backoff_and_logged() {
+    // /metrics counts the attempts (this test's runtime runs every task on this thread).
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let _metrics = tracing::subscriber::set_default(
+        tracing_subscriber::registry().with(netauto_server::Metrics::global().layer()),
+    );
     let log: Log = Arc::default();
     let receiver = axum::Router::new()
         .route("/hook", axum::routing::post(receive))
@@ -209,6 +214,16 @@ async fn deliveries_are_signed_retried_with_backoff_and_logged() {
             ("bulk.finished".to_owned(), 2, 204),
         ]
     );
+
+    let metrics = body_text(send(&t.router, admin.get("/metrics")).await).await;
+    for outcome in ["failed", "delivered"] {
+        assert!(
+            metrics.contains(&format!(
+                "netauto_webhook_deliveries_total{{event=\"bulk.failed\",outcome=\"{outcome}\"}} 1"
+            )),
+            "{metrics}"
+        );
+    }
 
     // An admin's purge: retention.purge.
     let res = send(
