@@ -31,12 +31,19 @@ async fn three_processes_writing_one_sqlite_file_lose_no_chunks() {
     let t0 = Instant::now();
     let mut workers: Vec<Proc> = (0..3)
         .map(|i| {
-            Proc::spawn(
-                &format!("worker-{i}"),
-                BIN,
-                &fleet.worker_args(&db, &format!("node-{i}")),
-            )
-            .expect("spawn")
+            let mut args = fleet.worker_args(&db, &format!("node-{i}"));
+            // Not a takeover test: a lease like a deployment's (the default is 60 s), not the
+            // takeover tests' 4 s. Three processes appending 150 KiB runs to one SQLite file
+            // on a loaded two-core machine can keep a heartbeat waiting for the one writer
+            // lock for more than 3 s; with a 4 s lease the attempt then stops itself and
+            // another node runs its devices again, which is the lease doing its job, not
+            // what this test is about.
+            let at = args
+                .iter()
+                .position(|a| a == "--lease-ms")
+                .expect("worker_args sets a lease");
+            args[at + 1] = "20000".to_owned();
+            Proc::spawn(&format!("worker-{i}"), BIN, &args).expect("spawn")
         })
         .collect();
     let finished = wait_bulk_finished(&be, &bulk_ref, Duration::from_secs(180)).await;
