@@ -611,15 +611,7 @@ impl netauto_core::TeamStore for InMemoryRunStore {
     ) -> Result<netauto_core::AuditEvent> {
         let mut state = self.lock()?;
         state.last_audit_id += 1;
-        let stored = netauto_core::AuditEvent {
-            id: state.last_audit_id,
-            at: now,
-            actor: event.actor,
-            action: event.action,
-            target: event.target,
-            detail: event.detail,
-            address: event.address,
-        };
+        let stored = event.stored(state.last_audit_id, now);
         state.audit.insert(stored.id, stored.clone());
         Ok(stored)
     }
@@ -688,17 +680,7 @@ impl netauto_core::TeamStore for InMemoryRunStore {
             });
         }
         state.last_delivery_id += 1;
-        let stored = netauto_core::WebhookDelivery {
-            id: state.last_delivery_id,
-            webhook_id: d.webhook_id,
-            event: d.event,
-            target: d.target,
-            attempt: d.attempt,
-            status_code: d.status_code,
-            error: d.error,
-            duration_ms: d.duration_ms,
-            at: now,
-        };
+        let stored = d.stored(state.last_delivery_id, now);
         state.deliveries.insert(stored.id, stored.clone());
         Ok(stored)
     }

@@ -47,4 +47,4 @@ pub use app::{App, AppParts};
 pub use config::{ServeConfig, WebLimits};
 pub use metrics::{Metrics, MetricsLayer};
 pub use team::{AUDIT_MAX_DAYS_VAR, DEFAULT_AUDIT_MAX_DAYS, audit_max_days_from_env};
-pub use users::{Users, UsersError, hash_password, hash_password_with};
+pub use users::{MIN_PASSWORD, Users, UsersError, hash_password, hash_password_with};

@@ -119,8 +119,12 @@ fn password_from_stdin() -> Result<String, BoxError> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     let password = line.trim_end_matches(['\r', '\n']).to_owned();
-    if password.chars().count() < 8 {
-        return Err("the password (on stdin) needs at least 8 characters".into());
+    if password.chars().count() < netauto_server::MIN_PASSWORD {
+        return Err(format!(
+            "the password (on stdin) needs at least {} characters",
+            netauto_server::MIN_PASSWORD
+        )
+        .into());
     }
     Ok(password)
 }

@@ -16,6 +16,9 @@ pub(crate) const USERS_FILE_VAR: &str = "NETAUTO_USERS_FILE";
 /// Variable holding users inline: `name:$argon2id$…` entries separated by whitespace.
 pub(crate) const USERS_VAR: &str = "NETAUTO_USERS";
 
+/// Shortest password (characters) accepted for an account added in the UI or the CLI.
+pub const MIN_PASSWORD: usize = 8;
+
 /// Why the accounts could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -458,15 +458,7 @@ impl TeamStore for MockRunStore {
     }
     async fn record_audit(&self, event: NewAuditEvent, now: DateTime<Utc>) -> Result<AuditEvent> {
         // Accepted and forgotten: handlers that audit still work against the mock.
-        Ok(AuditEvent {
-            id: 0,
-            at: now,
-            actor: event.actor,
-            action: event.action,
-            target: event.target,
-            detail: event.detail,
-            address: event.address,
-        })
+        Ok(event.stored(0, now))
     }
     async fn audit_events(&self, _query: &AuditQuery) -> Result<Vec<AuditEvent>> {
         Ok(Vec::new())
@@ -494,17 +486,7 @@ impl TeamStore for MockRunStore {
         d: NewWebhookDelivery,
         now: DateTime<Utc>,
     ) -> Result<WebhookDelivery> {
-        Ok(WebhookDelivery {
-            id: 0,
-            webhook_id: d.webhook_id,
-            event: d.event,
-            target: d.target,
-            attempt: d.attempt,
-            status_code: d.status_code,
-            error: d.error,
-            duration_ms: d.duration_ms,
-            at: now,
-        })
+        Ok(d.stored(0, now))
     }
     async fn deliveries(
         &self,

@@ -193,6 +193,19 @@ impl NewAuditEvent {
         self.address = address;
         self
     }
+
+    /// The entry as stored with id `id` at `at` (for stores that build it themselves).
+    pub fn stored(self, id: i64, at: DateTime<Utc>) -> AuditEvent {
+        AuditEvent {
+            id,
+            at,
+            actor: self.actor,
+            action: self.action,
+            target: self.target,
+            detail: self.detail,
+            address: self.address,
+        }
+    }
 }
 
 /// Largest page of audit entries.
@@ -341,6 +354,23 @@ pub struct NewWebhookDelivery {
     pub error: Option<String>,
     /// How long it took (milliseconds).
     pub duration_ms: u64,
+}
+
+impl NewWebhookDelivery {
+    /// The attempt as stored with id `id` at `at` (for stores that build it themselves).
+    pub fn stored(self, id: i64, at: DateTime<Utc>) -> WebhookDelivery {
+        WebhookDelivery {
+            id,
+            webhook_id: self.webhook_id,
+            event: self.event,
+            target: self.target,
+            attempt: self.attempt,
+            status_code: self.status_code,
+            error: self.error,
+            duration_ms: self.duration_ms,
+            at,
+        }
+    }
 }
 
 #[cfg(test)]

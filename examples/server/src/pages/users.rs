@@ -17,9 +17,7 @@ use crate::auth::{CurrentUser, csrf_rejected};
 use crate::error::{ApiError, PageError};
 use crate::pages::layout::{Section, page};
 use crate::team::Source;
-
-/// Shortest password accepted for a new account.
-pub(crate) const MIN_PASSWORD: usize = 8;
+use crate::users::MIN_PASSWORD;
 
 fn render(
     user: &CurrentUser,
@@ -212,14 +210,25 @@ pub(crate) struct RoleForm {
     role: String,
 }
 
-/// Why `name` may not lose the admin role: the last admin would go.
-async fn last_admin(state: &AppState, name: &str) -> Result<bool, PageError> {
+/// Why `name` may not be changed here (or lose the admin role, when `losing_admin`): it is
+/// managed by the users file, or it is the last admin.
+async fn kept(
+    state: &AppState,
+    name: &str,
+    losing_admin: bool,
+) -> Result<Option<String>, PageError> {
+    if state.users.role(name).is_some() {
+        return Ok(Some(format!("{name} is in the users file")));
+    }
+    if !losing_admin {
+        return Ok(None);
+    }
     let accounts = state.accounts().await?;
     let admins: Vec<_> = accounts
         .iter()
         .filter(|(_, r, _)| *r == Role::Admin)
         .collect();
-    Ok(admins.len() == 1 && admins[0].0 == name)
+    Ok((admins.len() == 1 && admins[0].0 == name).then(|| format!("{name} is the last admin")))
 }
 
 /// POST /users/{name}/role (`csrf`, `role`)
@@ -236,21 +245,8 @@ pub(crate) async fn set_role(
         Ok(r) => r,
         Err(e) => return problem(&state, &user, &format!("Not changed: {e}.")).await,
     };
-    if state.users.role(&name).is_some() {
-        return problem(
-            &state,
-            &user,
-            &format!("Not changed: {name} is in the users file."),
-        )
-        .await;
-    }
-    if role != Role::Admin && last_admin(&state, &name).await? {
-        return problem(
-            &state,
-            &user,
-            &format!("Not changed: {name} is the last admin."),
-        )
-        .await;
+    if let Some(why) = kept(&state, &name, role != Role::Admin).await? {
+        return problem(&state, &user, &format!("Not changed: {why}.")).await;
     }
     let before = state.store.user(&name).await?.map(|u| u.role);
     let u = state.store.set_user_role(&name, role, Utc::now()).await?;
@@ -275,21 +271,8 @@ pub(crate) async fn remove(
     if !user.csrf_ok(&form.csrf) {
         return Ok(csrf_rejected());
     }
-    if state.users.role(&name).is_some() {
-        return problem(
-            &state,
-            &user,
-            &format!("Not removed: {name} is in the users file."),
-        )
-        .await;
-    }
-    if last_admin(&state, &name).await? {
-        return problem(
-            &state,
-            &user,
-            &format!("Not removed: {name} is the last admin."),
-        )
-        .await;
+    if let Some(why) = kept(&state, &name, true).await? {
+        return problem(&state, &user, &format!("Not removed: {why}.")).await;
     }
     let u = state.store.remove_user(&name, Utc::now()).await?;
     state
